@@ -1,0 +1,167 @@
+// The Shoal engine: profiles, their history, segment definitions and exact, incremental,
+// time-driven membership. The server is a thin layer over this class.
+//
+// Threading: an Engine is owned by one thread (the shard's writer). No method is thread-safe;
+// callers serialize access. Time comes from the Clock passed at construction, so tests use a
+// VirtualClock and never sleep.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shoal/event.h"
+#include "shoal/status.h"
+#include "shoal/time.h"
+
+namespace shoal {
+
+namespace store {
+class Store;
+}
+namespace rules {
+struct Expr;
+}
+
+// All tunables of the engine, each with its default.
+struct Options {
+  // Keep every emitted Change in memory so Changes() can return it. The server turns this off
+  // and persists changes itself through the listener.
+  bool keep_changes = true;
+};
+
+enum class ChangeKind : uint8_t { kEnter, kExit };
+
+// Why a membership changed.
+enum class Cause : uint8_t {
+  kEvent,       // a track/page/screen call (cause_ref: its messageId; event: its name)
+  kTraits,      // an identify call (cause_ref: its messageId)
+  kTime,        // a deadline passed with no new data: a window closed or opened
+  kDefinition,  // the segment was created or its definition changed
+  kSegment,     // a segment this one references changed (cause_ref: that segment's name)
+  kDeleted,     // the segment was deleted (every member exits)
+};
+
+const char* CauseName(Cause c);  // "event", "traits", "time", "definition", "segment", "deleted"
+
+// One enter or exit. Changes of one segment have consecutive seq numbers from 1.
+struct Change {
+  uint64_t seq = 0;
+  std::string segment;
+  std::string profile;
+  ChangeKind kind = ChangeKind::kEnter;
+  Cause cause = Cause::kEvent;
+  std::string cause_ref;
+  std::string event;       // kEvent: the event name
+  Millis event_time = 0;   // kEvent/kTraits: the message timestamp; kTime: the deadline instant;
+                           // otherwise equal to processed_at
+  Millis processed_at = 0; // the engine clock when it was emitted
+};
+
+struct SegmentInfo {
+  std::string name;
+  std::string definition;  // canonical text
+  uint64_t size = 0;       // current number of members
+  uint64_t last_seq = 0;   // seq of the latest change (0: none yet)
+  Millis created_at = 0;
+  Millis updated_at = 0;
+  Millis last_change_at = 0;  // processed_at of the latest change (0: none yet)
+};
+
+// Why a profile is in or out: the definition's tree with each node's current value.
+struct ExplainNode {
+  std::string text;    // the canonical text of this node
+  bool value = false;  // its truth now
+  std::string detail;  // what it saw: "count = 3", "sum = 612.50", "plan = \"pro\"", ...
+  std::optional<Millis> next_change;  // when its truth can next change with no new data
+  std::vector<ExplainNode> children;
+};
+
+struct EngineStats {
+  uint64_t profiles = 0;
+  uint64_t records = 0;        // retained identify + track records
+  uint64_t changes = 0;        // changes emitted since start
+  uint64_t timer_fires = 0;    // deadlines processed
+  uint64_t pending_timers = 0; // deadlines scheduled (including superseded ones not yet popped)
+  uint64_t store_bytes = 0;    // memory held by the retained history
+  uint64_t state_bytes = 0;    // memory held by per-profile segment state (estimate)
+};
+
+class Engine {
+ public:
+  explicit Engine(const Clock* clock, Options options = {});
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // --- Ingest ---------------------------------------------------------------------------------
+  // Applies one message: identify merges traits, track/page/screen append an event (page and
+  // screen become the events "Page Viewed" / "Screen Viewed" with the name in property "name").
+  // group and alias are accepted and retained but do not change membership yet. Re-evaluates only
+  // the segments that depend on what changed. Deadlines due at or before now fire first.
+  // Errors: kInvalidArgument when the message has no profile key or a track has no event name.
+  Status Ingest(const Message& msg);
+  // Decodes one Segment-spec JSON message and ingests it. Errors name the field.
+  Status IngestJson(std::string_view json);
+
+  // --- Time -----------------------------------------------------------------------------------
+  // Fires every deadline at or before clock->Now(), in time order, emitting the resulting
+  // changes. Returns how many changes were emitted. Call after moving a VirtualClock; the server
+  // calls it from a timer.
+  size_t AdvanceTime();
+  // The earliest pending deadline, if any (for a server's timer).
+  std::optional<Millis> NextDeadline() const;
+
+  // --- Segments -------------------------------------------------------------------------------
+  // Creates a segment and computes its members from the stored history (backfill); every member
+  // enters with cause kDefinition. Errors: kInvalidArgument (text, with line:col), kAlreadyExists,
+  // kNotFound (an `in segment` that does not exist).
+  Result<SegmentInfo> CreateSegment(std::string_view name, std::string_view definition);
+  // Replaces the definition and recomputes; emits exactly the resulting enters and exits.
+  // Errors as CreateSegment, plus kFailedPrecondition for a reference cycle.
+  Result<SegmentInfo> UpdateSegment(std::string_view name, std::string_view definition);
+  // Deletes the segment; every member exits with cause kDeleted. kFailedPrecondition while
+  // another segment references it.
+  Status DeleteSegment(std::string_view name);
+  Result<SegmentInfo> GetSegment(std::string_view name) const;
+  std::vector<SegmentInfo> ListSegments() const;  // sorted by name
+  // Parses and checks a definition against the current segments; returns its canonical text.
+  Result<std::string> Validate(std::string_view definition) const;
+  // The exact number of members `definition` would have now, without saving it.
+  Result<uint64_t> Estimate(std::string_view definition);
+
+  // --- Membership -----------------------------------------------------------------------------
+  // Member profile keys, sorted by key.
+  Result<std::vector<std::string>> Members(std::string_view segment) const;
+  Result<uint64_t> Count(std::string_view segment) const;
+  // kNotFound for an unknown segment; an unknown profile is simply not a member.
+  Result<bool> IsMember(std::string_view segment, std::string_view profile) const;
+  // Names of the segments the profile is in, sorted.
+  std::vector<std::string> SegmentsOf(std::string_view profile) const;
+  Result<ExplainNode> Explain(std::string_view segment, std::string_view profile) const;
+
+  // --- Changes --------------------------------------------------------------------------------
+  // Kept changes (Options::keep_changes) in emission order; for one segment when `segment` is not
+  // empty, only those with seq > after_seq.
+  std::vector<Change> Changes(std::string_view segment = {}, uint64_t after_seq = 0) const;
+  // Called synchronously for every change as it is emitted.
+  void SetChangeListener(std::function<void(const Change&)> listener);
+
+  // --- Introspection --------------------------------------------------------------------------
+  EngineStats Stats() const;
+  Millis Now() const;
+  // The retained history and a segment's parsed definition, for the reference evaluator and
+  // tests. The pointer is null for an unknown segment and valid until the segment changes.
+  const store::Store& store() const;
+  const rules::Expr* Definition(std::string_view segment) const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace shoal

@@ -1,0 +1,31 @@
+// The reference evaluator: membership of a definition at an instant, computed from scratch from
+// the retained history by the plainest code possible. It is the oracle the incremental engine is
+// tested against, so it shares none of the engine's evaluation logic: it reads docs/language.md
+// and the store, nothing else.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rules/ast.h"
+#include "shoal/time.h"
+#include "store/store.h"
+
+namespace shoal::reference {
+
+// Resolves `in segment "name"` to that segment's definition; returns nullptr if unknown (the
+// reference then treats the condition as false).
+using DefinitionLookup = std::function<const rules::Expr*(std::string_view name)>;
+
+// The profile keys (sorted ascending, bytewise) of every known profile for which `def` is true
+// at `now`, evaluated over every record in `store`.
+std::vector<std::string> Members(const store::Store& store, const rules::Expr& def,
+                                 const DefinitionLookup& lookup, Millis now);
+
+// Whether one profile (by dense id) satisfies `def` at `now`.
+bool IsMember(const store::Store& store, uint32_t profile, const rules::Expr& def,
+              const DefinitionLookup& lookup, Millis now);
+
+}  // namespace shoal::reference

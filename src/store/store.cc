@@ -1,0 +1,100 @@
+#include "store/store.h"
+
+#include <algorithm>
+
+namespace shoal::store {
+
+uint32_t StringPool::Intern(std::string_view s) {
+  auto it = ids_.find(s);
+  if (it != ids_.end()) return it->second;
+  if (chunk_used_ + s.size() > chunk_size_) {
+    chunk_size_ = std::max<size_t>(size_t{1} << 20, s.size());
+    chunks_.push_back(std::make_unique<char[]>(chunk_size_));
+    chunk_used_ = 0;
+  }
+  char* dst = chunks_.back().get() + chunk_used_;
+  if (!s.empty()) std::memcpy(dst, s.data(), s.size());
+  chunk_used_ += s.size();
+  std::string_view stored(dst, s.size());
+  uint32_t id = static_cast<uint32_t>(views_.size());
+  views_.push_back(stored);
+  ids_.emplace(stored, id);
+  return id;
+}
+
+std::optional<uint32_t> StringPool::Find(std::string_view s) const {
+  auto it = ids_.find(s);
+  if (it == ids_.end()) return std::nullopt;
+  return it->second;
+}
+
+size_t StringPool::MemoryBytes() const {
+  return chunks_.size() * (size_t{1} << 20) + views_.capacity() * sizeof(std::string_view) +
+         ids_.capacity() * (sizeof(std::string_view) + sizeof(uint32_t) + 1);
+}
+
+PropEntry PropEntry::Make(uint32_t key, const StoredValue& v) {
+  PropEntry e;
+  e.key_type = (key & 0xFFFFFF) | (static_cast<uint32_t>(v.type) << 24);
+  uint64_t bits = 0;
+  switch (v.type) {
+    case ValueType::kNull: break;
+    case ValueType::kBool: bits = v.b; break;
+    case ValueType::kNumber: std::memcpy(&bits, &v.num, 8); break;
+    case ValueType::kString:
+    case ValueType::kList: bits = v.str; break;
+  }
+  std::memcpy(e.payload, &bits, 8);
+  return e;
+}
+
+StoredValue PropEntry::value() const {
+  StoredValue v;
+  v.type = static_cast<ValueType>(key_type >> 24);
+  uint64_t bits;
+  std::memcpy(&bits, payload, 8);
+  switch (v.type) {
+    case ValueType::kNull: break;
+    case ValueType::kBool: v.b = bits != 0; break;
+    case ValueType::kNumber: std::memcpy(&v.num, &bits, 8); break;
+    case ValueType::kString:
+    case ValueType::kList: v.str = static_cast<uint32_t>(bits); break;
+  }
+  return v;
+}
+
+Store::Store() { strings_.Intern("$identify"); }
+
+uint32_t Store::Append(uint32_t profile, uint32_t name, Millis ts,
+                       std::span<const PropEntry> props) {
+  // Keep a record's properties inside one chunk so props() can return one span: pad to the
+  // chunk end with entries that props() trims off the previous record's range.
+  constexpr size_t kChunk = size_t{1} << 16;
+  if (!props.empty() && (props_.size() % kChunk) + props.size() > kChunk) {
+    PropEntry pad{PropEntry::kPad, {0, 0}};
+    while (props_.size() % kChunk != 0) props_.push_back(pad);
+  }
+  uint32_t idx = static_cast<uint32_t>(ts_.size());
+  ts_.push_back(ts);
+  profile_.push_back(profile);
+  name_.push_back(name);
+  props_begin_.push_back(static_cast<uint32_t>(props_.size()));
+  for (const PropEntry& p : props) props_.push_back(p);
+  return idx;
+}
+
+std::optional<StoredValue> Store::Find(size_t i, uint32_t key) const {
+  for (const PropEntry& p : props(i)) {
+    if (p.key() == key) return p.value();
+    if (p.key() > key) break;
+  }
+  return std::nullopt;
+}
+
+size_t Store::MemoryBytes() const {
+  return strings_.MemoryBytes() + profiles_.MemoryBytes() + keys_.MemoryBytes() + ts_.MemoryBytes() +
+         profile_.MemoryBytes() + name_.MemoryBytes() + props_begin_.MemoryBytes() +
+         props_.MemoryBytes();
+}
+
+}  // namespace shoal::store

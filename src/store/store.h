@@ -1,0 +1,160 @@
+// The engine's retained history: every accepted identify and track call, in arrival order, with
+// strings interned. This is the source of truth from which segment state is (re)built: backfill
+// for a new segment and the reference evaluator both read it. Columnar and chunked so that a scan
+// by event name touches 4 bytes per record and growth never copies the whole log.
+//
+// Threading: not thread-safe; owned by the engine's single writer.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "shoal/event.h"
+#include "shoal/time.h"
+
+namespace shoal::store {
+
+// Interns strings to dense ids from 0. Ids and the views returned by Get() stay valid for the
+// pool's lifetime.
+class StringPool {
+ public:
+  StringPool() = default;
+  StringPool(const StringPool&) = delete;
+  StringPool& operator=(const StringPool&) = delete;
+
+  uint32_t Intern(std::string_view s);
+  // nullopt if `s` was never interned.
+  std::optional<uint32_t> Find(std::string_view s) const;
+  std::string_view Get(uint32_t id) const { return views_[id]; }
+  size_t size() const { return views_.size(); }
+  size_t MemoryBytes() const;
+
+ private:
+  std::vector<std::unique_ptr<char[]>> chunks_;
+  size_t chunk_used_ = 0, chunk_size_ = 0;
+  std::vector<std::string_view> views_;
+  absl::flat_hash_map<std::string_view, uint32_t> ids_;
+};
+
+// A value as stored: 8 bytes of payload and a type. Strings and lists are pool ids.
+struct StoredValue {
+  ValueType type = ValueType::kNull;
+  bool b = false;
+  double num = 0;
+  uint32_t str = 0;  // pool id for kString (the text) and kList (the JSON array text)
+
+  bool operator==(const StoredValue& o) const {
+    if (type != o.type) return false;
+    switch (type) {
+      case ValueType::kNull: return true;
+      case ValueType::kBool: return b == o.b;
+      case ValueType::kNumber: return num == o.num;
+      default: return str == o.str;
+    }
+  }
+};
+
+// One property (or trait) of a record: a key (pool id of the dotted path) and a value, packed in
+// 12 bytes. A record's properties are sorted by key id.
+struct PropEntry {
+  uint32_t key_type;  // key id in the low 24 bits, ValueType in the high 8
+  uint32_t payload[2];
+
+  static constexpr uint32_t kPad = 0xFFFFFFFF;  // filler at a chunk end, never a real entry
+  static PropEntry Make(uint32_t key, const StoredValue& v);
+  uint32_t key() const { return key_type & 0xFFFFFF; }
+  StoredValue value() const;
+};
+static_assert(sizeof(PropEntry) == 12);
+
+// Append-only array split into fixed-size chunks: stable addresses, no copy on growth.
+template <typename T, size_t kChunkBits = 16>
+class ChunkedVector {
+ public:
+  void push_back(const T& v) {
+    if ((size_ & kMask) == 0) chunks_.push_back(std::make_unique<T[]>(kChunk));
+    chunks_.back()[size_ & kMask] = v;
+    ++size_;
+  }
+  const T& operator[](size_t i) const { return chunks_[i >> kChunkBits][i & kMask]; }
+  T& operator[](size_t i) { return chunks_[i >> kChunkBits][i & kMask]; }
+  size_t size() const { return size_; }
+  size_t MemoryBytes() const { return chunks_.size() * kChunk * sizeof(T); }
+  // Contiguous run starting at i, at most n long, not crossing a chunk end.
+  std::span<const T> Run(size_t i, size_t n) const {
+    size_t in_chunk = kChunk - (i & kMask);
+    return {&chunks_[i >> kChunkBits][i & kMask], n < in_chunk ? n : in_chunk};
+  }
+
+ private:
+  static constexpr size_t kChunk = size_t{1} << kChunkBits;
+  static constexpr size_t kMask = kChunk - 1;
+  std::vector<std::unique_ptr<T[]>> chunks_;
+  size_t size_ = 0;
+};
+
+enum class RecordKind : uint8_t { kTrack, kIdentify };
+
+// Retained history plus the id spaces it uses.
+class Store {
+ public:
+  // Name id of identify records (the pool string "$identify"); every other name is a track event.
+  static constexpr uint32_t kIdentifyName = 0;
+
+  Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  StringPool& strings() { return strings_; }
+  const StringPool& strings() const { return strings_; }
+  StringPool& profiles() { return profiles_; }  // profile key (userId/anonymousId) -> dense id
+  const StringPool& profiles() const { return profiles_; }
+  // Property and trait paths ("address.city"). Separate from strings() so that key ids stay
+  // small: a PropEntry has 24 bits for the key.
+  StringPool& keys() { return keys_; }
+  const StringPool& keys() const { return keys_; }
+
+  // Appends a record; `props` must be sorted by key id with no duplicate keys. Returns its index.
+  uint32_t Append(uint32_t profile, uint32_t name, Millis ts, std::span<const PropEntry> props);
+
+  size_t size() const { return ts_.size(); }
+  uint32_t profile(size_t i) const { return profile_[i]; }
+  uint32_t name(size_t i) const { return name_[i]; }
+  RecordKind kind(size_t i) const {
+    return name_[i] == kIdentifyName ? RecordKind::kIdentify : RecordKind::kTrack;
+  }
+  Millis ts(size_t i) const { return ts_[i]; }
+  std::span<const PropEntry> props(size_t i) const {
+    uint32_t b = props_begin_[i];
+    uint32_t e = i + 1 < size() ? props_begin_[i + 1] : static_cast<uint32_t>(props_.size());
+    std::span<const PropEntry> s = props_.Run(b, e - b);
+    while (!s.empty() && s.back().key_type == PropEntry::kPad) s = s.first(s.size() - 1);
+    return s;
+  }
+  // The value of property `key` of record i, or nullopt if absent.
+  std::optional<StoredValue> Find(size_t i, uint32_t key) const;
+  // The name column, for scans by event name.
+  const ChunkedVector<uint32_t>& names() const { return name_; }
+
+  size_t MemoryBytes() const;
+
+ private:
+  StringPool strings_;
+  StringPool profiles_;
+  StringPool keys_;
+  ChunkedVector<Millis> ts_;
+  ChunkedVector<uint32_t> profile_;
+  ChunkedVector<uint32_t> name_;
+  ChunkedVector<uint32_t> props_begin_;
+  // A record's props never cross a chunk boundary (see Append).
+  ChunkedVector<PropEntry> props_;
+};
+
+}  // namespace shoal::store
