@@ -1,0 +1,13 @@
+// The subcommands of the `shoal` binary. Each lives in its own file and registers itself on the
+// CLI11 app; main.cc only wires them together.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace shoal::tools {
+
+void AddCheckCommand(CLI::App& app);  // check.cc: validate and print definitions
+void AddBenchCommand(CLI::App& app);  // bench.cc: `shoal bench peers DATA_DIR --out OUT_DIR`, ...
+void AddDemoCommand(CLI::App& app);   // demo.cc: an in-process demo on a small generated data set
+
+}  // namespace shoal::tools
