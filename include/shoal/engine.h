@@ -86,6 +86,7 @@ struct EngineStats {
   uint64_t records = 0;        // retained identify + track records
   uint64_t changes = 0;        // changes emitted since start
   uint64_t timer_fires = 0;    // deadlines processed
+  uint64_t evaluations = 0;    // (segment, profile) re-evaluations: the work events and time cause
   uint64_t pending_timers = 0; // deadlines scheduled (including superseded ones not yet popped)
   uint64_t store_bytes = 0;    // memory held by the retained history
   uint64_t state_bytes = 0;    // memory held by per-profile segment state (estimate)

@@ -1,1 +1,886 @@
-// placeholder
+// The incremental engine. The flow of one message:
+//   Ingest -> fire due deadlines -> append to the store -> update the profile's traits or the
+//   series timelines the event matches -> the segments that depend on those series or traits
+//   (and, for a profile seen for the first time, the segments an empty profile can satisfy) ->
+//   re-evaluate each for this profile only, in reference order -> membership bitmap -> Change
+//   -> segments that reference a changed one.
+// Each evaluation also yields the next instant its truth can change; a min-heap of
+// (instant, segment, profile) deadlines replays the same path when time passes.
+#include "shoal/engine.h"
+
+#include <roaring/roaring.hh>
+
+#include <algorithm>
+#include <queue>
+
+#include "absl/container/flat_hash_map.h"
+#include "engine/conditions.h"
+#include "engine/series.h"
+#include "ingest/decode.h"
+#include "rules/parser.h"
+#include "store/store.h"
+
+namespace shoal {
+
+const char* CauseName(Cause c) {
+  switch (c) {
+    case Cause::kEvent: return "event";
+    case Cause::kTraits: return "traits";
+    case Cause::kTime: return "time";
+    case Cause::kDefinition: return "definition";
+    case Cause::kSegment: return "segment";
+    case Cause::kDeleted: return "deleted";
+  }
+  return "unknown";
+}
+
+namespace {
+
+using engine::Condition;
+using engine::EvalContext;
+using engine::ProfileState;
+using engine::Series;
+
+// The compiled form of a definition: the Expr tree with a Condition at each leaf.
+struct Node {
+  rules::Expr::Kind kind = rules::Expr::Kind::kLeaf;
+  std::vector<Node> children;
+  std::unique_ptr<Condition> cond;
+  const rules::Expr* expr = nullptr;  // for Explain's text
+};
+
+struct Segment {
+  uint32_t id = 0;
+  std::string name;
+  std::string text;  // canonical definition
+  std::unique_ptr<rules::Expr> expr;
+  Node root;
+  std::vector<Condition*> conds;  // every leaf of root
+  Roaring members;
+  uint64_t seq = 0;
+  Millis created_at = 0, updated_at = 0, last_change_at = 0;
+  int rank = 0;                          // 1 + max rank of the segments it references
+  bool on_new_profile = false;           // an empty profile may satisfy it
+  std::vector<uint32_t> dependents;      // segments that reference this one
+  absl::flat_hash_map<uint32_t, Millis> deadline;  // earliest pending timer per profile
+};
+
+struct CauseInfo {
+  Cause cause;
+  std::string_view ref;
+  std::string_view event;
+  Millis event_time;
+};
+
+struct Timer {
+  Millis at;
+  uint32_t segment;
+  uint32_t profile;
+  bool operator>(const Timer& o) const { return at > o.at; }
+};
+
+std::string SeriesKey(uint32_t name, const rules::EventSpec& spec) {
+  std::string key = std::to_string(name);
+  if (spec.filter) key += "|" + rules::Print(*spec.filter);
+  return key;
+}
+
+void CollectConds(Node& n, std::vector<Condition*>* out) {
+  if (n.cond) out->push_back(n.cond.get());
+  for (Node& c : n.children) CollectConds(c, out);
+}
+
+}  // namespace
+
+class Engine::Impl : public engine::CompileContext {
+ public:
+  Impl(const Clock* clock, Options options) : clock_(clock), options_(options) {
+    is_member_ = [this](uint32_t seg, uint32_t pid) {
+      return segments_[seg] && segments_[seg]->members.contains(pid);
+    };
+  }
+
+  // --- CompileContext ---------------------------------------------------------------------------
+  store::Store* store() override { return &store_; }
+
+  Series* GetSeries(const rules::EventSpec& spec) override {
+    uint32_t name = store_.strings().Intern(spec.name);
+    std::string key = SeriesKey(name, spec);
+    auto it = series_.find(key);
+    if (it != series_.end()) return it->second.get();
+    auto s = std::make_unique<Series>(name, spec.filter, &store_);
+    if (!dry_run_) {
+      Backfill(s.get());
+      if (series_by_name_.size() <= name) series_by_name_.resize(name + 1);
+      series_by_name_[name].push_back(s.get());
+    }
+    Series* raw = s.get();
+    series_.emplace(std::move(key), std::move(s));
+    return raw;
+  }
+
+  std::optional<uint32_t> SegmentId(const std::string& name) override {
+    auto it = by_name_.find(name);
+    if (it == by_name_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  // --- Ingest -----------------------------------------------------------------------------------
+  Status Ingest(const Message& msg) {
+    const std::string& key = msg.ProfileKey();
+    if (key.empty()) return Status::InvalidArgument("field 'userId': a userId or anonymousId is required");
+    if (msg.type == MessageType::kTrack && msg.event.empty())
+      return Status::InvalidArgument("field 'event': required for a track call");
+    if (msg.type == MessageType::kGroup || msg.type == MessageType::kAlias) return Status::Ok();
+    AdvanceTime();
+    const Millis now = clock_->Now();
+
+    size_t before = store_.profiles().size();
+    uint32_t pid = store_.profiles().Intern(key);
+    bool is_new = store_.profiles().size() != before;
+    if (profiles_.size() <= pid) profiles_.resize(pid + 1);
+    ProfileState& prof = profiles_[pid];
+
+    ToProps(msg);
+    touched_.clear();
+    ++stamp_;
+    CauseInfo cause{Cause::kEvent, msg.message_id, {}, msg.timestamp};
+    if (msg.type == MessageType::kIdentify) {
+      cause.cause = Cause::kTraits;
+      uint32_t idx = store_.Append(pid, store::Store::kIdentifyName, msg.timestamp, props_);
+      prof.identifies.push_back(idx);
+      for (const store::PropEntry& p : props_) {
+        ApplyTrait(&prof, p.key(), p.value(), msg.timestamp, idx);
+        auto it = by_trait_.find(p.key());
+        if (it != by_trait_.end())
+          for (uint32_t seg : it->second) Touch(seg);
+      }
+    } else {
+      const std::string* name = &msg.event;
+      static const std::string kPage = "Page Viewed", kScreen = "Screen Viewed";
+      if (msg.type == MessageType::kPage) name = &kPage;
+      if (msg.type == MessageType::kScreen) name = &kScreen;
+      cause.event = *name;
+      uint32_t name_id = store_.strings().Intern(*name);
+      uint32_t idx = store_.Append(pid, name_id, msg.timestamp, props_);
+      if (name_id < series_by_name_.size()) {
+        for (Series* s : series_by_name_[name_id]) {
+          if (!s->Matches(props_, store_)) continue;
+          s->Add(pid, msg.timestamp, idx);
+          for (uint32_t seg : series_segments_[s]) Touch(seg);
+        }
+      }
+    }
+    if (is_new)
+      for (uint32_t seg : new_profile_segments_) Touch(seg);
+    Process(pid, now, cause);
+    return Status::Ok();
+  }
+
+  Status IngestJson(std::string_view json) {
+    ingest::DecodeOptions opts;
+    opts.now = clock_->Now();
+    SHOAL_RETURN_IF_ERROR(decoder_.Decode(json, opts, &scratch_msg_));
+    return Ingest(scratch_msg_);
+  }
+
+  // --- Time ---------------------------------------------------------------------------------------
+  size_t AdvanceTime() {
+    const Millis now = clock_->Now();
+    size_t before = stats_changes_;
+    while (!timers_.empty() && timers_.top().at <= now) {
+      Timer tm = timers_.top();
+      timers_.pop();
+      Segment* s = tm.segment < segments_.size() ? segments_[tm.segment].get() : nullptr;
+      if (!s) continue;
+      auto it = s->deadline.find(tm.profile);
+      if (it == s->deadline.end() || it->second != tm.at) continue;  // superseded
+      s->deadline.erase(it);
+      ++timer_fires_;
+      touched_.clear();
+      ++stamp_;
+      Touch(s->id);
+      Process(tm.profile, tm.at, CauseInfo{Cause::kTime, {}, {}, tm.at});
+    }
+    MaybeCompactTimers();
+    return stats_changes_ - before;
+  }
+
+  std::optional<Millis> NextDeadline() const {
+    while (!timers_.empty() && !Live(timers_.top())) timers_.pop();
+    if (timers_.empty()) return std::nullopt;
+    return timers_.top().at;
+  }
+
+  // Whether a heap entry is still the (segment, profile)'s scheduled deadline.
+  bool Live(const Timer& tm) const {
+    const Segment* s = tm.segment < segments_.size() ? segments_[tm.segment].get() : nullptr;
+    if (!s) return false;
+    auto it = s->deadline.find(tm.profile);
+    return it != s->deadline.end() && it->second == tm.at;
+  }
+
+  // --- Segments -----------------------------------------------------------------------------------
+  Result<SegmentInfo> Create(std::string_view name, std::string_view text) {
+    if (name.empty()) return Status::InvalidArgument("segment name: must not be empty");
+    if (by_name_.count(std::string(name)))
+      return Status::AlreadyExists("segment \"" + std::string(name) + "\" already exists");
+    AdvanceTime();
+    auto parsed = rules::Parse(text);
+    if (!parsed.ok()) return parsed.status();
+    auto seg = std::make_unique<Segment>();
+    seg->id = static_cast<uint32_t>(segments_.size());
+    seg->name = std::string(name);
+    seg->expr = std::make_unique<rules::Expr>(std::move(parsed).value());
+    SHOAL_RETURN_IF_ERROR(CompileInto(seg.get()));
+    seg->text = rules::Print(*seg->expr);
+    seg->created_at = seg->updated_at = clock_->Now();
+    Segment* s = seg.get();
+    segments_.push_back(std::move(seg));
+    by_name_[s->name] = s->id;
+    Register(s);
+    Recompute(s, Cause::kDefinition);
+    return Info(*s);
+  }
+
+  Result<SegmentInfo> Update(std::string_view name, std::string_view text) {
+    Segment* s = Find(name);
+    if (!s) return Status::NotFound("segment \"" + std::string(name) + "\" does not exist");
+    AdvanceTime();
+    auto parsed = rules::Parse(text);
+    if (!parsed.ok()) return parsed.status();
+    auto expr = std::make_unique<rules::Expr>(std::move(parsed).value());
+    Segment probe;
+    probe.id = s->id;
+    probe.expr = std::move(expr);
+    SHOAL_RETURN_IF_ERROR(CompileInto(&probe));
+    for (Condition* c : probe.conds)
+      for (uint32_t ref : c->segment_refs)
+        if (Reaches(ref, s->id)) {
+          DropUnusedSeries();
+          return Status::FailedPrecondition("segment \"" + s->name +
+                                            "\" would depend on itself through \"" +
+                                            segments_[ref]->name + "\"");
+        }
+    Unregister(s);
+    s->expr = std::move(probe.expr);
+    s->root = std::move(probe.root);
+    s->conds = std::move(probe.conds);
+    s->text = rules::Print(*s->expr);
+    s->updated_at = clock_->Now();
+    s->deadline.clear();
+    Register(s);
+    DropUnusedSeries();
+    Recompute(s, Cause::kDefinition);
+    return Info(*s);
+  }
+
+  Status Delete(std::string_view name) {
+    Segment* s = Find(name);
+    if (!s) return Status::NotFound("segment \"" + std::string(name) + "\" does not exist");
+    if (!s->dependents.empty())
+      return Status::FailedPrecondition("segment \"" + s->name + "\" is referenced by \"" +
+                                        segments_[s->dependents[0]]->name + "\"");
+    AdvanceTime();
+    const Millis now = clock_->Now();
+    std::vector<uint32_t> members(s->members.begin(), s->members.end());
+    for (uint32_t pid : members) {
+      s->members.remove(pid);
+      Emit(*s, pid, false, CauseInfo{Cause::kDeleted, {}, {}, now}, now);
+    }
+    Unregister(s);
+    by_name_.erase(s->name);
+    segments_[s->id].reset();
+    DropUnusedSeries();
+    return Status::Ok();
+  }
+
+  Result<std::string> Validate(std::string_view text) {
+    auto parsed = rules::Parse(text);
+    if (!parsed.ok()) return parsed.status();
+    Segment probe;
+    probe.id = UINT32_MAX;
+    probe.expr = std::make_unique<rules::Expr>(std::move(parsed).value());
+    dry_run_ = true;
+    Status st = CompileInto(&probe);
+    dry_run_ = false;
+    probe.root = Node{};
+    probe.conds.clear();
+    DropUnusedSeries();
+    if (!st.ok()) return st;
+    return rules::Print(*probe.expr);
+  }
+
+  Result<uint64_t> Estimate(std::string_view text) {
+    AdvanceTime();
+    auto parsed = rules::Parse(text);
+    if (!parsed.ok()) return parsed.status();
+    Segment probe;
+    probe.id = UINT32_MAX;
+    probe.expr = std::make_unique<rules::Expr>(std::move(parsed).value());
+    Status st = CompileInto(&probe);
+    uint64_t n = 0;
+    if (st.ok()) {
+      const Millis now = clock_->Now();
+      for (uint32_t pid = 0; pid < profiles_.size(); ++pid) {
+        Millis next = kMaxTime;
+        if (Eval(probe, pid, now, &next)) ++n;
+      }
+    }
+    probe.root = Node{};
+    probe.conds.clear();
+    DropUnusedSeries();
+    if (!st.ok()) return st;
+    return n;
+  }
+
+  // --- Queries ------------------------------------------------------------------------------------
+  Segment* Find(std::string_view name) const {
+    auto it = by_name_.find(std::string(name));
+    return it == by_name_.end() ? nullptr : segments_[it->second].get();
+  }
+
+  SegmentInfo Info(const Segment& s) const {
+    SegmentInfo i;
+    i.name = s.name;
+    i.definition = s.text;
+    i.size = s.members.cardinality();
+    i.last_seq = s.seq;
+    i.created_at = s.created_at;
+    i.updated_at = s.updated_at;
+    i.last_change_at = s.last_change_at;
+    return i;
+  }
+
+  std::vector<std::string> Members(const Segment& s) const {
+    std::vector<std::string> out;
+    out.reserve(s.members.cardinality());
+    for (uint32_t pid : s.members) out.emplace_back(store_.profiles().Get(pid));
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  ExplainNode ExplainTree(const Node& n, const EvalContext& ctx, Millis t) const {
+    ExplainNode e;
+    e.text = rules::Print(*n.expr);
+    Millis next = kMaxTime;
+    if (n.cond) {
+      e.value = n.cond->Eval(ctx, t, &next);
+      e.detail = n.cond->Detail(ctx, t);
+    } else {
+      for (const Node& c : n.children) {
+        e.children.push_back(ExplainTree(c, ctx, t));
+        if (e.children.back().next_change) next = std::min(next, *e.children.back().next_change);
+      }
+      switch (n.kind) {
+        case rules::Expr::Kind::kAnd:
+          e.value = std::all_of(e.children.begin(), e.children.end(),
+                                [](const ExplainNode& c) { return c.value; });
+          break;
+        case rules::Expr::Kind::kOr:
+          e.value = std::any_of(e.children.begin(), e.children.end(),
+                                [](const ExplainNode& c) { return c.value; });
+          break;
+        default: e.value = !e.children[0].value;
+      }
+    }
+    if (next != kMaxTime) e.next_change = next;
+    return e;
+  }
+
+  Result<ExplainNode> Explain(std::string_view segment, std::string_view profile) const {
+    Segment* s = Find(segment);
+    if (!s) return Status::NotFound("segment \"" + std::string(segment) + "\" does not exist");
+    auto pid = store_.profiles().Find(profile);
+    if (!pid) return Status::NotFound("profile \"" + std::string(profile) + "\" does not exist");
+    EvalContext ctx{store_, profiles_[*pid], *pid, is_member_};
+    return ExplainTree(s->root, ctx, clock_->Now());
+  }
+
+  std::vector<std::string> SegmentsOf(std::string_view profile) const {
+    std::vector<std::string> out;
+    auto pid = store_.profiles().Find(profile);
+    if (!pid) return out;
+    for (const auto& s : segments_)
+      if (s && s->members.contains(*pid)) out.push_back(s->name);
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  EngineStats Stats() const {
+    EngineStats st;
+    st.profiles = store_.profiles().size();
+    st.records = store_.size();
+    st.changes = stats_changes_;
+    st.timer_fires = timer_fires_;
+    st.evaluations = evaluations_;
+    st.pending_timers = timers_.size();
+    st.store_bytes = store_.MemoryBytes();
+    size_t state = profiles_.capacity() * sizeof(ProfileState);
+    for (const ProfileState& p : profiles_)
+      state += p.traits.capacity() * sizeof(engine::TraitSlot) + p.identifies.capacity() * 4;
+    for (const auto& [k, s] : series_) state += s->MemoryBytes();
+    for (const auto& s : segments_)
+      if (s) state += s->members.getSizeInBytes() + s->deadline.capacity() * 13;
+    st.state_bytes = state;
+    return st;
+  }
+
+  const Clock* clock_;
+  Options options_;
+  store::Store store_;
+  std::vector<ProfileState> profiles_;
+  std::vector<std::unique_ptr<Segment>> segments_;  // by id; null once deleted
+  absl::flat_hash_map<std::string, uint32_t> by_name_;
+  std::vector<Change> changes_;
+  std::function<void(const Change&)> listener_;
+  std::function<bool(uint32_t, uint32_t)> is_member_;
+
+ private:
+  // --- Compilation and the dependency index -----------------------------------------------------
+  Status CompileNode(const rules::Expr& e, Node* out) {
+    out->kind = e.kind;
+    out->expr = &e;
+    if (e.kind == rules::Expr::Kind::kLeaf) {
+      auto c = engine::CompileLeaf(e.leaf, this);
+      if (!c.ok()) return c.status();
+      out->cond = std::move(c).value();
+      return Status::Ok();
+    }
+    out->children.resize(e.children.size());
+    for (size_t i = 0; i < e.children.size(); ++i)
+      SHOAL_RETURN_IF_ERROR(CompileNode(e.children[i], &out->children[i]));
+    return Status::Ok();
+  }
+
+  Status CompileInto(Segment* s) {
+    Status st = CompileNode(*s->expr, &s->root);
+    if (!st.ok()) {
+      s->root = Node{};
+      DropUnusedSeries();
+      return st;
+    }
+    s->conds.clear();
+    CollectConds(s->root, &s->conds);
+    return Status::Ok();
+  }
+
+  void Register(Segment* s) {
+    for (Condition* c : s->conds) {
+      for (Series* se : c->series) {
+        auto& segs = series_segments_[se];
+        if (std::find(segs.begin(), segs.end(), s->id) == segs.end()) segs.push_back(s->id);
+      }
+      for (uint32_t key : c->trait_keys) {
+        auto& segs = by_trait_[key];
+        if (std::find(segs.begin(), segs.end(), s->id) == segs.end()) segs.push_back(s->id);
+      }
+      for (uint32_t ref : c->segment_refs) {
+        auto& deps = segments_[ref]->dependents;
+        if (std::find(deps.begin(), deps.end(), s->id) == deps.end()) deps.push_back(s->id);
+      }
+    }
+    RecomputeRanks();
+    // Would a profile with no data at all be a member? Then a new profile must be evaluated
+    // even when its first message touches none of this segment's dependencies.
+    ProfileState empty;
+    bool has_bucket = false;
+    for (Condition* c : s->conds)
+      if (c->series.empty() && c->trait_keys.empty() && c->segment_refs.empty()) has_bucket = true;
+    std::function<bool(uint32_t, uint32_t)> empty_member = [this](uint32_t seg, uint32_t) {
+      return segments_[seg] && segments_[seg]->on_new_profile;
+    };
+    EvalContext ctx{store_, empty, UINT32_MAX, empty_member};
+    Millis next = kMaxTime;
+    s->on_new_profile = has_bucket || EvalNodeCtx(s->root, ctx, clock_->Now(), &next);
+    RebuildNewProfileList();
+  }
+
+  void Unregister(Segment* s) {
+    for (auto& [se, segs] : series_segments_) std::erase(segs, s->id);
+    absl::erase_if(series_segments_, [](const auto& kv) { return kv.second.empty(); });
+    for (auto& [key, segs] : by_trait_) std::erase(segs, s->id);
+    for (Condition* c : s->conds)
+      for (uint32_t ref : c->segment_refs)
+        if (segments_[ref]) std::erase(segments_[ref]->dependents, s->id);
+    s->root = Node{};
+    s->conds.clear();
+    s->on_new_profile = false;
+    RebuildNewProfileList();
+  }
+
+  void RebuildNewProfileList() {
+    new_profile_segments_.clear();
+    for (const auto& s : segments_)
+      if (s && s->on_new_profile) new_profile_segments_.push_back(s->id);
+  }
+
+  void RecomputeRanks() {
+    std::function<int(Segment*)> rank = [&](Segment* s) {
+      int r = 0;
+      for (Condition* c : s->conds)
+        for (uint32_t ref : c->segment_refs)
+          if (segments_[ref]) r = std::max(r, 1 + rank(segments_[ref].get()));
+      return s->rank = r;
+    };
+    for (auto& s : segments_)
+      if (s) rank(s.get());
+  }
+
+  // Whether segment `from` depends, directly or not, on segment `target`.
+  bool Reaches(uint32_t from, uint32_t target) const {
+    if (from == target) return true;
+    const Segment* s = segments_[from].get();
+    if (!s) return false;
+    for (Condition* c : s->conds)
+      for (uint32_t ref : c->segment_refs)
+        if (Reaches(ref, target)) return true;
+    return false;
+  }
+
+  void DropUnusedSeries() {
+    for (auto it = series_.begin(); it != series_.end();) {
+      Series* s = it->second.get();
+      bool used = series_segments_.count(s) > 0;
+      if (!used) {
+        for (const auto& seg : segments_) {
+          if (!seg) continue;
+          for (Condition* c : seg->conds)
+            if (std::find(c->series.begin(), c->series.end(), s) != c->series.end()) used = true;
+        }
+      }
+      if (used) {
+        ++it;
+        continue;
+      }
+      if (s->name() < series_by_name_.size()) std::erase(series_by_name_[s->name()], s);
+      series_.erase(it++);
+    }
+  }
+
+  // Builds a new series from the retained history: one pass over the name column.
+  void Backfill(Series* s) {
+    const auto& names = store_.names();
+    const uint32_t want = s->name();
+    for (size_t i = 0; i < names.size();) {
+      auto run = names.Run(i, names.size() - i);
+      for (size_t k = 0; k < run.size(); ++k) {
+        if (run[k] != want) continue;
+        size_t idx = i + k;
+        if (s->Matches(store_.props(idx), store_))
+          s->AddUnsorted(store_.profile(idx), store_.ts(idx), static_cast<uint32_t>(idx));
+      }
+      i += run.size();
+    }
+    s->Seal();
+  }
+
+  // --- Evaluation -------------------------------------------------------------------------------
+  // Short-circuits: the deciding child's next change is when the result can next change.
+  bool EvalNodeCtx(const Node& n, const EvalContext& ctx, Millis t, Millis* next) const {
+    switch (n.kind) {
+      case rules::Expr::Kind::kLeaf: return n.cond->Eval(ctx, t, next);
+      case rules::Expr::Kind::kNot: return !EvalNodeCtx(n.children[0], ctx, t, next);
+      case rules::Expr::Kind::kAnd:
+      case rules::Expr::Kind::kOr: {
+        const bool is_and = n.kind == rules::Expr::Kind::kAnd;
+        Millis all = kMaxTime;
+        for (const Node& c : n.children) {
+          Millis cn = kMaxTime;
+          bool v = EvalNodeCtx(c, ctx, t, &cn);
+          if (v != is_and) {  // false under and, true under or: decides the result
+            *next = std::min(*next, cn);
+            return v;
+          }
+          all = std::min(all, cn);
+        }
+        *next = std::min(*next, all);
+        return is_and;
+      }
+    }
+    return false;
+  }
+
+  bool Eval(const Segment& s, uint32_t pid, Millis t, Millis* next) const {
+    static const ProfileState kEmpty;
+    const ProfileState& p = pid < profiles_.size() ? profiles_[pid] : kEmpty;
+    EvalContext ctx{store_, p, pid, is_member_};
+    return EvalNodeCtx(s.root, ctx, t, next);
+  }
+
+  void Touch(uint32_t seg) {
+    if (seg_stamp_.size() <= seg) seg_stamp_.resize(seg + 1, 0);
+    if (seg_stamp_[seg] == stamp_) return;
+    seg_stamp_[seg] = stamp_;
+    touched_.push_back(seg);
+  }
+
+  // Re-evaluates the touched segments for one profile at instant t, lowest rank first, and the
+  // segments that reference any that changed.
+  void Process(uint32_t pid, Millis t, const CauseInfo& cause) {
+    using Item = std::pair<int, uint32_t>;  // (rank, segment)
+    std::priority_queue<Item, std::vector<Item>, std::greater<Item>> queue;
+    for (uint32_t seg : touched_) queue.push({segments_[seg]->rank, seg});
+    std::vector<std::pair<uint32_t, uint32_t>> via;  // segment -> the changed segment behind it
+    while (!queue.empty()) {
+      uint32_t seg = queue.top().second;
+      queue.pop();
+      Segment& s = *segments_[seg];
+      Millis next = kMaxTime;
+      ++evaluations_;
+      bool in = Eval(s, pid, t, &next);
+      Schedule(&s, pid, next);
+      if (in == s.members.contains(pid)) continue;
+      if (in) s.members.add(pid);
+      else s.members.remove(pid);
+      // A segment reached only because a segment it references changed names that one.
+      CauseInfo c = cause;
+      for (auto [dep, src] : via)
+        if (dep == seg) {
+          c = CauseInfo{Cause::kSegment, segments_[src]->name, {}, t};
+          break;
+        }
+      Emit(s, pid, in, c, t);
+      for (uint32_t dep : s.dependents) {
+        if (seg_stamp_.size() <= dep) seg_stamp_.resize(dep + 1, 0);
+        if (seg_stamp_[dep] == stamp_) continue;
+        seg_stamp_[dep] = stamp_;
+        via.push_back({dep, seg});
+        queue.push({segments_[dep]->rank, dep});
+      }
+    }
+  }
+
+  // Keeps exactly one live deadline per (segment, profile): the instant its truth next changes.
+  // A superseded heap entry stays until popped and is skipped then (see AdvanceTime).
+  void Schedule(Segment* s, uint32_t pid, Millis next) {
+    if (next == kMaxTime) {
+      s->deadline.erase(pid);
+      return;
+    }
+    auto [it, inserted] = s->deadline.try_emplace(pid, next);
+    if (!inserted) {
+      if (it->second == next) return;
+      it->second = next;
+    }
+    timers_.push(Timer{next, s->id, pid});
+  }
+
+  // Superseded timers stay in the heap until popped; rebuild it when they dominate.
+  void MaybeCompactTimers() {
+    if (timers_.size() < compact_at_) return;
+    size_t live = 0;
+    for (const auto& s : segments_)
+      if (s) live += s->deadline.size();
+    compact_at_ = std::max<size_t>(1'000'000, 4 * live);
+    if (timers_.size() < compact_at_) return;
+    std::vector<Timer> v;
+    v.reserve(live);
+    for (const auto& s : segments_)
+      if (s)
+        for (auto [pid, at] : s->deadline) v.push_back({at, s->id, pid});
+    timers_ = decltype(timers_)(std::greater<Timer>(), std::move(v));
+  }
+
+  // Evaluates every known profile from scratch (create, update) and emits the differences.
+  void Recompute(Segment* s, Cause cause) {
+    const Millis now = clock_->Now();
+    Roaring next_members;
+    for (uint32_t pid = 0; pid < profiles_.size(); ++pid) {
+      Millis next = kMaxTime;
+      if (Eval(*s, pid, now, &next)) next_members.add(pid);
+      Schedule(s, pid, next);
+    }
+    Roaring entered = next_members - s->members;
+    Roaring exited = s->members - next_members;
+    s->members = std::move(next_members);
+    s->members.runOptimize();
+    CauseInfo c{cause, {}, {}, now};
+    for (uint32_t pid : entered) Emit(*s, pid, true, c, now);
+    for (uint32_t pid : exited) Emit(*s, pid, false, c, now);
+    // Segments that reference this one see the changed profiles.
+    Roaring changed = entered | exited;
+    for (uint32_t pid : changed) {
+      touched_.clear();
+      ++stamp_;
+      seg_stamp_.resize(std::max<size_t>(seg_stamp_.size(), segments_.size()), 0);
+      seg_stamp_[s->id] = stamp_;
+      for (uint32_t dep : s->dependents) Touch(dep);
+      if (!touched_.empty()) Process(pid, now, CauseInfo{Cause::kSegment, s->name, {}, now});
+    }
+  }
+
+  void Emit(Segment& s, uint32_t pid, bool enter, const CauseInfo& cause, Millis t) {
+    ++stats_changes_;
+    s.last_change_at = clock_->Now();
+    Change c;
+    c.seq = ++s.seq;
+    c.segment = s.name;
+    c.profile = std::string(store_.profiles().Get(pid));
+    c.kind = enter ? ChangeKind::kEnter : ChangeKind::kExit;
+    c.cause = cause.cause;
+    c.cause_ref = std::string(cause.ref);
+    c.event = std::string(cause.event);
+    c.event_time = cause.cause == Cause::kEvent || cause.cause == Cause::kTraits ? cause.event_time : t;
+    c.processed_at = clock_->Now();
+    if (listener_) listener_(c);
+    if (options_.keep_changes) changes_.push_back(std::move(c));
+  }
+
+  void ApplyTrait(ProfileState* p, uint32_t key, const store::StoredValue& v, Millis ts,
+                  uint32_t idx) {
+    auto it = std::lower_bound(p->traits.begin(), p->traits.end(), key,
+                               [](const engine::TraitSlot& s, uint32_t k) { return s.key < k; });
+    if (it != p->traits.end() && it->key == key) {
+      if (ts < it->ts) return;  // a late identify does not override a newer value
+      it->value = v;
+      it->ts = ts;
+      it->idx = idx;
+    } else {
+      p->traits.insert(it, engine::TraitSlot{key, v, ts, idx});
+    }
+  }
+
+  // Converts a message's fields into sorted PropEntries in props_.
+  void ToProps(const Message& msg) {
+    props_.clear();
+    const std::vector<Field>& fields =
+        msg.type == MessageType::kIdentify ? msg.traits : msg.properties;
+    for (const Field& f : fields) {
+      store::StoredValue v;
+      v.type = f.value.type;
+      switch (f.value.type) {
+        case ValueType::kNull: break;
+        case ValueType::kBool: v.b = f.value.b; break;
+        case ValueType::kNumber: v.num = f.value.num; break;
+        case ValueType::kString:
+        case ValueType::kList: v.str = store_.strings().Intern(f.value.str); break;
+      }
+      props_.push_back(store::PropEntry::Make(store_.keys().Intern(f.path), v));
+    }
+    if ((msg.type == MessageType::kPage || msg.type == MessageType::kScreen) && !msg.name.empty()) {
+      store::StoredValue v;
+      v.type = ValueType::kString;
+      v.str = store_.strings().Intern(msg.name);
+      uint32_t key = store_.keys().Intern("name");
+      bool present = false;
+      for (const auto& p : props_) present = present || p.key() == key;
+      if (!present) props_.push_back(store::PropEntry::Make(key, v));
+    }
+    std::stable_sort(props_.begin(), props_.end(),
+                     [](const store::PropEntry& a, const store::PropEntry& b) {
+                       return a.key() < b.key();
+                     });
+    // Unique keys, the last one wins.
+    size_t out = 0;
+    for (size_t i = 0; i < props_.size(); ++i) {
+      if (out > 0 && props_[out - 1].key() == props_[i].key()) props_[out - 1] = props_[i];
+      else props_[out++] = props_[i];
+    }
+    props_.resize(out);
+  }
+
+  bool dry_run_ = false;
+  absl::flat_hash_map<std::string, std::unique_ptr<Series>> series_;
+  std::vector<std::vector<Series*>> series_by_name_;
+  absl::flat_hash_map<Series*, std::vector<uint32_t>> series_segments_;
+  absl::flat_hash_map<uint32_t, std::vector<uint32_t>> by_trait_;
+  std::vector<uint32_t> new_profile_segments_;
+  // Mutable: NextDeadline() drops superseded entries from the top.
+  mutable std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
+  std::vector<uint32_t> touched_;
+  std::vector<uint64_t> seg_stamp_;
+  uint64_t stamp_ = 0;
+  size_t compact_at_ = 1'000'000;
+  uint64_t stats_changes_ = 0, timer_fires_ = 0, evaluations_ = 0;
+  std::vector<store::PropEntry> props_;
+  ingest::Decoder decoder_;
+  Message scratch_msg_;
+};
+
+Engine::Engine(const Clock* clock, Options options)
+    : impl_(std::make_unique<Impl>(clock, options)) {}
+Engine::~Engine() = default;
+
+Status Engine::Ingest(const Message& msg) { return impl_->Ingest(msg); }
+Status Engine::IngestJson(std::string_view json) { return impl_->IngestJson(json); }
+size_t Engine::AdvanceTime() { return impl_->AdvanceTime(); }
+std::optional<Millis> Engine::NextDeadline() const { return impl_->NextDeadline(); }
+
+Result<SegmentInfo> Engine::CreateSegment(std::string_view name, std::string_view definition) {
+  return impl_->Create(name, definition);
+}
+Result<SegmentInfo> Engine::UpdateSegment(std::string_view name, std::string_view definition) {
+  return impl_->Update(name, definition);
+}
+Status Engine::DeleteSegment(std::string_view name) { return impl_->Delete(name); }
+
+Result<SegmentInfo> Engine::GetSegment(std::string_view name) const {
+  auto* s = impl_->Find(name);
+  if (!s) return Status::NotFound("segment \"" + std::string(name) + "\" does not exist");
+  return impl_->Info(*s);
+}
+
+std::vector<SegmentInfo> Engine::ListSegments() const {
+  std::vector<SegmentInfo> out;
+  for (const auto& s : impl_->segments_)
+    if (s) out.push_back(impl_->Info(*s));
+  std::sort(out.begin(), out.end(),
+            [](const SegmentInfo& a, const SegmentInfo& b) { return a.name < b.name; });
+  return out;
+}
+
+Result<std::string> Engine::Validate(std::string_view definition) const {
+  return impl_->Validate(definition);
+}
+Result<uint64_t> Engine::Estimate(std::string_view definition) {
+  return impl_->Estimate(definition);
+}
+
+Result<std::vector<std::string>> Engine::Members(std::string_view segment) const {
+  auto* s = impl_->Find(segment);
+  if (!s) return Status::NotFound("segment \"" + std::string(segment) + "\" does not exist");
+  return impl_->Members(*s);
+}
+
+Result<uint64_t> Engine::Count(std::string_view segment) const {
+  auto* s = impl_->Find(segment);
+  if (!s) return Status::NotFound("segment \"" + std::string(segment) + "\" does not exist");
+  return s->members.cardinality();
+}
+
+Result<bool> Engine::IsMember(std::string_view segment, std::string_view profile) const {
+  auto* s = impl_->Find(segment);
+  if (!s) return Status::NotFound("segment \"" + std::string(segment) + "\" does not exist");
+  auto pid = impl_->store_.profiles().Find(profile);
+  return pid.has_value() && s->members.contains(*pid);
+}
+
+std::vector<std::string> Engine::SegmentsOf(std::string_view profile) const {
+  return impl_->SegmentsOf(profile);
+}
+
+Result<ExplainNode> Engine::Explain(std::string_view segment, std::string_view profile) const {
+  return impl_->Explain(segment, profile);
+}
+
+std::vector<Change> Engine::Changes(std::string_view segment, uint64_t after_seq) const {
+  std::vector<Change> out;
+  for (const Change& c : impl_->changes_)
+    if (segment.empty() || (c.segment == segment && c.seq > after_seq)) out.push_back(c);
+  return out;
+}
+
+void Engine::SetChangeListener(std::function<void(const Change&)> listener) {
+  impl_->listener_ = std::move(listener);
+}
+
+EngineStats Engine::Stats() const { return impl_->Stats(); }
+Millis Engine::Now() const { return impl_->clock_->Now(); }
+const store::Store& Engine::store() const { return impl_->store_; }
+const rules::Expr* Engine::Definition(std::string_view segment) const {
+  auto* s = impl_->Find(segment);
+  return s ? s->expr.get() : nullptr;
+}
+
+}  // namespace shoal

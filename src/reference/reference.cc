@@ -1,1 +1,806 @@
-// placeholder
+// The reference evaluator. Every rule below is a direct transcription of a sentence of
+// docs/language.md ("What everything means"); where the doc leaves a choice open the comment says
+// which reading was taken. Speed is secondary: each condition rescans the profile's records.
+#include "reference/reference.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <optional>
+#include <regex>
+#include <set>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <utility>
+
+namespace shoal::reference {
+namespace {
+
+using rules::AggCond;
+using rules::BucketCond;
+using rules::CmpOp;
+using rules::CountCond;
+using rules::EventSpec;
+using rules::Expr;
+using rules::FirstLastCond;
+using rules::LastEventCond;
+using rules::Literal;
+using rules::NotFollowedCond;
+using rules::Path;
+using rules::PropExpr;
+using rules::SegmentRefCond;
+using rules::SequenceCond;
+using rules::TimeBound;
+using rules::TimeRange;
+using rules::TraitCond;
+using rules::TraitHistoryCond;
+using rules::ValuePred;
+using store::Store;
+using store::StoredValue;
+
+// `a OP b` for any totally ordered type.
+template <typename T>
+bool Holds(const T& a, CmpOp op, const T& b) {
+  switch (op) {
+    case CmpOp::kEq:
+      return a == b;
+    case CmpOp::kNe:
+      return a != b;
+    case CmpOp::kLt:
+      return a < b;
+    case CmpOp::kLe:
+      return a <= b;
+    case CmpOp::kGt:
+      return a > b;
+    case CmpOp::kGe:
+      return a >= b;
+  }
+  return false;
+}
+
+// A value that is present (never null): "no value" is std::nullopt.
+struct Val {
+  ValueType type = ValueType::kString;
+  bool b = false;
+  double num = 0;
+  std::string_view str;  // kString: the text; kList: the JSON array text
+};
+
+// --- JSON list elements ------------------------------------------------------------------------
+
+// One element of a list value. Nested arrays and objects are kOther: they equal no literal.
+struct ListElem {
+  enum class Kind { kNull, kBool, kNumber, kString, kOther };
+  Kind kind = Kind::kNull;
+  bool b = false;
+  double num = 0;
+  std::string str;
+};
+
+// A small strict JSON reader for the list text stored with kList values.
+class JsonReader {
+ public:
+  explicit JsonReader(std::string_view s) : s_(s) {}
+
+  // The elements of a top-level array; nullopt when the text is not exactly one JSON array.
+  std::optional<std::vector<ListElem>> ReadList() {
+    std::vector<ListElem> out;
+    Ws();
+    if (!Eat('[')) return std::nullopt;
+    Ws();
+    if (!Eat(']')) {
+      while (true) {
+        ListElem e;
+        if (!Element(&e)) return std::nullopt;
+        out.push_back(std::move(e));
+        Ws();
+        if (Eat(']')) break;
+        if (!Eat(',')) return std::nullopt;
+      }
+    }
+    Ws();
+    if (p_ != s_.size()) return std::nullopt;
+    return out;
+  }
+
+ private:
+  void Ws() {
+    while (p_ < s_.size() && (s_[p_] == ' ' || s_[p_] == '\t' || s_[p_] == '\n' || s_[p_] == '\r'))
+      ++p_;
+  }
+  bool Eat(char c) {
+    if (p_ < s_.size() && s_[p_] == c) {
+      ++p_;
+      return true;
+    }
+    return false;
+  }
+  bool Word(std::string_view w) {
+    if (s_.substr(p_, w.size()) != w) return false;
+    p_ += w.size();
+    return true;
+  }
+
+  bool Element(ListElem* e) {
+    Ws();
+    if (p_ >= s_.size()) return false;
+    char c = s_[p_];
+    if (c == '"') {
+      e->kind = ListElem::Kind::kString;
+      return String(&e->str);
+    }
+    if (c == '[' || c == '{') {
+      e->kind = ListElem::Kind::kOther;
+      return SkipValue();
+    }
+    if (Word("true")) {
+      e->kind = ListElem::Kind::kBool;
+      e->b = true;
+      return true;
+    }
+    if (Word("false")) {
+      e->kind = ListElem::Kind::kBool;
+      e->b = false;
+      return true;
+    }
+    if (Word("null")) {
+      e->kind = ListElem::Kind::kNull;
+      return true;
+    }
+    e->kind = ListElem::Kind::kNumber;
+    return Number(&e->num);
+  }
+
+  // Any JSON value, discarded.
+  bool SkipValue() {
+    Ws();
+    if (p_ >= s_.size()) return false;
+    char c = s_[p_];
+    if (c == '"') {
+      std::string ignored;
+      return String(&ignored);
+    }
+    if (c == '[' || c == '{') {
+      char close = c == '[' ? ']' : '}';
+      ++p_;
+      Ws();
+      if (Eat(close)) return true;
+      while (true) {
+        if (c == '{') {
+          std::string ignored;
+          Ws();
+          if (p_ >= s_.size() || s_[p_] != '"' || !String(&ignored)) return false;
+          Ws();
+          if (!Eat(':')) return false;
+        }
+        if (!SkipValue()) return false;
+        Ws();
+        if (Eat(close)) return true;
+        if (!Eat(',')) return false;
+      }
+    }
+    if (Word("true") || Word("false") || Word("null")) return true;
+    double ignored;
+    return Number(&ignored);
+  }
+
+  static void AppendUtf8(uint32_t cp, std::string* out) {
+    if (cp < 0x80) {
+      out->push_back(static_cast<char>(cp));
+    } else if (cp < 0x800) {
+      out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else if (cp < 0x10000) {
+      out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    } else {
+      out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+      out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+    }
+  }
+
+  bool Hex4(uint32_t* out) {
+    if (p_ + 4 > s_.size()) return false;
+    uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) {
+      char c = s_[p_ + i];
+      v <<= 4;
+      if (c >= '0' && c <= '9')
+        v |= c - '0';
+      else if (c >= 'a' && c <= 'f')
+        v |= c - 'a' + 10;
+      else if (c >= 'A' && c <= 'F')
+        v |= c - 'A' + 10;
+      else
+        return false;
+    }
+    p_ += 4;
+    *out = v;
+    return true;
+  }
+
+  // At '"': reads a string with its escapes decoded (\uXXXX, surrogate pairs, to UTF-8).
+  bool String(std::string* out) {
+    if (!Eat('"')) return false;
+    while (p_ < s_.size()) {
+      char c = s_[p_++];
+      if (c == '"') return true;
+      if (c != '\\') {
+        out->push_back(c);
+        continue;
+      }
+      if (p_ >= s_.size()) return false;
+      char esc = s_[p_++];
+      switch (esc) {
+        case '"':
+          out->push_back('"');
+          break;
+        case '\\':
+          out->push_back('\\');
+          break;
+        case '/':
+          out->push_back('/');
+          break;
+        case 'b':
+          out->push_back('\b');
+          break;
+        case 'f':
+          out->push_back('\f');
+          break;
+        case 'n':
+          out->push_back('\n');
+          break;
+        case 'r':
+          out->push_back('\r');
+          break;
+        case 't':
+          out->push_back('\t');
+          break;
+        case 'u': {
+          uint32_t cp;
+          if (!Hex4(&cp)) return false;
+          if (cp >= 0xD800 && cp < 0xDC00 && s_.substr(p_, 2) == "\\u") {
+            size_t save = p_;
+            p_ += 2;
+            uint32_t lo;
+            if (Hex4(&lo) && lo >= 0xDC00 && lo < 0xE000) {
+              cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            } else {
+              p_ = save;  // a lone high surrogate: kept as its own code point
+            }
+          }
+          AppendUtf8(cp, out);
+          break;
+        }
+        default:
+          return false;
+      }
+    }
+    return false;
+  }
+
+  // -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+  bool Number(double* out) {
+    size_t start = p_;
+    auto digits = [&] {
+      size_t b = p_;
+      while (p_ < s_.size() && s_[p_] >= '0' && s_[p_] <= '9') ++p_;
+      return p_ > b;
+    };
+    Eat('-');
+    if (Eat('0')) {
+    } else if (!digits()) {
+      return false;
+    }
+    if (Eat('.') && !digits()) return false;
+    if (p_ < s_.size() && (s_[p_] == 'e' || s_[p_] == 'E')) {
+      ++p_;
+      if (!Eat('+')) Eat('-');
+      if (!digits()) return false;
+    }
+    std::string text(s_.substr(start, p_ - start));
+    *out = std::strtod(text.c_str(), nullptr);
+    return true;
+  }
+
+  std::string_view s_;
+  size_t p_ = 0;
+};
+
+// --- Values and literals -----------------------------------------------------------------------
+
+// Typed equality (`=`, `!=`, `in`, `not in`). A time literal reads a string value as an instant;
+// a string that is not one is unequal. Lists never equal a literal; nothing equals a null literal.
+bool Equal(const Val& v, const Literal& lit) {
+  switch (lit.type) {
+    case Literal::Type::kNumber:
+      return v.type == ValueType::kNumber && v.num == lit.num;
+    case Literal::Type::kString:
+      return v.type == ValueType::kString && v.str == lit.str;
+    case Literal::Type::kBool:
+      return v.type == ValueType::kBool && v.b == lit.b;
+    case Literal::Type::kTime: {
+      if (v.type != ValueType::kString) return false;
+      std::optional<Millis> t = ParseTime(v.str);
+      return t && *t == lit.time;
+    }
+    case Literal::Type::kNull:
+      return false;
+  }
+  return false;
+}
+
+// Order (`<`, `<=`, `>`, `>=`, `between`): number-number, string-string (bytewise; string_view
+// compares as unsigned bytes), time-time; anything else is false.
+bool Order(const Val& v, CmpOp op, const Literal& lit) {
+  if (lit.type == Literal::Type::kNumber && v.type == ValueType::kNumber)
+    return Holds(v.num, op, lit.num);
+  if (lit.type == Literal::Type::kString && v.type == ValueType::kString)
+    return Holds(v.str, op, std::string_view(lit.str));
+  if (lit.type == Literal::Type::kTime && v.type == ValueType::kString) {
+    std::optional<Millis> t = ParseTime(v.str);
+    return t && Holds(*t, op, lit.time);
+  }
+  return false;
+}
+
+// Typed equality of one list element with a literal (for `contains` on a list).
+bool ElemEqual(const ListElem& e, const Literal& lit) {
+  switch (e.kind) {
+    case ListElem::Kind::kNumber:
+      return lit.type == Literal::Type::kNumber && e.num == lit.num;
+    case ListElem::Kind::kBool:
+      return lit.type == Literal::Type::kBool && e.b == lit.b;
+    case ListElem::Kind::kString: {
+      if (lit.type == Literal::Type::kString) return e.str == lit.str;
+      if (lit.type == Literal::Type::kTime) {
+        std::optional<Millis> t = ParseTime(e.str);
+        return t && *t == lit.time;
+      }
+      return false;
+    }
+    case ListElem::Kind::kNull:
+    case ListElem::Kind::kOther:
+      return false;
+  }
+  return false;
+}
+
+// t in the half-open range [from, to) at `now`; an unbounded side is not checked at all.
+bool InRange(Millis t, const TimeRange& r, Millis now) {
+  if (r.from.kind != TimeBound::Kind::kNone && t < r.from.Resolve(now, 0)) return false;
+  if (r.to.kind != TimeBound::Kind::kNone && t >= r.to.Resolve(now, 0)) return false;
+  return true;
+}
+
+// Sums and averages: values rounded to millionths, added as integers.
+int64_t Fixed(double v) { return std::llround(v * 1e6); }
+
+// --- The evaluator -----------------------------------------------------------------------------
+
+// One profile and its records, in arrival order.
+struct ProfileRecords {
+  uint32_t id = 0;
+  std::string_view key;
+  std::vector<uint32_t> records;
+};
+
+class Evaluator {
+ public:
+  Evaluator(const Store& store, const DefinitionLookup& lookup, Millis now)
+      : store_(store), lookup_(lookup), now_(now) {}
+  Evaluator(const Evaluator&) = delete;
+  Evaluator& operator=(const Evaluator&) = delete;
+
+  bool Eval(const Expr& e, const ProfileRecords& p) {
+    switch (e.kind) {
+      case Expr::Kind::kAnd:
+        for (const Expr& c : e.children)
+          if (!Eval(c, p)) return false;
+        return true;
+      case Expr::Kind::kOr:
+        for (const Expr& c : e.children)
+          if (Eval(c, p)) return true;
+        return false;
+      case Expr::Kind::kNot:
+        return e.children.empty() ? false : !Eval(e.children[0], p);
+      case Expr::Kind::kLeaf:
+        return std::visit([&](const auto& leaf) { return Leaf(leaf, p); }, e.leaf);
+    }
+    return false;
+  }
+
+ private:
+  // ---- values
+
+  std::optional<Val> Present(const StoredValue& sv) const {
+    Val v;
+    v.type = sv.type;
+    switch (sv.type) {
+      case ValueType::kNull:
+        return std::nullopt;
+      case ValueType::kBool:
+        v.b = sv.b;
+        break;
+      case ValueType::kNumber:
+        v.num = sv.num;
+        break;
+      case ValueType::kString:
+      case ValueType::kList:
+        v.str = store_.strings().Get(sv.str);
+        break;
+    }
+    return v;
+  }
+
+  // The key id of a path ("address.city"); nullopt if never interned (so missing everywhere).
+  std::optional<uint32_t> KeyOf(const Path& path) {
+    // Cached by node address; the stored copy guards against a lookup that hands out a
+    // different tree at a reused address.
+    auto it = key_cache_.find(&path);
+    if (it != key_cache_.end() && it->second.first == path) return it->second.second;
+    std::string joined;
+    for (size_t i = 0; i < path.size(); ++i) {
+      if (i) joined.push_back('.');
+      joined += path[i];
+    }
+    std::optional<uint32_t> id = store_.keys().Find(joined);
+    key_cache_[&path] = {path, id};
+    return id;
+  }
+
+  // The property at `path` of record `rec`; nullopt when missing or null.
+  std::optional<Val> PropOf(uint32_t rec, const Path& path) {
+    std::optional<uint32_t> key = KeyOf(path);
+    if (!key) return std::nullopt;
+    std::optional<StoredValue> sv = store_.Find(rec, *key);
+    if (!sv) return std::nullopt;
+    return Present(*sv);
+  }
+
+  const std::regex* Regex(const std::string& pattern) {
+    auto it = regex_cache_.find(pattern);
+    if (it == regex_cache_.end()) {
+      std::optional<std::regex> re;
+      try {
+        re.emplace(pattern, std::regex::ECMAScript);
+      } catch (const std::regex_error&) {
+        re.reset();
+      }
+      it = regex_cache_.emplace(pattern, std::move(re)).first;
+    }
+    return it->second ? &*it->second : nullptr;
+  }
+
+  bool Pred(const ValuePred& p, const std::optional<Val>& v) {
+    if (p.kind == ValuePred::Kind::kMissing) return !v;
+    if (!v) return false;
+    const std::vector<Literal>& lits = p.values;
+    switch (p.kind) {
+      case ValuePred::Kind::kExists:
+        return true;
+      case ValuePred::Kind::kMissing:
+        return false;
+      case ValuePred::Kind::kCompare:
+        if (lits.empty()) return false;
+        if (p.op == CmpOp::kEq) return Equal(*v, lits[0]);
+        if (p.op == CmpOp::kNe) return !Equal(*v, lits[0]);
+        return Order(*v, p.op, lits[0]);
+      case ValuePred::Kind::kBetween:
+        if (lits.size() < 2) return false;
+        return Order(*v, CmpOp::kGe, lits[0]) && Order(*v, CmpOp::kLe, lits[1]);
+      case ValuePred::Kind::kIn:
+        for (const Literal& l : lits)
+          if (Equal(*v, l)) return true;
+        return false;
+      case ValuePred::Kind::kNotIn:
+        for (const Literal& l : lits)
+          if (Equal(*v, l)) return false;
+        return true;
+      case ValuePred::Kind::kContains: {
+        if (lits.empty()) return false;
+        if (v->type == ValueType::kString)
+          return lits[0].type == Literal::Type::kString &&
+                 v->str.find(lits[0].str) != std::string_view::npos;
+        if (v->type == ValueType::kList) {
+          std::optional<std::vector<ListElem>> elems = JsonReader(v->str).ReadList();
+          if (!elems) return false;
+          for (const ListElem& e : *elems)
+            if (ElemEqual(e, lits[0])) return true;
+        }
+        return false;
+      }
+      case ValuePred::Kind::kStartsWith:
+        return !lits.empty() && v->type == ValueType::kString &&
+               lits[0].type == Literal::Type::kString && v->str.starts_with(lits[0].str);
+      case ValuePred::Kind::kEndsWith:
+        return !lits.empty() && v->type == ValueType::kString &&
+               lits[0].type == Literal::Type::kString && v->str.ends_with(lits[0].str);
+      case ValuePred::Kind::kMatches: {
+        if (lits.empty() || v->type != ValueType::kString || lits[0].type != Literal::Type::kString)
+          return false;
+        const std::regex* re = Regex(lits[0].str);
+        if (!re) return false;
+        try {
+          return std::regex_search(v->str.begin(), v->str.end(), *re);
+        } catch (const std::regex_error&) {
+          return false;
+        }
+      }
+      case ValuePred::Kind::kTime: {
+        if (v->type != ValueType::kString) return false;
+        std::optional<Millis> t = ParseTime(v->str);
+        return t && InRange(*t, p.time, now_);
+      }
+    }
+    return false;
+  }
+
+  bool Filter(const PropExpr& f, uint32_t rec) {
+    switch (f.kind) {
+      case PropExpr::Kind::kAnd:
+        for (const PropExpr& c : f.children)
+          if (!Filter(c, rec)) return false;
+        return true;
+      case PropExpr::Kind::kOr:
+        for (const PropExpr& c : f.children)
+          if (Filter(c, rec)) return true;
+        return false;
+      case PropExpr::Kind::kNot:
+        return f.children.empty() ? false : !Filter(f.children[0], rec);
+      case PropExpr::Kind::kPred:
+        return Pred(f.pred, PropOf(rec, f.pred.path));
+    }
+    return false;
+  }
+
+  // ---- events
+
+  // A track record (never an identify, even for an event named "$identify") whose name is
+  // exactly spec.name and whose properties satisfy the filter.
+  bool Matches(const EventSpec& spec, uint32_t rec) {
+    if (store_.kind(rec) != store::RecordKind::kTrack) return false;
+    if (store_.strings().Get(store_.name(rec)) != spec.name) return false;
+    return !spec.filter || Filter(*spec.filter, rec);
+  }
+
+  // An event window: the range at now, further cut at now.
+  bool InWindow(Millis ts, const TimeRange& w) const { return InRange(ts, w, now_) && ts < now_; }
+
+  // Matching events in the window, in arrival order.
+  std::vector<uint32_t> Matching(const EventSpec& spec, const TimeRange& window,
+                                 const ProfileRecords& p) {
+    std::vector<uint32_t> out;
+    for (uint32_t r : p.records)
+      if (InWindow(store_.ts(r), window) && Matches(spec, r)) out.push_back(r);
+    return out;
+  }
+
+  // ---- traits
+
+  // The current value of a trait: from the identify with the greatest (ts, arrival) that has the
+  // path; null clears. Identifies are not cut at now (the doc cuts only event windows).
+  std::optional<Val> Trait(const ProfileRecords& p, const Path& path) {
+    std::optional<uint32_t> key = KeyOf(path);
+    if (!key) return std::nullopt;
+    std::optional<uint32_t> best;
+    std::optional<StoredValue> best_value;
+    for (uint32_t r : p.records) {
+      if (store_.kind(r) != store::RecordKind::kIdentify) continue;
+      std::optional<StoredValue> sv = store_.Find(r, *key);
+      if (!sv) continue;
+      // Records are in arrival order, so ">=" on ts makes the later arrival win a tie.
+      if (!best || store_.ts(r) >= store_.ts(*best)) {
+        best = r;
+        best_value = sv;
+      }
+    }
+    if (!best_value) return std::nullopt;
+    return Present(*best_value);
+  }
+
+  // ---- leaves
+
+  bool Leaf(const TraitCond& c, const ProfileRecords& p) {
+    return Pred(c.pred, Trait(p, c.pred.path));
+  }
+
+  bool Leaf(const TraitHistoryCond& c, const ProfileRecords& p) {
+    std::vector<uint32_t> ids;
+    for (uint32_t r : p.records)
+      if (store_.kind(r) == store::RecordKind::kIdentify) ids.push_back(r);
+    // No identify: "since" does not exist, so the condition is false even for `missing`.
+    if (ids.empty()) return false;
+    std::stable_sort(ids.begin(), ids.end(),
+                     [&](uint32_t a, uint32_t b) { return store_.ts(a) < store_.ts(b); });
+    std::optional<uint32_t> key = KeyOf(c.pred.path);
+    std::optional<StoredValue> state;  // nullopt or kNull: no value
+    std::optional<Millis> since;       // start of the current run of "true"
+    for (uint32_t r : ids) {
+      if (key) {
+        std::optional<StoredValue> sv = store_.Find(r, *key);
+        if (sv) state = sv;
+      }
+      std::optional<Val> v = state ? Present(*state) : std::nullopt;
+      if (Pred(c.pred, v)) {
+        if (!since) since = store_.ts(r);
+      } else {
+        since.reset();
+      }
+    }
+    if (!since) return false;  // false after the last identify: false now
+    Millis held = now_ - *since;
+    return c.at_least ? held >= c.duration : held < c.duration;
+  }
+
+  bool Leaf(const CountCond& c, const ProfileRecords& p) {
+    int64_t n = static_cast<int64_t>(Matching(c.event, c.window, p).size());
+    return Holds(n, c.op, c.n);
+  }
+
+  bool Leaf(const AggCond& c, const ProfileRecords& p) {
+    std::vector<uint32_t> events = Matching(c.event, c.window, p);
+    if (c.fn == AggCond::Fn::kDistinct) {
+      // Typed: (type, number) for numbers and bools, (type, text) for strings and lists. Numbers
+      // compare by value, so -0 and 0 are one value.
+      std::set<std::tuple<int, double, std::string_view>> seen;
+      for (uint32_t r : events) {
+        std::optional<Val> v = PropOf(r, c.prop);
+        if (!v) continue;
+        double num = v->type == ValueType::kNumber ? (v->num == 0 ? 0.0 : v->num)
+                     : v->type == ValueType::kBool ? (v->b ? 1.0 : 0.0)
+                                                   : 0.0;
+        std::string_view text =
+            v->type == ValueType::kString || v->type == ValueType::kList ? v->str : "";
+        seen.emplace(static_cast<int>(v->type), num, text);
+      }
+      return Holds(static_cast<double>(seen.size()), c.op, c.value);
+    }
+    std::vector<double> nums;
+    for (uint32_t r : events) {
+      std::optional<Val> v = PropOf(r, c.prop);
+      if (v && v->type == ValueType::kNumber) nums.push_back(v->num);
+    }
+    switch (c.fn) {
+      case AggCond::Fn::kSum: {
+        __int128 sum = 0;
+        for (double x : nums) sum += Fixed(x);
+        return Holds(sum, c.op, static_cast<__int128>(Fixed(c.value)));
+      }
+      case AggCond::Fn::kAvg: {
+        if (nums.empty()) return false;
+        __int128 sum = 0;
+        for (double x : nums) sum += Fixed(x);
+        __int128 scaled =
+            static_cast<__int128>(Fixed(c.value)) * static_cast<__int128>(nums.size());
+        return Holds(sum, c.op, scaled);
+      }
+      case AggCond::Fn::kMin:
+        if (nums.empty()) return false;
+        return Holds(*std::min_element(nums.begin(), nums.end()), c.op, c.value);
+      case AggCond::Fn::kMax:
+        if (nums.empty()) return false;
+        return Holds(*std::max_element(nums.begin(), nums.end()), c.op, c.value);
+      case AggCond::Fn::kDistinct:
+        break;
+    }
+    return false;
+  }
+
+  bool Leaf(const FirstLastCond& c, const ProfileRecords& p) {
+    std::vector<uint32_t> events = Matching(c.event, TimeRange{}, p);  // ever, before now
+    if (events.empty()) return false;
+    Millis t = store_.ts(events[0]);
+    for (uint32_t r : events) t = c.first ? std::min(t, store_.ts(r)) : std::max(t, store_.ts(r));
+    return InRange(t, c.when, now_);
+  }
+
+  bool Leaf(const LastEventCond& c, const ProfileRecords& p) {
+    std::vector<uint32_t> events = Matching(c.event, c.window, p);
+    if (events.empty()) return false;
+    uint32_t last = events[0];
+    for (uint32_t r : events)  // arrival order: ">=" lets the later arrival win a tie
+      if (store_.ts(r) >= store_.ts(last)) last = r;
+    return Filter(c.has, last);
+  }
+
+  bool Leaf(const SequenceCond& c, const ProfileRecords& p) {
+    std::vector<uint32_t> as = Matching(c.first, c.window, p);
+    std::vector<uint32_t> bs = Matching(c.then, c.window, p);
+    std::vector<Millis> bts;
+    for (uint32_t b : bs) bts.push_back(store_.ts(b));
+    std::sort(bts.begin(), bts.end());
+    for (uint32_t a : as) {
+      Millis at = store_.ts(a);
+      auto it = std::upper_bound(bts.begin(), bts.end(), at);  // first b.ts > a.ts
+      if (it != bts.end() && *it <= at + c.within) return true;
+    }
+    return false;
+  }
+
+  bool Leaf(const NotFollowedCond& c, const ProfileRecords& p) {
+    std::vector<uint32_t> as = Matching(c.first, c.window, p);
+    if (as.empty()) return false;
+    Millis a = store_.ts(as[0]);
+    for (uint32_t r : as) a = std::max(a, store_.ts(r));
+    // B is not restricted to the window: the doc says "no B has ...".
+    if (!c.within) {
+      for (uint32_t r : p.records) {
+        Millis t = store_.ts(r);
+        if (t > a && t < now_ && Matches(c.then, r)) return false;
+      }
+      return true;
+    }
+    Millis deadline = a + *c.within;
+    if (!(now_ > deadline)) return false;
+    for (uint32_t r : p.records) {
+      Millis t = store_.ts(r);
+      if (t > a && t <= deadline && Matches(c.then, r)) return false;
+    }
+    return true;
+  }
+
+  bool Leaf(const SegmentRefCond& c, const ProfileRecords& p) {
+    const Expr* def = lookup_ ? lookup_(c.segment) : nullptr;
+    if (!def) return false;
+    // Cycles are rejected when definitions are created; should one reach us anyway, the
+    // reference answers false instead of recursing forever.
+    if (std::find(active_.begin(), active_.end(), c.segment) != active_.end()) return false;
+    active_.push_back(c.segment);
+    bool r = Eval(*def, p);
+    active_.pop_back();
+    return r;
+  }
+
+  bool Leaf(const BucketCond& c, const ProfileRecords& p) {
+    return Holds(rules::BucketOf(p.key, c.salt, c.buckets), c.op, c.value);
+  }
+
+  const Store& store_;
+  const DefinitionLookup& lookup_;
+  const Millis now_;
+  std::unordered_map<const Path*, std::pair<Path, std::optional<uint32_t>>> key_cache_;
+  std::map<std::string, std::optional<std::regex>> regex_cache_;
+  std::vector<std::string> active_;  // segment refs being evaluated
+};
+
+}  // namespace
+
+std::vector<std::string> Members(const store::Store& store, const rules::Expr& def,
+                                 const DefinitionLookup& lookup, Millis now) {
+  const size_t n_profiles = store.profiles().size();
+  std::vector<ProfileRecords> profiles(n_profiles);
+  for (uint32_t id = 0; id < n_profiles; ++id) {
+    profiles[id].id = id;
+    profiles[id].key = store.profiles().Get(id);
+  }
+  for (size_t i = 0; i < store.size(); ++i) {
+    uint32_t id = store.profile(i);
+    if (id < n_profiles) profiles[id].records.push_back(static_cast<uint32_t>(i));
+  }
+  Evaluator eval(store, lookup, now);
+  std::vector<std::string> out;
+  for (const ProfileRecords& p : profiles)
+    if (eval.Eval(def, p)) out.emplace_back(p.key);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+bool IsMember(const store::Store& store, uint32_t profile, const rules::Expr& def,
+              const DefinitionLookup& lookup, Millis now) {
+  if (profile >= store.profiles().size()) return false;
+  ProfileRecords p;
+  p.id = profile;
+  p.key = store.profiles().Get(profile);
+  for (size_t i = 0; i < store.size(); ++i)
+    if (store.profile(i) == profile) p.records.push_back(static_cast<uint32_t>(i));
+  Evaluator eval(store, lookup, now);
+  return eval.Eval(def, p);
+}
+
+}  // namespace shoal::reference

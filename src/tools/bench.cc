@@ -1,7 +1,247 @@
+// `shoal bench peers DATA_DIR --out OUT_DIR`: the shared/peers workload through the engine.
+//
+// Pass 1 (live): define the user segments, then replay events.ndjson (parsing included, no
+// durability) with the virtual clock at the workload's NOW; the replay rate is events_per_s.
+// Members are written to OUT_DIR/sN.txt for shared/peers/check_oracle.sh.
+// Pass 2 (backfill): a fresh engine ingests the same events with no segment defined, then the
+// segments are created over the stored history; that creation time is backfill_seconds.
+// The last line printed is one JSON object with the figures.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fmt/format.h"
+#include "ingest/decode.h"
+#include "shoal/engine.h"
 #include "tools/commands.h"
 
 namespace shoal::tools {
+namespace {
 
-void AddBenchCommand(CLI::App& app) { app.add_subcommand("bench", "not yet implemented"); }
+struct PeerSegment {
+  const char* id;
+  const char* definition;
+};
+
+// The shared/peers segments in the Shoal language (s7 needs accounts: not yet supported).
+const PeerSegment kPeerSegments[] = {
+    {"s1", R"(performed "Order Completed" within 30d and performed "Email Clicked" within 30d)"},
+    {"s2", R"(performed "Product Added" within 1d not followed by "Order Completed")"},
+    {"s3", R"(performed "Flight Booked" where destination = "Lisbon" and did not perform "Trip Taken" within 180d)"},
+    {"s4", R"(performed "Savings Opened" and did not perform "Transfer Set Up")"},
+    {"s5", R"(sum(total) of "Order Completed" within 90d > 500)"},
+    {"s6", R"(country in ("DE", "FR") and plan = "pro" and age between 25 and 40)"},
+    {"s8", R"(performed "Login" at least 5 times between 90d ago and 30d ago and did not perform "Login" within 30d)"},
+};
+
+double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+double PeakRssMb() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return 0;
+}
+
+double RssMb() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return 0;
+}
+
+struct ReplayResult {
+  uint64_t events = 0;
+  uint64_t errors = 0;
+  double seconds = 0;
+};
+
+// Streams an NDJSON file through the engine in 16 MiB blocks; each line is parsed in place with
+// the block's spare bytes as simdjson padding.
+Status Replay(const std::string& path, Engine* engine, uint64_t limit, ReplayResult* out) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return Status::NotFound("cannot open " + path);
+  constexpr size_t kBlock = 16 << 20, kPad = 64;
+  std::vector<char> buf(kBlock + kPad);
+  size_t have = 0;
+  ingest::Decoder decoder;
+  ingest::DecodeOptions opts;
+  opts.now = engine->Now();
+  Message msg;
+  auto start = std::chrono::steady_clock::now();
+  bool eof = false;
+  while (!eof && out->events < limit) {
+    ssize_t n = ::read(fd, buf.data() + have, kBlock - have);
+    if (n < 0) {
+      ::close(fd);
+      return Status::Internal("read failed on " + path);
+    }
+    if (n == 0) eof = true;
+    have += static_cast<size_t>(n);
+    size_t pos = 0;
+    while (pos < have && out->events < limit) {
+      const char* nl = static_cast<const char*>(std::memchr(buf.data() + pos, '\n', have - pos));
+      if (!nl && !eof) break;
+      size_t end = nl ? static_cast<size_t>(nl - buf.data()) : have;
+      if (end > pos) {
+        Status st = decoder.Decode(buf.data() + pos, end - pos, buf.size() - pos, opts, &msg);
+        if (st.ok()) st = engine->Ingest(msg);
+        if (!st.ok() && ++out->errors <= 5)
+          fmt::print(stderr, "line {}: {}\n", out->events + out->errors, st.message());
+        ++out->events;
+      }
+      pos = end + 1;
+    }
+    if (pos > have) pos = have;
+    std::memmove(buf.data(), buf.data() + pos, have - pos);
+    have -= pos;
+    if (have == kBlock) {
+      ::close(fd);
+      return Status::InvalidArgument("a line longer than 16 MiB in " + path);
+    }
+  }
+  out->seconds = Seconds(start, std::chrono::steady_clock::now());
+  ::close(fd);
+  return Status::Ok();
+}
+
+int RunPeers(const std::string& data_dir, const std::string& out_dir, const std::string& now_text,
+             uint64_t limit, bool skip_backfill) {
+  auto now = ParseTime(now_text);
+  if (!now) {
+    fmt::print(stderr, "--now: not an ISO 8601 time: {}\n", now_text);
+    return 2;
+  }
+  const std::string events = data_dir + "/events.ndjson";
+  if (!std::filesystem::exists(events)) {
+    fmt::print(stderr, "{} does not exist (make it with shared/peers/gen.py --out {})\n", events,
+               data_dir);
+    return 2;
+  }
+  std::filesystem::create_directories(out_dir);
+  VirtualClock clock(*now);
+
+  // Pass 1: live segments during the replay.
+  ReplayResult live;
+  std::vector<std::pair<std::string, uint64_t>> counts;
+  double state_mb = 0, store_mb = 0, bytes_per_profile = 0, bytes_per_event = 0;
+  uint64_t profiles = 0, records = 0;
+  double rss_after_live = 0;
+  {
+    Options opts;
+    opts.keep_changes = false;
+    Engine engine(&clock, opts);
+    uint64_t changes = 0;
+    engine.SetChangeListener([&](const Change&) { ++changes; });
+    for (const PeerSegment& s : kPeerSegments) {
+      auto r = engine.CreateSegment(s.id, s.definition);
+      if (!r.ok()) {
+        fmt::print(stderr, "segment {}: {}\n", s.id, r.status().message());
+        return 1;
+      }
+    }
+    Status st = Replay(events, &engine, limit, &live);
+    if (!st.ok()) {
+      fmt::print(stderr, "{}\n", st.message());
+      return 1;
+    }
+    fmt::print(stderr, "live replay: {} events in {:.2f} s = {:.0f} events/s, {} changes\n",
+               live.events, live.seconds, live.events / live.seconds, changes);
+    for (const PeerSegment& s : kPeerSegments) {
+      auto members = engine.Members(s.id);
+      std::ofstream f(out_dir + "/" + s.id + ".txt");
+      for (const std::string& m : *members) f << m << '\n';
+      counts.emplace_back(s.id, members->size());
+    }
+    EngineStats stats = engine.Stats();
+    profiles = stats.profiles;
+    records = stats.records;
+    store_mb = stats.store_bytes / 1048576.0;
+    state_mb = stats.state_bytes / 1048576.0;
+    bytes_per_event = records ? static_cast<double>(stats.store_bytes) / records : 0;
+    bytes_per_profile = profiles ? static_cast<double>(stats.state_bytes) / profiles : 0;
+    rss_after_live = RssMb();
+  }
+
+  // Pass 2: ingest with no segments, then create them over the stored history.
+  ReplayResult bare;
+  double backfill = 0;
+  if (!skip_backfill) {
+    Options opts;
+    opts.keep_changes = false;
+    Engine engine(&clock, opts);
+    Status st = Replay(events, &engine, limit, &bare);
+    if (!st.ok()) {
+      fmt::print(stderr, "{}\n", st.message());
+      return 1;
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    for (const PeerSegment& s : kPeerSegments) {
+      auto r = engine.CreateSegment(s.id, s.definition);
+      if (!r.ok()) return 1;
+    }
+    backfill = Seconds(t0, std::chrono::steady_clock::now());
+    for (size_t i = 0; i < counts.size(); ++i) {
+      auto n = engine.Count(counts[i].first);
+      if (!n.ok() || *n != counts[i].second) {
+        fmt::print(stderr, "backfill of {} gave {} members, the live replay {}\n",
+                   counts[i].first, n.ok() ? *n : 0, counts[i].second);
+        return 1;
+      }
+    }
+    fmt::print(stderr, "ingest without segments: {:.2f} s; backfill of {} segments: {:.3f} s\n",
+               bare.seconds, counts.size(), backfill);
+  }
+
+  std::string seg_json;
+  for (const auto& [id, n] : counts) seg_json += fmt::format("{}\"{}\":{}", seg_json.empty() ? "" : ",", id, n);
+  fmt::print(
+      "{{\"events\":{},\"errors\":{},\"seconds\":{:.3f},\"events_per_s\":{:.0f},"
+      "\"ingest_only_seconds\":{:.3f},\"backfill_seconds\":{:.4f},\"peak_rss_mb\":{:.0f},"
+      "\"rss_after_live_mb\":{:.0f},\"profiles\":{},\"records\":{},\"store_mb\":{:.0f},"
+      "\"state_mb\":{:.0f},\"store_bytes_per_record\":{:.1f},\"state_bytes_per_profile\":{:.1f},"
+      "\"members\":{{{}}}}}\n",
+      live.events, live.errors, live.seconds, live.events / live.seconds, bare.seconds, backfill,
+      PeakRssMb(), rss_after_live, profiles, records, store_mb, state_mb, bytes_per_event,
+      bytes_per_profile, seg_json);
+  return 0;
+}
+
+}  // namespace
+
+void AddBenchCommand(CLI::App& app) {
+  auto* bench = app.add_subcommand("bench", "End-to-end benchmarks");
+  bench->require_subcommand(1);
+  auto* peers = bench->add_subcommand(
+      "peers", "Replay shared/peers' events.ndjson with its segments live; write OUT_DIR/sN.txt");
+  struct Args {
+    std::string data_dir, out_dir = "peers-out", now = "2026-11-01T00:00:00Z";
+    uint64_t limit = UINT64_MAX;
+    bool skip_backfill = false;
+  };
+  auto args = std::make_shared<Args>();
+  peers->add_option("DATA_DIR", args->data_dir, "folder with events.ndjson (gen.py --out)")
+      ->required();
+  peers->add_option("--out", args->out_dir, "where to write s1.txt ... s8.txt");
+  peers->add_option("--now", args->now, "the workload's NOW (the engine's virtual clock)");
+  peers->add_option("--limit", args->limit, "replay at most this many lines");
+  peers->add_flag("--skip-backfill", args->skip_backfill, "skip the second (backfill) pass");
+  peers->callback([args] {
+    int rc = RunPeers(args->data_dir, args->out_dir, args->now, args->limit, args->skip_backfill);
+    if (rc != 0) std::exit(rc);
+  });
+}
 
 }  // namespace shoal::tools

@@ -1,0 +1,78 @@
+// Compiled leaf conditions. Each one computes its truth for a profile at an instant t from the
+// profile's traits and series timelines, and lowers *next to the next instant after t at which
+// that truth can change with no new data. That instant drives the timer heap: it is what makes a
+// profile leave "performed X within 30d" at the exact millisecond, without rescanning anybody.
+// *next may be earlier than the real change (the engine then re-evaluates and finds nothing to
+// do), never later.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/series.h"
+#include "engine/values.h"
+#include "rules/ast.h"
+#include "shoal/status.h"
+#include "store/store.h"
+
+namespace shoal::engine {
+
+// One trait of a profile: the value set by the identify with the greatest (ts, record index).
+struct TraitSlot {
+  uint32_t key;
+  store::StoredValue value;
+  Millis ts;
+  uint32_t idx;
+};
+
+struct ProfileState {
+  std::vector<TraitSlot> traits;     // sorted by key
+  std::vector<uint32_t> identifies;  // record indices of this profile's identify calls
+
+  const TraitSlot* Find(uint32_t key) const {
+    auto it = std::lower_bound(traits.begin(), traits.end(), key,
+                               [](const TraitSlot& s, uint32_t k) { return s.key < k; });
+    return it != traits.end() && it->key == key ? &*it : nullptr;
+  }
+};
+
+struct EvalContext {
+  const store::Store& store;
+  const ProfileState& profile;
+  uint32_t pid;
+  // Whether profile `pid` is a member of segment `segment_id` now.
+  const std::function<bool(uint32_t segment_id, uint32_t pid)>& is_member;
+};
+
+class Condition {
+ public:
+  virtual ~Condition() = default;
+  virtual bool Eval(const EvalContext& ctx, Millis t, Millis* next) const = 0;
+  // What the condition sees, for Explain: "count = 3", "sum = 612.5", ...
+  virtual std::string Detail(const EvalContext& ctx, Millis t) const = 0;
+
+  // What it depends on, for the engine's dependency index.
+  std::vector<Series*> series;
+  std::vector<uint32_t> trait_keys;
+  std::vector<uint32_t> segment_refs;
+};
+
+// Resolves what a condition needs from the engine while compiling.
+class CompileContext {
+ public:
+  virtual ~CompileContext() = default;
+  virtual store::Store* store() = 0;
+  // The shared series for (event name, filter); created and backfilled if new.
+  virtual Series* GetSeries(const rules::EventSpec& spec) = 0;
+  // The id of a live segment, or nullopt.
+  virtual std::optional<uint32_t> SegmentId(const std::string& name) = 0;
+};
+
+// Compiles one leaf. Errors: unknown segment (kNotFound), a relative time predicate inside an
+// event filter (kInvalidArgument: the filter is decided when the event arrives).
+Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileContext* ctx);
+
+}  // namespace shoal::engine

@@ -1,0 +1,234 @@
+// Engine behaviour that the data-driven files do not pin down as directly: exact deadlines, the
+// amount of work per event, lifecycle errors, explain. Time moves with a VirtualClock only.
+#include "shoal/engine.h"
+
+#include <gtest/gtest.h>
+
+#include "fmt/format.h"
+
+namespace shoal {
+namespace {
+
+const Millis kT0 = *ParseTime("2026-01-01T00:00:00Z");
+
+std::string Track(const std::string& user, const std::string& event, Millis ts,
+                  const std::string& props = "{}") {
+  return fmt::format(R"({{"type":"track","userId":"{}","event":"{}","timestamp":"{}","properties":{}}})",
+                     user, event, FormatTime(ts), props);
+}
+
+std::string Identify(const std::string& user, Millis ts, const std::string& traits) {
+  return fmt::format(R"({{"type":"identify","userId":"{}","timestamp":"{}","traits":{}}})", user,
+                     FormatTime(ts), traits);
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  EngineTest() : clock_(kT0), engine_(&clock_) {}
+
+  void Ingest(const std::string& json) { ASSERT_TRUE(engine_.IngestJson(json).ok()) << json; }
+  void Create(const std::string& name, const std::string& def) {
+    auto r = engine_.CreateSegment(name, def);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+  }
+  bool In(const std::string& seg, const std::string& user) { return *engine_.IsMember(seg, user); }
+  void At(Millis t) {
+    clock_.Set(t);
+    engine_.AdvanceTime();
+  }
+
+  VirtualClock clock_;
+  Engine engine_;
+};
+
+TEST_F(EngineTest, LeavesWindowAtTheExactMillisecond) {
+  Create("recent", R"(performed "Order Completed" within 30d)");
+  Ingest(Track("u1", "Order Completed", kT0));
+  EXPECT_FALSE(In("recent", "u1"));  // ts < now: not yet at the same instant
+  At(kT0 + 1);
+  EXPECT_TRUE(In("recent", "u1"));
+  At(kT0 + 30 * kDay);
+  EXPECT_TRUE(In("recent", "u1"));
+  EXPECT_EQ(engine_.NextDeadline(), kT0 + 30 * kDay + 1);
+  At(kT0 + 30 * kDay + 1);
+  EXPECT_FALSE(In("recent", "u1"));
+  auto changes = engine_.Changes("recent");
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[1].kind, ChangeKind::kExit);
+  EXPECT_EQ(changes[1].cause, Cause::kTime);
+  EXPECT_EQ(changes[1].event_time, kT0 + 30 * kDay + 1);
+  EXPECT_EQ(changes[1].seq, 2u);
+}
+
+TEST_F(EngineTest, EntersNegatedWindowWhenTheLastEventAges) {
+  Create("quiet", R"(performed "Signup" and did not perform "Login" within 7d)");
+  Ingest(Track("u1", "Signup", kT0 - kDay));
+  Ingest(Track("u1", "Login", kT0 - kHour));
+  At(kT0 + 1);
+  EXPECT_FALSE(In("quiet", "u1"));
+  At(kT0 - kHour + 7 * kDay);
+  EXPECT_FALSE(In("quiet", "u1"));
+  At(kT0 - kHour + 7 * kDay + 1);
+  EXPECT_TRUE(In("quiet", "u1"));
+}
+
+TEST_F(EngineTest, CountThresholdDeadlineSkipsIrrelevantExpiries) {
+  // Ten events in the window, threshold 3: the truth flips when the 8th oldest leaves, so
+  // the engine must not wake up for the first seven expiries.
+  Create("active", R"(performed "Login" at least 3 times within 1d)");
+  for (int i = 0; i < 10; ++i) Ingest(Track("u1", "Login", kT0 - kDay + (i + 1) * kHour));
+  At(kT0 + 1);
+  ASSERT_TRUE(In("active", "u1"));
+  EXPECT_EQ(engine_.NextDeadline(), kT0 + 8 * kHour + 1);
+  uint64_t fires = engine_.Stats().timer_fires;
+  At(kT0 + 8 * kHour);
+  EXPECT_TRUE(In("active", "u1"));
+  At(kT0 + 8 * kHour + 1);
+  EXPECT_FALSE(In("active", "u1"));
+  EXPECT_EQ(engine_.Stats().timer_fires - fires, 1u);
+}
+
+TEST_F(EngineTest, AnEventTouchesOnlyTheSegmentsThatDependOnIt) {
+  for (int i = 0; i < 200; ++i) Create(fmt::format("s{}", i), fmt::format(R"(performed "E{}" within 30d)", i));
+  Ingest(Track("u1", "E0", kT0 - kHour));  // new profile: no segment is true on an empty profile
+  uint64_t before = engine_.Stats().evaluations;
+  Ingest(Track("u1", "E7", kT0 - kHour));
+  EXPECT_EQ(engine_.Stats().evaluations - before, 1u);
+  before = engine_.Stats().evaluations;
+  Ingest(Track("u1", "Unrelated", kT0 - kHour));
+  EXPECT_EQ(engine_.Stats().evaluations - before, 0u);
+  EXPECT_TRUE(In("s7", "u1"));
+  EXPECT_FALSE(In("s8", "u1"));
+}
+
+TEST_F(EngineTest, NewProfileJoinsSegmentsAnEmptyProfileSatisfies) {
+  Create("never_bought", R"(not performed "Order Completed")");
+  Ingest(Track("u1", "Page Viewed", kT0 - kHour));
+  EXPECT_TRUE(In("never_bought", "u1"));
+  Ingest(Track("u1", "Order Completed", kT0 - kHour));
+  EXPECT_FALSE(In("never_bought", "u1"));
+}
+
+TEST_F(EngineTest, LateEventEntersAtOnceAndOldOneChangesNothing) {
+  Create("recent", R"(performed "Order Completed" within 30d)");
+  Ingest(Track("u1", "Order Completed", kT0 - 29 * kDay));
+  EXPECT_TRUE(In("recent", "u1"));
+  EXPECT_EQ(engine_.Changes("recent").back().cause, Cause::kEvent);
+  Ingest(Track("u2", "Order Completed", kT0 - 31 * kDay));
+  EXPECT_FALSE(In("recent", "u2"));
+}
+
+TEST_F(EngineTest, FutureEventCountsOnceNowPassesIt) {
+  Create("recent", R"(performed "Order Completed" within 30d)");
+  Ingest(Track("u1", "Order Completed", kT0 + kHour));
+  EXPECT_FALSE(In("recent", "u1"));
+  At(kT0 + kHour + 1);
+  EXPECT_TRUE(In("recent", "u1"));
+}
+
+TEST_F(EngineTest, TraitsMergeLastWriterWinsByTimestamp) {
+  Create("pro", R"(plan = "pro")");
+  Ingest(Identify("u1", kT0 - 2 * kHour, R"({"plan":"pro","country":"DE"})"));
+  Ingest(Identify("u1", kT0 - 3 * kHour, R"({"plan":"free"})"));  // older: ignored
+  EXPECT_TRUE(In("pro", "u1"));
+  Ingest(Identify("u1", kT0 - kHour, R"({"country":"FR"})"));  // keeps plan
+  EXPECT_TRUE(In("pro", "u1"));
+  Ingest(Identify("u1", kT0, R"({"plan":null})"));
+  EXPECT_FALSE(In("pro", "u1"));
+}
+
+TEST_F(EngineTest, UpdateEmitsExactlyTheDifference) {
+  Ingest(Identify("u1", kT0 - kHour, R"({"age":30})"));
+  Ingest(Identify("u2", kT0 - kHour, R"({"age":40})"));
+  Ingest(Identify("u3", kT0 - kHour, R"({"age":50})"));
+  Create("band", "age between 25 and 45");
+  ASSERT_EQ(engine_.Changes("band").size(), 2u);
+  ASSERT_TRUE(engine_.UpdateSegment("band", "age between 35 and 55").ok());
+  auto changes = engine_.Changes("band", 2);
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[0].profile, "u3");
+  EXPECT_EQ(changes[0].kind, ChangeKind::kEnter);
+  EXPECT_EQ(changes[1].profile, "u1");
+  EXPECT_EQ(changes[1].kind, ChangeKind::kExit);
+  EXPECT_EQ(changes[1].cause, Cause::kDefinition);
+}
+
+TEST_F(EngineTest, ReferencesPropagateAndCyclesAreRejected) {
+  Create("buyers", R"(performed "Order Completed")");
+  Create("vip", R"(in segment "buyers" and plan = "pro")");
+  Ingest(Identify("u1", kT0 - kHour, R"({"plan":"pro"})"));
+  EXPECT_FALSE(In("vip", "u1"));
+  Ingest(Track("u1", "Order Completed", kT0 - kHour));
+  EXPECT_TRUE(In("vip", "u1"));
+  auto r = engine_.UpdateSegment("buyers", R"(in segment "vip")");
+  EXPECT_EQ(r.status().code(), Status::Code::kFailedPrecondition);
+  EXPECT_EQ(engine_.DeleteSegment("buyers").code(), Status::Code::kFailedPrecondition);
+  EXPECT_EQ(engine_.CreateSegment("x", R"(in segment "nope")").status().code(),
+            Status::Code::kNotFound);
+  ASSERT_TRUE(engine_.DeleteSegment("vip").ok());
+  EXPECT_EQ(engine_.Changes("vip").back().cause, Cause::kDeleted);
+  EXPECT_TRUE(engine_.DeleteSegment("buyers").ok());
+}
+
+TEST_F(EngineTest, DependentOfATimeChangeNamesTheSegment) {
+  Create("recent", R"(performed "Order Completed" within 1d)");
+  Create("lapsed", R"(performed "Order Completed" and not in segment "recent")");
+  Ingest(Track("u1", "Order Completed", kT0 - kHour));
+  EXPECT_FALSE(In("lapsed", "u1"));
+  At(kT0 - kHour + kDay + 1);
+  EXPECT_TRUE(In("lapsed", "u1"));
+  auto c = engine_.Changes("lapsed").back();
+  EXPECT_EQ(c.cause, Cause::kSegment);
+  EXPECT_EQ(c.cause_ref, "recent");
+  EXPECT_EQ(c.event_time, kT0 - kHour + kDay + 1);
+}
+
+TEST_F(EngineTest, AbandonmentEntersWhenTheGraceTimePasses) {
+  Create("abandoned", R"(performed "Product Added" within 7d not followed by "Order Completed" within 1h)");
+  Ingest(Track("u1", "Product Added", kT0));
+  Ingest(Track("u2", "Product Added", kT0));
+  Ingest(Track("u2", "Order Completed", kT0 + 30 * kMinute));
+  At(kT0 + kHour);
+  EXPECT_FALSE(In("abandoned", "u1"));
+  At(kT0 + kHour + 1);
+  EXPECT_TRUE(In("abandoned", "u1"));
+  EXPECT_FALSE(In("abandoned", "u2"));
+}
+
+TEST_F(EngineTest, EstimateCountsWithoutSaving) {
+  Ingest(Identify("u1", kT0 - kHour, R"({"age":30})"));
+  Ingest(Identify("u2", kT0 - kHour, R"({"age":40})"));
+  auto n = engine_.Estimate("age > 35");
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 1u);
+  EXPECT_TRUE(engine_.ListSegments().empty());
+  EXPECT_FALSE(engine_.Estimate("age >").ok());
+}
+
+TEST_F(EngineTest, ExplainShowsValuesAndNextChange) {
+  Create("buyers", R"(performed "Order Completed" within 30d and plan = "pro")");
+  Ingest(Identify("u1", kT0 - kHour, R"({"plan":"pro"})"));
+  Ingest(Track("u1", "Order Completed", kT0 - kHour));
+  auto e = engine_.Explain("buyers", "u1");
+  ASSERT_TRUE(e.ok());
+  EXPECT_TRUE(e->value);
+  ASSERT_EQ(e->children.size(), 2u);
+  EXPECT_NE(e->children[0].detail.find("count = 1"), std::string::npos);
+  EXPECT_EQ(e->children[0].next_change, kT0 - kHour + 30 * kDay + 1);
+  EXPECT_NE(e->children[1].detail.find("pro"), std::string::npos);
+  EXPECT_EQ(engine_.Explain("buyers", "nobody").status().code(), Status::Code::kNotFound);
+}
+
+TEST_F(EngineTest, BadInputIsAnErrorNotACrash) {
+  EXPECT_FALSE(engine_.IngestJson(R"({"type":"track","userId":"u1"})").ok());
+  EXPECT_FALSE(engine_.IngestJson("not json").ok());
+  EXPECT_FALSE(engine_.CreateSegment("", "plan = \"pro\"").ok());
+  auto r = engine_.CreateSegment("bad", R"(performed "X" within 30)");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().message().rfind("1:", 0), 0u) << r.status().message();
+  auto rel = engine_.CreateSegment("rel", R"(performed "X" where at within 7d)");
+  EXPECT_EQ(rel.status().code(), Status::Code::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace shoal

@@ -1,0 +1,104 @@
+// A Series is the timeline, per profile, of the events that match one (event name, filter): the
+// (ts, record index) of each, sorted. Every event condition reads a window of a series; several
+// conditions (in one segment or many) with the same event and filter share one series.
+//
+// Window is the arithmetic of a half-open event window [from, to) cut at now, over a sorted
+// series: which entries are in at instant t, and when each enters or leaves as t grows. An entry
+// at ts with a relative lower bound `a` ago leaves at ts + a + 1; with a relative upper bound `b`
+// ago (b = 0 for "up to now") it enters at ts + b + 1.
+#pragma once
+
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "engine/values.h"
+#include "rules/ast.h"
+#include "store/store.h"
+
+namespace shoal::engine {
+
+struct Entry {
+  Millis ts;
+  uint32_t idx;  // record index in the store
+  bool operator<(const Entry& o) const { return ts < o.ts || (ts == o.ts && idx < o.idx); }
+};
+
+using Timeline = std::vector<Entry>;
+
+class Series {
+ public:
+  Series(uint32_t name, std::optional<rules::PropExpr> filter, store::Store* store);
+  Series(const Series&) = delete;
+  Series& operator=(const Series&) = delete;
+
+  uint32_t name() const { return name_; }
+  // Whether record props satisfy the filter (true without a filter).
+  bool Matches(std::span<const store::PropEntry> props, const store::Store& s) const {
+    return !filter_ || filter_->Eval(props, 0, s);
+  }
+  // Adds a matching record to the profile's timeline (sorted insert; usually an append).
+  void Add(uint32_t profile, Millis ts, uint32_t idx);
+  // Backfill: append without sorting, then Seal() sorts every timeline.
+  void AddUnsorted(uint32_t profile, Millis ts, uint32_t idx) {
+    timelines_[profile].push_back({ts, idx});
+  }
+  void Seal();
+  // The profile's timeline; empty when it has none.
+  const Timeline& Get(uint32_t profile) const {
+    auto it = timelines_.find(profile);
+    return it == timelines_.end() ? kEmpty : it->second;
+  }
+  void Erase(uint32_t profile) { timelines_.erase(profile); }
+  size_t MemoryBytes() const;
+
+  int refs = 0;  // conditions using this series; the engine drops it at zero
+
+ private:
+  static const Timeline kEmpty;
+  uint32_t name_;
+  std::unique_ptr<CompiledFilter> filter_;
+  absl::flat_hash_map<uint32_t, Timeline> timelines_;
+};
+
+// An event window resolved against a sorted timeline.
+class Window {
+ public:
+  explicit Window(const rules::TimeRange& r);
+
+  // Lowest ts in the window at t (inclusive) and the exclusive upper bound (cut at t).
+  Millis Lo(Millis t) const {
+    return from_kind_ == rules::TimeBound::Kind::kNone ? kMinTime
+           : from_kind_ == rules::TimeBound::Kind::kRelative ? t - a_ : a_;
+  }
+  Millis Hi(Millis t) const {
+    Millis hi = to_kind_ == rules::TimeBound::Kind::kRelative ? t - b_ : t;
+    return to_kind_ == rules::TimeBound::Kind::kAbsolute ? std::min(hi, b_) : hi;
+  }
+  // [lo, hi) indices of the entries in the window at t.
+  std::pair<size_t, size_t> Range(const Timeline& tl, Millis t) const;
+  // When the entry at ts enters the window (kMaxTime if never, given entries before Lo never
+  // return): ts + b + 1, if it can be in at all.
+  Millis EnterAt(Millis ts) const {
+    if (to_kind_ == rules::TimeBound::Kind::kAbsolute && ts >= b_) return kMaxTime;
+    if (from_kind_ == rules::TimeBound::Kind::kAbsolute && ts < a_) return kMaxTime;
+    Millis e = ts + (to_kind_ == rules::TimeBound::Kind::kRelative ? b_ : 0) + 1;
+    return e < LeaveAt(ts) ? e : kMaxTime;
+  }
+  // When the entry at ts leaves the window (kMaxTime if never).
+  Millis LeaveAt(Millis ts) const {
+    return from_kind_ == rules::TimeBound::Kind::kRelative ? ts + a_ + 1 : kMaxTime;
+  }
+  // The next instant after t at which the set of entries in the window changes.
+  Millis NextBoundary(const Timeline& tl, size_t lo, size_t hi) const;
+
+ private:
+  rules::TimeBound::Kind from_kind_, to_kind_;
+  Millis a_ = 0;  // from: relative ago, or absolute instant
+  Millis b_ = 0;  // to: relative ago, or absolute instant
+};
+
+}  // namespace shoal::engine

@@ -1,0 +1,84 @@
+// Value predicates compiled against the store's id spaces, evaluated on stored values. This is the
+// engine's own implementation of docs/language.md "Values, missing values and types"; the
+// reference evaluator has an independent one, and the differential test compares the two.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <regex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "rules/ast.h"
+#include "store/store.h"
+
+namespace shoal::engine {
+
+// A literal with its string interned, so that typed string equality is an id comparison.
+struct CompiledLiteral {
+  rules::Literal lit;
+  uint32_t str_id = 0;  // kString: id in store.strings()
+};
+
+// A window or time range resolved relative to an instant t: [from, to), unbounded sides at
+// kMinTime/kMaxTime.
+struct TimeSpec {
+  rules::TimeRange range;
+  Millis From(Millis t) const { return range.from.Resolve(t, kMinTime); }
+  Millis To(Millis t) const { return range.to.Resolve(t, kMaxTime); }
+  // Whether instant x is in the range at t, and the next instant after t at which that can change
+  // (kMaxTime if never); *next is lowered, never raised.
+  bool Contains(Millis x, Millis t, Millis* next) const;
+};
+
+class CompiledPred {
+ public:
+  // Interns literal strings into `store` and compiles regexes (already validated by the parser).
+  CompiledPred(const rules::ValuePred& pred, store::Store* store);
+
+  uint32_t key() const { return key_; }
+  // `v` is null when the path is missing. *next is lowered to the next instant after t at which
+  // the result can change on its own (only time predicates depend on t).
+  bool Eval(const store::StoredValue* v, Millis t, const store::Store& store, Millis* next) const;
+
+ private:
+  bool Equal(const store::StoredValue& v, const CompiledLiteral& l, const store::Store& s) const;
+  // -1/0/1, or nullopt when the two are not ordered (types differ, unparseable time).
+  std::optional<int> Order(const store::StoredValue& v, const CompiledLiteral& l,
+                           const store::Store& s) const;
+
+  rules::ValuePred::Kind kind_;
+  rules::CmpOp op_;
+  uint32_t key_;
+  std::vector<CompiledLiteral> lits_;
+  TimeSpec time_;
+  std::shared_ptr<std::regex> regex_;
+};
+
+// A compiled filter over a record's properties.
+class CompiledFilter {
+ public:
+  CompiledFilter(const rules::PropExpr& e, store::Store* store);
+  bool Eval(std::span<const store::PropEntry> props, Millis t, const store::Store& store) const;
+
+ private:
+  rules::PropExpr::Kind kind_;
+  std::vector<CompiledFilter> children_;
+  std::unique_ptr<CompiledPred> pred_;
+};
+
+// Splits the compact JSON array text of a list value into its scalar elements (strings unescaped,
+// numbers parsed, true/false/null); nested arrays and objects become kNull placeholders that
+// equal nothing. Strings are returned through `texts` (kString elements index into it via num).
+struct ListElement {
+  ValueType type = ValueType::kNull;
+  bool b = false;
+  double num = 0;
+  std::string str;
+};
+std::vector<ListElement> ParseListElements(std::string_view json);
+
+bool Compare(int order, rules::CmpOp op);
+
+}  // namespace shoal::engine
