@@ -70,7 +70,8 @@ class TraitHistoryCondition final : public Condition {
  public:
   TraitHistoryCondition(const rules::TraitHistoryCond& c, store::Store* s)
       : pred_(c.pred, s), at_least_(c.at_least), duration_(c.duration) {
-    trait_keys.push_back(pred_.key());
+    // "Since" counts identifies that do not mention the path too.
+    every_identify = true;
   }
   // The instant from which the predicate has held through every later identify, if it holds now.
   std::optional<Millis> Since(const EvalContext& ctx, Millis t, Millis* next) const {

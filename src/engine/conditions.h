@@ -58,6 +58,7 @@ class Condition {
   std::vector<Series*> series;
   std::vector<uint32_t> trait_keys;
   std::vector<uint32_t> segment_refs;
+  bool every_identify = false;  // re-evaluate on any identify of the profile (trait history)
 };
 
 // Resolves what a condition needs from the engine while compiling.

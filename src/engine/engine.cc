@@ -155,6 +155,7 @@ class Engine::Impl : public engine::CompileContext {
         if (it != by_trait_.end())
           for (uint32_t seg : it->second) Touch(seg);
       }
+      for (uint32_t seg : every_identify_segments_) Touch(seg);
     } else {
       const std::string* name = &msg.event;
       static const std::string kPage = "Page Viewed", kScreen = "Screen Viewed";
@@ -481,18 +482,6 @@ class Engine::Impl : public engine::CompileContext {
       }
     }
     RecomputeRanks();
-    // Would a profile with no data at all be a member? Then a new profile must be evaluated
-    // even when its first message touches none of this segment's dependencies.
-    ProfileState empty;
-    bool has_bucket = false;
-    for (Condition* c : s->conds)
-      if (c->series.empty() && c->trait_keys.empty() && c->segment_refs.empty()) has_bucket = true;
-    std::function<bool(uint32_t, uint32_t)> empty_member = [this](uint32_t seg, uint32_t) {
-      return segments_[seg] && segments_[seg]->on_new_profile;
-    };
-    EvalContext ctx{store_, empty, UINT32_MAX, empty_member};
-    Millis next = kMaxTime;
-    s->on_new_profile = has_bucket || EvalNodeCtx(s->root, ctx, clock_->Now(), &next);
     RebuildNewProfileList();
   }
 
@@ -509,10 +498,40 @@ class Engine::Impl : public engine::CompileContext {
     RebuildNewProfileList();
   }
 
+  // Which segments a profile seen for the first time must be evaluated against, even when its
+  // first message touches none of their dependencies: those an empty profile satisfies, those
+  // with a bucket (no fixed answer for an empty profile), and those referencing any of these.
+  // Also the segments that every identify re-evaluates.
   void RebuildNewProfileList() {
-    new_profile_segments_.clear();
+    std::vector<Segment*> order;
     for (const auto& s : segments_)
-      if (s && s->on_new_profile) new_profile_segments_.push_back(s->id);
+      if (s) order.push_back(s.get());
+    std::sort(order.begin(), order.end(),
+              [](const Segment* a, const Segment* b) { return a->rank < b->rank; });
+    ProfileState empty;
+    std::function<bool(uint32_t, uint32_t)> empty_member = [](uint32_t, uint32_t) {
+      return false;
+    };
+    EvalContext ctx{store_, empty, UINT32_MAX, empty_member};
+    new_profile_segments_.clear();
+    every_identify_segments_.clear();
+    for (Segment* s : order) {
+      bool flag = false;
+      for (Condition* c : s->conds) {
+        if (c->series.empty() && c->trait_keys.empty() && c->segment_refs.empty() &&
+            !c->every_identify)
+          flag = true;  // a bucket
+        for (uint32_t ref : c->segment_refs)
+          if (segments_[ref] && segments_[ref]->on_new_profile) flag = true;
+        if (c->every_identify &&
+            std::find(every_identify_segments_.begin(), every_identify_segments_.end(), s->id) ==
+                every_identify_segments_.end())
+          every_identify_segments_.push_back(s->id);
+      }
+      Millis next = kMaxTime;
+      s->on_new_profile = flag || (!s->conds.empty() && EvalNodeCtx(s->root, ctx, clock_->Now(), &next));
+      if (s->on_new_profile) new_profile_segments_.push_back(s->id);
+    }
   }
 
   void RecomputeRanks() {
@@ -618,13 +637,17 @@ class Engine::Impl : public engine::CompileContext {
   // Re-evaluates the touched segments for one profile at instant t, lowest rank first, and the
   // segments that reference any that changed.
   void Process(uint32_t pid, Millis t, const CauseInfo& cause) {
-    using Item = std::pair<int, uint32_t>;  // (rank, segment)
-    std::priority_queue<Item, std::vector<Item>, std::greater<Item>> queue;
-    for (uint32_t seg : touched_) queue.push({segments_[seg]->rank, seg});
-    std::vector<std::pair<uint32_t, uint32_t>> via;  // segment -> the changed segment behind it
-    while (!queue.empty()) {
-      uint32_t seg = queue.top().second;
-      queue.pop();
+    // A min-heap by rank in a reused vector: dependents always rank above what they reference.
+    auto by_rank = [this](uint32_t a, uint32_t b) {
+      return segments_[a]->rank > segments_[b]->rank;
+    };
+    queue_.assign(touched_.begin(), touched_.end());
+    std::make_heap(queue_.begin(), queue_.end(), by_rank);
+    via_.clear();  // (segment, the changed segment it was reached through)
+    while (!queue_.empty()) {
+      std::pop_heap(queue_.begin(), queue_.end(), by_rank);
+      uint32_t seg = queue_.back();
+      queue_.pop_back();
       Segment& s = *segments_[seg];
       Millis next = kMaxTime;
       ++evaluations_;
@@ -635,7 +658,7 @@ class Engine::Impl : public engine::CompileContext {
       else s.members.remove(pid);
       // A segment reached only because a segment it references changed names that one.
       CauseInfo c = cause;
-      for (auto [dep, src] : via)
+      for (auto [dep, src] : via_)
         if (dep == seg) {
           c = CauseInfo{Cause::kSegment, segments_[src]->name, {}, t};
           break;
@@ -645,8 +668,9 @@ class Engine::Impl : public engine::CompileContext {
         if (seg_stamp_.size() <= dep) seg_stamp_.resize(dep + 1, 0);
         if (seg_stamp_[dep] == stamp_) continue;
         seg_stamp_[dep] = stamp_;
-        via.push_back({dep, seg});
-        queue.push({segments_[dep]->rank, dep});
+        via_.push_back({dep, seg});
+        queue_.push_back(dep);
+        std::push_heap(queue_.begin(), queue_.end(), by_rank);
       }
     }
   }
@@ -712,9 +736,11 @@ class Engine::Impl : public engine::CompileContext {
 
   void Emit(Segment& s, uint32_t pid, bool enter, const CauseInfo& cause, Millis t) {
     ++stats_changes_;
+    ++s.seq;
     s.last_change_at = clock_->Now();
+    if (!listener_ && !options_.keep_changes) return;
     Change c;
-    c.seq = ++s.seq;
+    c.seq = s.seq;
     c.segment = s.name;
     c.profile = std::string(store_.profiles().Get(pid));
     c.kind = enter ? ChangeKind::kEnter : ChangeKind::kExit;
@@ -767,10 +793,13 @@ class Engine::Impl : public engine::CompileContext {
       for (const auto& p : props_) present = present || p.key() == key;
       if (!present) props_.push_back(store::PropEntry::Make(key, v));
     }
-    std::stable_sort(props_.begin(), props_.end(),
-                     [](const store::PropEntry& a, const store::PropEntry& b) {
-                       return a.key() < b.key();
-                     });
+    // Insertion sort: a message has a handful of fields, and equal keys keep their order.
+    for (size_t i = 1; i < props_.size(); ++i) {
+      store::PropEntry e = props_[i];
+      size_t j = i;
+      for (; j > 0 && props_[j - 1].key() > e.key(); --j) props_[j] = props_[j - 1];
+      props_[j] = e;
+    }
     // Unique keys, the last one wins.
     size_t out = 0;
     for (size_t i = 0; i < props_.size(); ++i) {
@@ -786,9 +815,12 @@ class Engine::Impl : public engine::CompileContext {
   absl::flat_hash_map<Series*, std::vector<uint32_t>> series_segments_;
   absl::flat_hash_map<uint32_t, std::vector<uint32_t>> by_trait_;
   std::vector<uint32_t> new_profile_segments_;
+  std::vector<uint32_t> every_identify_segments_;
   // Mutable: NextDeadline() drops superseded entries from the top.
   mutable std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
   std::vector<uint32_t> touched_;
+  std::vector<uint32_t> queue_;                       // Process() scratch
+  std::vector<std::pair<uint32_t, uint32_t>> via_;    // Process() scratch
   std::vector<uint64_t> seg_stamp_;
   uint64_t stamp_ = 0;
   size_t compact_at_ = 1'000'000;

@@ -89,6 +89,7 @@ class ChunkedVector {
   size_t MemoryBytes() const { return chunks_.size() * kChunk * sizeof(T); }
   // Contiguous run starting at i, at most n long, not crossing a chunk end.
   std::span<const T> Run(size_t i, size_t n) const {
+    if (n == 0) return {};
     size_t in_chunk = kChunk - (i & kMask);
     return {&chunks_[i >> kChunkBits][i & kMask], n < in_chunk ? n : in_chunk};
   }

@@ -1,0 +1,129 @@
+// Engine micro-benchmarks (Google Benchmark). Messages are decoded before timing, so these measure
+// the engine alone; `shoal bench peers` measures the whole path with parsing.
+//
+//   BM_EventVsSegments/N   per-event cost with N live segments when each event touches one:
+//                          must stay flat as N grows (no O(segments) work per event).
+//   BM_Expiry/N            N profiles leave a window at the same instant: time to emit N exits.
+//   BM_ReplayPeers         the shared/peers events (SHOAL_BENCH_NDJSON, first 1M lines) through
+//                          the 7 user segments, pre-decoded.
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "fmt/format.h"
+#include "ingest/decode.h"
+#include "shoal/engine.h"
+
+namespace shoal {
+namespace {
+
+const Millis kNow = *ParseTime("2026-11-01T00:00:00Z");
+
+Message Track(const std::string& user, const std::string& event, Millis ts) {
+  Message m;
+  m.type = MessageType::kTrack;
+  m.user_id = user;
+  m.event = event;
+  m.timestamp = ts;
+  m.properties.push_back({"price", Value::Number(9.99)});
+  return m;
+}
+
+void BM_EventVsSegments(benchmark::State& state) {
+  const int segments = static_cast<int>(state.range(0));
+  VirtualClock clock(kNow);
+  Options opts;
+  opts.keep_changes = false;
+  Engine engine(&clock, opts);
+  for (int i = 0; i < segments; ++i)
+    (void)engine.CreateSegment(fmt::format("s{}", i),
+                               fmt::format(R"(performed "E{}" at least 3 times within 30d)", i));
+  // 10k users; every event is one of E0..E3, so it touches exactly one segment.
+  std::vector<Message> msgs;
+  for (int i = 0; i < 100000; ++i)
+    msgs.push_back(Track(fmt::format("u{}", i % 10000), fmt::format("E{}", i % 4),
+                         kNow - kDay + i * 100));
+  size_t k = 0;
+  for (auto _ : state) {
+    (void)engine.Ingest(msgs[k]);
+    if (++k == msgs.size()) k = 0;
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.counters["evals_per_event"] =
+      static_cast<double>(engine.Stats().evaluations) / static_cast<double>(state.iterations());
+}
+BENCHMARK(BM_EventVsSegments)->Arg(10)->Arg(100)->Arg(1000);
+
+void BM_Expiry(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  for (auto _ : state) {
+    state.PauseTiming();
+    VirtualClock clock(kNow);
+    Options opts;
+    opts.keep_changes = false;
+    Engine engine(&clock, opts);
+    (void)engine.CreateSegment("visited", R"(performed "Visit" within 1h)");
+    Message m = Track("", "Visit", kNow - kMinute);
+    for (int i = 0; i < n; ++i) {
+      m.user_id = "u" + std::to_string(i);
+      (void)engine.Ingest(m);
+    }
+    clock.Set(kNow - kMinute + kHour + 1);
+    state.ResumeTiming();
+    size_t exits = engine.AdvanceTime();
+    state.PauseTiming();
+    if (exits != static_cast<size_t>(n)) state.SkipWithError("not every profile exited");
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_Expiry)->Arg(1000000)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+void BM_ReplayPeers(benchmark::State& state) {
+  const char* path = std::getenv("SHOAL_BENCH_NDJSON");
+  std::ifstream in(path ? path : "/work/pw/smoke/events.ndjson");
+  if (!in) {
+    state.SkipWithError("set SHOAL_BENCH_NDJSON to a shared/peers events.ndjson");
+    return;
+  }
+  std::vector<Message> msgs;
+  ingest::Decoder decoder;
+  ingest::DecodeOptions dopts;
+  std::string line;
+  while (msgs.size() < 1000000 && std::getline(in, line)) {
+    Message m;
+    if (decoder.Decode(line, dopts, &m).ok()) msgs.push_back(std::move(m));
+  }
+  const char* defs[] = {
+      R"(performed "Order Completed" within 30d and performed "Email Clicked" within 30d)",
+      R"(performed "Product Added" within 1d not followed by "Order Completed")",
+      R"(performed "Flight Booked" where destination = "Lisbon" and did not perform "Trip Taken" within 180d)",
+      R"(performed "Savings Opened" and did not perform "Transfer Set Up")",
+      R"(sum(total) of "Order Completed" within 90d > 500)",
+      R"(country in ("DE", "FR") and plan = "pro" and age between 25 and 40)",
+      R"(performed "Login" at least 5 times between 90d ago and 30d ago and did not perform "Login" within 30d)"};
+  for (auto _ : state) {
+    state.PauseTiming();
+    VirtualClock clock(kNow);
+    Options opts;
+    opts.keep_changes = false;
+    auto engine = std::make_unique<Engine>(&clock, opts);
+    int i = 0;
+    for (const char* d : defs) (void)engine->CreateSegment(fmt::format("s{}", i++), d);
+    state.ResumeTiming();
+    for (const Message& m : msgs) (void)engine->Ingest(m);
+    state.PauseTiming();
+    engine.reset();
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * msgs.size());
+}
+BENCHMARK(BM_ReplayPeers)->Iterations(3)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace shoal
+
+BENCHMARK_MAIN();

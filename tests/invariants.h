@@ -1,0 +1,149 @@
+// Checks shared by the segment-file runner and the differential test: after any step, the
+// incremental engine must agree with the reference evaluator (a full recomputation from the
+// stored history), every definition must survive Print -> Parse unchanged, and each segment's
+// change stream must replay to its current members.
+#pragma once
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "reference/reference.h"
+#include "rules/ast.h"
+#include "rules/parser.h"
+#include "shoal/engine.h"
+#include "store/store.h"
+
+namespace shoal::testing_util {
+
+inline reference::DefinitionLookup LookupFor(const Engine& engine) {
+  return [&engine](std::string_view name) { return engine.Definition(name); };
+}
+
+inline std::string JoinKeys(const std::vector<std::string>& v) {
+  std::string out = "[";
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? " " : "") + v[i];
+  return out + "]";
+}
+
+// "engine has [...] that the reference lacks; reference has [...] that the engine lacks".
+inline std::string DiffKeys(const std::vector<std::string>& engine,
+                            const std::vector<std::string>& ref) {
+  std::vector<std::string> only_e, only_r;
+  std::set<std::string> se(engine.begin(), engine.end()), sr(ref.begin(), ref.end());
+  for (const auto& k : se)
+    if (!sr.count(k)) only_e.push_back(k);
+  for (const auto& k : sr)
+    if (!se.count(k)) only_r.push_back(k);
+  return "only in engine " + JoinKeys(only_e) + ", only in reference " + JoinKeys(only_r);
+}
+
+inline const char* KindSign(ChangeKind k) { return k == ChangeKind::kEnter ? "+" : "-"; }
+
+// The print/parse round trip of one parsed definition. Empty when it holds.
+inline std::string CheckRoundTrip(const rules::Expr& def) {
+  std::string text = rules::Print(def);
+  Result<rules::Expr> again = rules::Parse(text);
+  if (!again.ok()) return "canonical text does not re-parse: '" + text + "': " +
+                          again.status().ToString();
+  if (!(*again == def)) return "canonical text re-parses to a different definition: '" + text +
+                               "' prints back as '" + rules::Print(*again) + "'";
+  std::string twice = rules::Print(*again);
+  if (twice != text) return "printing is not stable: '" + text + "' then '" + twice + "'";
+  return "";
+}
+
+// Every check for every live segment. `born` maps each live segment to the index in
+// engine.Changes() at which it was (last) created, so a deleted-and-recreated name starts a new
+// change stream. Returns an empty string when everything holds, else a description.
+inline std::string CheckAll(const Engine& engine, const std::map<std::string, size_t>& born) {
+  std::ostringstream err;
+  const Millis now = engine.Now();
+  std::vector<SegmentInfo> infos = engine.ListSegments();
+  std::vector<std::string> listed;
+  for (const auto& si : infos) listed.push_back(si.name);
+  std::vector<std::string> expected_names;
+  for (const auto& [name, idx] : born) expected_names.push_back(name);
+  if (listed != expected_names)
+    err << "ListSegments() = " << JoinKeys(listed) << ", expected " << JoinKeys(expected_names)
+        << "\n";
+  if (!std::is_sorted(listed.begin(), listed.end()))
+    err << "ListSegments() is not sorted by name\n";
+
+  std::vector<Change> all = engine.Changes();
+  for (const auto& [name, born_at] : born) {
+    const rules::Expr* def = engine.Definition(name);
+    if (def == nullptr) {
+      err << "segment " << name << ": Definition() is null\n";
+      continue;
+    }
+    Result<std::vector<std::string>> members = engine.Members(name);
+    if (!members.ok()) {
+      err << "segment " << name << ": Members() failed: " << members.status().ToString() << "\n";
+      continue;
+    }
+    std::vector<std::string> ref =
+        reference::Members(engine.store(), *def, LookupFor(engine), now);
+    if (*members != ref) {
+      err << "segment " << name << " (" << rules::Print(*def) << ") at " << FormatTime(now)
+          << ": engine members " << JoinKeys(*members) << " != reference " << JoinKeys(ref)
+          << " (" << DiffKeys(*members, ref) << ")\n";
+    }
+    if (!std::is_sorted(members->begin(), members->end()))
+      err << "segment " << name << ": Members() not sorted\n";
+    Result<uint64_t> count = engine.Count(name);
+    if (!count.ok() || *count != members->size())
+      err << "segment " << name << ": Count() disagrees with Members().size()\n";
+    std::string rt = CheckRoundTrip(*def);
+    if (!rt.empty()) err << "segment " << name << ": " << rt << "\n";
+
+    Result<SegmentInfo> info = engine.GetSegment(name);
+    if (!info.ok()) {
+      err << "segment " << name << ": GetSegment() failed: " << info.status().ToString() << "\n";
+    } else {
+      if (info->definition != rules::Print(*def))
+        err << "segment " << name << ": SegmentInfo.definition '" << info->definition
+            << "' is not the canonical text '" << rules::Print(*def) << "'\n";
+      if (info->size != members->size())
+        err << "segment " << name << ": SegmentInfo.size " << info->size << " != "
+            << members->size() << " members\n";
+    }
+
+    // Change-stream invariant for this generation of the segment.
+    std::set<std::string> replay;
+    uint64_t seq = 0;
+    for (size_t i = born_at; i < all.size(); ++i) {
+      const Change& c = all[i];
+      if (c.segment != name) continue;
+      ++seq;
+      if (c.seq != seq) {
+        err << "segment " << name << ": change #" << seq << " has seq " << c.seq << "\n";
+        seq = c.seq;
+      }
+      if (c.kind == ChangeKind::kEnter) {
+        if (!replay.insert(c.profile).second)
+          err << "segment " << name << ": " << c.profile << " enters twice (seq " << c.seq
+              << ", cause " << CauseName(c.cause) << ")\n";
+      } else if (replay.erase(c.profile) == 0) {
+        err << "segment " << name << ": " << c.profile << " exits while not a member (seq "
+            << c.seq << ", cause " << CauseName(c.cause) << ")\n";
+      }
+      if (c.processed_at > now)
+        err << "segment " << name << ": change seq " << c.seq << " processed in the future\n";
+    }
+    std::vector<std::string> replayed(replay.begin(), replay.end());
+    if (replayed != *members)
+      err << "segment " << name << ": replayed changes give " << JoinKeys(replayed)
+          << " but members are " << JoinKeys(*members) << "\n";
+    if (info.ok() && info->last_seq != seq)
+      err << "segment " << name << ": SegmentInfo.last_seq " << info->last_seq
+          << " != last change seq " << seq << "\n";
+  }
+  return err.str();
+}
+
+}  // namespace shoal::testing_util

@@ -1,0 +1,434 @@
+// The data-driven segment tests: every file under tests/segments/**/*.test is one GoogleTest case,
+// named after its path with '/' as '_' and without ".test" (tests/segments/window/purchase_30d.test
+// is SegmentFiles.window_purchase_30d; run it alone with --gtest_filter='*window_purchase_30d*').
+//
+// The format (tests/segments/README.md has the long version). A file is a list of steps; a step
+// starts with a command line, and some commands take a block of lines after it. Blocks end at a
+// blank line (or the end of the file); "----" separates a block's input from its expected output.
+// Lines starting with '#' between steps are comments; on a command line, " #" starts a comment.
+//
+//   clock 2026-01-01T00:00:00Z   set the virtual clock (never backwards), then AdvanceTime().
+//                                Before the first `clock`, the clock is 2026-01-01T00:00:00Z.
+//   advance 30d 1ms              move the clock forward by the sum, then AdvanceTime()
+//   segment ok NAME              CreateSegment; the definition is the block (may span lines)
+//   segment error NAME           definition block, "----", lines that must each be a substring
+//                                of the error (Status::ToString()); none: any error
+//   update ok|error NAME         UpdateSegment, as `segment`
+//   delete ok NAME               DeleteSegment
+//   delete error NAME            optionally followed by "----" and expected substrings
+//   event ok                     one Segment-spec JSON message per line (IngestJson), each must
+//                                succeed
+//   event error                  one message (the block up to "----"), then expected substrings
+//   members NAME                 "----", then the expected member keys, one per line (any order)
+//   count NAME N                 Count(NAME) == N
+//   segments PROFILE             "----", then the segments the profile is in (SegmentsOf)
+//   changes NAME                 "----", then the changes of NAME emitted since the previous
+//                                `changes NAME` (or since the start), one per line, in order per
+//                                profile (profiles may interleave in any order):
+//                                "+ u1 event" / "- u1 time": kind, profile, CauseName; an
+//                                optional 4th field must equal cause_ref (e.g. "+ u1 segment vip").
+//                                An empty block means: no changes.
+//   explain NAME PROFILE         "----", then lines that must each be a substring of the rendered
+//                                explain tree. Each node renders as one line: two spaces per
+//                                depth, then "true " or "false ", then its canonical text, then
+//                                "  [detail]" when the detail is not empty.
+//   print                        definition block, "----", the expected canonical text; also
+//                                checks that the canonical text re-parses to the same tree
+//   print error                  definition block, "----", expected substrings of the parse error
+//
+// After EVERY step the runner checks, for every live segment: Members() equals
+// reference::Members() over engine.store() at engine.Now(); the definition's canonical text
+// re-parses to an equal Expr and is what GetSegment() reports; Count/size agree; and the
+// segment's change stream replays (enter/exit on an empty set) to its members with seq 1, 2, 3...
+// A failure names the file:line of the step. An invariant failure stops the file (later steps
+// would only repeat it); a failed expectation does not.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "invariants.h"
+#include "rules/parser.h"
+#include "shoal/engine.h"
+#include "shoal/time.h"
+
+namespace shoal {
+namespace {
+
+namespace fs = std::filesystem;
+using testing_util::CheckAll;
+using testing_util::JoinKeys;
+
+constexpr Millis kDefaultStart = 1767225600000;  // 2026-01-01T00:00:00Z
+
+std::string Trim(const std::string& s) {
+  size_t b = s.find_first_not_of(" \t\r");
+  if (b == std::string::npos) return "";
+  size_t e = s.find_last_not_of(" \t\r");
+  return s.substr(b, e - b + 1);
+}
+
+std::vector<std::string> Words(const std::string& s) {
+  std::istringstream in(s);
+  std::vector<std::string> out;
+  std::string w;
+  while (in >> w) out.push_back(w);
+  return out;
+}
+
+std::string Join(const std::vector<std::string>& v, const char* sep) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
+  return out;
+}
+
+void Render(const ExplainNode& n, int depth, std::string* out) {
+  out->append(2 * depth, ' ');
+  out->append(n.value ? "true " : "false ");
+  out->append(n.text);
+  if (!n.detail.empty()) out->append("  [" + n.detail + "]");
+  out->push_back('\n');
+  for (const auto& c : n.children) Render(c, depth + 1, out);
+}
+
+class FileRunner {
+ public:
+  FileRunner(std::string path, std::string display)
+      : path_(std::move(path)), display_(std::move(display)), clock_(kDefaultStart),
+        engine_(std::make_unique<Engine>(&clock_)) {}
+
+  void Run() {
+    std::ifstream in(path_);
+    if (!in) {
+      ADD_FAILURE() << "cannot open " << path_;
+      return;
+    }
+    std::string line;
+    while (std::getline(in, line)) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      lines_.push_back(line);
+    }
+    while (pos_ < lines_.size()) {
+      std::string raw = Trim(lines_[pos_]);
+      if (raw.empty() || raw[0] == '#') {
+        ++pos_;
+        continue;
+      }
+      size_t hash = raw.find(" #");
+      if (hash != std::string::npos) raw = Trim(raw.substr(0, hash));
+      step_line_ = static_cast<int>(pos_) + 1;
+      ++pos_;
+      Step(Words(raw));
+      std::string bad = CheckAll(*engine_, born_);
+      if (!bad.empty()) {
+        Fail() << "invariant violated after this step (clock " << FormatTime(clock_.Now())
+               << "):\n" << bad;
+        return;
+      }
+    }
+  }
+
+ private:
+  // Failure attributed to the current step's line in the .test file.
+  struct Reporter {
+    std::string file;
+    int line;
+    std::ostringstream msg;
+    ~Reporter() {
+      GTEST_MESSAGE_AT_(file.c_str(), line, msg.str().c_str(),
+                        ::testing::TestPartResult::kNonFatalFailure);
+    }
+    template <typename T>
+    Reporter& operator<<(const T& v) {
+      msg << v;
+      return *this;
+    }
+  };
+  Reporter Fail() { return Reporter{path_, step_line_, {}}; }
+
+  // Lines up to a blank line / EOF, or up to "----" when `stop_at_sep`. Consumes the terminator.
+  // *sep tells whether "----" ended it.
+  std::vector<std::string> Block(bool stop_at_sep, bool* sep = nullptr) {
+    std::vector<std::string> out;
+    if (sep) *sep = false;
+    while (pos_ < lines_.size()) {
+      const std::string& l = lines_[pos_];
+      if (Trim(l).empty()) {
+        ++pos_;
+        break;
+      }
+      if (stop_at_sep && Trim(l) == "----") {
+        ++pos_;
+        if (sep) *sep = true;
+        break;
+      }
+      out.push_back(l);
+      ++pos_;
+    }
+    return out;
+  }
+  // Expects the next line to be "----" and returns the block after it.
+  std::vector<std::string> Expected() {
+    if (pos_ < lines_.size() && Trim(lines_[pos_]) == "----") {
+      ++pos_;
+      std::vector<std::string> out = Block(false);
+      for (auto& l : out) l = Trim(l);
+      return out;
+    }
+    Fail() << "expected a '----' line after this command";
+    return {};
+  }
+
+  void ExpectErrorContains(const Status& st, const std::vector<std::string>& subs,
+                           const std::string& what) {
+    if (st.ok()) {
+      Fail() << what << " succeeded; expected an error containing '" << Join(subs, "' and '")
+             << "'";
+      return;
+    }
+    std::string text = st.ToString();
+    for (const auto& s : subs)
+      if (text.find(s) == std::string::npos)
+        Fail() << what << ": error '" << text << "' does not contain '" << s << "'";
+  }
+
+  void SetClock(Millis t) {
+    if (t < clock_.Now()) {
+      Fail() << "the clock may not go backwards: " << FormatTime(t) << " < "
+             << FormatTime(clock_.Now());
+      return;
+    }
+    clock_.Set(t);
+    engine_->AdvanceTime();
+  }
+
+  void Step(const std::vector<std::string>& w) {
+    const std::string& cmd = w[0];
+    auto need = [&](size_t n) {
+      if (w.size() < n) {
+        Fail() << "'" << cmd << "' needs " << n - 1 << " argument(s)";
+        return false;
+      }
+      return true;
+    };
+    if (cmd == "clock") {
+      if (!need(2)) return;
+      std::optional<Millis> t = ParseTime(w[1]);
+      if (!t) return (void)(Fail() << "bad time '" << w[1] << "'");
+      SetClock(*t);
+    } else if (cmd == "advance") {
+      if (!need(2)) return;
+      Millis d = 0;
+      for (size_t i = 1; i < w.size(); ++i) {
+        std::optional<Millis> x = ParseDuration(w[i]);
+        if (!x) return (void)(Fail() << "bad duration '" << w[i] << "'");
+        d += *x;
+      }
+      SetClock(clock_.Now() + d);
+    } else if (cmd == "segment" || cmd == "update") {
+      if (!need(3)) return;
+      bool ok = w[1] == "ok";
+      bool sep = false;
+      std::string def = Join(Block(!ok, &sep), "\n");
+      std::vector<std::string> subs;
+      if (!ok) {
+        if (!sep) return (void)(Fail() << "'" << cmd << " error' needs ----");
+        subs = Block(false);
+        for (auto& s : subs) s = Trim(s);
+      }
+      size_t before = engine_->Changes().size();
+      Status st;
+      if (cmd == "segment") {
+        Result<SegmentInfo> r = engine_->CreateSegment(w[2], def);
+        st = r.status();
+      } else {
+        Result<SegmentInfo> r = engine_->UpdateSegment(w[2], def);
+        st = r.status();
+      }
+      if (ok) {
+        if (!st.ok()) Fail() << cmd << " " << w[2] << " failed: " << st.ToString();
+        else if (cmd == "segment") born_[w[2]] = before;
+      } else {
+        ExpectErrorContains(st, subs, cmd + " " + w[2]);
+      }
+    } else if (cmd == "delete") {
+      if (!need(3)) return;
+      Status st = engine_->DeleteSegment(w[2]);
+      if (w[1] == "ok") {
+        if (!st.ok()) Fail() << "delete " << w[2] << " failed: " << st.ToString();
+        else born_.erase(w[2]);
+      } else {
+        std::vector<std::string> subs;
+        if (pos_ < lines_.size() && Trim(lines_[pos_]) == "----") subs = Expected();
+        ExpectErrorContains(st, subs, "delete " + w[2]);
+      }
+    } else if (cmd == "event") {
+      if (!need(2)) return;
+      if (w[1] == "ok") {
+        for (const auto& msg : Block(false)) {
+          Status st = engine_->IngestJson(msg);
+          if (!st.ok()) Fail() << "IngestJson failed: " << st.ToString() << "\n  " << msg;
+        }
+      } else {
+        bool sep = false;
+        std::string msg = Join(Block(true, &sep), "\n");
+        std::vector<std::string> subs;
+        if (sep) {
+          subs = Block(false);
+          for (auto& s : subs) s = Trim(s);
+        }
+        ExpectErrorContains(engine_->IngestJson(msg), subs, "event");
+      }
+    } else if (cmd == "members") {
+      if (!need(2)) return;
+      std::vector<std::string> want = Expected();
+      std::sort(want.begin(), want.end());
+      Result<std::vector<std::string>> got = engine_->Members(w[1]);
+      if (!got.ok()) return (void)(Fail() << "Members(" << w[1] << "): " << got.status().ToString());
+      if (*got != want)
+        Fail() << "members " << w[1] << " at " << FormatTime(clock_.Now()) << ": got "
+               << JoinKeys(*got) << ", expected " << JoinKeys(want);
+    } else if (cmd == "count") {
+      if (!need(3)) return;
+      Result<uint64_t> got = engine_->Count(w[1]);
+      if (!got.ok()) return (void)(Fail() << "Count(" << w[1] << "): " << got.status().ToString());
+      if (std::to_string(*got) != w[2])
+        Fail() << "count " << w[1] << ": got " << *got << ", expected " << w[2];
+    } else if (cmd == "segments") {
+      if (!need(2)) return;
+      std::vector<std::string> want = Expected();
+      std::sort(want.begin(), want.end());
+      std::vector<std::string> got = engine_->SegmentsOf(w[1]);
+      if (got != want)
+        Fail() << "segments " << w[1] << ": got " << JoinKeys(got) << ", expected "
+               << JoinKeys(want);
+    } else if (cmd == "changes") {
+      if (!need(2)) return;
+      std::vector<std::string> want = Expected();
+      std::vector<Change> all = engine_->Changes();
+      size_t& from = seen_[w[1]];
+      std::vector<Change> got;
+      for (size_t i = from; i < all.size(); ++i)
+        if (all[i].segment == w[1]) got.push_back(all[i]);
+      from = all.size();
+      std::string got_text;
+      for (const auto& c : got)
+        got_text += std::string("\n  ") + testing_util::KindSign(c.kind) + " " + c.profile + " " +
+                    CauseName(c.cause) + (c.cause_ref.empty() ? "" : " " + c.cause_ref);
+      // Per profile, in order; the interleaving of different profiles is not specified (changes
+      // at one instant may come in any profile order).
+      bool match = got.size() == want.size();
+      std::map<std::string, std::vector<std::vector<std::string>>> want_by, got_by;
+      for (const auto& l : want) {
+        std::vector<std::string> f = Words(l);
+        if (f.size() < 3) {
+          Fail() << "bad change line '" << l << "' (want: +|- PROFILE CAUSE [CAUSE_REF])";
+          return;
+        }
+        want_by[f[1]].push_back(f);
+      }
+      for (const auto& c : got) {
+        std::vector<std::string> f = {testing_util::KindSign(c.kind), c.profile,
+                                      CauseName(c.cause), c.cause_ref};
+        got_by[c.profile].push_back(f);
+      }
+      for (auto& [profile, ws] : want_by) {
+        auto& gs = got_by[profile];
+        if (gs.size() != ws.size()) {
+          match = false;
+          break;
+        }
+        for (size_t i = 0; i < ws.size(); ++i) {
+          const auto& w = ws[i];
+          const auto& g = gs[i];
+          if (w[0] != g[0] || w[2] != g[2] || (w.size() > 3 && w[3] != g[3])) match = false;
+        }
+      }
+      if (!match)
+        Fail() << "changes " << w[1] << " at " << FormatTime(clock_.Now()) << ": got"
+               << (got.empty() ? " none" : got_text) << "\nexpected"
+               << (want.empty() ? " none" : "\n  " + Join(want, "\n  "));
+    } else if (cmd == "explain") {
+      if (!need(3)) return;
+      std::vector<std::string> want = Expected();
+      Result<ExplainNode> e = engine_->Explain(w[1], w[2]);
+      if (!e.ok()) return (void)(Fail() << "Explain: " << e.status().ToString());
+      std::string text;
+      Render(*e, 0, &text);
+      for (const auto& s : want)
+        if (text.find(s) == std::string::npos)
+          Fail() << "explain " << w[1] << " " << w[2] << ": '" << s << "' not in\n" << text;
+    } else if (cmd == "print") {
+      bool err = w.size() > 1 && w[1] == "error";
+      bool sep = false;
+      std::string def = Join(Block(true, &sep), "\n");
+      if (!sep) return (void)(Fail() << "'print' needs ----");
+      std::vector<std::string> want = Block(false);
+      for (auto& s : want) s = Trim(s);
+      Result<rules::Expr> e = rules::Parse(def);
+      if (err) return ExpectErrorContains(e.status(), want, "parse");
+      if (!e.ok()) return (void)(Fail() << "parse failed: " << e.status().ToString());
+      std::string text = rules::Print(*e);
+      if (text != Join(want, "\n"))
+        Fail() << "canonical text:\n  got      " << text << "\n  expected " << Join(want, "\n");
+      std::string rt = testing_util::CheckRoundTrip(*e);
+      if (!rt.empty()) Fail() << rt;
+    } else {
+      Fail() << "unknown command '" << cmd << "'";
+    }
+  }
+
+  std::string path_, display_;
+  std::vector<std::string> lines_;
+  size_t pos_ = 0;
+  int step_line_ = 0;
+  VirtualClock clock_;
+  std::unique_ptr<Engine> engine_;
+  std::map<std::string, size_t> born_;  // live segment -> Changes() index at its creation
+  std::map<std::string, size_t> seen_;  // segment -> Changes() index consumed by `changes`
+};
+
+class SegmentFileTest : public ::testing::Test {
+ public:
+  SegmentFileTest(std::string path, std::string display)
+      : path_(std::move(path)), display_(std::move(display)) {}
+  void TestBody() override { FileRunner(path_, display_).Run(); }
+
+ private:
+  std::string path_, display_;
+};
+
+// Registers one case per file at static-initialization time, like TEST() does, so the runner
+// works with gtest_main and with gtest_discover_tests.
+const int kRegistered = [] {
+  fs::path root = fs::path(SHOAL_SOURCE_DIR) / "tests" / "segments";
+  std::vector<fs::path> files;
+  std::error_code ec;
+  if (fs::exists(root, ec)) {
+    for (const auto& entry : fs::recursive_directory_iterator(root, ec))
+      if (entry.is_regular_file() && entry.path().extension() == ".test")
+        files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files) {
+    std::string rel = fs::relative(f, root).generic_string();
+    std::string name = rel.substr(0, rel.size() - 5);
+    std::replace(name.begin(), name.end(), '/', '_');
+    std::string path = f.string();
+    ::testing::RegisterTest("SegmentFiles", name.c_str(), nullptr, rel.c_str(), path.c_str(), 1,
+                            [path, rel]() -> ::testing::Test* {
+                              return new SegmentFileTest(path, rel);
+                            });
+  }
+  return static_cast<int>(files.size());
+}();
+
+}  // namespace
+}  // namespace shoal
