@@ -1,0 +1,876 @@
+// A recursive-descent parser over the tokens of lexer.h, one method per grammar rule of
+// docs/language.md. Every error is a Status naming the offending token's line:col, what was
+// expected and what was found; recursion is bounded by kMaxDepth (nesting of "not" and "(").
+#include "rules/parser.h"
+
+#include <algorithm>
+#include <regex>
+#include <utility>
+
+#include "rules/lexer.h"
+
+namespace shoal::rules {
+namespace {
+
+constexpr size_t kMaxInputBytes = size_t{64} * 1024;
+constexpr int kMaxDepth = 100;
+// std::regex (libstdc++) compiles recursively, once per atom, and expands {n,m} into copies:
+// bound both so that no pattern can exhaust the stack or memory.
+constexpr size_t kMaxRegexBytes = 1024;
+constexpr int64_t kMaxRegexStates = 2'000;
+constexpr int64_t kMaxRegexStatesPerDefinition = 20'000;  // bounds the compile time of one Parse
+
+bool IsAggWord(std::string_view w) {
+  return w == "sum" || w == "avg" || w == "min" || w == "max" || w == "distinct";
+}
+
+// A rough upper bound on the NFA size libstdc++ builds for `re`: atoms, multiplied by brace
+// repetition counts (also for repeated groups). Returns false when it exceeds kMaxRegexStates or
+// the groups nest deeper than kMaxDepth; otherwise stores the bound in *states.
+bool RegexIsSmallEnough(std::string_view re, int64_t* states) {
+  std::vector<int64_t> groups = {0};
+  int64_t last = 0;  // the weight of the atom a quantifier would apply to
+  auto add = [&](int64_t w) {
+    groups.back() += w;
+    last = w;
+    return groups.back() <= kMaxRegexStates;
+  };
+  for (size_t i = 0; i < re.size(); ++i) {
+    char c = re[i];
+    if (c == '\\') {
+      ++i;
+      if (!add(1)) return false;
+    } else if (c == '[') {
+      ++i;
+      if (i < re.size() && re[i] == '^') ++i;
+      if (i < re.size() && re[i] == ']') ++i;
+      while (i < re.size() && re[i] != ']') {
+        if (re[i] == '\\') ++i;
+        ++i;
+      }
+      if (!add(1)) return false;
+    } else if (c == '(') {
+      if (groups.size() > static_cast<size_t>(kMaxDepth)) return false;
+      groups.push_back(0);
+      last = 0;
+    } else if (c == ')') {
+      if (groups.size() > 1) {
+        int64_t w = std::max<int64_t>(groups.back(), 1);
+        groups.pop_back();
+        if (!add(w)) return false;
+      }
+    } else if (c == '{') {
+      // {n}, {n,} or {n,m}: the atom is copied max(n, m) + 1 times at most.
+      size_t j = i + 1;
+      int64_t n = 0, m = 0;
+      bool ok = j < re.size() && re[j] >= '0' && re[j] <= '9';
+      while (j < re.size() && re[j] >= '0' && re[j] <= '9' && n <= kMaxRegexStates)
+        n = n * 10 + (re[j++] - '0');
+      if (ok && j < re.size() && re[j] == ',') {
+        ++j;
+        while (j < re.size() && re[j] >= '0' && re[j] <= '9' && m <= kMaxRegexStates)
+          m = m * 10 + (re[j++] - '0');
+      }
+      if (ok && j < re.size() && re[j] == '}') {
+        int64_t k = std::max(n, m) + 1;
+        if (k > kMaxRegexStates) return false;
+        int64_t w = last;
+        if (w > 0 && (groups.back() += w * (k - 1)) > kMaxRegexStates) return false;
+        i = j;
+      } else if (!add(1)) {
+        return false;
+      }
+    } else if (c == '*' || c == '+' || c == '?' || c == '|' || c == '^' || c == '$') {
+      groups.back() += 1;
+      if (groups.back() > kMaxRegexStates) return false;
+    } else if (!add(1)) {
+      return false;
+    }
+  }
+  *states = 0;
+  for (int64_t g : groups) *states += g;  // unclosed groups too; the compiler rejects them later
+  return true;
+}
+
+class Parser {
+ public:
+  explicit Parser(std::vector<Token> tokens) : t_(std::move(tokens)) {}
+
+  Result<Expr> Run() {
+    Expr e;
+    SHOAL_RETURN_IF_ERROR(ParseExpr(&e));
+    if (Cur().kind != TokKind::kEnd) return Expected("'and', 'or' or the end of the definition");
+    return e;
+  }
+
+ private:
+  // --- Token helpers ---------------------------------------------------------------------------
+
+  const Token& Cur() const { return t_[i_]; }
+  const Token& Ahead(size_t k) const { return t_[std::min(i_ + k, t_.size() - 1)]; }
+  const Token& Prev() const { return t_[i_ == 0 ? 0 : i_ - 1]; }
+  static bool IsWord(const Token& t, std::string_view w) {
+    return t.kind == TokKind::kWord && t.str == w;
+  }
+  bool AtWord(std::string_view w) const { return IsWord(Cur(), w); }
+  void Advance() {
+    if (i_ + 1 < t_.size()) ++i_;
+  }
+  // The source text from token `from` up to the end of the previous token.
+  std::string SpanText(size_t from) const {
+    if (from >= i_) return std::string(t_[from].text);
+    const char* b = t_[from].text.data();
+    const char* e = Prev().text.data() + Prev().text.size();
+    return std::string(b, static_cast<size_t>(e - b));
+  }
+  // 'text' for an error message: control characters (a range may span lines) as spaces.
+  static std::string Quoted(std::string_view s) {
+    std::string out(s.substr(0, 40));
+    for (char& c : out)
+      if (static_cast<unsigned char>(c) < 0x20) c = ' ';
+    return "'" + out + (s.size() > 40 ? "...'" : "'");
+  }
+
+  Status Expected(std::string_view what) const {
+    return SyntaxError(Cur().pos, what, DescribeToken(Cur()));
+  }
+  // Consumes the keyword `w` or fails with "expected 'w' <context>".
+  Status ExpectWord(std::string_view w, std::string_view context) {
+    if (!AtWord(w)) return Expected("'" + std::string(w) + "' " + std::string(context));
+    Advance();
+    return Status::Ok();
+  }
+  Status ExpectKind(TokKind k, std::string_view what) {
+    if (Cur().kind != k) return Expected(what);
+    Advance();
+    return Status::Ok();
+  }
+  Status Enter() {
+    if (++depth_ > kMaxDepth)
+      return SyntaxError(Cur().pos, "at most " + std::to_string(kMaxDepth) + " levels of nesting",
+                         "a deeper one at " + DescribeToken(Cur()));
+    return Status::Ok();
+  }
+  void Leave() { --depth_; }
+
+  // --- Boolean structure -----------------------------------------------------------------------
+
+  template <typename Node>
+  static void Append(Node* parent, Node child) {
+    if (child.kind == parent->kind) {
+      for (Node& c : child.children) parent->children.push_back(std::move(c));
+    } else {
+      parent->children.push_back(std::move(child));
+    }
+  }
+
+  // expr := and_expr ("or" and_expr)*
+  Status ParseExpr(Expr* out) {
+    Expr first;
+    SHOAL_RETURN_IF_ERROR(ParseAnd(&first));
+    if (!AtWord("or")) {
+      *out = std::move(first);
+      return Status::Ok();
+    }
+    Expr e;
+    e.kind = Expr::Kind::kOr;
+    e.pos = first.pos;
+    Append(&e, std::move(first));
+    while (AtWord("or")) {
+      Advance();
+      Expr c;
+      SHOAL_RETURN_IF_ERROR(ParseAnd(&c));
+      Append(&e, std::move(c));
+    }
+    *out = std::move(e);
+    return Status::Ok();
+  }
+
+  // and_expr := unary ("and" unary)*
+  Status ParseAnd(Expr* out) {
+    Expr first;
+    SHOAL_RETURN_IF_ERROR(ParseUnary(&first));
+    if (!AtWord("and")) {
+      *out = std::move(first);
+      return Status::Ok();
+    }
+    Expr e;
+    e.kind = Expr::Kind::kAnd;
+    e.pos = first.pos;
+    Append(&e, std::move(first));
+    while (AtWord("and")) {
+      Advance();
+      Expr c;
+      SHOAL_RETURN_IF_ERROR(ParseUnary(&c));
+      Append(&e, std::move(c));
+    }
+    *out = std::move(e);
+    return Status::Ok();
+  }
+
+  // unary := "not" unary | "(" expr ")" | condition
+  Status ParseUnary(Expr* out) {
+    if (AtWord("not")) {
+      Expr e;
+      e.kind = Expr::Kind::kNot;
+      e.pos = Cur().pos;
+      SHOAL_RETURN_IF_ERROR(Enter());
+      Advance();
+      Expr child;
+      SHOAL_RETURN_IF_ERROR(ParseUnary(&child));
+      Leave();
+      e.children.push_back(std::move(child));
+      *out = std::move(e);
+      return Status::Ok();
+    }
+    if (Cur().kind == TokKind::kLParen) {
+      SourcePos open = Cur().pos;
+      SHOAL_RETURN_IF_ERROR(Enter());
+      Advance();
+      SHOAL_RETURN_IF_ERROR(ParseExpr(out));
+      Leave();
+      return ExpectKind(TokKind::kRParen, CloseParen(open));
+    }
+    return ParseCondition(out);
+  }
+
+  static std::string CloseParen(SourcePos open) {
+    return "')' to close the '(' at " + std::to_string(open.line) + ":" + std::to_string(open.col);
+  }
+
+  // prop_expr := prop_and ("or" prop_and)*
+  Status ParsePropExpr(PropExpr* out) {
+    PropExpr first;
+    SHOAL_RETURN_IF_ERROR(ParsePropAnd(&first));
+    if (!AtWord("or")) {
+      *out = std::move(first);
+      return Status::Ok();
+    }
+    PropExpr e;
+    e.kind = PropExpr::Kind::kOr;
+    Append(&e, std::move(first));
+    while (AtWord("or")) {
+      Advance();
+      PropExpr c;
+      SHOAL_RETURN_IF_ERROR(ParsePropAnd(&c));
+      Append(&e, std::move(c));
+    }
+    *out = std::move(e);
+    return Status::Ok();
+  }
+
+  // prop_and := prop_unary ("and" prop_unary)*
+  Status ParsePropAnd(PropExpr* out) {
+    PropExpr first;
+    SHOAL_RETURN_IF_ERROR(ParsePropUnary(&first));
+    if (!AtWord("and")) {
+      *out = std::move(first);
+      return Status::Ok();
+    }
+    PropExpr e;
+    e.kind = PropExpr::Kind::kAnd;
+    Append(&e, std::move(first));
+    while (AtWord("and")) {
+      Advance();
+      PropExpr c;
+      SHOAL_RETURN_IF_ERROR(ParsePropUnary(&c));
+      Append(&e, std::move(c));
+    }
+    *out = std::move(e);
+    return Status::Ok();
+  }
+
+  // prop_unary := "not" prop_unary | "(" prop_expr ")" | value_pred
+  Status ParsePropUnary(PropExpr* out) {
+    if (AtWord("not")) {
+      SHOAL_RETURN_IF_ERROR(Enter());
+      Advance();
+      PropExpr child;
+      SHOAL_RETURN_IF_ERROR(ParsePropUnary(&child));
+      Leave();
+      out->kind = PropExpr::Kind::kNot;
+      out->children.push_back(std::move(child));
+      return Status::Ok();
+    }
+    if (Cur().kind == TokKind::kLParen) {
+      SourcePos open = Cur().pos;
+      SHOAL_RETURN_IF_ERROR(Enter());
+      Advance();
+      SHOAL_RETURN_IF_ERROR(ParsePropExpr(out));
+      Leave();
+      return ExpectKind(TokKind::kRParen, CloseParen(open));
+    }
+    out->kind = PropExpr::Kind::kPred;
+    return ParsePathAndPred(&out->pred, "a property condition such as total > 100");
+  }
+
+  // filter := value_pred | "(" prop_expr ")"
+  Status ParseFilter(PropExpr* out, std::string_view after) {
+    if (Cur().kind == TokKind::kLParen) {
+      SourcePos open = Cur().pos;
+      SHOAL_RETURN_IF_ERROR(Enter());
+      Advance();
+      SHOAL_RETURN_IF_ERROR(ParsePropExpr(out));
+      Leave();
+      return ExpectKind(TokKind::kRParen, CloseParen(open));
+    }
+    out->kind = PropExpr::Kind::kPred;
+    return ParsePathAndPred(
+        &out->pred,
+        "a property condition such as total > 100, or '(', after '" + std::string(after) + "'");
+  }
+
+  // --- Conditions ------------------------------------------------------------------------------
+
+  Status ParseCondition(Expr* out) {
+    out->kind = Expr::Kind::kLeaf;
+    out->pos = Cur().pos;
+    const Token& t = Cur();
+    if (t.kind == TokKind::kWord) {
+      const std::string& w = t.str;
+      if (w == "performed") return ParsePerformed(out);
+      if (w == "did") return ParseDidNot(out);
+      if (w == "last" && IsWord(Ahead(1), "event")) return ParseLastEvent(out);
+      if (w == "first" || w == "last") return ParseFirstLast(out);
+      if (IsAggWord(w)) return ParseAgg(out);
+      if (w == "in") return ParseSegmentRef(out);
+      if (w == "bucket") return ParseBucket(out);
+      if (IsReservedWord(w))
+        return Expected(
+            "a condition such as 'performed \"Event\"' or a trait name (write a trait named "
+            "like a keyword in backquotes)");
+    }
+    if (t.kind == TokKind::kWord || t.kind == TokKind::kQuoted) return ParseTrait(out);
+    return Expected("a condition such as 'performed \"Event\"' or a trait name");
+  }
+
+  // trait_cond := value_pred [("for at least" | "for less than") DURATION]
+  Status ParseTrait(Expr* out) {
+    ValuePred pred;
+    SHOAL_RETURN_IF_ERROR(ParsePathAndPred(&pred, "a trait name"));
+    if (!AtWord("for")) {
+      out->leaf = TraitCond{std::move(pred)};
+      return Status::Ok();
+    }
+    Advance();
+    TraitHistoryCond h;
+    if (AtWord("at")) {
+      Advance();
+      SHOAL_RETURN_IF_ERROR(ExpectWord("least", "after 'for at'"));
+      h.at_least = true;
+    } else if (AtWord("less")) {
+      Advance();
+      SHOAL_RETURN_IF_ERROR(ExpectWord("than", "after 'for less'"));
+      h.at_least = false;
+    } else {
+      return Expected("'at least' or 'less than' after 'for'");
+    }
+    if (Cur().kind != TokKind::kDuration)
+      return Expected(std::string("a duration such as 7d after ") +
+                      (h.at_least ? "'for at least'" : "'for less than'"));
+    h.duration = Cur().ms;
+    Advance();
+    h.pred = std::move(pred);
+    out->leaf = std::move(h);
+    return Status::Ok();
+  }
+
+  // performed E [count] [window] | performed E then E within D [window]
+  // | performed E [window] not followed by E [within D]
+  Status ParsePerformed(Expr* out) {
+    Advance();  // performed
+    EventSpec a;
+    SHOAL_RETURN_IF_ERROR(ParseEvent(&a, "'performed'"));
+    if (AtWord("then")) {
+      Advance();
+      SequenceCond s;
+      s.first = std::move(a);
+      SHOAL_RETURN_IF_ERROR(ParseEvent(&s.then, "'then'"));
+      if (!AtWord("within"))
+        return Expected("'within' and a duration such as 1d after the event following 'then'");
+      Advance();
+      if (Cur().kind != TokKind::kDuration) return Expected("a duration such as 1d after 'within'");
+      s.within = Cur().ms;
+      Advance();
+      SHOAL_RETURN_IF_ERROR(ParseOptionalWindow(&s.window));
+      out->leaf = std::move(s);
+      return Status::Ok();
+    }
+    CountCond c;
+    c.event = std::move(a);
+    bool has_count = false;
+    if (AtCount()) {
+      SHOAL_RETURN_IF_ERROR(ParseCount(&c.op, &c.n));
+      has_count = true;
+    }
+    SHOAL_RETURN_IF_ERROR(ParseOptionalWindow(&c.window));
+    if (!has_count && AtCount()) {  // also accepted after the window
+      SHOAL_RETURN_IF_ERROR(ParseCount(&c.op, &c.n));
+      has_count = true;
+    }
+    if (AtWord("not") && IsWord(Ahead(1), "followed")) {
+      if (has_count)
+        return Expected(
+            "'and', 'or' or the end of the definition ('not followed by' takes no "
+            "count)");
+      Advance();
+      Advance();
+      SHOAL_RETURN_IF_ERROR(ExpectWord("by", "after 'not followed'"));
+      NotFollowedCond nf;
+      nf.first = std::move(c.event);
+      nf.window = c.window;
+      SHOAL_RETURN_IF_ERROR(ParseEvent(&nf.then, "'not followed by'"));
+      if (AtWord("within")) {
+        Advance();
+        if (Cur().kind != TokKind::kDuration)
+          return Expected("a duration such as 1h after 'within'");
+        nf.within = Cur().ms;
+        Advance();
+      }
+      out->leaf = std::move(nf);
+      return Status::Ok();
+    }
+    out->leaf = std::move(c);
+    return Status::Ok();
+  }
+
+  // did not perform E [window]
+  Status ParseDidNot(Expr* out) {
+    Advance();  // did
+    SHOAL_RETURN_IF_ERROR(ExpectWord("not", "after 'did'"));
+    SHOAL_RETURN_IF_ERROR(ExpectWord("perform", "after 'did not'"));
+    CountCond c;
+    c.op = CmpOp::kEq;
+    c.n = 0;
+    SHOAL_RETURN_IF_ERROR(ParseEvent(&c.event, "'did not perform'"));
+    SHOAL_RETURN_IF_ERROR(ParseOptionalWindow(&c.window));
+    out->leaf = std::move(c);
+    return Status::Ok();
+  }
+
+  bool AtCount() const {
+    return Cur().kind == TokKind::kOp ||
+           (AtWord("at") && (IsWord(Ahead(1), "least") || IsWord(Ahead(1), "most"))) ||
+           AtWord("exactly") || AtWord("more") || AtWord("fewer");
+  }
+
+  // count := ("at least" | "at most" | "exactly" | "more than" | "fewer than") INT "times"
+  //        | cmp INT "times"
+  Status ParseCount(CmpOp* op, int64_t* n) {
+    size_t start = i_;
+    if (Cur().kind == TokKind::kOp) {
+      *op = Cur().op;
+      Advance();
+    } else if (AtWord("at")) {
+      Advance();
+      *op = AtWord("least") ? CmpOp::kGe : CmpOp::kLe;
+      Advance();
+    } else if (AtWord("exactly")) {
+      *op = CmpOp::kEq;
+      Advance();
+    } else if (AtWord("more")) {
+      Advance();
+      SHOAL_RETURN_IF_ERROR(ExpectWord("than", "after 'more'"));
+      *op = CmpOp::kGt;
+    } else {
+      Advance();
+      SHOAL_RETURN_IF_ERROR(ExpectWord("than", "after 'fewer'"));
+      *op = CmpOp::kLt;
+    }
+    std::string after = "after " + Quoted(SpanText(start));
+    const Token& t = Cur();
+    if (t.kind != TokKind::kNumber) return Expected("a number of times such as 5 " + after);
+    if (t.num < 0 || (t.is_int && t.int_val < 0)) return Expected("a count of 0 or more " + after);
+    if (!t.is_int) return Expected("a whole number of times " + after);
+    *n = t.int_val;
+    Advance();
+    if (!AtWord("times") && !AtWord("time"))
+      return Expected("'times' after " + Quoted(SpanText(start)));
+    Advance();
+    return Status::Ok();
+  }
+
+  // agg_cond := ("sum" | "avg" | "min" | "max" | "distinct") "(" path ")" "of" event [window]
+  //             cmp NUMBER
+  Status ParseAgg(Expr* out) {
+    AggCond a;
+    std::string fn = Cur().str;
+    if (fn == "sum")
+      a.fn = AggCond::Fn::kSum;
+    else if (fn == "avg")
+      a.fn = AggCond::Fn::kAvg;
+    else if (fn == "min")
+      a.fn = AggCond::Fn::kMin;
+    else if (fn == "max")
+      a.fn = AggCond::Fn::kMax;
+    else
+      a.fn = AggCond::Fn::kDistinct;
+    Advance();
+    SHOAL_RETURN_IF_ERROR(ExpectKind(TokKind::kLParen, "'(' after '" + fn + "'"));
+    SHOAL_RETURN_IF_ERROR(ParsePath(&a.prop, "a property name after '" + fn + "('"));
+    SHOAL_RETURN_IF_ERROR(ExpectKind(TokKind::kRParen, "')' after the property name"));
+    SHOAL_RETURN_IF_ERROR(ExpectWord("of", "after '" + fn + "(...)'"));
+    SHOAL_RETURN_IF_ERROR(ParseEvent(&a.event, "'of'"));
+    SHOAL_RETURN_IF_ERROR(ParseOptionalWindow(&a.window));
+    if (Cur().kind != TokKind::kOp)
+      return Expected("a comparison such as '> 500' after the events of '" + fn + "'");
+    a.op = Cur().op;
+    Advance();
+    if (Cur().kind != TokKind::kNumber) return Expected("a number after " + Quoted(Prev().text));
+    a.value = Cur().num;
+    Advance();
+    out->leaf = std::move(a);
+    return Status::Ok();
+  }
+
+  // first_last := ("first" | "last") "performed" event time_pred
+  Status ParseFirstLast(Expr* out) {
+    FirstLastCond f;
+    f.first = AtWord("first");
+    std::string word = Cur().str;
+    Advance();
+    SHOAL_RETURN_IF_ERROR(ExpectWord("performed", "after '" + word + "'"));
+    SHOAL_RETURN_IF_ERROR(ParseEvent(&f.event, "'" + word + " performed'"));
+    if (!AtRangeStart())
+      return Expected("a time predicate such as 'within 7d' or 'before 30d ago' after '" + word +
+                      " performed' and its event");
+    SHOAL_RETURN_IF_ERROR(ParseRange(&f.when));
+    out->leaf = std::move(f);
+    return Status::Ok();
+  }
+
+  // last_event := "last event" event [window] "has" filter
+  Status ParseLastEvent(Expr* out) {
+    Advance();
+    Advance();
+    LastEventCond l;
+    SHOAL_RETURN_IF_ERROR(ParseEvent(&l.event, "'last event'"));
+    SHOAL_RETURN_IF_ERROR(ParseOptionalWindow(&l.window));
+    SHOAL_RETURN_IF_ERROR(ExpectWord("has",
+                                     "and a property condition after 'last event' and its "
+                                     "event"));
+    SHOAL_RETURN_IF_ERROR(ParseFilter(&l.has, "has"));
+    out->leaf = std::move(l);
+    return Status::Ok();
+  }
+
+  // segment_ref := "in segment" STRING
+  Status ParseSegmentRef(Expr* out) {
+    Advance();
+    SHOAL_RETURN_IF_ERROR(ExpectWord("segment", "after 'in' (as in 'in segment \"vip\"')"));
+    if (Cur().kind != TokKind::kString)
+      return Expected("a segment name in quotes after 'in segment'");
+    out->leaf = SegmentRefCond{Cur().str};
+    Advance();
+    return Status::Ok();
+  }
+
+  // bucket := "bucket" "(" INT ["," STRING] ")" cmp INT
+  Status ParseBucket(Expr* out) {
+    Advance();
+    BucketCond b;
+    SHOAL_RETURN_IF_ERROR(ExpectKind(TokKind::kLParen, "'(' after 'bucket'"));
+    const Token& n = Cur();
+    if (n.kind != TokKind::kNumber || !n.is_int || n.int_val < 1)
+      return Expected("a whole number of buckets of at least 1 after 'bucket('");
+    b.buckets = n.int_val;
+    Advance();
+    if (Cur().kind == TokKind::kComma) {
+      Advance();
+      if (Cur().kind != TokKind::kString)
+        return Expected("a salt in quotes after 'bucket(" + std::to_string(b.buckets) + ",'");
+      b.salt = Cur().str;
+      Advance();
+    }
+    SHOAL_RETURN_IF_ERROR(ExpectKind(TokKind::kRParen, "')' or ', \"salt\"' in 'bucket(...)'"));
+    if (Cur().kind != TokKind::kOp)
+      return Expected("a comparison such as '< 10' after 'bucket(...)'");
+    b.op = Cur().op;
+    Advance();
+    if (Cur().kind != TokKind::kNumber || !Cur().is_int)
+      return Expected("a whole number after " + Quoted(Prev().text));
+    b.value = Cur().int_val;
+    Advance();
+    out->leaf = std::move(b);
+    return Status::Ok();
+  }
+
+  // event := STRING ["where" filter]
+  Status ParseEvent(EventSpec* e, std::string_view after) {
+    if (Cur().kind != TokKind::kString)
+      return Expected("an event name in quotes such as \"Order Completed\" after " +
+                      std::string(after));
+    e->name = Cur().str;
+    Advance();
+    if (AtWord("where")) {
+      Advance();
+      PropExpr f;
+      SHOAL_RETURN_IF_ERROR(ParseFilter(&f, "where"));
+      e->filter = std::move(f);
+    }
+    return Status::Ok();
+  }
+
+  // --- Value predicates ------------------------------------------------------------------------
+
+  // path := IDENT ("." IDENT)*; the first name must not be a keyword unless backquoted.
+  Status ParsePath(Path* p, std::string_view what) {
+    const Token& t = Cur();
+    if (t.kind == TokKind::kQuoted) {
+      p->push_back(t.str);
+    } else if (t.kind == TokKind::kWord && !IsReservedWord(t.str)) {
+      p->push_back(std::string(t.text));
+    } else if (t.kind == TokKind::kWord) {
+      return Expected(std::string(what) + " (write a name that is a keyword in backquotes)");
+    } else {
+      return Expected(what);
+    }
+    Advance();
+    while (Cur().kind == TokKind::kDot) {
+      Advance();
+      const Token& s = Cur();
+      if (s.kind == TokKind::kQuoted)
+        p->push_back(s.str);
+      else if (s.kind == TokKind::kWord)
+        p->push_back(std::string(s.text));
+      else
+        return Expected("a name after '.'");
+      Advance();
+    }
+    return Status::Ok();
+  }
+
+  Status ParsePathAndPred(ValuePred* p, std::string_view what) {
+    p->pos = Cur().pos;
+    size_t start = i_;
+    SHOAL_RETURN_IF_ERROR(ParsePath(&p->path, what));
+    return ParsePred(p, SpanText(start));
+  }
+
+  // The part of value_pred after the path.
+  Status ParsePred(ValuePred* p, const std::string& path_text) {
+    const Token& t = Cur();
+    if (t.kind == TokKind::kOp) {
+      p->kind = ValuePred::Kind::kCompare;
+      p->op = t.op;
+      std::string after = "after " + Quoted(t.text);
+      Advance();
+      return ParseLiteralInto(p, after);
+    }
+    if (t.kind != TokKind::kWord)
+      return Expected(
+          "a comparison such as '=' or a predicate such as 'in', 'exists' or "
+          "'within' after " +
+          Quoted(path_text));
+    const std::string& w = t.str;
+    if (w == "between") {
+      const Token& next = Ahead(1);
+      if (next.kind == TokKind::kDuration || next.kind == TokKind::kTime || IsWord(next, "now")) {
+        p->kind = ValuePred::Kind::kTime;
+        return ParseRange(&p->time);
+      }
+      Advance();
+      p->kind = ValuePred::Kind::kBetween;
+      SHOAL_RETURN_IF_ERROR(ParseLiteralInto(p, "after 'between'"));
+      SHOAL_RETURN_IF_ERROR(ExpectWord("and", "after the first value of 'between'"));
+      return ParseLiteralInto(p, "after 'and'");
+    }
+    if (w == "in" || w == "not") {
+      p->kind = w == "in" ? ValuePred::Kind::kIn : ValuePred::Kind::kNotIn;
+      Advance();
+      if (p->kind == ValuePred::Kind::kNotIn)
+        SHOAL_RETURN_IF_ERROR(ExpectWord("in", "after " + Quoted(path_text + " not")));
+      SHOAL_RETURN_IF_ERROR(ExpectKind(TokKind::kLParen, "'(' and a list of values after 'in'"));
+      SHOAL_RETURN_IF_ERROR(ParseLiteralInto(p, "in the list"));
+      while (Cur().kind == TokKind::kComma) {
+        Advance();
+        SHOAL_RETURN_IF_ERROR(ParseLiteralInto(p, "after ','"));
+      }
+      return ExpectKind(TokKind::kRParen, "',' or ')' in the list of values");
+    }
+    if (w == "contains" || w == "matches" || w == "starts" || w == "ends") {
+      std::string op = w;
+      p->kind = w == "contains"  ? ValuePred::Kind::kContains
+                : w == "matches" ? ValuePred::Kind::kMatches
+                : w == "starts"  ? ValuePred::Kind::kStartsWith
+                                 : ValuePred::Kind::kEndsWith;
+      Advance();
+      if (op == "starts" || op == "ends") {
+        SHOAL_RETURN_IF_ERROR(ExpectWord("with", "after '" + op + "'"));
+        op += " with";
+      }
+      if (Cur().kind != TokKind::kString) return Expected("a string in quotes after '" + op + "'");
+      Literal l;
+      l.type = Literal::Type::kString;
+      l.str = Cur().str;
+      if (p->kind == ValuePred::Kind::kMatches) SHOAL_RETURN_IF_ERROR(CheckRegex(l.str));
+      p->values.push_back(std::move(l));
+      Advance();
+      return Status::Ok();
+    }
+    if (w == "exists" || w == "missing") {
+      p->kind = w == "exists" ? ValuePred::Kind::kExists : ValuePred::Kind::kMissing;
+      Advance();
+      return Status::Ok();
+    }
+    if (AtRangeStart()) {
+      p->kind = ValuePred::Kind::kTime;
+      SHOAL_RETURN_IF_ERROR(ParseRange(&p->time));
+      // Cannot happen with this grammar; kept so that the AST contract holds if it grows.
+      if (p->time.IsEver()) return SyntaxError(p->pos, "a time predicate with a bound", "ever");
+      return Status::Ok();
+    }
+    return Expected(
+        "a comparison such as '=' or a predicate such as 'in', 'exists' or "
+        "'within' after " +
+        Quoted(path_text));
+  }
+
+  Status CheckRegex(const std::string& re) {
+    int64_t states = 0;
+    bool ok = re.size() <= kMaxRegexBytes && RegexIsSmallEnough(re, &states);
+    std::string why = "too large or too deeply nested";
+    if (ok && (regex_states_ += states) > kMaxRegexStatesPerDefinition) {
+      ok = false;
+      why = "the definition's regular expressions are too large together";
+    }
+    if (ok) {
+      try {
+        std::regex compiled(re, std::regex::ECMAScript);
+      } catch (const std::exception& e) {
+        ok = false;
+        why = e.what();
+      } catch (...) {
+        ok = false;
+      }
+    }
+    if (ok) return Status::Ok();
+    return SyntaxError(Cur().pos,
+                       "a valid regular expression (ECMAScript, at most " +
+                           std::to_string(kMaxRegexBytes) + " bytes) after 'matches'",
+                       DescribeToken(Cur()) + " (" + why + ")");
+  }
+
+  // literal := STRING | NUMBER | "true" | "false" | TIME; appended to p->values.
+  Status ParseLiteralInto(ValuePred* p, const std::string& where) {
+    const Token& t = Cur();
+    Literal l;
+    switch (t.kind) {
+      case TokKind::kString:
+        l.type = Literal::Type::kString;
+        l.str = t.str;
+        break;
+      case TokKind::kNumber:
+        l.type = Literal::Type::kNumber;
+        l.num = t.num;
+        break;
+      case TokKind::kTime:
+        l.type = Literal::Type::kTime;
+        l.time = t.ms;
+        break;
+      case TokKind::kWord:
+        if (t.str == "true" || t.str == "false") {
+          l.type = Literal::Type::kBool;
+          l.b = t.str == "true";
+          break;
+        }
+        if (t.str == "null")
+          return Expected("a value (a string, number, true, false or time) " + where +
+                          "; test for no value with 'missing' or 'exists'");
+        [[fallthrough]];
+      default:
+        return Expected("a value such as \"text\", 42, true or 2026-01-02 " + where);
+    }
+    Advance();
+    p->values.push_back(std::move(l));
+    return Status::Ok();
+  }
+
+  // --- Time ranges -----------------------------------------------------------------------------
+
+  bool AtRangeStart() const {
+    return AtWord("within") || AtWord("between") || AtWord("before") || AtWord("after");
+  }
+
+  Status ParseOptionalWindow(TimeRange* r) {
+    if (!AtRangeStart()) return Status::Ok();
+    return ParseRange(r);
+  }
+
+  // "within" DURATION | "between" point "and" point | "before" point | "after" point; the
+  // range must not be empty when that can be decided without a clock.
+  Status ParseRange(TimeRange* r) {
+    size_t start = i_;
+    SourcePos pos = Cur().pos;
+    std::string kw = Cur().str;
+    Advance();
+    if (kw == "within") {
+      if (Cur().kind != TokKind::kDuration)
+        return Expected("a duration such as 30d after 'within'");
+      *r = {TimeBound::Ago(Cur().ms), TimeBound::Ago(0)};
+      Advance();
+    } else if (kw == "before") {
+      r->from = TimeBound::None();
+      SHOAL_RETURN_IF_ERROR(ParsePoint(&r->to, "'before'"));
+    } else if (kw == "after") {
+      SHOAL_RETURN_IF_ERROR(ParsePoint(&r->from, "'after'"));
+      r->to = TimeBound::None();
+    } else {
+      SHOAL_RETURN_IF_ERROR(ParsePoint(&r->from, "'between'"));
+      SHOAL_RETURN_IF_ERROR(ExpectWord("and", "after the first time of 'between'"));
+      SHOAL_RETURN_IF_ERROR(ParsePoint(&r->to, "'and'"));
+    }
+    bool empty = false;
+    if (r->from.kind == TimeBound::Kind::kRelative && r->to.kind == TimeBound::Kind::kRelative)
+      empty = r->from.ms <= r->to.ms;  // from is no earlier than to
+    if (r->from.kind == TimeBound::Kind::kAbsolute && r->to.kind == TimeBound::Kind::kAbsolute)
+      empty = r->from.ms >= r->to.ms;
+    if (empty)
+      return SyntaxError(pos, "a non-empty time range (its start before its end)",
+                         Quoted(SpanText(start)));
+    return Status::Ok();
+  }
+
+  // point := DURATION "ago" | TIME | "now"
+  Status ParsePoint(TimeBound* b, std::string_view after) {
+    const Token& t = Cur();
+    if (t.kind == TokKind::kDuration) {
+      Millis d = t.ms;
+      std::string text(t.text);
+      Advance();
+      SHOAL_RETURN_IF_ERROR(ExpectWord("ago", "after '" + text + "'"));
+      *b = TimeBound::Ago(d);
+      return Status::Ok();
+    }
+    if (t.kind == TokKind::kTime) {
+      *b = TimeBound::At(t.ms);
+      Advance();
+      return Status::Ok();
+    }
+    if (IsWord(t, "now")) {
+      *b = TimeBound::Ago(0);
+      Advance();
+      return Status::Ok();
+    }
+    return Expected("a time such as 30d ago, 2026-01-02 or now after " + std::string(after));
+  }
+
+  std::vector<Token> t_;
+  size_t i_ = 0;
+  int depth_ = 0;
+  int64_t regex_states_ = 0;  // summed over the definition's regular expressions
+};
+
+}  // namespace
+
+Result<Expr> Parse(std::string_view text) {
+  if (text.size() > kMaxInputBytes)
+    return SyntaxError({1, 1},
+                       "a definition of at most " + std::to_string(kMaxInputBytes) + " bytes",
+                       std::to_string(text.size()) + " bytes");
+  Result<std::vector<Token>> tokens = Lex(text);
+  if (!tokens.ok()) return tokens.status();
+  return Parser(std::move(tokens).value()).Run();
+}
+
+}  // namespace shoal::rules

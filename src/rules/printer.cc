@@ -1,0 +1,341 @@
+// The canonical printer (docs/language.md, "Canonical form"). Its output is what Parse reads
+// back to an equal tree, so every choice here mirrors one in parser.cc: keywords in lower case,
+// names backquoted when the lexer would not read them as one plain name, parentheses only where
+// precedence needs them, compound filters always in parentheses.
+#include <charconv>
+#include <cstdio>
+
+#include "rules/lexer.h"
+#include "rules/parser.h"
+
+namespace shoal::rules {
+namespace {
+
+const char* CmpText(CmpOp op) {
+  switch (op) {
+    case CmpOp::kEq:
+      return "=";
+    case CmpOp::kNe:
+      return "!=";
+    case CmpOp::kLt:
+      return "<";
+    case CmpOp::kLe:
+      return "<=";
+    case CmpOp::kGt:
+      return ">";
+    case CmpOp::kGe:
+      return ">=";
+  }
+  return "=";
+}
+
+std::string QuoteString(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
+          out += buf;
+        } else {
+          out.push_back(c);
+        }
+    }
+  }
+  out.push_back('"');
+  return out;
+}
+
+std::string PrintPath(const Path& p) {
+  std::string out;
+  for (size_t i = 0; i < p.size(); ++i) {
+    if (i) out.push_back('.');
+    if (IsPlainIdentifier(p[i]) && !IsReservedWord(p[i]))
+      out += p[i];
+    else
+      out += "`" + p[i] + "`";
+  }
+  return out;
+}
+
+// The shortest text that reads back to the same double: plain digits when that is short
+// ("100000", "20.97"), the exponent form otherwise ("1e-300").
+std::string PrintNumber(double v) {
+  char buf[400];
+  auto r = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed);
+  if (r.ec == std::errc() && r.ptr - buf <= 24) return std::string(buf, r.ptr);
+  r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
+}
+
+std::string PrintPoint(const TimeBound& b) {
+  switch (b.kind) {
+    case TimeBound::Kind::kRelative:
+      return b.ms == 0 ? "now" : FormatDuration(b.ms) + " ago";
+    case TimeBound::Kind::kAbsolute:
+      return FormatTime(b.ms);
+    case TimeBound::Kind::kNone:
+      break;
+  }
+  return "now";
+}
+
+// " <range>" or nothing for "ever".
+std::string PrintWindow(const TimeRange& r) {
+  if (r.IsEver()) return "";
+  return " " + Print(r);
+}
+
+std::string PrintCount(CmpOp op, int64_t n) {
+  std::string num = std::to_string(n) + (n == 1 ? " time" : " times");
+  switch (op) {
+    case CmpOp::kGe:
+      return "at least " + num;
+    case CmpOp::kLe:
+      return "at most " + num;
+    case CmpOp::kEq:
+      return "exactly " + num;
+    case CmpOp::kGt:
+      return "more than " + num;
+    case CmpOp::kLt:
+      return "fewer than " + num;
+    case CmpOp::kNe:
+      return "!= " + num;
+  }
+  return num;
+}
+
+void PrintProp(const PropExpr& e, std::string* out);
+
+void PrintPropChild(const PropExpr& c, bool parens, std::string* out) {
+  if (parens) out->push_back('(');
+  PrintProp(c, out);
+  if (parens) out->push_back(')');
+}
+
+void PrintProp(const PropExpr& e, std::string* out) {
+  switch (e.kind) {
+    case PropExpr::Kind::kPred:
+      *out += Print(e.pred);
+      return;
+    case PropExpr::Kind::kNot:
+      *out += "not ";
+      if (!e.children.empty())
+        PrintPropChild(
+            e.children[0],
+            e.children[0].kind == PropExpr::Kind::kAnd || e.children[0].kind == PropExpr::Kind::kOr,
+            out);
+      return;
+    case PropExpr::Kind::kAnd:
+    case PropExpr::Kind::kOr: {
+      bool is_and = e.kind == PropExpr::Kind::kAnd;
+      for (size_t i = 0; i < e.children.size(); ++i) {
+        if (i) *out += is_and ? " and " : " or ";
+        const PropExpr& c = e.children[i];
+        bool parens = c.kind == e.kind || (is_and && c.kind == PropExpr::Kind::kOr);
+        PrintPropChild(c, parens, out);
+      }
+      return;
+    }
+  }
+}
+
+// `where`/`has` take one predicate bare and anything else in parentheses.
+std::string PrintFilter(const PropExpr& f) {
+  if (f.kind == PropExpr::Kind::kPred) return Print(f.pred);
+  return "(" + Print(f) + ")";
+}
+
+std::string PrintEvent(const EventSpec& e) {
+  std::string out = QuoteString(e.name);
+  if (e.filter) out += " where " + PrintFilter(*e.filter);
+  return out;
+}
+
+const char* AggName(AggCond::Fn fn) {
+  switch (fn) {
+    case AggCond::Fn::kSum:
+      return "sum";
+    case AggCond::Fn::kAvg:
+      return "avg";
+    case AggCond::Fn::kMin:
+      return "min";
+    case AggCond::Fn::kMax:
+      return "max";
+    case AggCond::Fn::kDistinct:
+      return "distinct";
+  }
+  return "sum";
+}
+
+struct LeafPrinter {
+  std::string operator()(const TraitCond& c) const { return Print(c.pred); }
+  std::string operator()(const TraitHistoryCond& c) const {
+    return Print(c.pred) + (c.at_least ? " for at least " : " for less than ") +
+           FormatDuration(c.duration);
+  }
+  std::string operator()(const CountCond& c) const {
+    if (c.op == CmpOp::kEq && c.n == 0)
+      return "did not perform " + PrintEvent(c.event) + PrintWindow(c.window);
+    std::string out = "performed " + PrintEvent(c.event);
+    if (!(c.op == CmpOp::kGe && c.n == 1)) out += " " + PrintCount(c.op, c.n);
+    return out + PrintWindow(c.window);
+  }
+  std::string operator()(const AggCond& c) const {
+    return std::string(AggName(c.fn)) + "(" + PrintPath(c.prop) + ") of " + PrintEvent(c.event) +
+           PrintWindow(c.window) + " " + CmpText(c.op) + " " + PrintNumber(c.value);
+  }
+  std::string operator()(const FirstLastCond& c) const {
+    return std::string(c.first ? "first" : "last") + " performed " + PrintEvent(c.event) +
+           PrintWindow(c.when);
+  }
+  std::string operator()(const LastEventCond& c) const {
+    return "last event " + PrintEvent(c.event) + PrintWindow(c.window) + " has " +
+           PrintFilter(c.has);
+  }
+  std::string operator()(const SequenceCond& c) const {
+    return "performed " + PrintEvent(c.first) + " then " + PrintEvent(c.then) + " within " +
+           FormatDuration(c.within) + PrintWindow(c.window);
+  }
+  std::string operator()(const NotFollowedCond& c) const {
+    std::string out = "performed " + PrintEvent(c.first) + PrintWindow(c.window) +
+                      " not followed by " + PrintEvent(c.then);
+    if (c.within) out += " within " + FormatDuration(*c.within);
+    return out;
+  }
+  std::string operator()(const SegmentRefCond& c) const {
+    return "in segment " + QuoteString(c.segment);
+  }
+  std::string operator()(const BucketCond& c) const {
+    std::string out = "bucket(" + std::to_string(c.buckets);
+    if (!c.salt.empty()) out += ", " + QuoteString(c.salt);
+    return out + ") " + CmpText(c.op) + " " + std::to_string(c.value);
+  }
+};
+
+void PrintExpr(const Expr& e, std::string* out);
+
+void PrintExprChild(const Expr& c, bool parens, std::string* out) {
+  if (parens) out->push_back('(');
+  PrintExpr(c, out);
+  if (parens) out->push_back(')');
+}
+
+void PrintExpr(const Expr& e, std::string* out) {
+  switch (e.kind) {
+    case Expr::Kind::kLeaf:
+      *out += std::visit(LeafPrinter{}, e.leaf);
+      return;
+    case Expr::Kind::kNot:
+      *out += "not ";
+      if (!e.children.empty())
+        PrintExprChild(
+            e.children[0],
+            e.children[0].kind == Expr::Kind::kAnd || e.children[0].kind == Expr::Kind::kOr, out);
+      return;
+    case Expr::Kind::kAnd:
+    case Expr::Kind::kOr: {
+      bool is_and = e.kind == Expr::Kind::kAnd;
+      for (size_t i = 0; i < e.children.size(); ++i) {
+        if (i) *out += is_and ? " and " : " or ";
+        const Expr& c = e.children[i];
+        bool parens = c.kind == e.kind || (is_and && c.kind == Expr::Kind::kOr);
+        PrintExprChild(c, parens, out);
+      }
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+std::string Print(const Literal& l) {
+  switch (l.type) {
+    case Literal::Type::kNull:
+      return "null";
+    case Literal::Type::kBool:
+      return l.b ? "true" : "false";
+    case Literal::Type::kNumber:
+      return PrintNumber(l.num);
+    case Literal::Type::kString:
+      return QuoteString(l.str);
+    case Literal::Type::kTime:
+      return FormatTime(l.time);
+  }
+  return "null";
+}
+
+std::string Print(const TimeRange& r) {
+  using K = TimeBound::Kind;
+  if (r.IsEver()) return "";
+  if (r.from.kind == K::kRelative && r.to.kind == K::kRelative && r.to.ms == 0 && r.from.ms > 0)
+    return "within " + FormatDuration(r.from.ms);
+  if (r.from.kind == K::kNone) return "before " + PrintPoint(r.to);
+  if (r.to.kind == K::kNone) return "after " + PrintPoint(r.from);
+  return "between " + PrintPoint(r.from) + " and " + PrintPoint(r.to);
+}
+
+std::string Print(const ValuePred& p) {
+  std::string out = PrintPath(p.path);
+  auto value = [&](size_t i) { return i < p.values.size() ? Print(p.values[i]) : "null"; };
+  auto list = [&]() {
+    std::string s = "(";
+    for (size_t i = 0; i < p.values.size(); ++i) s += (i ? ", " : "") + Print(p.values[i]);
+    return s + ")";
+  };
+  switch (p.kind) {
+    case ValuePred::Kind::kCompare:
+      return out + " " + CmpText(p.op) + " " + value(0);
+    case ValuePred::Kind::kBetween:
+      return out + " between " + value(0) + " and " + value(1);
+    case ValuePred::Kind::kIn:
+      return out + " in " + list();
+    case ValuePred::Kind::kNotIn:
+      return out + " not in " + list();
+    case ValuePred::Kind::kContains:
+      return out + " contains " + value(0);
+    case ValuePred::Kind::kStartsWith:
+      return out + " starts with " + value(0);
+    case ValuePred::Kind::kEndsWith:
+      return out + " ends with " + value(0);
+    case ValuePred::Kind::kMatches:
+      return out + " matches " + value(0);
+    case ValuePred::Kind::kExists:
+      return out + " exists";
+    case ValuePred::Kind::kMissing:
+      return out + " missing";
+    case ValuePred::Kind::kTime:
+      return out + " " + Print(p.time);
+  }
+  return out;
+}
+
+std::string Print(const PropExpr& e) {
+  std::string out;
+  PrintProp(e, &out);
+  return out;
+}
+
+std::string Print(const Expr& e) {
+  std::string out;
+  PrintExpr(e, &out);
+  return out;
+}
+
+}  // namespace shoal::rules
