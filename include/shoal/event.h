@@ -65,7 +65,7 @@ struct Message {
   Millis timestamp = 0;      // event time (after sentAt skew correction, if any)
   Millis received_at = 0;    // when the server received it (0 if unknown)
   std::vector<Field> properties;  // track/page/screen
-  std::vector<Field> traits;      // identify/group (also context.traits of other calls)
+  std::vector<Field> traits;      // identify/group (identify: context.traits when traits is absent)
 
   void Clear();
   // userId if set, else anonymousId.

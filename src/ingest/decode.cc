@@ -1,1 +1,801 @@
-// placeholder
+#include "ingest/decode.h"
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <utility>
+#include <vector>
+
+namespace shoal::ingest {
+namespace {
+
+namespace od = simdjson::ondemand;
+
+// Nesting limit for properties and traits. The properties object itself is level 1.
+constexpr size_t kMaxDepth = 32;
+// Up to this many fields, duplicate paths are found by a linear scan; beyond it, by a hash index.
+constexpr size_t kLinearScanMax = 16;
+// Fields kept for reuse by a Decoder beyond those in the caller's Message.
+constexpr size_t kMaxSpareFields = 4096;
+// How much of a user-supplied text an error message quotes.
+constexpr size_t kMaxQuotedBytes = 64;
+
+void AppendJsonString(std::string* out, std::string_view s) {
+  static const char kHex[] = "0123456789abcdef";
+  out->push_back('"');
+  size_t run = 0;  // start of the pending run of bytes that need no escape
+  for (size_t i = 0; i < s.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out->append(s.data() + run, i - run);
+    run = i + 1;
+    switch (c) {
+      case '"': out->append("\\\""); break;
+      case '\\': out->append("\\\\"); break;
+      case '\b': out->append("\\b"); break;
+      case '\f': out->append("\\f"); break;
+      case '\n': out->append("\\n"); break;
+      case '\r': out->append("\\r"); break;
+      case '\t': out->append("\\t"); break;
+      default:
+        out->append("\\u00");
+        out->push_back(kHex[c >> 4]);
+        out->push_back(kHex[c & 15]);
+    }
+  }
+  out->append(s.data() + run, s.size() - run);
+  out->push_back('"');
+}
+
+// `s` as a JSON string for an error message, cut to kMaxQuotedBytes at a UTF-8 boundary.
+std::string Quote(std::string_view s) {
+  bool cut = s.size() > kMaxQuotedBytes;
+  if (cut) {
+    size_t n = kMaxQuotedBytes;
+    while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+    s = s.substr(0, n);
+  }
+  std::string out;
+  AppendJsonString(&out, s);
+  if (cut) out.insert(out.size() - 1, "...");
+  return out;
+}
+
+Status FieldError(std::string_view field, std::string_view what) {
+  std::string msg = "field '";
+  msg.append(field).append("': ").append(what);
+  return Status::InvalidArgument(std::move(msg));
+}
+
+std::string_view TrimRight(std::string_view s) {
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r'))
+    s.remove_suffix(1);
+  return s;
+}
+
+std::optional<MessageType> ParseType(std::string_view s) {
+  switch (s.size()) {
+    case 4:
+      if (s == "page") return MessageType::kPage;
+      break;
+    case 5:
+      if (s == "track") return MessageType::kTrack;
+      if (s == "group") return MessageType::kGroup;
+      if (s == "alias") return MessageType::kAlias;
+      break;
+    case 6:
+      if (s == "screen") return MessageType::kScreen;
+      break;
+    case 8:
+      if (s == "identify") return MessageType::kIdentify;
+      break;
+  }
+  return std::nullopt;
+}
+
+// std::string::assign goes through the general _M_replace; clear + append is a plain copy that
+// reuses the capacity. (Measurably faster on the many short strings of a message.)
+inline void Assign(std::string* s, std::string_view v) {
+  s->clear();
+  s->append(v.data(), v.size());
+}
+
+void SetNull(Value* v) {
+  v->type = ValueType::kNull;
+  v->b = false;
+  v->num = 0;
+  v->str.clear();
+}
+
+// The flattened fields of one object (properties, traits, context.traits), written into a vector
+// of a Message. Elements are overwritten in place rather than cleared and re-created, and those no
+// longer needed are parked in `spare`, so that their strings keep their heap buffers from one
+// message to the next: a steady stream of messages allocates nothing.
+class FieldSink {
+ public:
+  void Begin(std::vector<Field>* v) {
+    v_ = v;
+    n_ = 0;
+    if (indexed_) {
+      std::fill(index_.begin(), index_.end(), 0u);
+      indexed_ = false;
+    }
+  }
+
+  size_t size() const { return n_; }
+
+  // The value of the field named `path`: the existing one if this message already set that path
+  // (a later duplicate replaces the earlier value), else a new field.
+  Value* Slot(std::string_view path, std::vector<Field>* spare) {
+    std::vector<Field>& v = *v_;
+    if (!indexed_) {
+      for (size_t i = 0; i < n_; ++i)
+        if (v[i].path == path) return &v[i].value;
+      if (n_ < kLinearScanMax) return &Append(path, spare)->value;
+      Rebuild(n_ * 4);
+    }
+    size_t mask = index_.size() - 1;
+    size_t h = std::hash<std::string_view>()(path) & mask;
+    while (index_[h] != 0) {
+      Field& f = v[index_[h] - 1];
+      if (f.path == path) return &f.value;
+      h = (h + 1) & mask;
+    }
+    Field* f = Append(path, spare);
+    index_[h] = static_cast<uint32_t>(n_);
+    if (n_ * 2 > index_.size()) Rebuild(index_.size() * 2);
+    return &f->value;
+  }
+
+  // Trims the vector to the fields of this message.
+  void Finish(std::vector<Field>* spare);
+
+ private:
+  Field* Append(std::string_view path, std::vector<Field>* spare) {
+    std::vector<Field>& v = *v_;
+    if (n_ == v.size()) {
+      if (spare->empty()) {
+        v.emplace_back();
+      } else {
+        v.push_back(std::move(spare->back()));
+        spare->pop_back();
+      }
+    }
+    Field* f = &v[n_++];
+    Assign(&f->path, path);
+    return f;
+  }
+
+  void Rebuild(size_t min_size) {
+    size_t size = 64;
+    while (size < min_size) size *= 2;
+    index_.assign(size, 0u);
+    indexed_ = true;
+    const size_t mask = size - 1;
+    for (size_t i = 0; i < n_; ++i) {
+      size_t h = std::hash<std::string_view>()((*v_)[i].path) & mask;
+      while (index_[h] != 0) h = (h + 1) & mask;
+      index_[h] = static_cast<uint32_t>(i + 1);
+    }
+  }
+
+  std::vector<Field>* v_ = nullptr;
+  size_t n_ = 0;
+  std::vector<uint32_t> index_;  // open addressing; 1 + index into *v_, 0 = empty
+  bool indexed_ = false;
+};
+
+// simdjson reports a malformed atom or number whose first byte gave its type as INCORRECT_TYPE;
+// name the real problem instead.
+simdjson::error_code ScalarError(simdjson::error_code e, od::value& v) {
+  if (e != simdjson::INCORRECT_TYPE) return e;
+  std::string_view raw = v.raw_json_token();
+  switch (raw.empty() ? '\0' : raw[0]) {
+    case 't': return simdjson::T_ATOM_ERROR;
+    case 'f': return simdjson::F_ATOM_ERROR;
+    case 'n': return simdjson::N_ATOM_ERROR;
+    default: return simdjson::NUMBER_ERROR;
+  }
+}
+
+// The text of a string token (as raw_json_token() gives it: quotes, maybe trailing spaces) when
+// it has no escapes, straight from the input. This skips simdjson's unescaping copy for the
+// common case; stage 1 has already validated UTF-8 and rejected raw control characters.
+bool UnescapedToken(std::string_view token, std::string_view* out) {
+  token = TrimRight(token);
+  if (token.size() < 2 || token.front() != '"' || token.back() != '"') return false;
+  token = token.substr(1, token.size() - 2);
+  if (std::memchr(token.data(), '\\', token.size()) != nullptr) return false;
+  *out = token;
+  return true;
+}
+
+// Trims `v` to `n` elements, parking the rest in `spare`.
+void TrimTo(std::vector<Field>* v, size_t n, std::vector<Field>* spare) {
+  for (size_t i = n; i < v->size() && spare->size() < kMaxSpareFields; ++i)
+    spare->push_back(std::move((*v)[i]));
+  v->resize(std::min(n, v->size()));
+}
+
+void FieldSink::Finish(std::vector<Field>* spare) { TrimTo(v_, n_, spare); }
+
+// A top-level scalar read from the message: views into the input or into the parser's string
+// buffer, both valid until the end of Decode.
+struct Text {
+  bool present = false;
+  std::string_view text;
+};
+
+}  // namespace
+
+struct Decoder::Impl {
+  Impl() : copy(std::make_unique<char[]>(kMaxMessageBytes + simdjson::SIMDJSON_PADDING)) {
+    // Sized once for the largest message so that iterate() never reallocates. If this fails
+    // (out of memory), iterate() tries again and reports the error.
+    simdjson::error_code e = parser.allocate(kMaxMessageBytes);
+    (void)e;
+  }
+
+  Status Decode(const char* data, size_t len, size_t capacity, const DecodeOptions& opts,
+                Message* out);
+
+  // Reads the message's top-level object.
+  Status ReadRoot(od::object root);
+  Status ReadContext(od::value v);
+  // Reads a string (or, for ids, a number as its text); null counts as absent.
+  Status ReadText(od::value v, std::string_view field, bool allow_number, Text* out);
+  Status ReadTime(const Text& t, std::string_view field, Millis* out);
+  // Flattens an object value into `sink`; `field` names it in errors ("properties").
+  Status ReadObject(od::value v, std::string_view field, FieldSink* sink, bool* present);
+  Status Flatten(od::object obj, size_t depth);
+  Status FlattenValue(od::value v, size_t depth);
+  // Appends the compact JSON text of `v` to `list`.
+  Status Serialize(od::value v, size_t depth);
+
+  // The key of `f`, from the input when it has no escapes.
+  simdjson::error_code Key(od::field& f, std::string_view* out);
+  // The text of a string value.
+  simdjson::error_code String(od::value& v, std::string_view* out);
+
+  // Errors.
+  Status JsonError(simdjson::error_code e);
+  Status DepthError();
+
+  od::parser parser;
+  od::document doc;
+  std::unique_ptr<char[]> copy;  // kMaxMessageBytes + simdjson::SIMDJSON_PADDING
+  const char* base = nullptr;    // the bytes being parsed
+  size_t base_len = 0;
+
+  // Fields of the current message.
+  Text type, user_id, anonymous_id, message_id, event, name, group_id, previous_id,
+      context_group_id, timestamp, original_timestamp, sent_at;
+  bool has_properties = false, has_traits = false, has_context_traits = false;
+
+  FieldSink properties, traits, context_traits;
+  std::vector<Field> context_traits_fields;
+  std::vector<Field> spare;  // fields not in use, kept for their string buffers
+
+  // Flattening state: the sink being written, the name of the object in errors, the dotted path
+  // of the current value below it, and the list text being built.
+  FieldSink* sink = nullptr;
+  std::string_view field_name;
+  std::string path;
+  std::string list;
+};
+
+Status Decoder::Impl::JsonError(simdjson::error_code e) {
+  std::string msg = "invalid JSON";
+  if (e != simdjson::EMPTY && e != simdjson::UTF8_ERROR && e != simdjson::UNCLOSED_STRING) {
+    const char* loc = nullptr;
+    if (doc.current_location().get(loc) == simdjson::SUCCESS && loc >= base &&
+        loc <= base + base_len) {
+      msg.append(" at column ").append(std::to_string(loc - base + 1));
+    }
+  }
+  msg.append(": ").append(simdjson::error_message(e));
+  if (!field_name.empty()) {
+    msg.append(" (in field '").append(field_name);
+    if (!path.empty()) msg.append(".").append(path);
+    msg.append("')");
+  }
+  return Status::InvalidArgument(std::move(msg));
+}
+
+simdjson::error_code Decoder::Impl::Key(od::field& f, std::string_view* out) {
+  const char* raw = reinterpret_cast<const char*>(f.key().raw());
+  const char* end = base + base_len;
+  for (const char* p = raw; p >= base && p < end; ++p) {
+    if (*p == '"') {
+      *out = std::string_view(raw, static_cast<size_t>(p - raw));
+      return simdjson::SUCCESS;
+    }
+    if (*p == '\\') break;
+  }
+  return f.unescaped_key().get(*out);
+}
+
+simdjson::error_code Decoder::Impl::String(od::value& v, std::string_view* out) {
+  if (UnescapedToken(v.raw_json_token(), out)) return simdjson::SUCCESS;
+  return v.get_string().get(*out);
+}
+
+Status Decoder::Impl::DepthError() {
+  std::string f(field_name);
+  if (!path.empty()) f.append(".").append(path);
+  return FieldError(f, "nested deeper than 32 levels");
+}
+
+Status Decoder::Impl::ReadText(od::value v, std::string_view field, bool allow_number,
+                               Text* out) {
+  field_name = field;
+  od::json_type t;
+  if (auto e = v.type().get(t)) return JsonError(e);
+  switch (t) {
+    case od::json_type::string: {
+      if (auto e = String(v, &out->text)) return JsonError(e);
+      out->present = true;
+      return Status::Ok();
+    }
+    case od::json_type::number:
+      if (allow_number) {
+        std::string_view raw = TrimRight(v.raw_json_token());
+        double d;
+        if (auto e = v.get_double().get(d)) return JsonError(ScalarError(e, v));  // validates the token
+        out->text = raw;
+        out->present = true;
+        return Status::Ok();
+      }
+      break;
+    case od::json_type::null: {
+      bool is_null = false;
+      if (auto e = v.is_null().get(is_null)) return JsonError(ScalarError(e, v));
+      if (!is_null) return JsonError(simdjson::N_ATOM_ERROR);
+      out->present = false;
+      return Status::Ok();
+    }
+    default:
+      break;
+  }
+  return FieldError(field, allow_number ? "expected a string or number" : "expected a string");
+}
+
+Status Decoder::Impl::ReadTime(const Text& t, std::string_view field, Millis* out) {
+  std::optional<Millis> ms = ParseTime(t.text);
+  if (!ms) return FieldError(field, "not an ISO 8601 time: " + Quote(t.text));
+  *out = *ms;
+  return Status::Ok();
+}
+
+Status Decoder::Impl::ReadObject(od::value v, std::string_view field, FieldSink* into,
+                                 bool* present) {
+  field_name = field;
+  od::json_type t;
+  if (auto e = v.type().get(t)) return JsonError(e);
+  if (t == od::json_type::null) {
+    bool is_null = false;
+    if (auto e = v.is_null().get(is_null)) return JsonError(ScalarError(e, v));
+    if (!is_null) return JsonError(simdjson::N_ATOM_ERROR);
+    return Status::Ok();
+  }
+  if (t != od::json_type::object) return FieldError(field, "expected an object");
+  od::object obj;
+  if (auto e = v.get_object().get(obj)) return JsonError(e);
+  *present = true;
+  sink = into;
+  path.clear();
+  return Flatten(obj, 1);
+}
+
+Status Decoder::Impl::Flatten(od::object obj, size_t depth) {
+  for (auto f : obj) {
+    od::field field;
+    if (auto e = std::move(f).get(field)) return JsonError(e);
+    std::string_view key;
+    if (auto e = Key(field, &key)) return JsonError(e);
+    const size_t prefix = path.size();
+    if (depth > 1) path.push_back('.');
+    path.append(key);
+    SHOAL_RETURN_IF_ERROR(FlattenValue(field.value(), depth));
+    path.resize(prefix);
+  }
+  return Status::Ok();
+}
+
+// `v` is a member of an object at level `depth`; `path` names it.
+Status Decoder::Impl::FlattenValue(od::value v, size_t depth) {
+  od::json_type t;
+  if (auto e = v.type().get(t)) return JsonError(e);
+  switch (t) {
+    case od::json_type::object: {
+      if (depth + 1 > kMaxDepth) return DepthError();
+      od::object obj;
+      if (auto e = v.get_object().get(obj)) return JsonError(e);
+      return Flatten(obj, depth + 1);
+    }
+    case od::json_type::array: {
+      if (depth + 1 > kMaxDepth) return DepthError();
+      list.clear();
+      SHOAL_RETURN_IF_ERROR(Serialize(v, depth + 1));
+      Value* out = sink->Slot(path, &spare);
+      out->type = ValueType::kList;
+      out->b = false;
+      out->num = 0;
+      Assign(&out->str, list);
+      return Status::Ok();
+    }
+    case od::json_type::string: {
+      std::string_view s;
+      if (auto e = String(v, &s)) return JsonError(e);
+      Value* out = sink->Slot(path, &spare);
+      out->type = ValueType::kString;
+      out->b = false;
+      out->num = 0;
+      Assign(&out->str, s);
+      return Status::Ok();
+    }
+    case od::json_type::number: {
+      double d;
+      if (auto e = v.get_double().get(d)) return JsonError(ScalarError(e, v));
+      Value* out = sink->Slot(path, &spare);
+      SetNull(out);
+      out->type = ValueType::kNumber;
+      out->num = d;
+      return Status::Ok();
+    }
+    case od::json_type::boolean: {
+      bool b;
+      if (auto e = v.get_bool().get(b)) return JsonError(ScalarError(e, v));
+      Value* out = sink->Slot(path, &spare);
+      SetNull(out);
+      out->type = ValueType::kBool;
+      out->b = b;
+      return Status::Ok();
+    }
+    case od::json_type::null: {
+      bool is_null = false;
+      if (auto e = v.is_null().get(is_null)) return JsonError(ScalarError(e, v));
+      if (!is_null) return JsonError(simdjson::N_ATOM_ERROR);
+      SetNull(sink->Slot(path, &spare));
+      return Status::Ok();
+    }
+  }
+  return JsonError(simdjson::TAPE_ERROR);
+}
+
+// `v` is at level `depth` (an array or object inside a list when depth > its list's level).
+Status Decoder::Impl::Serialize(od::value v, size_t depth) {
+  od::json_type t;
+  if (auto e = v.type().get(t)) return JsonError(e);
+  switch (t) {
+    case od::json_type::array: {
+      od::array arr;
+      if (auto e = v.get_array().get(arr)) return JsonError(e);
+      list.push_back('[');
+      bool first = true;
+      for (auto el : arr) {
+        od::value item;
+        if (auto e = std::move(el).get(item)) return JsonError(e);
+        if (!first) list.push_back(',');
+        first = false;
+        od::json_type it;
+        if (auto e = item.type().get(it)) return JsonError(e);
+        if ((it == od::json_type::array || it == od::json_type::object) && depth + 1 > kMaxDepth)
+          return DepthError();
+        SHOAL_RETURN_IF_ERROR(Serialize(item, depth + 1));
+      }
+      list.push_back(']');
+      return Status::Ok();
+    }
+    case od::json_type::object: {
+      od::object obj;
+      if (auto e = v.get_object().get(obj)) return JsonError(e);
+      list.push_back('{');
+      bool first = true;
+      for (auto f : obj) {
+        od::field field;
+        if (auto e = std::move(f).get(field)) return JsonError(e);
+        std::string_view key;
+        if (auto e = Key(field, &key)) return JsonError(e);
+        if (!first) list.push_back(',');
+        first = false;
+        AppendJsonString(&list, key);
+        list.push_back(':');
+        od::value item = field.value();
+        od::json_type it;
+        if (auto e = item.type().get(it)) return JsonError(e);
+        if ((it == od::json_type::array || it == od::json_type::object) && depth + 1 > kMaxDepth)
+          return DepthError();
+        SHOAL_RETURN_IF_ERROR(Serialize(item, depth + 1));
+      }
+      list.push_back('}');
+      return Status::Ok();
+    }
+    case od::json_type::string: {
+      std::string_view s;
+      if (auto e = String(v, &s)) return JsonError(e);
+      AppendJsonString(&list, s);
+      return Status::Ok();
+    }
+    case od::json_type::number: {
+      std::string_view raw = TrimRight(v.raw_json_token());
+      double d;
+      if (auto e = v.get_double().get(d)) return JsonError(ScalarError(e, v));  // validates the token
+      list.append(raw);
+      return Status::Ok();
+    }
+    case od::json_type::boolean: {
+      bool b;
+      if (auto e = v.get_bool().get(b)) return JsonError(ScalarError(e, v));
+      list.append(b ? "true" : "false");
+      return Status::Ok();
+    }
+    case od::json_type::null: {
+      bool is_null = false;
+      if (auto e = v.is_null().get(is_null)) return JsonError(ScalarError(e, v));
+      if (!is_null) return JsonError(simdjson::N_ATOM_ERROR);
+      list.append("null");
+      return Status::Ok();
+    }
+  }
+  return JsonError(simdjson::TAPE_ERROR);
+}
+
+Status Decoder::Impl::ReadContext(od::value v) {
+  field_name = "context";
+  od::json_type t;
+  if (auto e = v.type().get(t)) return JsonError(e);
+  if (t == od::json_type::null) {
+    bool is_null = false;
+    if (auto e = v.is_null().get(is_null)) return JsonError(ScalarError(e, v));
+    if (!is_null) return JsonError(simdjson::N_ATOM_ERROR);
+    return Status::Ok();
+  }
+  if (t != od::json_type::object) return FieldError("context", "expected an object");
+  od::object obj;
+  if (auto e = v.get_object().get(obj)) return JsonError(e);
+  for (auto f : obj) {
+    field_name = "context";
+    od::field field;
+    if (auto e = std::move(f).get(field)) return JsonError(e);
+    std::string_view key;
+    if (auto e = Key(field, &key)) return JsonError(e);
+    if (key == "groupId") {
+      SHOAL_RETURN_IF_ERROR(ReadText(field.value(), "context.groupId", true, &context_group_id));
+    } else if (key == "traits") {
+      SHOAL_RETURN_IF_ERROR(
+          ReadObject(field.value(), "context.traits", &context_traits, &has_context_traits));
+    }
+  }
+  return Status::Ok();
+}
+
+// Reads each member once, in input order, dispatching on the key: On-Demand is forward-only.
+Status Decoder::Impl::ReadRoot(od::object root) {
+  for (auto f : root) {
+    field_name = {};
+    path.clear();
+    od::field field;
+    if (auto e = std::move(f).get(field)) return JsonError(e);
+    std::string_view key;
+    if (auto e = Key(field, &key)) return JsonError(e);
+    od::value v = field.value();
+    switch (key.size()) {
+      case 4:
+        if (key == "type") {
+          SHOAL_RETURN_IF_ERROR(ReadText(v, "type", false, &type));
+        } else if (key == "name") {
+          SHOAL_RETURN_IF_ERROR(ReadText(v, "name", false, &name));
+        }
+        break;
+      case 5:
+        if (key == "event") SHOAL_RETURN_IF_ERROR(ReadText(v, "event", false, &event));
+        break;
+      case 6:
+        if (key == "userId") {
+          SHOAL_RETURN_IF_ERROR(ReadText(v, "userId", true, &user_id));
+        } else if (key == "traits") {
+          SHOAL_RETURN_IF_ERROR(ReadObject(v, "traits", &traits, &has_traits));
+        } else if (key == "sentAt") {
+          SHOAL_RETURN_IF_ERROR(ReadText(v, "sentAt", false, &sent_at));
+        }
+        break;
+      case 7:
+        if (key == "groupId") {
+          SHOAL_RETURN_IF_ERROR(ReadText(v, "groupId", true, &group_id));
+        } else if (key == "context") {
+          SHOAL_RETURN_IF_ERROR(ReadContext(v));
+        }
+        break;
+      case 9:
+        if (key == "messageId") {
+          SHOAL_RETURN_IF_ERROR(ReadText(v, "messageId", true, &message_id));
+        } else if (key == "timestamp") {
+          SHOAL_RETURN_IF_ERROR(ReadText(v, "timestamp", false, &timestamp));
+        }
+        break;
+      case 10:
+        if (key == "properties") {
+          SHOAL_RETURN_IF_ERROR(ReadObject(v, "properties", &properties, &has_properties));
+        } else if (key == "previousId") {
+          SHOAL_RETURN_IF_ERROR(ReadText(v, "previousId", true, &previous_id));
+        }
+        break;
+      case 11:
+        if (key == "anonymousId") {
+          SHOAL_RETURN_IF_ERROR(ReadText(v, "anonymousId", true, &anonymous_id));
+        }
+        break;
+      case 17:
+        if (key == "originalTimestamp") {
+          SHOAL_RETURN_IF_ERROR(ReadText(v, "originalTimestamp", false, &original_timestamp));
+        }
+        break;
+      default:
+        break;  // unknown members are skipped by the iterator
+    }
+  }
+  field_name = {};
+  path.clear();
+  return Status::Ok();
+}
+
+Status Decoder::Impl::Decode(const char* data, size_t len, size_t capacity,
+                             const DecodeOptions& opts, Message* out) {
+  // Parse in place when the caller's buffer has simdjson's padding, else from a padded copy.
+  if (data != nullptr && capacity >= len && capacity - len >= simdjson::SIMDJSON_PADDING) {
+    base = data;
+  } else {
+    if (len > 0) std::memcpy(copy.get(), data, len);
+    std::memset(copy.get() + len, 0, simdjson::SIMDJSON_PADDING);
+    base = copy.get();
+    capacity = len + simdjson::SIMDJSON_PADDING;
+  }
+  base_len = len;
+
+  type = user_id = anonymous_id = message_id = event = name = group_id = previous_id =
+      context_group_id = timestamp = original_timestamp = sent_at = Text{};
+  has_properties = has_traits = has_context_traits = false;
+  field_name = {};
+  path.clear();
+  properties.Begin(&out->properties);
+  traits.Begin(&out->traits);
+  context_traits.Begin(&context_traits_fields);
+
+  Status st = [&]() -> Status {
+    if (auto e = parser.iterate(base, len, capacity).get(doc)) {
+      return Status::InvalidArgument(std::string("invalid JSON: ") + simdjson::error_message(e));
+    }
+    od::json_type t;
+    if (auto e = doc.type().get(t)) return JsonError(e);
+    if (t != od::json_type::object) {
+      return Status::InvalidArgument("invalid JSON at column 1: expected an object");
+    }
+    od::object root;
+    if (auto e = doc.get_object().get(root)) return JsonError(e);
+    SHOAL_RETURN_IF_ERROR(ReadRoot(root));
+    const char* rest = nullptr;
+    if (doc.current_location().get(rest) == simdjson::SUCCESS) return JsonError(simdjson::TRAILING_CONTENT);
+    return Status::Ok();
+  }();
+  if (!st.ok()) {
+    properties.Finish(&spare);
+    traits.Finish(&spare);
+    return st;
+  }
+
+  // Type.
+  std::string_view type_text = type.present ? type.text : opts.default_type;
+  if (!type.present && type_text.empty()) {
+    properties.Finish(&spare);
+    traits.Finish(&spare);
+    return FieldError("type", "required");
+  }
+  std::optional<MessageType> mt = ParseType(type_text);
+  Status result = Status::Ok();
+  if (!mt) {
+    result = FieldError("type", "unknown message type " + Quote(type_text));
+  } else if (user_id.text.empty() && anonymous_id.text.empty()) {
+    result = FieldError("userId", "a userId or anonymousId is required");
+  } else if (*mt == MessageType::kTrack && event.text.empty()) {
+    result = FieldError("event", "required for a track call");
+  } else if (*mt == MessageType::kGroup && group_id.text.empty()) {
+    result = FieldError("groupId", "required for a group call");
+  } else if (*mt == MessageType::kAlias && previous_id.text.empty()) {
+    result = FieldError("previousId", "required for an alias call");
+  }
+
+  // Times.
+  Millis ts = 0, sent = 0;
+  bool has_ts = false;
+  if (result.ok()) {
+    if (timestamp.present) {
+      result = ReadTime(timestamp, "timestamp", &ts);
+      has_ts = true;
+    } else if (original_timestamp.present) {
+      result = ReadTime(original_timestamp, "originalTimestamp", &ts);
+      has_ts = true;
+    }
+  }
+  if (result.ok() && sent_at.present) result = ReadTime(sent_at, "sentAt", &sent);
+  if (!result.ok()) {
+    properties.Finish(&spare);
+    traits.Finish(&spare);
+    return result;
+  }
+  if (!has_ts) {
+    ts = opts.received_at != 0 ? opts.received_at : opts.now;
+  } else if (sent_at.present && opts.received_at > 0) {
+    // Client clock skew: the client's clock read sentAt when the server's read received_at.
+    // Both times come from ParseTime (years 0000-9999), so only received_at can overflow.
+    Millis skew = sent - ts;
+    if (__builtin_sub_overflow(opts.received_at, skew, &ts)) ts = skew > 0 ? kMinTime : kMaxTime;
+  }
+
+  out->type = *mt;
+  Assign(&out->user_id, user_id.text);
+  Assign(&out->anonymous_id, anonymous_id.text);
+  out->event.clear();
+  out->name.clear();
+  out->group_id.clear();
+  out->previous_id.clear();
+  Assign(&out->message_id, message_id.text);
+  out->timestamp = ts;
+  out->received_at = opts.received_at;
+  switch (*mt) {
+    case MessageType::kTrack:
+      Assign(&out->event, event.text);
+      break;
+    case MessageType::kPage:
+    case MessageType::kScreen:
+      Assign(&out->name, name.text);
+      break;
+    case MessageType::kGroup:
+      Assign(&out->group_id, group_id.text);
+      break;
+    case MessageType::kAlias:
+      Assign(&out->previous_id, previous_id.text);
+      break;
+    case MessageType::kIdentify:
+      break;
+  }
+  if (out->group_id.empty()) Assign(&out->group_id, context_group_id.text);
+
+  const bool keeps_properties = *mt == MessageType::kTrack || *mt == MessageType::kPage ||
+                                *mt == MessageType::kScreen;
+  if (!keeps_properties) properties.Begin(&out->properties);
+  properties.Finish(&spare);
+
+  const bool keeps_traits = *mt == MessageType::kIdentify || *mt == MessageType::kGroup;
+  if (*mt == MessageType::kIdentify && !has_traits && has_context_traits) {
+    // Hand context.traits over by swapping the vectors, so that no string is copied.
+    const size_t n = context_traits.size();
+    traits.Begin(&out->traits);
+    traits.Finish(&spare);
+    std::swap(out->traits, context_traits_fields);
+    TrimTo(&out->traits, n, &spare);
+  } else {
+    if (!keeps_traits) traits.Begin(&out->traits);
+    traits.Finish(&spare);
+  }
+  return Status::Ok();
+}
+
+Decoder::Decoder() : impl_(std::make_unique<Impl>()) {}
+
+Decoder::~Decoder() = default;
+
+Status Decoder::Decode(const char* data, size_t len, size_t capacity, const DecodeOptions& opts,
+                       Message* out) {
+  if (len > kMaxMessageBytes) {
+    return Status::InvalidArgument("message is " + std::to_string(len) +
+                                   " bytes, over the 32 KB limit");
+  }
+  return impl_->Decode(data, len, capacity, opts, out);
+}
+
+}  // namespace shoal::ingest

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -34,12 +35,16 @@ class Decoder {
   Decoder& operator=(const Decoder&) = delete;
 
   // Decodes one message. `capacity` is the number of readable bytes at `data` (>= len); when
-  // capacity >= len + 64 (simdjson's padding) the bytes are parsed in place, otherwise copied.
+  // capacity >= len + 64 (simdjson's padding) the bytes are parsed in place (the padding may hold
+  // anything, e.g. the next NDJSON line), otherwise copied into the Decoder's padded buffer.
+  // Reuses *out's strings and vectors: decoding a stream into one Message allocates nothing once
+  // warm. Paths in properties/traits are unique (a later duplicate replaces the earlier value).
   // On error returns kInvalidArgument with a message such as
   //   "field 'event': required for a track call"
   //   "field 'timestamp': not an ISO 8601 time: \"yesterday\""
-  //   "invalid JSON at column 17: ..."
-  // and leaves *out in an unspecified state.
+  //   "invalid JSON at column 17: ..."  (plus " (in field 'properties.a')" inside a value)
+  // and leaves *out in an unspecified state. Members the decoder does not read (unknown fields,
+  // other context fields) are checked for structure only, as simdjson On-Demand skips them.
   Status Decode(const char* data, size_t len, size_t capacity, const DecodeOptions& opts,
                 Message* out);
   Status Decode(std::string_view json, const DecodeOptions& opts, Message* out) {
@@ -48,7 +53,7 @@ class Decoder {
 
  private:
   struct Impl;
-  Impl* impl_;
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace shoal::ingest
