@@ -30,7 +30,8 @@ std::string FormatTime(Millis t);
 // Parses "30d", "24h", "15m", "90s", "2w", "500ms". Returns nullopt on anything else.
 std::optional<Millis> ParseDuration(std::string_view text);
 
-// The canonical text of a duration: the largest unit (w, d, h, m, s, ms) that divides it exactly.
+// The canonical text of a duration: the largest unit (d, h, m, s, ms) that divides it exactly;
+// weeks are read but printed as days (2w prints as 14d).
 std::string FormatDuration(Millis d);
 
 // Where "now" comes from. Implementations must be thread-safe for Now().

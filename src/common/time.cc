@@ -161,8 +161,8 @@ std::optional<Millis> ParseDuration(std::string_view s) {
 
 std::string FormatDuration(Millis d) {
   struct Unit { Millis ms; const char* name; };
-  static const Unit kUnits[] = {{kWeek, "w"}, {kDay, "d"}, {kHour, "h"},
-                                {kMinute, "m"}, {kSecond, "s"}};
+  // Weeks are accepted on input but printed as days: "14d" is how people write windows.
+  static const Unit kUnits[] = {{kDay, "d"}, {kHour, "h"}, {kMinute, "m"}, {kSecond, "s"}};
   if (d != 0) {
     for (const Unit& u : kUnits)
       if (d % u.ms == 0) return std::to_string(d / u.ms) + u.name;

@@ -15,6 +15,8 @@
 #include <string_view>
 #include <vector>
 
+#include <xxhash.h>
+
 #include "absl/container/flat_hash_map.h"
 #include "shoal/event.h"
 #include "shoal/time.h"
@@ -39,8 +41,13 @@ class StringPool {
  private:
   std::vector<std::unique_ptr<char[]>> chunks_;
   size_t chunk_used_ = 0, chunk_size_ = 0;
+  // XXH3: ids, event names and property values are short; measured ~4x fewer instructions per
+  // lookup than the default string hash (docs/benchmarks.md).
+  struct Hash {
+    size_t operator()(std::string_view s) const { return XXH3_64bits(s.data(), s.size()); }
+  };
   std::vector<std::string_view> views_;
-  absl::flat_hash_map<std::string_view, uint32_t> ids_;
+  absl::flat_hash_map<std::string_view, uint32_t, Hash> ids_;
 };
 
 // A value as stored: 8 bytes of payload and a type. Strings and lists are pool ids.
