@@ -581,17 +581,20 @@ class Engine::Impl : public engine::CompileContext {
   void Backfill(Series* s) {
     const auto& names = store_.names();
     const uint32_t want = s->name();
+    std::vector<Series::Match> matches;
     for (size_t i = 0; i < names.size();) {
       auto run = names.Run(i, names.size() - i);
       for (size_t k = 0; k < run.size(); ++k) {
         if (run[k] != want) continue;
         size_t idx = i + k;
-        if (s->Matches(store_.props(idx), store_))
-          s->AddUnsorted(store_.profile(idx), store_.ts(idx), static_cast<uint32_t>(idx));
+        // Reading a record's properties is a random access into a large arena: skip it when the
+        // series has no filter (most have none).
+        if (!s->has_filter() || s->Matches(store_.props(idx), store_))
+          matches.push_back({store_.profile(idx), {store_.ts(idx), static_cast<uint32_t>(idx)}});
       }
       i += run.size();
     }
-    s->Seal();
+    s->Build(matches, store_.profiles().size());
   }
 
   // --- Evaluation -------------------------------------------------------------------------------

@@ -19,11 +19,21 @@ void Series::Add(uint32_t profile, Millis ts, uint32_t idx) {
   }
 }
 
-void Series::Seal() {
-  for (auto& [profile, tl] : timelines_) {
-    if (!std::is_sorted(tl.begin(), tl.end())) std::sort(tl.begin(), tl.end());
-    tl.shrink_to_fit();
+void Series::Build(const std::vector<Match>& matches, size_t profiles) {
+  std::vector<uint32_t> count(profiles, 0);
+  size_t nonzero = 0;
+  for (const Match& m : matches) nonzero += count[m.profile]++ == 0;
+  timelines_.reserve(timelines_.size() + nonzero);  // no rehash below: the pointers stay valid
+  std::vector<Timeline*> slot(profiles, nullptr);
+  for (uint32_t p = 0; p < profiles; ++p) {
+    if (count[p] == 0) continue;
+    slot[p] = &timelines_[p];
+    slot[p]->reserve(slot[p]->size() + count[p]);
   }
+  for (const Match& m : matches) slot[m.profile]->push_back(m.entry);
+  for (uint32_t p = 0; p < profiles; ++p)
+    if (slot[p] && !std::is_sorted(slot[p]->begin(), slot[p]->end()))
+      std::sort(slot[p]->begin(), slot[p]->end());
 }
 
 size_t Series::MemoryBytes() const {

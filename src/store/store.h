@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#define XXH_INLINE_ALL  // the hash of a short id is a few dozen instructions: inline it
 #include <xxhash.h>
 
 #include "absl/container/flat_hash_map.h"

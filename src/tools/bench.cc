@@ -188,11 +188,15 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
       return 1;
     }
     auto t0 = std::chrono::steady_clock::now();
+    std::string each;
     for (const PeerSegment& s : kPeerSegments) {
+      auto t1 = std::chrono::steady_clock::now();
       auto r = engine.CreateSegment(s.id, s.definition);
       if (!r.ok()) return 1;
+      each += fmt::format(" {} {:.1f} ms", s.id, 1e3 * Seconds(t1, std::chrono::steady_clock::now()));
     }
     backfill = Seconds(t0, std::chrono::steady_clock::now());
+    fmt::print(stderr, "backfill per segment:{}\n", each);
     for (size_t i = 0; i < counts.size(); ++i) {
       auto n = engine.Count(counts[i].first);
       if (!n.ok() || *n != counts[i].second) {
