@@ -72,6 +72,29 @@ struct CauseInfo {
   Millis event_time;
 };
 
+// A direct-mapped cache in front of a StringPool for small vocabularies (event names, property
+// keys): a hit is a length check and a short compare instead of a hash and a probe.
+class InternCache {
+ public:
+  uint32_t Intern(store::StringPool* pool, std::string_view s) {
+    if (s.empty()) return pool->Intern(s);
+    Slot& e = slots_[(s.size() * 31 + static_cast<unsigned char>(s[0]) * 7 +
+                      static_cast<unsigned char>(s.back())) % kSlots];
+    if (e.id != UINT32_MAX && e.text == s) return e.id;
+    e.id = pool->Intern(s);
+    e.text = pool->Get(e.id);  // the pool's copy: stable for its lifetime
+    return e.id;
+  }
+
+ private:
+  static constexpr size_t kSlots = 64;
+  struct Slot {
+    std::string_view text;
+    uint32_t id = UINT32_MAX;
+  };
+  Slot slots_[kSlots];
+};
+
 struct Timer {
   Millis at;
   uint32_t segment;
@@ -162,7 +185,7 @@ class Engine::Impl : public engine::CompileContext {
       if (msg.type == MessageType::kPage) name = &kPage;
       if (msg.type == MessageType::kScreen) name = &kScreen;
       cause.event = *name;
-      uint32_t name_id = store_.strings().Intern(*name);
+      uint32_t name_id = name_cache_.Intern(&store_.strings(), *name);
       uint32_t idx = store_.Append(pid, name_id, msg.timestamp, props_);
       if (name_id < series_by_name_.size()) {
         for (Series* s : series_by_name_[name_id]) {
@@ -785,7 +808,7 @@ class Engine::Impl : public engine::CompileContext {
         case ValueType::kString:
         case ValueType::kList: v.str = store_.strings().Intern(f.value.str); break;
       }
-      props_.push_back(store::PropEntry::Make(store_.keys().Intern(f.path), v));
+      props_.push_back(store::PropEntry::Make(key_cache_.Intern(&store_.keys(), f.path), v));
     }
     if ((msg.type == MessageType::kPage || msg.type == MessageType::kScreen) && !msg.name.empty()) {
       store::StoredValue v;
@@ -829,6 +852,7 @@ class Engine::Impl : public engine::CompileContext {
   size_t compact_at_ = 1'000'000;
   uint64_t stats_changes_ = 0, timer_fires_ = 0, evaluations_ = 0;
   std::vector<store::PropEntry> props_;
+  InternCache name_cache_, key_cache_;
   ingest::Decoder decoder_;
   Message scratch_msg_;
 };

@@ -9,8 +9,17 @@ Series::Series(uint32_t name, std::optional<rules::PropExpr> filter, store::Stor
   if (filter) filter_ = std::make_unique<CompiledFilter>(*filter, store);
 }
 
+Timeline& Series::Slot(uint32_t profile) {
+  if (profile >= slot_.size()) slot_.resize(std::max<size_t>(profile + 1, slot_.size() * 2), 0);
+  if (!slot_[profile]) {
+    timelines_.emplace_back();
+    slot_[profile] = static_cast<uint32_t>(timelines_.size());
+  }
+  return timelines_[slot_[profile] - 1];
+}
+
 void Series::Add(uint32_t profile, Millis ts, uint32_t idx) {
-  Timeline& tl = timelines_[profile];
+  Timeline& tl = Slot(profile);
   Entry e{ts, idx};
   if (tl.empty() || !(e < tl.back())) {
     tl.push_back(e);
@@ -21,24 +30,23 @@ void Series::Add(uint32_t profile, Millis ts, uint32_t idx) {
 
 void Series::Build(const std::vector<Match>& matches, size_t profiles) {
   std::vector<uint32_t> count(profiles, 0);
-  size_t nonzero = 0;
-  for (const Match& m : matches) nonzero += count[m.profile]++ == 0;
-  timelines_.reserve(timelines_.size() + nonzero);  // no rehash below: the pointers stay valid
-  std::vector<Timeline*> slot(profiles, nullptr);
-  for (uint32_t p = 0; p < profiles; ++p) {
-    if (count[p] == 0) continue;
-    slot[p] = &timelines_[p];
-    slot[p]->reserve(slot[p]->size() + count[p]);
-  }
-  for (const Match& m : matches) slot[m.profile]->push_back(m.entry);
+  for (const Match& m : matches) ++count[m.profile];
   for (uint32_t p = 0; p < profiles; ++p)
-    if (slot[p] && !std::is_sorted(slot[p]->begin(), slot[p]->end()))
-      std::sort(slot[p]->begin(), slot[p]->end());
+    if (count[p]) {
+      Timeline& tl = Slot(p);
+      tl.reserve(tl.size() + count[p]);
+    }
+  for (const Match& m : matches) timelines_[slot_[m.profile] - 1].push_back(m.entry);
+  for (uint32_t p = 0; p < profiles; ++p) {
+    if (!count[p]) continue;
+    Timeline& tl = timelines_[slot_[p] - 1];
+    if (!std::is_sorted(tl.begin(), tl.end())) std::sort(tl.begin(), tl.end());
+  }
 }
 
 size_t Series::MemoryBytes() const {
-  size_t bytes = timelines_.capacity() * (sizeof(uint32_t) + sizeof(Timeline) + 1);
-  for (const auto& [profile, tl] : timelines_) bytes += tl.capacity() * sizeof(Entry);
+  size_t bytes = slot_.capacity() * sizeof(uint32_t) + timelines_.capacity() * sizeof(Timeline);
+  for (const Timeline& tl : timelines_) bytes += tl.capacity() * sizeof(Entry);
   return bytes;
 }
 

@@ -53,10 +53,12 @@ class Series {
   void Build(const std::vector<Match>& matches, size_t profiles);
   // The profile's timeline; empty when it has none.
   const Timeline& Get(uint32_t profile) const {
-    auto it = timelines_.find(profile);
-    return it == timelines_.end() ? kEmpty : it->second;
+    uint32_t s = profile < slot_.size() ? slot_[profile] : 0;
+    return s ? timelines_[s - 1] : kEmpty;
   }
-  void Erase(uint32_t profile) { timelines_.erase(profile); }
+  void Erase(uint32_t profile) {
+    if (profile < slot_.size() && slot_[profile]) timelines_[slot_[profile] - 1].clear();
+  }
   size_t MemoryBytes() const;
 
   int refs = 0;  // conditions using this series; the engine drops it at zero
@@ -65,7 +67,11 @@ class Series {
   static const Timeline kEmpty;
   uint32_t name_;
   std::unique_ptr<CompiledFilter> filter_;
-  absl::flat_hash_map<uint32_t, Timeline> timelines_;
+  // Dense by profile id: slot_[profile] is 1 + the index of its timeline, 0 for none. Four bytes
+  // per profile instead of a hash lookup on every add and every evaluation.
+  std::vector<uint32_t> slot_;
+  std::vector<Timeline> timelines_;
+  Timeline& Slot(uint32_t profile);
 };
 
 // An event window resolved against a sorted timeline.
