@@ -3,9 +3,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "ingest/decode_internal.h"
+
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <new>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -561,6 +565,180 @@ TEST_F(DecodeTest, ReuseAcrossMessages) {
       EXPECT_EQ(m.traits[k].path, fresh.traits[k].path);
       EXPECT_EQ(m.traits[k].value, fresh.traits[k].value);
     }
+  }
+}
+
+// The decoder reads common messages with a hand-written scanner and everything else with
+// simdjson; both must give the same result (status, error text and message) on any input.
+class FastPathTest : public DecodeTest {
+ protected:
+  struct Result {
+    Status status;
+    Message message;
+  };
+  static Result DecodeWith(bool fast, const std::string& line, bool in_place,
+                           const DecodeOptions& opts) {
+    internal::SetFastPathForTesting(fast);
+    Decoder d;
+    Result r;
+    std::string buf = line + std::string(kPadding, '1');
+    r.status = d.Decode(buf.data(), line.size(), in_place ? buf.size() : line.size(), opts,
+                        &r.message);
+    internal::SetFastPathForTesting(true);
+    return r;
+  }
+  static void ExpectSamePaths(const std::string& line) {
+    DecodeOptions opts;
+    opts.received_at = 1790000000000;
+    opts.default_type = line.size() % 2 ? "track" : "";
+    for (bool in_place : {false, true}) {
+      Result a = DecodeWith(true, line, in_place, opts);
+      Result b = DecodeWith(false, line, in_place, opts);
+      ASSERT_EQ(a.status.ok(), b.status.ok()) << line;
+      ASSERT_EQ(a.status.message(), b.status.message()) << line;
+      if (!a.status.ok()) continue;
+      const Message& x = a.message;
+      const Message& y = b.message;
+      EXPECT_EQ(x.type, y.type) << line;
+      EXPECT_EQ(x.user_id, y.user_id) << line;
+      EXPECT_EQ(x.anonymous_id, y.anonymous_id) << line;
+      EXPECT_EQ(x.event, y.event) << line;
+      EXPECT_EQ(x.name, y.name) << line;
+      EXPECT_EQ(x.message_id, y.message_id) << line;
+      EXPECT_EQ(x.group_id, y.group_id) << line;
+      EXPECT_EQ(x.previous_id, y.previous_id) << line;
+      EXPECT_EQ(x.timestamp, y.timestamp) << line;
+      EXPECT_EQ(x.received_at, y.received_at) << line;
+      for (auto [fx, fy] : {std::pair{&x.properties, &y.properties}, {&x.traits, &y.traits}}) {
+        ASSERT_EQ(fx->size(), fy->size()) << line;
+        for (size_t i = 0; i < fx->size(); ++i) {
+          EXPECT_EQ((*fx)[i].path, (*fy)[i].path) << line;
+          EXPECT_EQ((*fx)[i].value.type, (*fy)[i].value.type) << line;
+          EXPECT_EQ((*fx)[i].value, (*fy)[i].value) << line;
+          if ((*fx)[i].value.type == ValueType::kNumber) {  // also the sign of zero
+            EXPECT_EQ(std::signbit((*fx)[i].value.num), std::signbit((*fy)[i].value.num)) << line;
+          }
+        }
+      }
+    }
+  }
+};
+
+TEST_F(FastPathTest, SameResultAsSimdjson) {
+  const std::vector<std::string> lines = {
+      std::string(kSampleIdentify), std::string(kSampleTrack),
+      R"({})", R"( { } )", "\t{\r\n\"type\" : \"track\" ,\n\"userId\":\"u1\" , \"event\" :\"E\" }\n ",
+      R"({"type":"track","userId":"u1","event":"E","properties":{}})",
+      R"({"type":"track","userId":"u1","event":"E","properties":null})",
+      R"({"type":"track","userId":"u1","event":"E","properties":{"a":{"b":{"c":1}},"a.b":2,"":3}})",
+      R"({"type":"track","userId":"u1","event":"E","properties":{"a":1,"a":"x","b":{},"b":{"c":null}}})",
+      R"({"type":"track","userId":"u1","event":"E","properties":{"a":1},"properties":{"a":2,"b":3}})",
+      R"({"type":"track","userId":"u1","event":"E","properties":{"l":[1,"x",{"a":[]}],"t":true,"f":false}})",
+      R"({"type":"identify","userId":"u1","traits":{"a":1},"context":{"traits":{"b":2},"groupId":7}})",
+      R"({"type":"identify","userId":"u1","context":{"traits":{"b":2},"ip":"1.2.3.4","x":[{}]}})",
+      R"({"type":"identify","userId":"u1","context":null})",
+      R"({"type":"page","userId":"u1","name":"P","properties":{"a":1}})",
+      R"({"type":"group","userId":"u1","groupId":12,"traits":{"n":"x"}})",
+      R"({"type":"alias","userId":"u1","previousId":-3.5e2})",
+      R"({"type":"track","userId":"u1","userId":null,"event":"E"})",
+      R"({"type":"track","userId":null,"anonymousId":"a","event":"E"})",
+      R"({"type":"track","userId":"u1","event":"E","timestamp":"2026-08-03T00:00:00Z","sentAt":"2026-08-03T00:00:05Z"})",
+      R"({"type":"track","userId":"u1","event":"E","originalTimestamp":"2026-08-03T00:00:00.123+02:00"})",
+      R"({"type":"track","userId":"u1","event":"E","timestamp":"2026-02-30T00:00:00Z"})",
+      R"({"type":"track","userId":"u1","event":"E","writeKey":"k","integrations":{"All":true},"n":-0.0e-0})",
+      // Numbers: at and beyond the exact fast conversion, and not numbers at all.
+      R"({"type":"track","userId":"u1","event":"E","properties":{"a":01}})",
+      R"({"type":"track","userId":"u1","event":"E","properties":{"a":1.}})",
+      R"({"type":"track","userId":"u1","event":"E","properties":{"a":.5}})",
+      R"({"type":"track","userId":"u1","event":"E","properties":{"a":-}})",
+      R"({"type":"track","userId":"u1","event":"E","properties":{"a":1e}})",
+      R"({"type":"track","userId":"u1","event":"E","properties":{"a":1x}})",
+      R"({"type":"track","userId":"u1","event":"E","properties":{"a":1e400}})",
+      R"({"type":"track","userId":1e400,"event":"E"})",
+      R"({"type":"track","userId":0.1,"event":"E"})",
+      R"({"type":"track","userId":-0,"event":"E"})",
+      R"({"type":"track","userId":"u1","event":"E","properties":{"a":tru}})",
+      R"({"type":"track","userId":"u1","event":"E","properties":{"a":truex}})",
+      R"({"type":"track","userId":"u1","event":"E","properties":{"a":nul}})",
+      R"({"type":"track","userId":"u1","event":"E","junk":tru})",
+      R"({"type":"track","userId":"u1","event":"E","junk":[1,2})",
+      R"({"type":"track","userId":"u1","event":"E","junk":{"a" 1}})",
+      // Escapes, also in keys (one of ours spelled with an escape).
+      R"({"typ\u0065":"track","userId":"u\"1","event":"E\\","properties":{"k\n":"v\u00e9"}})",
+      R"({"type":"tr\qck","userId":"u1"})",
+      // Bytes: valid and invalid UTF-8, control characters.
+      "{\"type\":\"track\",\"userId\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\",\"event\":\"\xef\xbf\xbf\"}",
+      "{\"type\":\"track\",\"userId\":\"u\xc0\x80\",\"event\":\"E\"}",
+      "{\"type\":\"track\",\"userId\":\"u\xed\xa0\x80\",\"event\":\"E\"}",
+      "{\"type\":\"track\",\"userId\":\"u\xf4\x90\x80\x80\",\"event\":\"E\"}",
+      "{\"type\":\"track\",\"userId\":\"u\xe2\x82\",\"event\":\"E\"}",
+      "{\"type\":\"track\",\"userId\":\"u\x7f\",\"event\":\"E\"}",
+      "{\"type\":\"track\",\"userId\":\"u\x1f\",\"event\":\"E\"}",
+      "{\"type\":\"track\",\"userId\":\"u1\",\"event\":\"E\"}\x00",
+      "\xef\xbb\xbf{\"type\":\"track\",\"userId\":\"u1\",\"event\":\"E\"}",
+      // Structure.
+      R"({"type":"track","userId":"u1","event":"E"} x)",
+      R"({"type":"track","userId":"u1","event":"E"}{})",
+      R"({"type":"track","userId":"u1","event":"E",})",
+      R"({"type":"track","userId":"u1","event":"E")",
+      R"({"type":"track","userId":"u1","event":"E)",
+      R"({"type":"track","userId":"u1","event")",
+      R"({"type":"track","userId":"u1","event":})",
+      R"([{"type":"track"}])", R"("str")", "", " ", "{", "}", "{\"",
+  };
+  for (const std::string& line : lines) ExpectSamePaths(line);
+
+  // Numbers, one a message (one the fast path leaves to simdjson sends the whole message there):
+  // at and beyond the exact fast conversion.
+  for (const char* n : {"-0", "0", "0.1", "-0.0", "1e22", "1e23", "1E+2", "1e-22", "2.5e-23",
+                        "9007199254740991", "9007199254740992", "9007199254740993",
+                        "1234567890123456789", "12345678901234567890", "0.0000000000000000001",
+                        "123456789012345678901234", "1.7976931348623157e308", "4.9e-324",
+                        "4548.41", "-82.37", "1e0000000000000000000001", "3.0e-0"}) {
+    ExpectSamePaths(std::string(R"({"type":"track","userId":"u1","event":"E","properties":{"a":)") +
+                    n + "}}");
+    ExpectSamePaths(std::string(R"({"type":"track","event":"E","userId":)") + n + "}");
+  }
+
+  // Deep nesting: within and beyond the fast path's and the decoder's limits.
+  for (int depth : {14, 15, 16, 17, 31, 32, 33}) {
+    std::string nested = R"({"type":"track","userId":"u1","event":"E","properties":)";
+    for (int i = 0; i < depth; ++i) nested += "{\"k\":";
+    nested += "1";
+    for (int i = 0; i < depth; ++i) nested += "}";
+    nested += "}";
+    ExpectSamePaths(nested);
+    std::string skipped = R"({"type":"track","userId":"u1","event":"E","x":)";
+    for (int i = 0; i < depth; ++i) skipped += "[";
+    for (int i = 0; i < depth; ++i) skipped += "]";
+    skipped += "}";
+    ExpectSamePaths(skipped);
+  }
+}
+
+TEST_F(FastPathTest, SameResultOnMutatedMessages) {
+  // Random byte edits of valid messages: most become invalid or unusual in some way.
+  const std::vector<std::string> seeds = {
+      std::string(kSampleIdentify), std::string(kSampleTrack),
+      R"({"type":"group","userId":"u3","groupId":"a1754","traits":{"industry":"Health",)"
+      R"("employees":5,"arr":4548.41,"n":null,"b":true,"o":{"x":[1]}},"sentAt":"2026-08-03T00:00:01Z"})",
+      R"({"type":"identify","anonymousId":12,"context":{"traits":{"a":"b"},"groupId":"g"}})"};
+  const std::string alphabet = "{}[]:,\"\\ 0123456789.eE+-tfnrulsaxZT\x01\x80\xc3\xa9";
+  std::mt19937 rng(12345);
+  for (int round = 0; round < 4000; ++round) {
+    std::string line = seeds[rng() % seeds.size()];
+    const int edits = 1 + static_cast<int>(rng() % 3);
+    for (int e = 0; e < edits && !line.empty(); ++e) {
+      const size_t at = rng() % line.size();
+      const char c = alphabet[rng() % alphabet.size()];
+      switch (rng() % 3) {
+        case 0: line[at] = c; break;
+        case 1: line.insert(line.begin() + static_cast<std::ptrdiff_t>(at), c); break;
+        default: line.erase(at, 1); break;
+      }
+    }
+    ExpectSamePaths(line);
+    if (HasFailure()) break;
   }
 }
 
