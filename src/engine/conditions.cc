@@ -168,27 +168,31 @@ class AggCondition final : public Condition {
   Agg Compute(const EvalContext& ctx, const Timeline& tl, size_t lo, size_t hi) const {
     Agg a;
     std::vector<std::pair<uint8_t, uint64_t>> seen;
+    if (fn_ != rules::AggCond::Fn::kDistinct) {
+      for (size_t k = lo; k < hi; ++k) {
+        double x = tl[k].value;
+        if (std::isnan(x)) continue;
+        a.sum += Fixed(x);
+        a.min = a.n == 0 ? x : std::min(a.min, x);
+        a.max = a.n == 0 ? x : std::max(a.max, x);
+        ++a.n;
+      }
+      return a;
+    }
+    // distinct: typed values; strings and lists compare by their interned id.
     for (size_t k = lo; k < hi; ++k) {
       auto v = ctx.store.Find(tl[k].idx, key_);
       if (!v || v->type == ValueType::kNull) continue;
-      if (fn_ == rules::AggCond::Fn::kDistinct) {
-        uint64_t bits = 0;
-        if (v->type == ValueType::kNumber) {
-          double d = v->num == 0 ? 0.0 : v->num;  // -0 and 0 are one value
-          std::memcpy(&bits, &d, 8);
-        } else if (v->type == ValueType::kBool) {
-          bits = v->b;
-        } else {
-          bits = v->str;
-        }
-        seen.push_back({static_cast<uint8_t>(v->type), bits});
-        continue;
+      uint64_t bits = 0;
+      if (v->type == ValueType::kNumber) {
+        double d = v->num == 0 ? 0.0 : v->num;  // -0 and 0 are one value
+        std::memcpy(&bits, &d, 8);
+      } else if (v->type == ValueType::kBool) {
+        bits = v->b;
+      } else {
+        bits = v->str;
       }
-      if (v->type != ValueType::kNumber) continue;
-      a.sum += Fixed(v->num);
-      a.min = a.n == 0 ? v->num : std::min(a.min, v->num);
-      a.max = a.n == 0 ? v->num : std::max(a.max, v->num);
-      ++a.n;
+      seen.push_back({static_cast<uint8_t>(v->type), bits});
     }
     if (!seen.empty()) {
       std::sort(seen.begin(), seen.end());
@@ -433,7 +437,16 @@ Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileC
           return std::unique_ptr<Condition>(new CountCondition(ctx->GetSeries(c.event), c));
         } else if constexpr (std::is_same_v<T, rules::AggCond>) {
           SHOAL_RETURN_IF_ERROR(CheckFilter(c.event));
-          return std::unique_ptr<Condition>(new AggCondition(ctx->GetSeries(c.event), c, st));
+          // sum/avg/min/max read the value inline from the series; distinct needs the typed value
+          // and reads the record.
+          std::optional<uint32_t> value_key;
+          if (c.fn != rules::AggCond::Fn::kDistinct) {
+            std::string path;
+            for (size_t i = 0; i < c.prop.size(); ++i) path += (i ? "." : "") + c.prop[i];
+            value_key = st->keys().Intern(path);
+          }
+          return std::unique_ptr<Condition>(
+              new AggCondition(ctx->GetSeries(c.event, value_key), c, st));
         } else if constexpr (std::is_same_v<T, rules::FirstLastCond>) {
           SHOAL_RETURN_IF_ERROR(CheckFilter(c.event));
           return std::unique_ptr<Condition>(new FirstLastCondition(ctx->GetSeries(c.event), c));

@@ -66,8 +66,10 @@ class CompileContext {
  public:
   virtual ~CompileContext() = default;
   virtual store::Store* store() = 0;
-  // The shared series for (event name, filter); created and backfilled if new.
-  virtual Series* GetSeries(const rules::EventSpec& spec) = 0;
+  // The shared series for (event name, filter[, inline value property]); created and
+  // backfilled if new.
+  virtual Series* GetSeries(const rules::EventSpec& spec,
+                            std::optional<uint32_t> value_key = std::nullopt) = 0;
   // The id of a live segment, or nullopt.
   virtual std::optional<uint32_t> SegmentId(const std::string& name) = 0;
 };

@@ -102,8 +102,10 @@ struct Timer {
   bool operator>(const Timer& o) const { return at > o.at; }
 };
 
-std::string SeriesKey(uint32_t name, const rules::EventSpec& spec) {
+std::string SeriesKey(uint32_t name, const rules::EventSpec& spec,
+                      std::optional<uint32_t> value_key) {
   std::string key = std::to_string(name);
+  if (value_key) key += "#" + std::to_string(*value_key);
   if (spec.filter) key += "|" + rules::Print(*spec.filter);
   return key;
 }
@@ -126,12 +128,12 @@ class Engine::Impl : public engine::CompileContext {
   // --- CompileContext ---------------------------------------------------------------------------
   store::Store* store() override { return &store_; }
 
-  Series* GetSeries(const rules::EventSpec& spec) override {
+  Series* GetSeries(const rules::EventSpec& spec, std::optional<uint32_t> value_key) override {
     uint32_t name = store_.strings().Intern(spec.name);
-    std::string key = SeriesKey(name, spec);
+    std::string key = SeriesKey(name, spec, value_key);
     auto it = series_.find(key);
     if (it != series_.end()) return it->second.get();
-    auto s = std::make_unique<Series>(name, spec.filter, &store_);
+    auto s = std::make_unique<Series>(name, spec.filter, value_key, &store_);
     if (!dry_run_) {
       Backfill(s.get());
       if (series_by_name_.size() <= name) series_by_name_.resize(name + 1);
@@ -190,7 +192,7 @@ class Engine::Impl : public engine::CompileContext {
       if (name_id < series_by_name_.size()) {
         for (Series* s : series_by_name_[name_id]) {
           if (!s->Matches(props_, store_)) continue;
-          s->Add(pid, msg.timestamp, idx);
+          s->Add(pid, msg.timestamp, idx, s->has_value() ? s->ValueOf(props_) : 0);
           for (uint32_t seg : series_segments_[s]) Touch(seg);
         }
       }
@@ -612,8 +614,10 @@ class Engine::Impl : public engine::CompileContext {
         size_t idx = i + k;
         // Reading a record's properties is a random access into a large arena: skip it when the
         // series has no filter (most have none).
-        if (!s->has_filter() || s->Matches(store_.props(idx), store_))
-          matches.push_back({store_.profile(idx), {store_.ts(idx), static_cast<uint32_t>(idx)}});
+        if (s->has_filter() && !s->Matches(store_.props(idx), store_)) continue;
+        double value = s->has_value() ? s->ValueOf(store_.props(idx)) : 0;
+        matches.push_back(
+            {store_.profile(idx), {store_.ts(idx), static_cast<uint32_t>(idx), value}});
       }
       i += run.size();
     }

@@ -1,12 +1,29 @@
 #include "engine/series.h"
 
+#include <limits>
+
 namespace shoal::engine {
 
 const Timeline Series::kEmpty;
 
-Series::Series(uint32_t name, std::optional<rules::PropExpr> filter, store::Store* store)
-    : name_(name) {
+Series::Series(uint32_t name, std::optional<rules::PropExpr> filter,
+               std::optional<uint32_t> value_key, store::Store* store)
+    : name_(name), value_key_(value_key) {
   if (filter) filter_ = std::make_unique<CompiledFilter>(*filter, store);
+}
+
+double Series::ValueOf(std::span<const store::PropEntry> props) const {
+  if (value_key_) {
+    for (const store::PropEntry& p : props) {
+      if (p.key() == *value_key_) {
+        store::StoredValue v = p.value();
+        if (v.type == ValueType::kNumber) return v.num;
+        break;
+      }
+      if (p.key() > *value_key_) break;
+    }
+  }
+  return std::numeric_limits<double>::quiet_NaN();
 }
 
 Timeline& Series::Slot(uint32_t profile) {
@@ -18,9 +35,9 @@ Timeline& Series::Slot(uint32_t profile) {
   return timelines_[slot_[profile] - 1];
 }
 
-void Series::Add(uint32_t profile, Millis ts, uint32_t idx) {
+void Series::Add(uint32_t profile, Millis ts, uint32_t idx, double value) {
   Timeline& tl = Slot(profile);
-  Entry e{ts, idx};
+  Entry e{ts, idx, value};
   if (tl.empty() || !(e < tl.back())) {
     tl.push_back(e);
   } else {

@@ -24,6 +24,9 @@ namespace shoal::engine {
 struct Entry {
   Millis ts;
   uint32_t idx;  // record index in the store
+  // For a series read by sum/avg/min/max: the numeric value of its property (NaN when missing or
+  // not a number), kept inline so an aggregate is a sequential scan, not a read per record.
+  double value;
   bool operator<(const Entry& o) const { return ts < o.ts || (ts == o.ts && idx < o.idx); }
 };
 
@@ -31,18 +34,23 @@ using Timeline = std::vector<Entry>;
 
 class Series {
  public:
-  Series(uint32_t name, std::optional<rules::PropExpr> filter, store::Store* store);
+  // `value_key`: the property whose numeric value entries keep inline (see Entry::value).
+  Series(uint32_t name, std::optional<rules::PropExpr> filter, std::optional<uint32_t> value_key,
+         store::Store* store);
   Series(const Series&) = delete;
   Series& operator=(const Series&) = delete;
 
   uint32_t name() const { return name_; }
   bool has_filter() const { return filter_ != nullptr; }
+  // The numeric value of the value property in `props`, or NaN (also when there is none).
+  double ValueOf(std::span<const store::PropEntry> props) const;
+  bool has_value() const { return value_key_.has_value(); }
   // Whether record props satisfy the filter (true without a filter).
   bool Matches(std::span<const store::PropEntry> props, const store::Store& s) const {
     return !filter_ || filter_->Eval(props, 0, s);
   }
   // Adds a matching record to the profile's timeline (sorted insert; usually an append).
-  void Add(uint32_t profile, Millis ts, uint32_t idx);
+  void Add(uint32_t profile, Millis ts, uint32_t idx, double value);
   // Backfill: builds every timeline from the matching records, given in any order (profile ids
   // below `profiles`). A counting sort by profile: one exact-size allocation and one hash insert
   // per profile instead of a lookup and a possible regrowth per record.
@@ -66,6 +74,7 @@ class Series {
  private:
   static const Timeline kEmpty;
   uint32_t name_;
+  std::optional<uint32_t> value_key_;
   std::unique_ptr<CompiledFilter> filter_;
   // Dense by profile id: slot_[profile] is 1 + the index of its timeline, 0 for none. Four bytes
   // per profile instead of a hash lookup on every add and every evaluation.
