@@ -9,7 +9,7 @@ uint32_t StringPool::Intern(std::string_view s) {
   if (it != ids_.end()) return it->second;
   if (chunk_used_ + s.size() > chunk_size_) {
     chunk_size_ = std::max<size_t>(size_t{1} << 20, s.size());
-    chunks_.push_back(std::make_unique<char[]>(chunk_size_));
+    chunks_.push_back(std::make_unique_for_overwrite<char[]>(chunk_size_));
     chunk_used_ = 0;
   }
   char* dst = chunks_.back().get() + chunk_used_;

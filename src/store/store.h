@@ -87,7 +87,7 @@ template <typename T, size_t kChunkBits = 16>
 class ChunkedVector {
  public:
   void push_back(const T& v) {
-    if ((size_ & kMask) == 0) chunks_.push_back(std::make_unique<T[]>(kChunk));
+    if ((size_ & kMask) == 0) chunks_.push_back(std::make_unique_for_overwrite<T[]>(kChunk));  // no zero fill
     chunks_.back()[size_ & kMask] = v;
     ++size_;
   }
