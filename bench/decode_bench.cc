@@ -19,7 +19,7 @@ constexpr size_t kMaxLines = 100000;
 constexpr size_t kPadding = 64;
 
 struct Corpus {
-  std::string buf;  // the lines, '\n'-separated, plus padding
+  std::string buf;                               // the lines, '\n'-separated, plus padding
   std::vector<std::pair<size_t, size_t>> lines;  // offset, length
   std::string error;
 };

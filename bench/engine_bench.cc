@@ -44,8 +44,8 @@ void BM_EventVsSegments(benchmark::State& state) {
   // 10k users; every event is one of E0..E3, so it touches exactly one segment.
   std::vector<Message> msgs;
   for (int i = 0; i < 100000; ++i)
-    msgs.push_back(Track(fmt::format("u{}", i % 10000), fmt::format("E{}", i % 4),
-                         kNow - kDay + i * 100));
+    msgs.push_back(
+        Track(fmt::format("u{}", i % 10000), fmt::format("E{}", i % 4), kNow - kDay + i * 100));
   size_t k = 0;
   for (auto _ : state) {
     (void)engine.Ingest(msgs[k]);

@@ -43,7 +43,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::unique_ptr<char[]> padded(new char[size + padding]);
   if (size) std::memcpy(padded.get(), data, size);
   std::memset(padded.get() + size, '1', padding);
-  shoal::Status b = in_place_decoder->Decode(padded.get(), size, size + padding, opts, in_place_msg);
+  shoal::Status b =
+      in_place_decoder->Decode(padded.get(), size, size + padding, opts, in_place_msg);
 
   if (a.ok() != b.ok() || a.message() != b.message()) std::abort();
   if (a.ok()) {

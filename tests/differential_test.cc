@@ -65,11 +65,22 @@ struct Msg {
     std::string j = "{\"type\":";
     std::string bag;
     switch (type) {
-      case kIdentify: j += "\"identify\""; bag = "traits"; break;
-      case kTrack: case kNoUser: j += "\"track\""; bag = "properties"; break;
-      case kPage: j += "\"page\""; bag = "properties"; break;
+      case kIdentify:
+        j += "\"identify\"";
+        bag = "traits";
+        break;
+      case kTrack:
+      case kNoUser:
+        j += "\"track\"";
+        bag = "properties";
+        break;
+      case kPage:
+        j += "\"page\"";
+        bag = "properties";
+        break;
     }
-    if (type != kNoUser) j += std::string(anonymous ? ",\"anonymousId\":" : ",\"userId\":") + Quote(user);
+    if (type != kNoUser)
+      j += std::string(anonymous ? ",\"anonymousId\":" : ",\"userId\":") + Quote(user);
     if (type == kTrack || type == kNoUser) j += ",\"event\":" + Quote(event);
     if (type == kPage) j += ",\"name\":" + Quote(event);
     j += ",\"timestamp\":" + Quote(FormatTime(ts));
@@ -109,9 +120,12 @@ class Gen {
     c.steps.push_back(CreateStep());
     for (int i = 1; i < nsteps; ++i) {
       double r = Real();
-      if (r < 0.62) c.steps.push_back(EventStep());
-      else if (r < 0.85) c.steps.push_back(ClockStep());
-      else c.steps.push_back(SegmentStep());
+      if (r < 0.62)
+        c.steps.push_back(EventStep());
+      else if (r < 0.85)
+        c.steps.push_back(ClockStep());
+      else
+        c.steps.push_back(SegmentStep());
     }
     return c;
   }
@@ -122,11 +136,13 @@ class Gen {
   double Real() { return std::uniform_real_distribution<double>(0, 1)(rng_); }
   bool Chance(double p) { return Real() < p; }
   template <typename T>
-  const T& Pick(const std::vector<T>& v) { return v[Int(0, static_cast<int>(v.size()) - 1)]; }
+  const T& Pick(const std::vector<T>& v) {
+    return v[Int(0, static_cast<int>(v.size()) - 1)];
+  }
 
   static const std::vector<Millis>& Durations() {
-    static const std::vector<Millis> d = {kSecond, kMinute, kHour, kDay, 2 * kDay,
-                                          7 * kDay, 30 * kDay, 90 * kDay};
+    static const std::vector<Millis> d = {kSecond,  kMinute,  kHour,     kDay,
+                                          2 * kDay, 7 * kDay, 30 * kDay, 90 * kDay};
     return d;
   }
   // A duration as text, sometimes in a non-canonical unit (the printer must normalise it).
@@ -174,9 +190,13 @@ class Gen {
     bool rel = Chance(0.7);
     Millis a, b;
     switch (k) {
-      case 0: case 1: return "within " + DurText(Dur());
-      case 2: return "before " + Point(rel, &a);
-      case 3: return "after " + Point(rel, &a);
+      case 0:
+      case 1:
+        return "within " + DurText(Dur());
+      case 2:
+        return "before " + Point(rel, &a);
+      case 3:
+        return "after " + Point(rel, &a);
       default: {
         std::string p1 = Point(rel, &a), p2 = Point(rel, &b);
         if (a == b) return "within " + DurText(Dur());
@@ -190,38 +210,58 @@ class Gen {
 
   // -- values
   struct PathInfo {
-    std::string text;  // as written in a definition
-    std::string key;   // flattened JSON key
+    std::string text;                // as written in a definition
+    std::string key;                 // flattened JSON key
     std::vector<std::string> lits;   // literals as written in a definition
     std::vector<std::string> jsons;  // JSON values for messages
   };
   const std::vector<PathInfo>& Traits() {
     static const std::vector<PathInfo> v = {
-        {"plan", "plan", {"\"pro\"", "\"free\"", "\"trial\"", "1", "true"},
+        {"plan",
+         "plan",
+         {"\"pro\"", "\"free\"", "\"trial\"", "1", "true"},
          {"\"pro\"", "\"free\"", "\"trial\"", "1", "true", "null"}},
-        {"age", "age", {"25", "30", "40", "30.5", "\"30\""},
+        {"age",
+         "age",
+         {"25", "30", "40", "30.5", "\"30\""},
          {"25", "30", "40", "41", "\"30\"", "null", "30.5"}},
-        {"country", "country", {"\"DE\"", "\"FR\"", "\"US\""},
+        {"country",
+         "country",
+         {"\"DE\"", "\"FR\"", "\"US\""},
          {"\"DE\"", "\"FR\"", "\"US\"", "null", "49"}},
-        {"email", "email", {"\"a@gmail.com\"", "\"@gmail.com\"", "\"b\""},
+        {"email",
+         "email",
+         {"\"a@gmail.com\"", "\"@gmail.com\"", "\"b\""},
          {"\"a@gmail.com\"", "\"b@yahoo.fr\"", "\"bob@gmail.com\"", "5", "null"}},
-        {"signup_at", "signup_at", {"2026-01-05", "2026-01-10T00:00:00Z", "\"2026-01-08\""},
+        {"signup_at",
+         "signup_at",
+         {"2026-01-05", "2026-01-10T00:00:00Z", "\"2026-01-08\""},
          {}},  // filled in by TraitJson with times near now
-        {"tags", "tags", {"\"vip\"", "\"x\"", "1"},
+        {"tags",
+         "tags",
+         {"\"vip\"", "\"x\"", "1"},
          {"[\"vip\",\"x\"]", "[\"y\",1]", "[]", "\"vip\"", "null"}},
-        {"address.city", "address.city", {"\"Paris\"", "\"Lisbon\""},
+        {"address.city",
+         "address.city",
+         {"\"Paris\"", "\"Lisbon\""},
          {"\"Paris\"", "\"Lisbon\"", "null", "7"}},
         {"`first name`", "first name", {"\"Ada\"", "\"Bob\""}, {"\"Ada\"", "\"Bob\"", "null"}},
-        {"stage", "stage", {"\"onboarding\"", "\"active\""},
+        {"stage",
+         "stage",
+         {"\"onboarding\"", "\"active\""},
          {"\"onboarding\"", "\"active\"", "null"}},
     };
     return v;
   }
   const std::vector<PathInfo>& Props() {
     static const std::vector<PathInfo> v = {
-        {"total", "total", {"0", "10", "100", "250.5", "500", "-3", "\"100\""},
+        {"total",
+         "total",
+         {"0", "10", "100", "250.5", "500", "-3", "\"100\""},
          {"0", "10", "100", "250.5", "500", "-3", "0.1", "0.2", "\"100\"", "null", "true"}},
-        {"cat", "cat", {"\"x\"", "\"y\"", "\"z\"", "1"},
+        {"cat",
+         "cat",
+         {"\"x\"", "\"y\"", "\"z\"", "1"},
          {"\"x\"", "\"y\"", "\"z\"", "1", "\"1\"", "null"}},
         {"flag", "flag", {"true", "false"}, {"true", "false", "\"true\"", "null"}},
         {"path", "path", {"\"/pricing\"", "\"/home\""}, {"\"/pricing\"", "\"/home\"", "3"}},
@@ -264,20 +304,24 @@ class Gen {
     static const std::vector<std::string> ops = {"=", "!=", "<", "<=", ">", ">="};
     int k = Int(0, allow_time ? 11 : 10);
     switch (k) {
-      case 0: case 1: case 2: return p.text + " " + Pick(ops) + " " + Lit(p);
+      case 0:
+      case 1:
+      case 2:
+        return p.text + " " + Pick(ops) + " " + Lit(p);
       case 3: {
         std::string a = Lit(p), b = Lit(p);
         return p.text + " between " + a + " and " + b;
       }
-      case 4: case 5: {
+      case 4:
+      case 5: {
         std::string s = p.text + (k == 5 ? " not in (" : " in (") + Lit(p);
         int n = Int(0, 2);
         for (int i = 0; i < n; ++i) s += ", " + Lit(p);
         return s + ")";
       }
       case 6: {
-        static const std::vector<std::string> sub = {"\"a\"", "\"vip\"", "\"x\"", "\"gmail\"",
-                                                     "\"/p\"", "\"D\""};
+        static const std::vector<std::string> sub = {"\"a\"",     "\"vip\"", "\"x\"",
+                                                     "\"gmail\"", "\"/p\"",  "\"D\""};
         return p.text + " contains " + (Chance(0.3) ? Lit(p) : Pick(sub));
       }
       case 7: {
@@ -287,13 +331,16 @@ class Gen {
                             : Pick(sub));
       }
       case 8: {
-        static const std::vector<std::string> re = {"\"^[a-c]\"", "\"gmail\\\\.com$\"",
-                                                    "\"[0-9]\"", "\"o\"", "\"^(pro|free)$\""};
+        static const std::vector<std::string> re = {"\"^[a-c]\"", "\"gmail\\\\.com$\"", "\"[0-9]\"",
+                                                    "\"o\"", "\"^(pro|free)$\""};
         return p.text + " matches " + Pick(re);
       }
-      case 9: return p.text + " exists";
-      case 10: return p.text + " missing";
-      default: return p.text + " " + TimeRange();
+      case 9:
+        return p.text + " exists";
+      case 10:
+        return p.text + " missing";
+      default:
+        return p.text + " " + TimeRange();
     }
   }
   // Time predicates on event properties use absolute times only: the engine rejects relative
@@ -316,9 +363,9 @@ class Gen {
   }
   std::string PropTreeWrapped(int depth) {
     std::string s = PropTree(depth);
-    return s.find(' ') != std::string::npos && (s.find(" and ") != std::string::npos ||
-                                                 s.find(" or ") != std::string::npos ||
-                                                 s.rfind("not ", 0) == 0)
+    return s.find(' ') != std::string::npos &&
+                   (s.find(" and ") != std::string::npos || s.find(" or ") != std::string::npos ||
+                    s.rfind("not ", 0) == 0)
                ? "(" + s + ")"
                : s;
   }
@@ -337,43 +384,50 @@ class Gen {
   std::string Leaf(int self) {
     int k = Int(0, 16);
     switch (k) {
-      case 0: case 1: {
+      case 0:
+      case 1: {
         std::string s = ValuePred(Pick(Traits()), true);
         if (Chance(0.25))
           s += (Chance(0.5) ? " for at least " : " for less than ") + DurText(Dur());
         return s;
       }
-      case 2: case 3: case 4: {
+      case 2:
+      case 3:
+      case 4: {
         static const std::vector<std::string> counts = {
-            "at least", "at most", "exactly", "more than", "fewer than", "=", "!=", ">=", "<",
-            "<=", ">"};
+            "at least", "at most", "exactly", "more than", "fewer than", "=",
+            "!=",       ">=",      "<",       "<=",        ">"};
         if (Chance(0.25)) return "did not perform " + EventSpecText() + Window();
         std::string s = "performed " + EventSpecText();
         if (Chance(0.5)) s += " " + Pick(counts) + " " + std::to_string(Int(0, 3)) + " times";
         return s + Window();
       }
-      case 5: case 6: {
+      case 5:
+      case 6: {
         static const std::vector<std::string> fns = {"sum", "avg", "min", "max", "distinct"};
         static const std::vector<std::string> ops = {"=", "!=", "<", "<=", ">", ">="};
-        static const std::vector<std::string> nums = {"0", "1", "2", "10", "100", "250.5",
-                                                      "500", "0.3", "-3"};
+        static const std::vector<std::string> nums = {"0",     "1",   "2",   "10", "100",
+                                                      "250.5", "500", "0.3", "-3"};
         std::string fn = Pick(fns);
         std::string prop = Chance(0.7) ? "total" : Pick(Props()).text;
         if (fn == "distinct" && Chance(0.6)) prop = "cat";
         return fn + "(" + prop + ") of " + EventSpecText() + Window() + " " + Pick(ops) + " " +
                Pick(nums);
       }
-      case 7: case 8:
-        return std::string(Chance(0.5) ? "first" : "last") + " performed " + EventSpecText() +
-               " " + TimeRange();
+      case 7:
+      case 8:
+        return std::string(Chance(0.5) ? "first" : "last") + " performed " + EventSpecText() + " " +
+               TimeRange();
       case 9:
         return "last event " + EventSpecText() + Window() + " has " + Filter();
-      case 10: case 11:
+      case 10:
+      case 11:
         return "performed " + EventSpecText() + " then " + EventSpecText() + " within " +
                DurText(Dur()) + Window();
-      case 12: case 13: {
-        std::string s = "performed " + EventSpecText() + Window() + " not followed by " +
-                        EventSpecText();
+      case 12:
+      case 13: {
+        std::string s =
+            "performed " + EventSpecText() + Window() + " not followed by " + EventSpecText();
         if (Chance(0.5)) s += " within " + DurText(Dur());
         return s;
       }
@@ -395,7 +449,8 @@ class Gen {
         if (Chance(0.5)) s += ", " + Quote(Chance(0.5) ? "salt" : "vip-holdout");
         return s + ") " + Pick(ops) + " " + std::to_string(Int(0, n));
       }
-      default: break;
+      default:
+        break;
     }
     return "performed " + EventSpecText() + Window();
   }
@@ -456,10 +511,14 @@ class Gen {
     m.user = Pick(profiles_);
     m.anonymous = Chance(0.05);
     int when = Int(0, 9);
-    if (when <= 4) m.ts = now_ - Int(0, 3600) * kSecond / 60;  // recent, in order
-    else if (when <= 6) m.ts = now_ - Int(1, 100) * kDay + Int(-1, 1) * Int(0, 5000);  // late
-    else if (when == 7) m.ts = now_ + Int(1, 3 * 24 * 60) * kMinute;                   // future
-    else m.ts = now_ - Dur() + Int(-1, 1);  // on a window boundary
+    if (when <= 4)
+      m.ts = now_ - Int(0, 3600) * kSecond / 60;  // recent, in order
+    else if (when <= 6)
+      m.ts = now_ - Int(1, 100) * kDay + Int(-1, 1) * Int(0, 5000);  // late
+    else if (when == 7)
+      m.ts = now_ + Int(1, 3 * 24 * 60) * kMinute;  // future
+    else
+      m.ts = now_ - Dur() + Int(-1, 1);  // on a window boundary
     double r = Real();
     if (r < 0.3) {
       m.type = Msg::kIdentify;
@@ -487,8 +546,9 @@ class Gen {
     // empty vector crashes; reported to the lead), keep at least one field per message unless
     // SHOAL_DIFF_EMPTY_PROPS=1.
     if (m.fields.empty() && !std::getenv("SHOAL_DIFF_EMPTY_PROPS"))
-      m.fields.push_back(m.type == Msg::kIdentify ? std::pair<std::string, std::string>{"plan", "\"free\""}
-                                                  : std::pair<std::string, std::string>{"cat", "\"x\""});
+      m.fields.push_back(m.type == Msg::kIdentify
+                             ? std::pair<std::string, std::string>{"plan", "\"free\""}
+                             : std::pair<std::string, std::string>{"cat", "\"x\""});
     interesting_.push_back(m.ts);
     return s;
   }
@@ -623,9 +683,8 @@ std::optional<Failure> Run(const Case& c, std::vector<Expectation>* expect = nul
         Status st = creating ? engine.CreateSegment(s.name, s.def).status()
                              : engine.UpdateSegment(s.name, s.def).status();
         if (st.ok() != want_ok)
-          what += std::string(creating ? "CreateSegment" : "UpdateSegment") + "(" + s.name +
-                  ") " + (want_ok ? "failed: " + st.ToString() : "succeeded but must fail") +
-                  "\n";
+          what += std::string(creating ? "CreateSegment" : "UpdateSegment") + "(" + s.name + ") " +
+                  (want_ok ? "failed: " + st.ToString() : "succeeded but must fail") + "\n";
         if (st.ok()) {
           model.refs[s.name] = new_refs;
           if (creating) born[s.name] = before;
@@ -816,7 +875,8 @@ std::string ToSegmentFile(const Case& c, const Failure& f) {
     bool ok = expect[i].ok;
     switch (s.kind) {
       case Step::kEvent:
-        out << "event " << (ok ? "ok" : "error") << "\n" << s.msg.Json() << "\n"
+        out << "event " << (ok ? "ok" : "error") << "\n"
+            << s.msg.Json() << "\n"
             << (ok ? "" : "----\n") << "\n";
         break;
       case Step::kClock:
@@ -825,7 +885,9 @@ std::string ToSegmentFile(const Case& c, const Failure& f) {
       case Step::kCreate:
       case Step::kUpdate:
         out << (s.kind == Step::kCreate ? "segment " : "update ") << (ok ? "ok " : "error ")
-            << s.name << "\n" << s.def << "\n" << (ok ? "" : "----\n") << "\n";
+            << s.name << "\n"
+            << s.def << "\n"
+            << (ok ? "" : "----\n") << "\n";
         break;
       case Step::kDelete:
         out << "delete " << (ok ? "ok " : "error ") << s.name << "\n\n";
@@ -923,8 +985,8 @@ TEST(DifferentialTest, GeneratorCoversEveryConstruct) {
     }
   }
   EXPECT_GT(parsed, 300);
-  std::vector<std::string> want = {"expr0", "expr1", "expr2", "expr3", "nf", "nf_within",
-                                   "first", "last"};
+  std::vector<std::string> want = {"expr0", "expr1",     "expr2", "expr3",
+                                   "nf",    "nf_within", "first", "last"};
   for (int i = 0; i < 10; ++i) want.push_back("leaf" + std::to_string(i));
   for (int i = 0; i <= 10; ++i) want.push_back("pred" + std::to_string(i));
   for (int i = 0; i <= 4; ++i) want.push_back("agg" + std::to_string(i));

@@ -48,10 +48,11 @@ inline const char* KindSign(ChangeKind k) { return k == ChangeKind::kEnter ? "+"
 inline std::string CheckRoundTrip(const rules::Expr& def) {
   std::string text = rules::Print(def);
   Result<rules::Expr> again = rules::Parse(text);
-  if (!again.ok()) return "canonical text does not re-parse: '" + text + "': " +
-                          again.status().ToString();
-  if (!(*again == def)) return "canonical text re-parses to a different definition: '" + text +
-                               "' prints back as '" + rules::Print(*again) + "'";
+  if (!again.ok())
+    return "canonical text does not re-parse: '" + text + "': " + again.status().ToString();
+  if (!(*again == def))
+    return "canonical text re-parses to a different definition: '" + text + "' prints back as '" +
+           rules::Print(*again) + "'";
   std::string twice = rules::Print(*again);
   if (twice != text) return "printing is not stable: '" + text + "' then '" + twice + "'";
   return "";
@@ -86,12 +87,11 @@ inline std::string CheckAll(const Engine& engine, const std::map<std::string, si
       err << "segment " << name << ": Members() failed: " << members.status().ToString() << "\n";
       continue;
     }
-    std::vector<std::string> ref =
-        reference::Members(engine.store(), *def, LookupFor(engine), now);
+    std::vector<std::string> ref = reference::Members(engine.store(), *def, LookupFor(engine), now);
     if (*members != ref) {
       err << "segment " << name << " (" << rules::Print(*def) << ") at " << FormatTime(now)
-          << ": engine members " << JoinKeys(*members) << " != reference " << JoinKeys(ref)
-          << " (" << DiffKeys(*members, ref) << ")\n";
+          << ": engine members " << JoinKeys(*members) << " != reference " << JoinKeys(ref) << " ("
+          << DiffKeys(*members, ref) << ")\n";
     }
     if (!std::is_sorted(members->begin(), members->end()))
       err << "segment " << name << ": Members() not sorted\n";
@@ -109,8 +109,8 @@ inline std::string CheckAll(const Engine& engine, const std::map<std::string, si
         err << "segment " << name << ": SegmentInfo.definition '" << info->definition
             << "' is not the canonical text '" << rules::Print(*def) << "'\n";
       if (info->size != members->size())
-        err << "segment " << name << ": SegmentInfo.size " << info->size << " != "
-            << members->size() << " members\n";
+        err << "segment " << name << ": SegmentInfo.size " << info->size
+            << " != " << members->size() << " members\n";
     }
 
     // Change-stream invariant for this generation of the segment.
@@ -129,8 +129,8 @@ inline std::string CheckAll(const Engine& engine, const std::map<std::string, si
           err << "segment " << name << ": " << c.profile << " enters twice (seq " << c.seq
               << ", cause " << CauseName(c.cause) << ")\n";
       } else if (replay.erase(c.profile) == 0) {
-        err << "segment " << name << ": " << c.profile << " exits while not a member (seq "
-            << c.seq << ", cause " << CauseName(c.cause) << ")\n";
+        err << "segment " << name << ": " << c.profile << " exits while not a member (seq " << c.seq
+            << ", cause " << CauseName(c.cause) << ")\n";
       }
       if (c.processed_at > now)
         err << "segment " << name << ": change seq " << c.seq << " processed in the future\n";

@@ -101,7 +101,9 @@ void Render(const ExplainNode& n, int depth, std::string* out) {
 class FileRunner {
  public:
   FileRunner(std::string path, std::string display)
-      : path_(std::move(path)), display_(std::move(display)), clock_(kDefaultStart),
+      : path_(std::move(path)),
+        display_(std::move(display)),
+        clock_(kDefaultStart),
         engine_(std::make_unique<Engine>(&clock_)) {}
 
   void Run() {
@@ -128,8 +130,8 @@ class FileRunner {
       Step(Words(raw));
       std::string bad = CheckAll(*engine_, born_);
       if (!bad.empty()) {
-        Fail() << "invariant violated after this step (clock " << FormatTime(clock_.Now())
-               << "):\n" << bad;
+        Fail() << "invariant violated after this step (clock " << FormatTime(clock_.Now()) << "):\n"
+               << bad;
         return;
       }
     }
@@ -253,8 +255,10 @@ class FileRunner {
         st = r.status();
       }
       if (ok) {
-        if (!st.ok()) Fail() << cmd << " " << w[2] << " failed: " << st.ToString();
-        else if (cmd == "segment") born_[w[2]] = before;
+        if (!st.ok())
+          Fail() << cmd << " " << w[2] << " failed: " << st.ToString();
+        else if (cmd == "segment")
+          born_[w[2]] = before;
       } else {
         ExpectErrorContains(st, subs, cmd + " " + w[2]);
       }
@@ -262,8 +266,10 @@ class FileRunner {
       if (!need(3)) return;
       Status st = engine_->DeleteSegment(w[2]);
       if (w[1] == "ok") {
-        if (!st.ok()) Fail() << "delete " << w[2] << " failed: " << st.ToString();
-        else born_.erase(w[2]);
+        if (!st.ok())
+          Fail() << "delete " << w[2] << " failed: " << st.ToString();
+        else
+          born_.erase(w[2]);
       } else {
         std::vector<std::string> subs;
         if (pos_ < lines_.size() && Trim(lines_[pos_]) == "----") subs = Expected();
@@ -291,7 +297,8 @@ class FileRunner {
       std::vector<std::string> want = Expected();
       std::sort(want.begin(), want.end());
       Result<std::vector<std::string>> got = engine_->Members(w[1]);
-      if (!got.ok()) return (void)(Fail() << "Members(" << w[1] << "): " << got.status().ToString());
+      if (!got.ok())
+        return (void)(Fail() << "Members(" << w[1] << "): " << got.status().ToString());
       if (*got != want)
         Fail() << "members " << w[1] << " at " << FormatTime(clock_.Now()) << ": got "
                << JoinKeys(*got) << ", expected " << JoinKeys(want);
@@ -335,8 +342,8 @@ class FileRunner {
         want_by[f[1]].push_back(f);
       }
       for (const auto& c : got) {
-        std::vector<std::string> f = {testing_util::KindSign(c.kind), c.profile,
-                                      CauseName(c.cause), c.cause_ref};
+        std::vector<std::string> f = {testing_util::KindSign(c.kind), c.profile, CauseName(c.cause),
+                                      c.cause_ref};
         got_by[c.profile].push_back(f);
       }
       for (auto& [profile, ws] : want_by) {
@@ -422,10 +429,9 @@ const int kRegistered = [] {
     std::string name = rel.substr(0, rel.size() - 5);
     std::replace(name.begin(), name.end(), '/', '_');
     std::string path = f.string();
-    ::testing::RegisterTest("SegmentFiles", name.c_str(), nullptr, rel.c_str(), path.c_str(), 1,
-                            [path, rel]() -> ::testing::Test* {
-                              return new SegmentFileTest(path, rel);
-                            });
+    ::testing::RegisterTest(
+        "SegmentFiles", name.c_str(), nullptr, rel.c_str(), path.c_str(), 1,
+        [path, rel]() -> ::testing::Test* { return new SegmentFileTest(path, rel); });
   }
   return static_cast<int>(files.size());
 }();

@@ -56,10 +56,10 @@ struct Change {
   ChangeKind kind = ChangeKind::kEnter;
   Cause cause = Cause::kEvent;
   std::string cause_ref;
-  std::string event;       // kEvent: the event name
-  Millis event_time = 0;   // kEvent/kTraits: the message timestamp; kTime: the deadline instant;
-                           // otherwise equal to processed_at
-  Millis processed_at = 0; // the engine clock when it was emitted
+  std::string event;        // kEvent: the event name
+  Millis event_time = 0;    // kEvent/kTraits: the message timestamp; kTime: the deadline instant;
+                            // otherwise equal to processed_at
+  Millis processed_at = 0;  // the engine clock when it was emitted
 };
 
 struct SegmentInfo {
@@ -83,13 +83,13 @@ struct ExplainNode {
 
 struct EngineStats {
   uint64_t profiles = 0;
-  uint64_t records = 0;        // retained identify + track records
-  uint64_t changes = 0;        // changes emitted since start
-  uint64_t timer_fires = 0;    // deadlines processed
-  uint64_t evaluations = 0;    // (segment, profile) re-evaluations: the work events and time cause
-  uint64_t pending_timers = 0; // deadlines scheduled (including superseded ones not yet popped)
-  uint64_t store_bytes = 0;    // memory held by the retained history
-  uint64_t state_bytes = 0;    // memory held by per-profile segment state (estimate)
+  uint64_t records = 0;         // retained identify + track records
+  uint64_t changes = 0;         // changes emitted since start
+  uint64_t timer_fires = 0;     // deadlines processed
+  uint64_t evaluations = 0;     // (segment, profile) re-evaluations: the work events and time cause
+  uint64_t pending_timers = 0;  // deadlines scheduled (including superseded ones not yet popped)
+  uint64_t store_bytes = 0;     // memory held by the retained history
+  uint64_t state_bytes = 0;     // memory held by per-profile segment state (estimate)
 };
 
 class Engine {

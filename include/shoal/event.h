@@ -25,21 +25,41 @@ struct Value {
   std::string str;  // kString: the text; kList: the JSON array text
 
   static Value Null() { return {}; }
-  static Value Bool(bool v) { Value x; x.type = ValueType::kBool; x.b = v; return x; }
-  static Value Number(double v) { Value x; x.type = ValueType::kNumber; x.num = v; return x; }
+  static Value Bool(bool v) {
+    Value x;
+    x.type = ValueType::kBool;
+    x.b = v;
+    return x;
+  }
+  static Value Number(double v) {
+    Value x;
+    x.type = ValueType::kNumber;
+    x.num = v;
+    return x;
+  }
   static Value String(std::string v) {
-    Value x; x.type = ValueType::kString; x.str = std::move(v); return x;
+    Value x;
+    x.type = ValueType::kString;
+    x.str = std::move(v);
+    return x;
   }
   static Value List(std::string json) {
-    Value x; x.type = ValueType::kList; x.str = std::move(json); return x;
+    Value x;
+    x.type = ValueType::kList;
+    x.str = std::move(json);
+    return x;
   }
   bool operator==(const Value& o) const {
     if (type != o.type) return false;
     switch (type) {
-      case ValueType::kNull: return true;
-      case ValueType::kBool: return b == o.b;
-      case ValueType::kNumber: return num == o.num;
-      default: return str == o.str;
+      case ValueType::kNull:
+        return true;
+      case ValueType::kBool:
+        return b == o.b;
+      case ValueType::kNumber:
+        return num == o.num;
+      default:
+        return str == o.str;
     }
   }
 };
@@ -60,10 +80,10 @@ struct Message {
   std::string event;         // track: the event name; page/screen: see ProfileKey()/EventName()
   std::string name;          // page/screen: the page or screen name
   std::string message_id;
-  std::string group_id;      // group: the account; others: context.groupId when present
-  std::string previous_id;   // alias
-  Millis timestamp = 0;      // event time (after sentAt skew correction, if any)
-  Millis received_at = 0;    // when the server received it (0 if unknown)
+  std::string group_id;           // group: the account; others: context.groupId when present
+  std::string previous_id;        // alias
+  Millis timestamp = 0;           // event time (after sentAt skew correction, if any)
+  Millis received_at = 0;         // when the server received it (0 if unknown)
   std::vector<Field> properties;  // track/page/screen
   std::vector<Field> traits;      // identify/group (identify: context.traits when traits is absent)
 

@@ -15,16 +15,18 @@ class Status {
  public:
   enum class Code : unsigned char {
     kOk = 0,
-    kInvalidArgument,  // the caller's input is malformed (definition text, event, parameter)
-    kNotFound,         // a named segment or profile does not exist
-    kAlreadyExists,    // a segment with that name exists
+    kInvalidArgument,     // the caller's input is malformed (definition text, event, parameter)
+    kNotFound,            // a named segment or profile does not exist
+    kAlreadyExists,       // a segment with that name exists
     kFailedPrecondition,  // valid input that the current state rejects (cycle, clock going back)
-    kInternal,         // a bug or an I/O failure
+    kInternal,            // a bug or an I/O failure
   };
 
   Status() = default;
   static Status Ok() { return Status(); }
-  static Status InvalidArgument(std::string msg) { return {Code::kInvalidArgument, std::move(msg)}; }
+  static Status InvalidArgument(std::string msg) {
+    return {Code::kInvalidArgument, std::move(msg)};
+  }
   static Status NotFound(std::string msg) { return {Code::kNotFound, std::move(msg)}; }
   static Status AlreadyExists(std::string msg) { return {Code::kAlreadyExists, std::move(msg)}; }
   static Status FailedPrecondition(std::string msg) {
@@ -48,8 +50,8 @@ class Status {
 template <typename T>
 class Result {
  public:
-  Result(T value) : v_(std::move(value)) {}          // NOLINT: implicit by design
-  Result(Status status) : v_(std::move(status)) {    // NOLINT
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
+  Result(Status status) : v_(std::move(status)) {  // NOLINT
     assert(!std::get<Status>(v_).ok() && "Result from an ok Status");
   }
   bool ok() const { return std::holds_alternative<T>(v_); }
@@ -69,10 +71,10 @@ class Result {
   std::variant<T, Status> v_;
 };
 
-#define SHOAL_RETURN_IF_ERROR(expr)      \
-  do {                                   \
-    ::shoal::Status _st = (expr);        \
-    if (!_st.ok()) return _st;           \
+#define SHOAL_RETURN_IF_ERROR(expr) \
+  do {                              \
+    ::shoal::Status _st = (expr);   \
+    if (!_st.ok()) return _st;      \
   } while (0)
 
 }  // namespace shoal

@@ -87,9 +87,9 @@ inline bool Matches(uint64_t v, const Pattern& p) {
   return ((v & p.mask) ^ p.bits) == 0 && (((v + p.add) & p.mask) ^ p.bits) == 0;
 }
 
-constexpr Pattern kDate = MakePattern("dddd-dd-");      // bytes 0-7
-constexpr Pattern kDayHour = MakePattern("ddTdd:dd");   // bytes 8-15
-constexpr Pattern kSeconds = MakePattern("d:dd:ddZ");   // bytes 12-19
+constexpr Pattern kDate = MakePattern("dddd-dd-");     // bytes 0-7
+constexpr Pattern kDayHour = MakePattern("ddTdd:dd");  // bytes 8-15
+constexpr Pattern kSeconds = MakePattern("d:dd:ddZ");  // bytes 12-19
 
 }  // namespace
 
@@ -181,8 +181,8 @@ std::string FormatTime(Millis t) {
     std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ",
                   static_cast<long long>(y), m, d, h, mi, s, ms);
   else
-    std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02dZ", static_cast<long long>(y),
-                  m, d, h, mi, s);
+    std::snprintf(buf, sizeof buf, "%04lld-%02u-%02uT%02d:%02d:%02dZ", static_cast<long long>(y), m,
+                  d, h, mi, s);
   return buf;
 }
 
@@ -197,19 +197,29 @@ std::optional<Millis> ParseDuration(std::string_view s) {
   if (i == 0) return std::nullopt;
   std::string_view unit = s.substr(i);
   Millis scale;
-  if (unit == "ms") scale = 1;
-  else if (unit == "s") scale = kSecond;
-  else if (unit == "m") scale = kMinute;
-  else if (unit == "h") scale = kHour;
-  else if (unit == "d") scale = kDay;
-  else if (unit == "w") scale = kWeek;
-  else return std::nullopt;
+  if (unit == "ms")
+    scale = 1;
+  else if (unit == "s")
+    scale = kSecond;
+  else if (unit == "m")
+    scale = kMinute;
+  else if (unit == "h")
+    scale = kHour;
+  else if (unit == "d")
+    scale = kDay;
+  else if (unit == "w")
+    scale = kWeek;
+  else
+    return std::nullopt;
   if (n > (kMaxTime / scale)) return std::nullopt;
   return n * scale;
 }
 
 std::string FormatDuration(Millis d) {
-  struct Unit { Millis ms; const char* name; };
+  struct Unit {
+    Millis ms;
+    const char* name;
+  };
   // Weeks are accepted on input but printed as days: "14d" is how people write windows.
   static const Unit kUnits[] = {{kDay, "d"}, {kHour, "h"}, {kMinute, "m"}, {kSecond, "s"}};
   if (d != 0) {

@@ -10,8 +10,12 @@ namespace {
 
 using rules::CmpOp;
 
-bool CompareInt(__int128 a, __int128 b, CmpOp op) { return Compare(a < b ? -1 : (a > b ? 1 : 0), op); }
-bool CompareDouble(double a, double b, CmpOp op) { return Compare(a < b ? -1 : (a > b ? 1 : 0), op); }
+bool CompareInt(__int128 a, __int128 b, CmpOp op) {
+  return Compare(a < b ? -1 : (a > b ? 1 : 0), op);
+}
+bool CompareDouble(double a, double b, CmpOp op) {
+  return Compare(a < b ? -1 : (a > b ? 1 : 0), op);
+}
 
 // Money-safe fixed point: millionths.
 int64_t Fixed(double v) { return std::llround(v * 1e6); }
@@ -56,9 +60,12 @@ class TraitCondition final : public Condition {
     if (!slot || slot->value.type == ValueType::kNull) return "no value";
     const store::StoredValue& v = slot->value;
     switch (v.type) {
-      case ValueType::kBool: return v.b ? "value = true" : "value = false";
-      case ValueType::kNumber: return fmt::format("value = {}", v.num);
-      default: return fmt::format("value = \"{}\"", ctx.store.strings().Get(v.str));
+      case ValueType::kBool:
+        return v.b ? "value = true" : "value = false";
+      case ValueType::kNumber:
+        return fmt::format("value = {}", v.num);
+      default:
+        return fmt::format("value = \"{}\"", ctx.store.strings().Get(v.str));
     }
   }
 
@@ -84,8 +91,10 @@ class TraitHistoryCondition final : public Condition {
     for (auto [ts, idx] : order) {
       if (auto v = ctx.store.Find(idx, pred_.key())) cur = *v;
       bool holds = pred_.Eval(cur ? &*cur : nullptr, t, ctx.store, next);
-      if (!holds) since.reset();
-      else if (!since) since = ts;
+      if (!holds)
+        since.reset();
+      else if (!since)
+        since = ts;
     }
     return since;
   }
@@ -128,8 +137,14 @@ class CountCondition final : public Condition {
       Millis enter = j < tl.size() ? w_.EnterAt(tl[j].ts) : kMaxTime;
       at = std::min(leave, enter);
       if (at == kMaxTime) return truth;
-      while (i < j && w_.LeaveAt(tl[i].ts) == at) { --c; ++i; }
-      while (j < tl.size() && w_.EnterAt(tl[j].ts) == at) { ++c; ++j; }
+      while (i < j && w_.LeaveAt(tl[i].ts) == at) {
+        --c;
+        ++i;
+      }
+      while (j < tl.size() && w_.EnterAt(tl[j].ts) == at) {
+        ++c;
+        ++j;
+      }
       if (CompareInt(c, n_, op_) != truth) break;
     }
     *next = std::min(*next, at);
@@ -206,11 +221,14 @@ class AggCondition final : public Condition {
     *next = std::min(*next, w_.NextBoundary(tl, lo, hi));
     Agg a = Compute(ctx, tl, lo, hi);
     switch (fn_) {
-      case rules::AggCond::Fn::kSum: return CompareInt(a.sum, fixed_, op_);
+      case rules::AggCond::Fn::kSum:
+        return CompareInt(a.sum, fixed_, op_);
       case rules::AggCond::Fn::kAvg:
         return a.n > 0 && CompareInt(a.sum, static_cast<__int128>(fixed_) * a.n, op_);
-      case rules::AggCond::Fn::kMin: return a.n > 0 && CompareDouble(a.min, value_, op_);
-      case rules::AggCond::Fn::kMax: return a.n > 0 && CompareDouble(a.max, value_, op_);
+      case rules::AggCond::Fn::kMin:
+        return a.n > 0 && CompareDouble(a.min, value_, op_);
+      case rules::AggCond::Fn::kMax:
+        return a.n > 0 && CompareDouble(a.max, value_, op_);
       case rules::AggCond::Fn::kDistinct:
         return CompareDouble(static_cast<double>(a.distinct), value_, op_);
     }
@@ -221,13 +239,18 @@ class AggCondition final : public Condition {
     auto [lo, hi] = w_.Range(tl, t);
     Agg a = Compute(ctx, tl, lo, hi);
     switch (fn_) {
-      case rules::AggCond::Fn::kSum: return fmt::format("sum = {} over {} events", FormatFixed(a.sum), hi - lo);
+      case rules::AggCond::Fn::kSum:
+        return fmt::format("sum = {} over {} events", FormatFixed(a.sum), hi - lo);
       case rules::AggCond::Fn::kAvg:
-        return a.n ? fmt::format("avg = {} over {} values", static_cast<double>(a.sum) / 1e6 / a.n, a.n)
+        return a.n ? fmt::format("avg = {} over {} values", static_cast<double>(a.sum) / 1e6 / a.n,
+                                 a.n)
                    : "avg = no value";
-      case rules::AggCond::Fn::kMin: return a.n ? fmt::format("min = {}", a.min) : "min = no value";
-      case rules::AggCond::Fn::kMax: return a.n ? fmt::format("max = {}", a.max) : "max = no value";
-      case rules::AggCond::Fn::kDistinct: return fmt::format("distinct = {}", a.distinct);
+      case rules::AggCond::Fn::kMin:
+        return a.n ? fmt::format("min = {}", a.min) : "min = no value";
+      case rules::AggCond::Fn::kMax:
+        return a.n ? fmt::format("max = {}", a.max) : "max = no value";
+      case rules::AggCond::Fn::kDistinct:
+        return fmt::format("distinct = {}", a.distinct);
     }
     return "";
   }
@@ -303,7 +326,8 @@ class SequenceCondition final : public Condition {
     series = {a, b};
   }
   // The first matching pair (a.ts, b.ts), if any.
-  std::optional<std::pair<Millis, Millis>> Find(const EvalContext& ctx, Millis t, Millis* next) const {
+  std::optional<std::pair<Millis, Millis>> Find(const EvalContext& ctx, Millis t,
+                                                Millis* next) const {
     const Timeline& ta = a_->Get(ctx.pid);
     const Timeline& tb = b_->Get(ctx.pid);
     auto [alo, ahi] = w_.Range(ta, t);
@@ -455,8 +479,7 @@ Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileC
           rules::EventSpec has_spec;
           has_spec.filter = c.has;
           SHOAL_RETURN_IF_ERROR(CheckFilter(has_spec));
-          return std::unique_ptr<Condition>(
-              new LastEventCondition(ctx->GetSeries(c.event), c, st));
+          return std::unique_ptr<Condition>(new LastEventCondition(ctx->GetSeries(c.event), c, st));
         } else if constexpr (std::is_same_v<T, rules::SequenceCond>) {
           SHOAL_RETURN_IF_ERROR(CheckFilter(c.first));
           SHOAL_RETURN_IF_ERROR(CheckFilter(c.then));

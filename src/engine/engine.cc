@@ -8,10 +8,9 @@
 // (instant, segment, profile) deadlines replays the same path when time passes.
 #include "shoal/engine.h"
 
-#include <roaring/roaring.hh>
-
 #include <algorithm>
 #include <queue>
+#include <roaring/roaring.hh>
 
 #include "absl/container/flat_hash_map.h"
 #include "engine/conditions.h"
@@ -24,12 +23,18 @@ namespace shoal {
 
 const char* CauseName(Cause c) {
   switch (c) {
-    case Cause::kEvent: return "event";
-    case Cause::kTraits: return "traits";
-    case Cause::kTime: return "time";
-    case Cause::kDefinition: return "definition";
-    case Cause::kSegment: return "segment";
-    case Cause::kDeleted: return "deleted";
+    case Cause::kEvent:
+      return "event";
+    case Cause::kTraits:
+      return "traits";
+    case Cause::kTime:
+      return "time";
+    case Cause::kDefinition:
+      return "definition";
+    case Cause::kSegment:
+      return "segment";
+    case Cause::kDeleted:
+      return "deleted";
   }
   return "unknown";
 }
@@ -59,9 +64,9 @@ struct Segment {
   Roaring members;
   uint64_t seq = 0;
   Millis created_at = 0, updated_at = 0, last_change_at = 0;
-  int rank = 0;                          // 1 + max rank of the segments it references
-  bool on_new_profile = false;           // an empty profile may satisfy it
-  std::vector<uint32_t> dependents;      // segments that reference this one
+  int rank = 0;                                    // 1 + max rank of the segments it references
+  bool on_new_profile = false;                     // an empty profile may satisfy it
+  std::vector<uint32_t> dependents;                // segments that reference this one
   absl::flat_hash_map<uint32_t, Millis> deadline;  // earliest pending timer per profile
 };
 
@@ -79,7 +84,8 @@ class InternCache {
   uint32_t Intern(store::StringPool* pool, std::string_view s) {
     if (s.empty()) return pool->Intern(s);
     Slot& e = slots_[(s.size() * 31 + static_cast<unsigned char>(s[0]) * 7 +
-                      static_cast<unsigned char>(s.back())) % kSlots];
+                      static_cast<unsigned char>(s.back())) %
+                     kSlots];
     if (e.id != UINT32_MAX && e.text == s) return e.id;
     e.id = pool->Intern(s);
     e.text = pool->Get(e.id);  // the pool's copy: stable for its lifetime
@@ -153,7 +159,8 @@ class Engine::Impl : public engine::CompileContext {
   // --- Ingest -----------------------------------------------------------------------------------
   Status Ingest(const Message& msg) {
     const std::string& key = msg.ProfileKey();
-    if (key.empty()) return Status::InvalidArgument("field 'userId': a userId or anonymousId is required");
+    if (key.empty())
+      return Status::InvalidArgument("field 'userId': a userId or anonymousId is required");
     if (msg.type == MessageType::kTrack && msg.event.empty())
       return Status::InvalidArgument("field 'event': required for a track call");
     if (msg.type == MessageType::kGroup || msg.type == MessageType::kAlias) return Status::Ok();
@@ -210,7 +217,8 @@ class Engine::Impl : public engine::CompileContext {
     return Ingest(scratch_msg_);
   }
 
-  // --- Time ---------------------------------------------------------------------------------------
+  // --- Time
+  // ---------------------------------------------------------------------------------------
   size_t AdvanceTime() {
     const Millis now = clock_->Now();
     size_t before = stats_changes_;
@@ -246,7 +254,8 @@ class Engine::Impl : public engine::CompileContext {
     return it != s->deadline.end() && it->second == tm.at;
   }
 
-  // --- Segments -----------------------------------------------------------------------------------
+  // --- Segments
+  // -----------------------------------------------------------------------------------
   Result<SegmentInfo> Create(std::string_view name, std::string_view text) {
     if (name.empty()) return Status::InvalidArgument("segment name: must not be empty");
     if (by_name_.count(std::string(name)))
@@ -360,7 +369,8 @@ class Engine::Impl : public engine::CompileContext {
     return n;
   }
 
-  // --- Queries ------------------------------------------------------------------------------------
+  // --- Queries
+  // ------------------------------------------------------------------------------------
   Segment* Find(std::string_view name) const {
     auto it = by_name_.find(std::string(name));
     return it == by_name_.end() ? nullptr : segments_[it->second].get();
@@ -407,7 +417,8 @@ class Engine::Impl : public engine::CompileContext {
           e.value = std::any_of(e.children.begin(), e.children.end(),
                                 [](const ExplainNode& c) { return c.value; });
           break;
-        default: e.value = !e.children[0].value;
+        default:
+          e.value = !e.children[0].value;
       }
     }
     if (next != kMaxTime) e.next_change = next;
@@ -534,9 +545,7 @@ class Engine::Impl : public engine::CompileContext {
     std::sort(order.begin(), order.end(),
               [](const Segment* a, const Segment* b) { return a->rank < b->rank; });
     ProfileState empty;
-    std::function<bool(uint32_t, uint32_t)> empty_member = [](uint32_t, uint32_t) {
-      return false;
-    };
+    std::function<bool(uint32_t, uint32_t)> empty_member = [](uint32_t, uint32_t) { return false; };
     EvalContext ctx{store_, empty, UINT32_MAX, empty_member};
     new_profile_segments_.clear();
     every_identify_segments_.clear();
@@ -554,7 +563,8 @@ class Engine::Impl : public engine::CompileContext {
           every_identify_segments_.push_back(s->id);
       }
       Millis next = kMaxTime;
-      s->on_new_profile = flag || (!s->conds.empty() && EvalNodeCtx(s->root, ctx, clock_->Now(), &next));
+      s->on_new_profile =
+          flag || (!s->conds.empty() && EvalNodeCtx(s->root, ctx, clock_->Now(), &next));
       if (s->on_new_profile) new_profile_segments_.push_back(s->id);
     }
   }
@@ -628,8 +638,10 @@ class Engine::Impl : public engine::CompileContext {
   // Short-circuits: the deciding child's next change is when the result can next change.
   bool EvalNodeCtx(const Node& n, const EvalContext& ctx, Millis t, Millis* next) const {
     switch (n.kind) {
-      case rules::Expr::Kind::kLeaf: return n.cond->Eval(ctx, t, next);
-      case rules::Expr::Kind::kNot: return !EvalNodeCtx(n.children[0], ctx, t, next);
+      case rules::Expr::Kind::kLeaf:
+        return n.cond->Eval(ctx, t, next);
+      case rules::Expr::Kind::kNot:
+        return !EvalNodeCtx(n.children[0], ctx, t, next);
       case rules::Expr::Kind::kAnd:
       case rules::Expr::Kind::kOr: {
         const bool is_and = n.kind == rules::Expr::Kind::kAnd;
@@ -684,8 +696,10 @@ class Engine::Impl : public engine::CompileContext {
       bool in = Eval(s, pid, t, &next);
       Schedule(&s, pid, next);
       if (in == s.members.contains(pid)) continue;
-      if (in) s.members.add(pid);
-      else s.members.remove(pid);
+      if (in)
+        s.members.add(pid);
+      else
+        s.members.remove(pid);
       // A segment reached only because a segment it references changed names that one.
       CauseInfo c = cause;
       for (auto [dep, src] : via_)
@@ -777,7 +791,8 @@ class Engine::Impl : public engine::CompileContext {
     c.cause = cause.cause;
     c.cause_ref = std::string(cause.ref);
     c.event = std::string(cause.event);
-    c.event_time = cause.cause == Cause::kEvent || cause.cause == Cause::kTraits ? cause.event_time : t;
+    c.event_time =
+        cause.cause == Cause::kEvent || cause.cause == Cause::kTraits ? cause.event_time : t;
     c.processed_at = clock_->Now();
     if (listener_) listener_(c);
     if (options_.keep_changes) changes_.push_back(std::move(c));
@@ -806,11 +821,18 @@ class Engine::Impl : public engine::CompileContext {
       store::StoredValue v;
       v.type = f.value.type;
       switch (f.value.type) {
-        case ValueType::kNull: break;
-        case ValueType::kBool: v.b = f.value.b; break;
-        case ValueType::kNumber: v.num = f.value.num; break;
+        case ValueType::kNull:
+          break;
+        case ValueType::kBool:
+          v.b = f.value.b;
+          break;
+        case ValueType::kNumber:
+          v.num = f.value.num;
+          break;
         case ValueType::kString:
-        case ValueType::kList: v.str = store_.strings().Intern(f.value.str); break;
+        case ValueType::kList:
+          v.str = store_.strings().Intern(f.value.str);
+          break;
       }
       props_.push_back(store::PropEntry::Make(key_cache_.Intern(&store_.keys(), f.path), v));
     }
@@ -833,8 +855,10 @@ class Engine::Impl : public engine::CompileContext {
     // Unique keys, the last one wins.
     size_t out = 0;
     for (size_t i = 0; i < props_.size(); ++i) {
-      if (out > 0 && props_[out - 1].key() == props_[i].key()) props_[out - 1] = props_[i];
-      else props_[out++] = props_[i];
+      if (out > 0 && props_[out - 1].key() == props_[i].key())
+        props_[out - 1] = props_[i];
+      else
+        props_[out++] = props_[i];
     }
     props_.resize(out);
   }
@@ -849,8 +873,8 @@ class Engine::Impl : public engine::CompileContext {
   // Mutable: NextDeadline() drops superseded entries from the top.
   mutable std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
   std::vector<uint32_t> touched_;
-  std::vector<uint32_t> queue_;                       // Process() scratch
-  std::vector<std::pair<uint32_t, uint32_t>> via_;    // Process() scratch
+  std::vector<uint32_t> queue_;                     // Process() scratch
+  std::vector<std::pair<uint32_t, uint32_t>> via_;  // Process() scratch
   std::vector<uint64_t> seg_stamp_;
   uint64_t stamp_ = 0;
   size_t compact_at_ = 1'000'000;

@@ -13,8 +13,9 @@ const Millis kT0 = *ParseTime("2026-01-01T00:00:00Z");
 
 std::string Track(const std::string& user, const std::string& event, Millis ts,
                   const std::string& props = "{}") {
-  return fmt::format(R"({{"type":"track","userId":"{}","event":"{}","timestamp":"{}","properties":{}}})",
-                     user, event, FormatTime(ts), props);
+  return fmt::format(
+      R"({{"type":"track","userId":"{}","event":"{}","timestamp":"{}","properties":{}}})", user,
+      event, FormatTime(ts), props);
 }
 
 std::string Identify(const std::string& user, Millis ts, const std::string& traits) {
@@ -89,7 +90,8 @@ TEST_F(EngineTest, CountThresholdDeadlineSkipsIrrelevantExpiries) {
 }
 
 TEST_F(EngineTest, AnEventTouchesOnlyTheSegmentsThatDependOnIt) {
-  for (int i = 0; i < 200; ++i) Create(fmt::format("s{}", i), fmt::format(R"(performed "E{}" within 30d)", i));
+  for (int i = 0; i < 200; ++i)
+    Create(fmt::format("s{}", i), fmt::format(R"(performed "E{}" within 30d)", i));
   Ingest(Track("u1", "E0", kT0 - kHour));  // new profile: no segment is true on an empty profile
   uint64_t before = engine_.Stats().evaluations;
   Ingest(Track("u1", "E7", kT0 - kHour));
@@ -184,7 +186,8 @@ TEST_F(EngineTest, DependentOfATimeChangeNamesTheSegment) {
 }
 
 TEST_F(EngineTest, AbandonmentEntersWhenTheGraceTimePasses) {
-  Create("abandoned", R"(performed "Product Added" within 7d not followed by "Order Completed" within 1h)");
+  Create("abandoned",
+         R"(performed "Product Added" within 7d not followed by "Order Completed" within 1h)");
   Ingest(Track("u1", "Product Added", kT0));
   Ingest(Track("u2", "Product Added", kT0));
   Ingest(Track("u2", "Order Completed", kT0 + 30 * kMinute));

@@ -75,8 +75,8 @@ Window::Window(const rules::TimeRange& r) : from_kind_(r.from.kind), to_kind_(r.
 std::pair<size_t, size_t> Window::Range(const Timeline& tl, Millis t) const {
   Millis lo_ts = Lo(t), hi_ts = Hi(t);
   auto by_ts = [](const Entry& e, Millis x) { return e.ts < x; };
-  size_t lo = lo_ts == kMinTime ? 0
-                                : std::lower_bound(tl.begin(), tl.end(), lo_ts, by_ts) - tl.begin();
+  size_t lo =
+      lo_ts == kMinTime ? 0 : std::lower_bound(tl.begin(), tl.end(), lo_ts, by_ts) - tl.begin();
   size_t hi = std::lower_bound(tl.begin() + lo, tl.end(), hi_ts, by_ts) - tl.begin();
   if (hi < lo) hi = lo;
   return {lo, hi};

@@ -90,8 +90,9 @@ class Window {
 
   // Lowest ts in the window at t (inclusive) and the exclusive upper bound (cut at t).
   Millis Lo(Millis t) const {
-    return from_kind_ == rules::TimeBound::Kind::kNone ? kMinTime
-           : from_kind_ == rules::TimeBound::Kind::kRelative ? t - a_ : a_;
+    return from_kind_ == rules::TimeBound::Kind::kNone       ? kMinTime
+           : from_kind_ == rules::TimeBound::Kind::kRelative ? t - a_
+                                                             : a_;
   }
   Millis Hi(Millis t) const {
     Millis hi = to_kind_ == rules::TimeBound::Kind::kRelative ? t - b_ : t;

@@ -12,12 +12,18 @@ using store::StoredValue;
 
 bool Compare(int order, CmpOp op) {
   switch (op) {
-    case CmpOp::kEq: return order == 0;
-    case CmpOp::kNe: return order != 0;
-    case CmpOp::kLt: return order < 0;
-    case CmpOp::kLe: return order <= 0;
-    case CmpOp::kGt: return order > 0;
-    case CmpOp::kGe: return order >= 0;
+    case CmpOp::kEq:
+      return order == 0;
+    case CmpOp::kNe:
+      return order != 0;
+    case CmpOp::kLt:
+      return order < 0;
+    case CmpOp::kLe:
+      return order <= 0;
+    case CmpOp::kGt:
+      return order > 0;
+    case CmpOp::kGe:
+      return order >= 0;
   }
   return false;
 }
@@ -32,8 +38,10 @@ bool TimeSpec::Contains(Millis x, Millis t, Millis* next) const {
   if (to.kind == rules::TimeBound::Kind::kAbsolute) in = in && x < to.ms;
   if (f.kind == rules::TimeBound::Kind::kRelative) {
     Millis leave = x + f.ms + 1;
-    if (x < t - f.ms) in = false;
-    else if (leave > t && leave < *next) *next = leave;
+    if (x < t - f.ms)
+      in = false;
+    else if (leave > t && leave < *next)
+      *next = leave;
   }
   if (to.kind == rules::TimeBound::Kind::kRelative) {
     Millis enter = x + to.ms + 1;
@@ -72,11 +80,21 @@ size_t ParseJsonString(std::string_view s, size_t i, std::string* out) {
     if (s[i] == '\\' && i + 1 < s.size()) {
       char c = s[++i];
       switch (c) {
-        case 'n': out->push_back('\n'); break;
-        case 't': out->push_back('\t'); break;
-        case 'r': out->push_back('\r'); break;
-        case 'b': out->push_back('\b'); break;
-        case 'f': out->push_back('\f'); break;
+        case 'n':
+          out->push_back('\n');
+          break;
+        case 't':
+          out->push_back('\t');
+          break;
+        case 'r':
+          out->push_back('\r');
+          break;
+        case 'b':
+          out->push_back('\b');
+          break;
+        case 'f':
+          out->push_back('\f');
+          break;
         case 'u': {
           uint32_t cp = 0;
           if (i + 4 < s.size()) {
@@ -95,7 +113,8 @@ size_t ParseJsonString(std::string_view s, size_t i, std::string* out) {
           AppendUtf8(out, cp);
           break;
         }
-        default: out->push_back(c);
+        default:
+          out->push_back(c);
       }
       ++i;
     } else {
@@ -133,7 +152,10 @@ std::vector<ListElement> ParseListElements(std::string_view s) {
   ++i;
   while (i < s.size()) {
     char c = s[i];
-    if (c == ' ' || c == ',' || c == '\n' || c == '\t' || c == '\r') { ++i; continue; }
+    if (c == ' ' || c == ',' || c == '\n' || c == '\t' || c == '\r') {
+      ++i;
+      continue;
+    }
     if (c == ']') break;
     ListElement e;
     if (c == '"') {
@@ -142,9 +164,12 @@ std::vector<ListElement> ParseListElements(std::string_view s) {
     } else if (c == '[' || c == '{') {
       i = SkipNested(s, i);  // stays kNull: equals nothing
     } else if (s.substr(i, 4) == "true") {
-      e.type = ValueType::kBool; e.b = true; i += 4;
+      e.type = ValueType::kBool;
+      e.b = true;
+      i += 4;
     } else if (s.substr(i, 5) == "false") {
-      e.type = ValueType::kBool; i += 5;
+      e.type = ValueType::kBool;
+      i += 5;
     } else if (s.substr(i, 4) == "null") {
       i += 4;
     } else {
@@ -187,15 +212,19 @@ CompiledPred::CompiledPred(const ValuePred& pred, store::Store* store)
 bool CompiledPred::Equal(const StoredValue& v, const CompiledLiteral& l,
                          const store::Store& s) const {
   switch (l.lit.type) {
-    case Literal::Type::kNumber: return v.type == ValueType::kNumber && v.num == l.lit.num;
-    case Literal::Type::kString: return v.type == ValueType::kString && v.str == l.str_id;
-    case Literal::Type::kBool: return v.type == ValueType::kBool && v.b == l.lit.b;
+    case Literal::Type::kNumber:
+      return v.type == ValueType::kNumber && v.num == l.lit.num;
+    case Literal::Type::kString:
+      return v.type == ValueType::kString && v.str == l.str_id;
+    case Literal::Type::kBool:
+      return v.type == ValueType::kBool && v.b == l.lit.b;
     case Literal::Type::kTime: {
       if (v.type != ValueType::kString) return false;
       auto t = ParseTime(s.strings().Get(v.str));
       return t && *t == l.lit.time;
     }
-    case Literal::Type::kNull: return false;
+    case Literal::Type::kNull:
+      return false;
   }
   return false;
 }
@@ -217,17 +246,18 @@ std::optional<int> CompiledPred::Order(const StoredValue& v, const CompiledLiter
       if (!t) return std::nullopt;
       return *t < l.lit.time ? -1 : (*t > l.lit.time ? 1 : 0);
     }
-    default: return std::nullopt;
+    default:
+      return std::nullopt;
   }
 }
 
-bool CompiledPred::Eval(const StoredValue* v, Millis t, const store::Store& s,
-                        Millis* next) const {
+bool CompiledPred::Eval(const StoredValue* v, Millis t, const store::Store& s, Millis* next) const {
   bool present = v != nullptr && v->type != ValueType::kNull;
   if (kind_ == ValuePred::Kind::kMissing) return !present;
   if (!present) return false;
   switch (kind_) {
-    case ValuePred::Kind::kExists: return true;
+    case ValuePred::Kind::kExists:
+      return true;
     case ValuePred::Kind::kCompare: {
       if (op_ == rules::CmpOp::kEq) return Equal(*v, lits_[0], s);
       if (op_ == rules::CmpOp::kNe) return !Equal(*v, lits_[0], s);
@@ -269,7 +299,8 @@ bool CompiledPred::Eval(const StoredValue* v, Millis t, const store::Store& s,
               if (tt && *tt == l.lit.time) return true;
               break;
             }
-            default: break;
+            default:
+              break;
           }
         }
       }
@@ -294,7 +325,8 @@ bool CompiledPred::Eval(const StoredValue* v, Millis t, const store::Store& s,
       if (!x) return false;
       return time_.Contains(*x, t, next);
     }
-    default: return false;
+    default:
+      return false;
   }
 }
 
@@ -317,7 +349,8 @@ bool CompiledFilter::Eval(std::span<const store::PropEntry> props, Millis t,
       for (const CompiledFilter& c : children_)
         if (c.Eval(props, t, s)) return true;
       return false;
-    case rules::PropExpr::Kind::kNot: return !children_[0].Eval(props, t, s);
+    case rules::PropExpr::Kind::kNot:
+      return !children_[0].Eval(props, t, s);
     case rules::PropExpr::Kind::kPred: {
       uint32_t key = pred_->key();
       for (const store::PropEntry& p : props) {

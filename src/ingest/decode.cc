@@ -41,13 +41,27 @@ void AppendJsonString(std::string* out, std::string_view s) {
     out->append(s.data() + run, i - run);
     run = i + 1;
     switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\b': out->append("\\b"); break;
-      case '\f': out->append("\\f"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
+      case '"':
+        out->append("\\\"");
+        break;
+      case '\\':
+        out->append("\\\\");
+        break;
+      case '\b':
+        out->append("\\b");
+        break;
+      case '\f':
+        out->append("\\f");
+        break;
+      case '\n':
+        out->append("\\n");
+        break;
+      case '\r':
+        out->append("\\r");
+        break;
+      case '\t':
+        out->append("\\t");
+        break;
       default:
         out->append("\\u00");
         out->push_back(kHex[c >> 4]);
@@ -79,7 +93,8 @@ Status FieldError(std::string_view field, std::string_view what) {
 }
 
 std::string_view TrimRight(std::string_view s) {
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r'))
+  while (!s.empty() &&
+         (s.back() == ' ' || s.back() == '\t' || s.back() == '\n' || s.back() == '\r'))
     s.remove_suffix(1);
   return s;
 }
@@ -204,7 +219,7 @@ class FieldSink {
 
   std::vector<Field>* v_ = nullptr;
   size_t n_ = 0;
-  uint64_t seen_ = 0;  // PathBit of each path in v_[0, n_), while not indexed_
+  uint64_t seen_ = 0;            // PathBit of each path in v_[0, n_), while not indexed_
   std::vector<uint32_t> index_;  // open addressing; 1 + index into *v_, 0 = empty
   bool indexed_ = false;
 };
@@ -215,10 +230,14 @@ simdjson::error_code ScalarError(simdjson::error_code e, od::value& v) {
   if (e != simdjson::INCORRECT_TYPE) return e;
   std::string_view raw = v.raw_json_token();
   switch (raw.empty() ? '\0' : raw[0]) {
-    case 't': return simdjson::T_ATOM_ERROR;
-    case 'f': return simdjson::F_ATOM_ERROR;
-    case 'n': return simdjson::N_ATOM_ERROR;
-    default: return simdjson::NUMBER_ERROR;
+    case 't':
+      return simdjson::T_ATOM_ERROR;
+    case 'f':
+      return simdjson::F_ATOM_ERROR;
+    case 'n':
+      return simdjson::N_ATOM_ERROR;
+    default:
+      return simdjson::NUMBER_ERROR;
   }
 }
 
@@ -250,7 +269,6 @@ struct Text {
   bool present = false;
   std::string_view text;
 };
-
 
 // ---------------------------------------------------------------------------------------------
 // The fast path: a hand-written scanner for the common message, tried before simdjson.
@@ -317,8 +335,9 @@ inline const char* ScanString(const char* p, const char* end) {
     for (;;) {
       if (p >= end) return nullptr;
       __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-      __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)),
-                                 _mm_cmplt_epi8(x, space));
+      __m128i hit =
+          _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)),
+                       _mm_cmplt_epi8(x, space));
       unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(hit));
       if (mask != 0) {
         p += __builtin_ctz(mask);
@@ -349,8 +368,21 @@ inline bool IsDigit(char c) { return static_cast<unsigned>(c - '0') <= 9; }
 
 // The top-level members the decoder reads.
 enum class RootKey : uint8_t {
-  kUnknown, kType, kName, kEvent, kUserId, kTraits, kSentAt, kGroupId, kContext, kMessageId,
-  kTimestamp, kProperties, kPreviousId, kAnonymousId, kOriginalTimestamp
+  kUnknown,
+  kType,
+  kName,
+  kEvent,
+  kUserId,
+  kTraits,
+  kSentAt,
+  kGroupId,
+  kContext,
+  kMessageId,
+  kTimestamp,
+  kProperties,
+  kPreviousId,
+  kAnonymousId,
+  kOriginalTimestamp
 };
 
 // The key at `k` (after its opening quote): sets *end to its closing quote and returns which one
@@ -474,9 +506,12 @@ const char* SkipValue(const char* p, const char* end, size_t depth) {
     case '"':
       p = ScanString(p + 1, end);
       return p == nullptr ? nullptr : p + 1;
-    case 't': return ScanLiteral(p, end, "true");
-    case 'f': return ScanLiteral(p, end, "false");
-    case 'n': return ScanLiteral(p, end, "null");
+    case 't':
+      return ScanLiteral(p, end, "true");
+    case 'f':
+      return ScanLiteral(p, end, "false");
+    case 'n':
+      return ScanLiteral(p, end, "null");
     case '{':
     case '[': {
       if (depth + 1 > kFastMaxDepth) return nullptr;
@@ -548,18 +583,30 @@ struct Decoder::Impl {
   // The Text a top-level member fills, or nullptr.
   Text* RootText(RootKey key) {
     switch (key) {
-      case RootKey::kType: return &type;
-      case RootKey::kName: return &name;
-      case RootKey::kEvent: return &event;
-      case RootKey::kUserId: return &user_id;
-      case RootKey::kSentAt: return &sent_at;
-      case RootKey::kGroupId: return &group_id;
-      case RootKey::kMessageId: return &message_id;
-      case RootKey::kTimestamp: return &timestamp;
-      case RootKey::kPreviousId: return &previous_id;
-      case RootKey::kAnonymousId: return &anonymous_id;
-      case RootKey::kOriginalTimestamp: return &original_timestamp;
-      default: return nullptr;
+      case RootKey::kType:
+        return &type;
+      case RootKey::kName:
+        return &name;
+      case RootKey::kEvent:
+        return &event;
+      case RootKey::kUserId:
+        return &user_id;
+      case RootKey::kSentAt:
+        return &sent_at;
+      case RootKey::kGroupId:
+        return &group_id;
+      case RootKey::kMessageId:
+        return &message_id;
+      case RootKey::kTimestamp:
+        return &timestamp;
+      case RootKey::kPreviousId:
+        return &previous_id;
+      case RootKey::kAnonymousId:
+        return &anonymous_id;
+      case RootKey::kOriginalTimestamp:
+        return &original_timestamp;
+      default:
+        return nullptr;
     }
   }
   // Resets the state that ReadRoot and FastParse fill.
@@ -658,8 +705,7 @@ Status Decoder::Impl::DepthError() {
   return FieldError(f, "nested deeper than 32 levels");
 }
 
-Status Decoder::Impl::ReadText(od::value v, std::string_view field, bool allow_number,
-                               Text* out) {
+Status Decoder::Impl::ReadText(od::value v, std::string_view field, bool allow_number, Text* out) {
   field_name = field;
   od::json_type t;
   if (auto e = v.type().get(t)) return JsonError(e);
@@ -673,7 +719,8 @@ Status Decoder::Impl::ReadText(od::value v, std::string_view field, bool allow_n
       if (allow_number) {
         std::string_view raw = TrimRight(v.raw_json_token());
         double d;
-        if (auto e = v.get_double().get(d)) return JsonError(ScalarError(e, v));  // validates the token
+        if (auto e = v.get_double().get(d))
+          return JsonError(ScalarError(e, v));  // validates the token
         out->text = raw;
         out->present = true;
         return Status::Ok();
@@ -852,7 +899,8 @@ Status Decoder::Impl::Serialize(od::value v, size_t depth) {
     case od::json_type::number: {
       std::string_view raw = TrimRight(v.raw_json_token());
       double d;
-      if (auto e = v.get_double().get(d)) return JsonError(ScalarError(e, v));  // validates the token
+      if (auto e = v.get_double().get(d))
+        return JsonError(ScalarError(e, v));  // validates the token
       list.append(raw);
       return Status::Ok();
     }
@@ -981,8 +1029,7 @@ void Decoder::Impl::ResetFields() {
 }
 
 // As ReadText, for a value at `p`; returns its end or nullptr.
-const char* Decoder::Impl::FastText(const char* p, const char* end, bool allow_number,
-                                    Text* out) {
+const char* Decoder::Impl::FastText(const char* p, const char* end, bool allow_number, Text* out) {
   if (*p == '"') {
     const char* q = ScanString(p + 1, end);
     if (q == nullptr) return nullptr;
@@ -1161,25 +1208,51 @@ bool Decoder::Impl::FastParse() {
         ++next;
       } else {
         switch (key) {
-          case RootKey::kType: next = FastText(p, end, false, &type); break;
-          case RootKey::kName: next = FastText(p, end, false, &name); break;
-          case RootKey::kEvent: next = FastText(p, end, false, &event); break;
-          case RootKey::kUserId: next = FastText(p, end, true, &user_id); break;
-          case RootKey::kTraits: next = FastObject(p, end, &traits, &has_traits); break;
-          case RootKey::kSentAt: next = FastText(p, end, false, &sent_at); break;
-          case RootKey::kGroupId: next = FastText(p, end, true, &group_id); break;
-          case RootKey::kContext: next = FastContext(p, end); break;
-          case RootKey::kMessageId: next = FastText(p, end, true, &message_id); break;
-          case RootKey::kTimestamp: next = FastText(p, end, false, &timestamp); break;
+          case RootKey::kType:
+            next = FastText(p, end, false, &type);
+            break;
+          case RootKey::kName:
+            next = FastText(p, end, false, &name);
+            break;
+          case RootKey::kEvent:
+            next = FastText(p, end, false, &event);
+            break;
+          case RootKey::kUserId:
+            next = FastText(p, end, true, &user_id);
+            break;
+          case RootKey::kTraits:
+            next = FastObject(p, end, &traits, &has_traits);
+            break;
+          case RootKey::kSentAt:
+            next = FastText(p, end, false, &sent_at);
+            break;
+          case RootKey::kGroupId:
+            next = FastText(p, end, true, &group_id);
+            break;
+          case RootKey::kContext:
+            next = FastContext(p, end);
+            break;
+          case RootKey::kMessageId:
+            next = FastText(p, end, true, &message_id);
+            break;
+          case RootKey::kTimestamp:
+            next = FastText(p, end, false, &timestamp);
+            break;
           case RootKey::kProperties:
             next = FastObject(p, end, &properties, &has_properties);
             break;
-          case RootKey::kPreviousId: next = FastText(p, end, true, &previous_id); break;
-          case RootKey::kAnonymousId: next = FastText(p, end, true, &anonymous_id); break;
+          case RootKey::kPreviousId:
+            next = FastText(p, end, true, &previous_id);
+            break;
+          case RootKey::kAnonymousId:
+            next = FastText(p, end, true, &anonymous_id);
+            break;
           case RootKey::kOriginalTimestamp:
             next = FastText(p, end, false, &original_timestamp);
             break;
-          case RootKey::kUnknown: next = SkipValue(p, end, 1); break;
+          case RootKey::kUnknown:
+            next = SkipValue(p, end, 1);
+            break;
         }
       }
       if (next == nullptr) return false;
@@ -1240,7 +1313,8 @@ Status Decoder::Impl::Decode(const char* data, size_t len, size_t capacity,
     if (auto e = doc.get_object().get(root)) return JsonError(e);
     SHOAL_RETURN_IF_ERROR(ReadRoot(root));
     const char* rest = nullptr;
-    if (doc.current_location().get(rest) == simdjson::SUCCESS) return JsonError(simdjson::TRAILING_CONTENT);
+    if (doc.current_location().get(rest) == simdjson::SUCCESS)
+      return JsonError(simdjson::TRAILING_CONTENT);
     return Status::Ok();
   }();
   if (!st.ok()) {
@@ -1326,8 +1400,8 @@ Status Decoder::Impl::Decode(const char* data, size_t len, size_t capacity,
   }
   if (out->group_id.empty()) Assign(&out->group_id, context_group_id.text);
 
-  const bool keeps_properties = *mt == MessageType::kTrack || *mt == MessageType::kPage ||
-                                *mt == MessageType::kScreen;
+  const bool keeps_properties =
+      *mt == MessageType::kTrack || *mt == MessageType::kPage || *mt == MessageType::kScreen;
   if (keeps_properties) {
     properties.Finish(&spare);
   } else {

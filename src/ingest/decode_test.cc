@@ -3,8 +3,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "ingest/decode_internal.h"
-
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -12,6 +10,8 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#include "ingest/decode_internal.h"
 
 // Counts heap allocations, to check that a warm Decoder allocates nothing per message. Not under
 // ASan, which has its own operator new.
@@ -132,8 +132,9 @@ TEST_F(DecodeTest, ScreenWithoutName) {
 }
 
 TEST_F(DecodeTest, Group) {
-  Message m = Ok(R"({"type":"group","userId":"u3","groupId":"a1754","traits":{"industry":)"
-                 R"("Healthcare","employees":5,"arr":4548.41},"timestamp":"2026-08-03T00:00:00Z"})");
+  Message m =
+      Ok(R"({"type":"group","userId":"u3","groupId":"a1754","traits":{"industry":)"
+         R"("Healthcare","employees":5,"arr":4548.41},"timestamp":"2026-08-03T00:00:00Z"})");
   EXPECT_EQ(m.type, MessageType::kGroup);
   EXPECT_EQ(m.group_id, "a1754");
   ASSERT_EQ(m.traits.size(), 3u);
@@ -141,7 +142,8 @@ TEST_F(DecodeTest, Group) {
 }
 
 TEST_F(DecodeTest, Alias) {
-  Message m = Ok(R"({"type":"alias","userId":"u1","previousId":"anon-7","timestamp":"2026-08-03"})");
+  Message m =
+      Ok(R"({"type":"alias","userId":"u1","previousId":"anon-7","timestamp":"2026-08-03"})");
   EXPECT_EQ(m.type, MessageType::kAlias);
   EXPECT_EQ(m.previous_id, "anon-7");
 }
@@ -232,11 +234,13 @@ TEST_F(DecodeTest, EscapedKeysAndValues) {
 }
 
 TEST_F(DecodeTest, Lists) {
-  Message m = Ok(R"({"type":"track","event":"E","userId":"u1","properties":{)"
-                 R"("tags":["a", "b\"q", 1.50, -2e3, true, null, [], {}, [1,[2]], {"k":"v", "n":{"x":[0]}}],)"
-                 R"("empty":[], "ctl":["\u0001\t"], "big":[123456789012345678901234567890]}})");
-  EXPECT_EQ(*Find(m.properties, "tags"),
-            Value::List(R"(["a","b\"q",1.50,-2e3,true,null,[],{},[1,[2]],{"k":"v","n":{"x":[0]}}])"));
+  Message m = Ok(
+      R"({"type":"track","event":"E","userId":"u1","properties":{)"
+      R"("tags":["a", "b\"q", 1.50, -2e3, true, null, [], {}, [1,[2]], {"k":"v", "n":{"x":[0]}}],)"
+      R"("empty":[], "ctl":["\u0001\t"], "big":[123456789012345678901234567890]}})");
+  EXPECT_EQ(
+      *Find(m.properties, "tags"),
+      Value::List(R"(["a","b\"q",1.50,-2e3,true,null,[],{},[1,[2]],{"k":"v","n":{"x":[0]}}])"));
   EXPECT_EQ(*Find(m.properties, "empty"), Value::List("[]"));
   EXPECT_EQ(*Find(m.properties, "ctl"), Value::List(R"(["\u0001\t"])"));
   EXPECT_EQ(*Find(m.properties, "big"), Value::List("[123456789012345678901234567890]"));
@@ -334,7 +338,8 @@ TEST_F(DecodeTest, MissingTimestamp) {
   m = Ok(R"({"type":"identify","userId":"u1","originalTimestamp":"2026-08-03"})", opts);
   EXPECT_EQ(m.timestamp, kT0);
   m = Ok(R"({"type":"identify","userId":"u1","originalTimestamp":"2026-08-03",)"
-         R"("timestamp":"2026-08-04"})", opts);
+         R"("timestamp":"2026-08-04"})",
+         opts);
   EXPECT_EQ(m.timestamp, kT0 + kDay);
   // sentAt without a timestamp does not move received_at.
   m = Ok(R"({"type":"identify","userId":"u1","sentAt":"2026-08-03"})", opts);
@@ -358,20 +363,21 @@ TEST_F(DecodeTest, SentAtSkewCorrection) {
   // Extreme received_at saturates instead of overflowing.
   opts.received_at = INT64_MAX;
   m = Ok(R"({"type":"track","event":"E","userId":"u1",)"
-         R"("timestamp":"9999-12-31","sentAt":"0000-01-01"})", opts);
+         R"("timestamp":"9999-12-31","sentAt":"0000-01-01"})",
+         opts);
   EXPECT_EQ(m.timestamp, kMaxTime);
 }
 
 TEST_F(DecodeTest, ErrorMessages) {
   EXPECT_EQ(Err(R"({"userId":"u1"})"), "field 'type': required");
-  EXPECT_EQ(Err(R"({"type":"jump","userId":"u1"})"), R"(field 'type': unknown message type "jump")");
+  EXPECT_EQ(Err(R"({"type":"jump","userId":"u1"})"),
+            R"(field 'type': unknown message type "jump")");
   EXPECT_EQ(Err(R"({"type":"tr\"ack","userId":"u1"})"),
             R"(field 'type': unknown message type "tr\"ack")");
   EXPECT_EQ(Err(R"({"type":7,"userId":"u1"})"), "field 'type': expected a string");
   DecodeOptions bad_default;
   bad_default.default_type = "nope";
-  EXPECT_EQ(Err(R"({"userId":"u1"})", bad_default),
-            R"(field 'type': unknown message type "nope")");
+  EXPECT_EQ(Err(R"({"userId":"u1"})", bad_default), R"(field 'type': unknown message type "nope")");
   EXPECT_EQ(Err(R"({"type":"track","event":"E"})"),
             "field 'userId': a userId or anonymousId is required");
   EXPECT_EQ(Err(R"({"type":"track","event":"E","userId":"","anonymousId":""})"),
@@ -455,7 +461,8 @@ TEST_F(DecodeTest, SizeLimit) {
 
 TEST_F(DecodeTest, InPlaceAndCopiedGiveTheSameResult) {
   std::vector<std::string> lines = {
-      std::string(kSampleIdentify), std::string(kSampleTrack),
+      std::string(kSampleIdentify),
+      std::string(kSampleTrack),
       R"({"type":"page","userId":"u1","name":"P","properties":{"l":[1,"x",{"a":[]}],"o":{"p":null}}})",
       R"({"type":"identify","userId":"u1","traits":{"a":1},"junk"})",
       R"({"type":"identify","userId":"u1"} trailing)",
@@ -493,8 +500,9 @@ TEST_F(DecodeTest, InPlaceWithNextLineAsPadding) {
   ASSERT_TRUE(decoder_.Decode(buf.data(), kSampleTrack.size(), buf.size(), {}, &m).ok());
   EXPECT_EQ(m.event, "Order Completed");
   const char* second = buf.data() + kSampleTrack.size() + 1;
-  ASSERT_TRUE(decoder_.Decode(second, kSampleIdentify.size(), buf.size() - kSampleTrack.size() - 1,
-                              {}, &m).ok());
+  ASSERT_TRUE(
+      decoder_.Decode(second, kSampleIdentify.size(), buf.size() - kSampleTrack.size() - 1, {}, &m)
+          .ok());
   EXPECT_EQ(m.type, MessageType::kIdentify);
   EXPECT_EQ(m.traits.size(), 7u);
 }
@@ -512,8 +520,10 @@ TEST_F(DecodeTest, ReuseAcrossMessages) {
   EXPECT_TRUE(m.traits.empty());
   EXPECT_EQ(m.properties.size(), 4u);
   EXPECT_EQ(m.group_id, "");
-  ASSERT_TRUE(d.Decode(R"({"type":"track","event":"X","anonymousId":"a","properties":{"total":"s"}})",
-                       opts, &m).ok());
+  ASSERT_TRUE(
+      d.Decode(R"({"type":"track","event":"X","anonymousId":"a","properties":{"total":"s"}})", opts,
+               &m)
+          .ok());
   EXPECT_EQ(m.user_id, "");
   EXPECT_EQ(m.message_id, "");
   EXPECT_EQ(m.timestamp, 1);
@@ -521,10 +531,12 @@ TEST_F(DecodeTest, ReuseAcrossMessages) {
   EXPECT_EQ(m.properties[0].path, "total");
   EXPECT_EQ(m.properties[0].value, Value::String("s"));
   // An error in between does not disturb the next message.
-  EXPECT_FALSE(d.Decode(R"({"type":"track","event":"X","userId":"u","properties":{"a":1,"b":[}})",
-                        opts, &m).ok());
-  ASSERT_TRUE(d.Decode(R"({"type":"identify","userId":"u9","context":{"traits":{"k":[1]}}})",
-                       opts, &m).ok());
+  EXPECT_FALSE(
+      d.Decode(R"({"type":"track","event":"X","userId":"u","properties":{"a":1,"b":[}})", opts, &m)
+          .ok());
+  ASSERT_TRUE(
+      d.Decode(R"({"type":"identify","userId":"u9","context":{"traits":{"k":[1]}}})", opts, &m)
+          .ok());
   EXPECT_TRUE(m.properties.empty());
   ASSERT_EQ(m.traits.size(), 1u);
   EXPECT_EQ(m.traits[0].value, Value::List("[1]"));
@@ -582,8 +594,8 @@ class FastPathTest : public DecodeTest {
     Decoder d;
     Result r;
     std::string buf = line + std::string(kPadding, '1');
-    r.status = d.Decode(buf.data(), line.size(), in_place ? buf.size() : line.size(), opts,
-                        &r.message);
+    r.status =
+        d.Decode(buf.data(), line.size(), in_place ? buf.size() : line.size(), opts, &r.message);
     internal::SetFastPathForTesting(true);
     return r;
   }
@@ -626,8 +638,11 @@ class FastPathTest : public DecodeTest {
 
 TEST_F(FastPathTest, SameResultAsSimdjson) {
   const std::vector<std::string> lines = {
-      std::string(kSampleIdentify), std::string(kSampleTrack),
-      R"({})", R"( { } )", "\t{\r\n\"type\" : \"track\" ,\n\"userId\":\"u1\" , \"event\" :\"E\" }\n ",
+      std::string(kSampleIdentify),
+      std::string(kSampleTrack),
+      R"({})",
+      R"( { } )",
+      "\t{\r\n\"type\" : \"track\" ,\n\"userId\":\"u1\" , \"event\" :\"E\" }\n ",
       R"({"type":"track","userId":"u1","event":"E","properties":{}})",
       R"({"type":"track","userId":"u1","event":"E","properties":null})",
       R"({"type":"track","userId":"u1","event":"E","properties":{"a":{"b":{"c":1}},"a.b":2,"":3}})",
@@ -667,7 +682,8 @@ TEST_F(FastPathTest, SameResultAsSimdjson) {
       R"({"typ\u0065":"track","userId":"u\"1","event":"E\\","properties":{"k\n":"v\u00e9"}})",
       R"({"type":"tr\qck","userId":"u1"})",
       // Bytes: valid and invalid UTF-8, control characters.
-      "{\"type\":\"track\",\"userId\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\",\"event\":\"\xef\xbf\xbf\"}",
+      "{\"type\":\"track\",\"userId\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\",\"event\":"
+      "\"\xef\xbf\xbf\"}",
       "{\"type\":\"track\",\"userId\":\"u\xc0\x80\",\"event\":\"E\"}",
       "{\"type\":\"track\",\"userId\":\"u\xed\xa0\x80\",\"event\":\"E\"}",
       "{\"type\":\"track\",\"userId\":\"u\xf4\x90\x80\x80\",\"event\":\"E\"}",
@@ -684,17 +700,40 @@ TEST_F(FastPathTest, SameResultAsSimdjson) {
       R"({"type":"track","userId":"u1","event":"E)",
       R"({"type":"track","userId":"u1","event")",
       R"({"type":"track","userId":"u1","event":})",
-      R"([{"type":"track"}])", R"("str")", "", " ", "{", "}", "{\"",
+      R"([{"type":"track"}])",
+      R"("str")",
+      "",
+      " ",
+      "{",
+      "}",
+      "{\"",
   };
   for (const std::string& line : lines) ExpectSamePaths(line);
 
   // Numbers, one a message (one the fast path leaves to simdjson sends the whole message there):
   // at and beyond the exact fast conversion.
-  for (const char* n : {"-0", "0", "0.1", "-0.0", "1e22", "1e23", "1E+2", "1e-22", "2.5e-23",
-                        "9007199254740991", "9007199254740992", "9007199254740993",
-                        "1234567890123456789", "12345678901234567890", "0.0000000000000000001",
-                        "123456789012345678901234", "1.7976931348623157e308", "4.9e-324",
-                        "4548.41", "-82.37", "1e0000000000000000000001", "3.0e-0"}) {
+  for (const char* n : {"-0",
+                        "0",
+                        "0.1",
+                        "-0.0",
+                        "1e22",
+                        "1e23",
+                        "1E+2",
+                        "1e-22",
+                        "2.5e-23",
+                        "9007199254740991",
+                        "9007199254740992",
+                        "9007199254740993",
+                        "1234567890123456789",
+                        "12345678901234567890",
+                        "0.0000000000000000001",
+                        "123456789012345678901234",
+                        "1.7976931348623157e308",
+                        "4.9e-324",
+                        "4548.41",
+                        "-82.37",
+                        "1e0000000000000000000001",
+                        "3.0e-0"}) {
     ExpectSamePaths(std::string(R"({"type":"track","userId":"u1","event":"E","properties":{"a":)") +
                     n + "}}");
     ExpectSamePaths(std::string(R"({"type":"track","event":"E","userId":)") + n + "}");
@@ -732,9 +771,15 @@ TEST_F(FastPathTest, SameResultOnMutatedMessages) {
       const size_t at = rng() % line.size();
       const char c = alphabet[rng() % alphabet.size()];
       switch (rng() % 3) {
-        case 0: line[at] = c; break;
-        case 1: line.insert(line.begin() + static_cast<std::ptrdiff_t>(at), c); break;
-        default: line.erase(at, 1); break;
+        case 0:
+          line[at] = c;
+          break;
+        case 1:
+          line.insert(line.begin() + static_cast<std::ptrdiff_t>(at), c);
+          break;
+        default:
+          line.erase(at, 1);
+          break;
       }
     }
     ExpectSamePaths(line);

@@ -51,9 +51,12 @@ struct TimeBound {
   // The instant this bound denotes at `now`; `unbounded` when kNone.
   Millis Resolve(Millis now, Millis unbounded) const {
     switch (kind) {
-      case Kind::kNone: return unbounded;
-      case Kind::kRelative: return now - ms;
-      case Kind::kAbsolute: return ms;
+      case Kind::kNone:
+        return unbounded;
+      case Kind::kRelative:
+        return now - ms;
+      case Kind::kAbsolute:
+        return ms;
     }
     return unbounded;
   }
@@ -103,8 +106,7 @@ struct ValuePred {
   SourcePos pos;
 
   bool operator==(const ValuePred& o) const {  // positions are not part of the meaning
-    return kind == o.kind && path == o.path && op == o.op && values == o.values &&
-           time == o.time;
+    return kind == o.kind && path == o.path && op == o.op && values == o.values && time == o.time;
   }
 };
 
@@ -221,8 +223,7 @@ struct BucketCond {
 };
 
 using Leaf = std::variant<TraitCond, TraitHistoryCond, CountCond, AggCond, FirstLastCond,
-                          LastEventCond, SequenceCond, NotFollowedCond, SegmentRefCond,
-                          BucketCond>;
+                          LastEventCond, SequenceCond, NotFollowedCond, SegmentRefCond, BucketCond>;
 
 // A segment definition: a boolean tree of leaf conditions.
 struct Expr {

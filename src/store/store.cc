@@ -38,11 +38,18 @@ PropEntry PropEntry::Make(uint32_t key, const StoredValue& v) {
   e.key_type = (key & 0xFFFFFF) | (static_cast<uint32_t>(v.type) << 24);
   uint64_t bits = 0;
   switch (v.type) {
-    case ValueType::kNull: break;
-    case ValueType::kBool: bits = v.b; break;
-    case ValueType::kNumber: std::memcpy(&bits, &v.num, 8); break;
+    case ValueType::kNull:
+      break;
+    case ValueType::kBool:
+      bits = v.b;
+      break;
+    case ValueType::kNumber:
+      std::memcpy(&bits, &v.num, 8);
+      break;
     case ValueType::kString:
-    case ValueType::kList: bits = v.str; break;
+    case ValueType::kList:
+      bits = v.str;
+      break;
   }
   std::memcpy(e.payload, &bits, 8);
   return e;
@@ -54,11 +61,18 @@ StoredValue PropEntry::value() const {
   uint64_t bits;
   std::memcpy(&bits, payload, 8);
   switch (v.type) {
-    case ValueType::kNull: break;
-    case ValueType::kBool: v.b = bits != 0; break;
-    case ValueType::kNumber: std::memcpy(&v.num, &bits, 8); break;
+    case ValueType::kNull:
+      break;
+    case ValueType::kBool:
+      v.b = bits != 0;
+      break;
+    case ValueType::kNumber:
+      std::memcpy(&v.num, &bits, 8);
+      break;
     case ValueType::kString:
-    case ValueType::kList: v.str = static_cast<uint32_t>(bits); break;
+    case ValueType::kList:
+      v.str = static_cast<uint32_t>(bits);
+      break;
   }
   return v;
 }
@@ -92,9 +106,9 @@ std::optional<StoredValue> Store::Find(size_t i, uint32_t key) const {
 }
 
 size_t Store::MemoryBytes() const {
-  return strings_.MemoryBytes() + profiles_.MemoryBytes() + keys_.MemoryBytes() + ts_.MemoryBytes() +
-         profile_.MemoryBytes() + name_.MemoryBytes() + props_begin_.MemoryBytes() +
-         props_.MemoryBytes();
+  return strings_.MemoryBytes() + profiles_.MemoryBytes() + keys_.MemoryBytes() +
+         ts_.MemoryBytes() + profile_.MemoryBytes() + name_.MemoryBytes() +
+         props_begin_.MemoryBytes() + props_.MemoryBytes();
 }
 
 }  // namespace shoal::store

@@ -61,10 +61,14 @@ struct StoredValue {
   bool operator==(const StoredValue& o) const {
     if (type != o.type) return false;
     switch (type) {
-      case ValueType::kNull: return true;
-      case ValueType::kBool: return b == o.b;
-      case ValueType::kNumber: return num == o.num;
-      default: return str == o.str;
+      case ValueType::kNull:
+        return true;
+      case ValueType::kBool:
+        return b == o.b;
+      case ValueType::kNumber:
+        return num == o.num;
+      default:
+        return str == o.str;
     }
   }
 };
@@ -87,7 +91,8 @@ template <typename T, size_t kChunkBits = 16>
 class ChunkedVector {
  public:
   void push_back(const T& v) {
-    if ((size_ & kMask) == 0) chunks_.push_back(std::make_unique_for_overwrite<T[]>(kChunk));  // no zero fill
+    if ((size_ & kMask) == 0)
+      chunks_.push_back(std::make_unique_for_overwrite<T[]>(kChunk));  // no zero fill
     chunks_.back()[size_ & kMask] = v;
     ++size_;
   }

@@ -35,11 +35,13 @@ struct PeerSegment {
 const PeerSegment kPeerSegments[] = {
     {"s1", R"(performed "Order Completed" within 30d and performed "Email Clicked" within 30d)"},
     {"s2", R"(performed "Product Added" within 1d not followed by "Order Completed")"},
-    {"s3", R"(performed "Flight Booked" where destination = "Lisbon" and did not perform "Trip Taken" within 180d)"},
+    {"s3",
+     R"(performed "Flight Booked" where destination = "Lisbon" and did not perform "Trip Taken" within 180d)"},
     {"s4", R"(performed "Savings Opened" and did not perform "Transfer Set Up")"},
     {"s5", R"(sum(total) of "Order Completed" within 90d > 500)"},
     {"s6", R"(country in ("DE", "FR") and plan = "pro" and age between 25 and 40)"},
-    {"s8", R"(performed "Login" at least 5 times between 90d ago and 30d ago and did not perform "Login" within 30d)"},
+    {"s8",
+     R"(performed "Login" at least 5 times between 90d ago and 30d ago and did not perform "Login" within 30d)"},
 };
 
 double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
@@ -193,15 +195,16 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
       auto t1 = std::chrono::steady_clock::now();
       auto r = engine.CreateSegment(s.id, s.definition);
       if (!r.ok()) return 1;
-      each += fmt::format(" {} {:.1f} ms", s.id, 1e3 * Seconds(t1, std::chrono::steady_clock::now()));
+      each +=
+          fmt::format(" {} {:.1f} ms", s.id, 1e3 * Seconds(t1, std::chrono::steady_clock::now()));
     }
     backfill = Seconds(t0, std::chrono::steady_clock::now());
     fmt::print(stderr, "backfill per segment:{}\n", each);
     for (size_t i = 0; i < counts.size(); ++i) {
       auto n = engine.Count(counts[i].first);
       if (!n.ok() || *n != counts[i].second) {
-        fmt::print(stderr, "backfill of {} gave {} members, the live replay {}\n",
-                   counts[i].first, n.ok() ? *n : 0, counts[i].second);
+        fmt::print(stderr, "backfill of {} gave {} members, the live replay {}\n", counts[i].first,
+                   n.ok() ? *n : 0, counts[i].second);
         return 1;
       }
     }
@@ -210,7 +213,8 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
   }
 
   std::string seg_json;
-  for (const auto& [id, n] : counts) seg_json += fmt::format("{}\"{}\":{}", seg_json.empty() ? "" : ",", id, n);
+  for (const auto& [id, n] : counts)
+    seg_json += fmt::format("{}\"{}\":{}", seg_json.empty() ? "" : ",", id, n);
   fmt::print(
       "{{\"events\":{},\"errors\":{},\"seconds\":{:.3f},\"events_per_s\":{:.0f},"
       "\"ingest_only_seconds\":{:.3f},\"backfill_seconds\":{:.4f},\"peak_rss_mb\":{:.0f},"

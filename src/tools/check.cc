@@ -24,7 +24,8 @@ bool CheckOne(const std::string& label, const std::string& text) {
 }  // namespace
 
 void AddCheckCommand(CLI::App& app) {
-  auto* check = app.add_subcommand("check", "Parse segment definitions and print their canonical form");
+  auto* check =
+      app.add_subcommand("check", "Parse segment definitions and print their canonical form");
   auto files = std::make_shared<std::vector<std::string>>();
   check->add_option("FILE", *files, "files with one definition each (default: standard input)");
   check->callback([files] {
