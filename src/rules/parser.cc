@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <regex>
+#include <type_traits>
 #include <utility>
 
 #include "rules/lexer.h"
@@ -164,48 +165,38 @@ class Parser {
     }
   }
 
-  // expr := and_expr ("or" and_expr)*
-  Status ParseExpr(Expr* out) {
-    Expr first;
-    SHOAL_RETURN_IF_ERROR(ParseAnd(&first));
-    if (!AtWord("or")) {
+  // chain := operand (word operand)*: one node of `kind` (flattened, see Append) when the word
+  // occurs, else the operand itself. Shared by the segment and the property-filter grammars.
+  template <typename Node>
+  Status ParseChain(const char* word, typename Node::Kind kind, Status (Parser::*operand)(Node*),
+                    Node* out) {
+    Node first;
+    SHOAL_RETURN_IF_ERROR((this->*operand)(&first));
+    if (!AtWord(word)) {
       *out = std::move(first);
       return Status::Ok();
     }
-    Expr e;
-    e.kind = Expr::Kind::kOr;
-    e.pos = first.pos;
+    Node e;
+    e.kind = kind;
+    if constexpr (std::is_same_v<Node, Expr>) e.pos = first.pos;
     Append(&e, std::move(first));
-    while (AtWord("or")) {
+    while (AtWord(word)) {
       Advance();
-      Expr c;
-      SHOAL_RETURN_IF_ERROR(ParseAnd(&c));
+      Node c;
+      SHOAL_RETURN_IF_ERROR((this->*operand)(&c));
       Append(&e, std::move(c));
     }
     *out = std::move(e);
     return Status::Ok();
   }
 
+  // expr := and_expr ("or" and_expr)*
+  Status ParseExpr(Expr* out) {
+    return ParseChain<Expr>("or", Expr::Kind::kOr, &Parser::ParseAnd, out);
+  }
   // and_expr := unary ("and" unary)*
   Status ParseAnd(Expr* out) {
-    Expr first;
-    SHOAL_RETURN_IF_ERROR(ParseUnary(&first));
-    if (!AtWord("and")) {
-      *out = std::move(first);
-      return Status::Ok();
-    }
-    Expr e;
-    e.kind = Expr::Kind::kAnd;
-    e.pos = first.pos;
-    Append(&e, std::move(first));
-    while (AtWord("and")) {
-      Advance();
-      Expr c;
-      SHOAL_RETURN_IF_ERROR(ParseUnary(&c));
-      Append(&e, std::move(c));
-    }
-    *out = std::move(e);
-    return Status::Ok();
+    return ParseChain<Expr>("and", Expr::Kind::kAnd, &Parser::ParseUnary, out);
   }
 
   // unary := "not" unary | "(" expr ")" | condition
@@ -240,44 +231,11 @@ class Parser {
 
   // prop_expr := prop_and ("or" prop_and)*
   Status ParsePropExpr(PropExpr* out) {
-    PropExpr first;
-    SHOAL_RETURN_IF_ERROR(ParsePropAnd(&first));
-    if (!AtWord("or")) {
-      *out = std::move(first);
-      return Status::Ok();
-    }
-    PropExpr e;
-    e.kind = PropExpr::Kind::kOr;
-    Append(&e, std::move(first));
-    while (AtWord("or")) {
-      Advance();
-      PropExpr c;
-      SHOAL_RETURN_IF_ERROR(ParsePropAnd(&c));
-      Append(&e, std::move(c));
-    }
-    *out = std::move(e);
-    return Status::Ok();
+    return ParseChain<PropExpr>("or", PropExpr::Kind::kOr, &Parser::ParsePropAnd, out);
   }
-
   // prop_and := prop_unary ("and" prop_unary)*
   Status ParsePropAnd(PropExpr* out) {
-    PropExpr first;
-    SHOAL_RETURN_IF_ERROR(ParsePropUnary(&first));
-    if (!AtWord("and")) {
-      *out = std::move(first);
-      return Status::Ok();
-    }
-    PropExpr e;
-    e.kind = PropExpr::Kind::kAnd;
-    Append(&e, std::move(first));
-    while (AtWord("and")) {
-      Advance();
-      PropExpr c;
-      SHOAL_RETURN_IF_ERROR(ParsePropUnary(&c));
-      Append(&e, std::move(c));
-    }
-    *out = std::move(e);
-    return Status::Ok();
+    return ParseChain<PropExpr>("and", PropExpr::Kind::kAnd, &Parser::ParsePropUnary, out);
   }
 
   // prop_unary := "not" prop_unary | "(" prop_expr ")" | value_pred
