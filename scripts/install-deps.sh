@@ -6,7 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential g++ cmake ninja-build pkg-config git python3
-  libroaring-dev libsimdjson-dev libabsl-dev libxxhash-dev
+  libroaring-dev libsimdjson-dev libabsl-dev libxxhash-dev libre2-dev
   libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev libjemalloc-dev
   clang libclang-rt-14-dev

@@ -222,6 +222,16 @@ TEST_F(EngineTest, ExplainShowsValuesAndNextChange) {
   EXPECT_EQ(engine_.Explain("buyers", "nobody").status().code(), Status::Code::kNotFound);
 }
 
+// std::regex recursed once per character and overflowed the stack on a 30 KB value.
+TEST_F(EngineTest, RegexOnALongValueDoesNotCrash) {
+  std::string bio(30000, 'a');
+  Ingest(Identify("u1", kT0 - kHour, "{\"bio\":\"" + bio + "\"}"));
+  Create("a_only", R"(bio matches "^(a|b)*$")");
+  Create("has_c", R"(bio matches "a.*c")");
+  EXPECT_TRUE(In("a_only", "u1"));
+  EXPECT_FALSE(In("has_c", "u1"));
+}
+
 TEST_F(EngineTest, BadInputIsAnErrorNotACrash) {
   EXPECT_FALSE(engine_.IngestJson(R"({"type":"track","userId":"u1"})").ok());
   EXPECT_FALSE(engine_.IngestJson("not json").ok());

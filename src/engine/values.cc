@@ -185,11 +185,11 @@ CompiledPred::CompiledPred(const ValuePred& pred, store::Store* store)
   }
   time_.range = pred.time;
   if (kind_ == ValuePred::Kind::kMatches && !lits_.empty()) {
-    try {
-      regex_ = std::make_shared<std::regex>(lits_[0].lit.str, std::regex::ECMAScript);
-    } catch (const std::regex_error&) {
-      regex_.reset();  // the parser rejects these; an unusable regex matches nothing
-    }
+    RE2::Options opts;
+    opts.set_log_errors(false);
+    opts.set_max_mem(int64_t{1} << 20);
+    regex_ = std::make_shared<RE2>(lits_[0].lit.str, opts);
+    if (!regex_->ok()) regex_.reset();  // the parser rejects these; an unusable one matches nothing
   }
 }
 
@@ -297,11 +297,7 @@ bool CompiledPred::Eval(const StoredValue* v, Millis t, const store::Store& s, M
     case ValuePred::Kind::kMatches: {
       if (v->type != ValueType::kString || !regex_) return false;
       std::string_view text = s.strings().Get(v->str);
-      try {
-        return std::regex_search(text.begin(), text.end(), *regex_);
-      } catch (const std::regex_error&) {
-        return false;
-      }
+      return RE2::PartialMatch(re2::StringPiece(text.data(), text.size()), *regex_);
     }
     case ValuePred::Kind::kTime: {
       if (v->type != ValueType::kString) return false;

@@ -5,11 +5,11 @@
 
 #include <memory>
 #include <optional>
-#include <regex>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "re2/re2.h"
 #include "rules/ast.h"
 #include "store/store.h"
 
@@ -53,7 +53,7 @@ class CompiledPred {
   uint32_t key_;
   std::vector<CompiledLiteral> lits_;
   TimeSpec time_;
-  std::shared_ptr<std::regex> regex_;
+  std::shared_ptr<RE2> regex_;  // RE2: linear time, no recursion
 };
 
 // A compiled filter over a record's properties.

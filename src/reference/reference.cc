@@ -3,12 +3,14 @@
 // which reading was taken. Speed is secondary: each condition rescans the profile's records.
 #include "reference/reference.h"
 
+#include <re2/re2.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <map>
+#include <memory>
 #include <optional>
-#include <regex>
 #include <set>
 #include <string>
 #include <tuple>
@@ -447,18 +449,17 @@ class Evaluator {
     return Present(*sv);
   }
 
-  const std::regex* Regex(const std::string& pattern) {
+  // RE2, the dialect docs/language.md names; a pattern that does not compile matches nothing.
+  const RE2* Regex(const std::string& pattern) {
     auto it = regex_cache_.find(pattern);
     if (it == regex_cache_.end()) {
-      std::optional<std::regex> re;
-      try {
-        re.emplace(pattern, std::regex::ECMAScript);
-      } catch (const std::regex_error&) {
-        re.reset();
-      }
+      RE2::Options opts;
+      opts.set_log_errors(false);
+      auto re = std::make_unique<RE2>(pattern, opts);
+      if (!re->ok()) re.reset();
       it = regex_cache_.emplace(pattern, std::move(re)).first;
     }
-    return it->second ? &*it->second : nullptr;
+    return it->second.get();
   }
 
   bool Pred(const ValuePred& p, const std::optional<Val>& v) {
@@ -508,13 +509,8 @@ class Evaluator {
       case ValuePred::Kind::kMatches: {
         if (lits.empty() || v->type != ValueType::kString || lits[0].type != Literal::Type::kString)
           return false;
-        const std::regex* re = Regex(lits[0].str);
-        if (!re) return false;
-        try {
-          return std::regex_search(v->str.begin(), v->str.end(), *re);
-        } catch (const std::regex_error&) {
-          return false;
-        }
+        const RE2* re = Regex(lits[0].str);
+        return re && RE2::PartialMatch(v->str, *re);
       }
       case ValuePred::Kind::kTime: {
         if (v->type != ValueType::kString) return false;
@@ -749,7 +745,7 @@ class Evaluator {
   const DefinitionLookup& lookup_;
   const Millis now_;
   std::unordered_map<const Path*, std::pair<Path, std::optional<uint32_t>>> key_cache_;
-  std::map<std::string, std::optional<std::regex>> regex_cache_;
+  std::map<std::string, std::unique_ptr<RE2>> regex_cache_;
   std::vector<std::string> active_;  // segment refs being evaluated
 };
 

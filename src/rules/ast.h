@@ -93,7 +93,7 @@ struct ValuePred {
     kContains,    // path contains "s"                    (values[0])
     kStartsWith,  // path starts with "s"                 (values[0])
     kEndsWith,    // path ends with "s"                   (values[0])
-    kMatches,     // path matches "regex" (ECMAScript)    (values[0])
+    kMatches,     // path matches "regex" (RE2)          (values[0])
     kExists,      // path exists
     kMissing,     // path missing
     kTime,        // path within 7d / before 30d ago / ... (time)

@@ -3,8 +3,9 @@
 // expected and what was found; recursion is bounded by kMaxDepth (nesting of "not" and "(").
 #include "rules/parser.h"
 
+#include <re2/re2.h>
+
 #include <algorithm>
-#include <regex>
 #include <type_traits>
 #include <utility>
 
@@ -15,82 +16,14 @@ namespace {
 
 constexpr size_t kMaxInputBytes = size_t{64} * 1024;
 constexpr int kMaxDepth = 100;
-// std::regex (libstdc++) compiles recursively, once per atom, and expands {n,m} into copies:
-// bound both so that no pattern can exhaust the stack or memory.
+// Regular expressions are RE2: linear-time matching with no recursion, so no pattern and no
+// value can exhaust the stack (libstdc++'s std::regex recursed once per character and crashed on
+// a 30 KB value). The size limits bound compile time and memory per definition.
 constexpr size_t kMaxRegexBytes = 1024;
-constexpr int64_t kMaxRegexStates = 2'000;
-constexpr int64_t kMaxRegexStatesPerDefinition = 20'000;  // bounds the compile time of one Parse
+constexpr int64_t kRegexMaxMem = int64_t{1} << 20;  // RE2's program memory budget per pattern
 
 bool IsAggWord(std::string_view w) {
   return w == "sum" || w == "avg" || w == "min" || w == "max" || w == "distinct";
-}
-
-// A rough upper bound on the NFA size libstdc++ builds for `re`: atoms, multiplied by brace
-// repetition counts (also for repeated groups). Returns false when it exceeds kMaxRegexStates or
-// the groups nest deeper than kMaxDepth; otherwise stores the bound in *states.
-bool RegexIsSmallEnough(std::string_view re, int64_t* states) {
-  std::vector<int64_t> groups = {0};
-  int64_t last = 0;  // the weight of the atom a quantifier would apply to
-  auto add = [&](int64_t w) {
-    groups.back() += w;
-    last = w;
-    return groups.back() <= kMaxRegexStates;
-  };
-  for (size_t i = 0; i < re.size(); ++i) {
-    char c = re[i];
-    if (c == '\\') {
-      ++i;
-      if (!add(1)) return false;
-    } else if (c == '[') {
-      ++i;
-      if (i < re.size() && re[i] == '^') ++i;
-      if (i < re.size() && re[i] == ']') ++i;
-      while (i < re.size() && re[i] != ']') {
-        if (re[i] == '\\') ++i;
-        ++i;
-      }
-      if (!add(1)) return false;
-    } else if (c == '(') {
-      if (groups.size() > static_cast<size_t>(kMaxDepth)) return false;
-      groups.push_back(0);
-      last = 0;
-    } else if (c == ')') {
-      if (groups.size() > 1) {
-        int64_t w = std::max<int64_t>(groups.back(), 1);
-        groups.pop_back();
-        if (!add(w)) return false;
-      }
-    } else if (c == '{') {
-      // {n}, {n,} or {n,m}: the atom is copied max(n, m) + 1 times at most.
-      size_t j = i + 1;
-      int64_t n = 0, m = 0;
-      bool ok = j < re.size() && re[j] >= '0' && re[j] <= '9';
-      while (j < re.size() && re[j] >= '0' && re[j] <= '9' && n <= kMaxRegexStates)
-        n = n * 10 + (re[j++] - '0');
-      if (ok && j < re.size() && re[j] == ',') {
-        ++j;
-        while (j < re.size() && re[j] >= '0' && re[j] <= '9' && m <= kMaxRegexStates)
-          m = m * 10 + (re[j++] - '0');
-      }
-      if (ok && j < re.size() && re[j] == '}') {
-        int64_t k = std::max(n, m) + 1;
-        if (k > kMaxRegexStates) return false;
-        int64_t w = last;
-        if (w > 0 && (groups.back() += w * (k - 1)) > kMaxRegexStates) return false;
-        i = j;
-      } else if (!add(1)) {
-        return false;
-      }
-    } else if (c == '*' || c == '+' || c == '?' || c == '|' || c == '^' || c == '$') {
-      groups.back() += 1;
-      if (groups.back() > kMaxRegexStates) return false;
-    } else if (!add(1)) {
-      return false;
-    }
-  }
-  *states = 0;
-  for (int64_t g : groups) *states += g;  // unclosed groups too; the compiler rejects them later
-  return true;
 }
 
 class Parser {
@@ -685,26 +618,17 @@ class Parser {
   }
 
   Status CheckRegex(const std::string& re) {
-    int64_t states = 0;
-    bool ok = re.size() <= kMaxRegexBytes && RegexIsSmallEnough(re, &states);
-    std::string why = "too large or too deeply nested";
-    if (ok && (regex_states_ += states) > kMaxRegexStatesPerDefinition) {
-      ok = false;
-      why = "the definition's regular expressions are too large together";
+    std::string why = "longer than the limit";
+    if (re.size() <= kMaxRegexBytes) {
+      RE2::Options opts;
+      opts.set_log_errors(false);
+      opts.set_max_mem(kRegexMaxMem);
+      RE2 compiled(re, opts);
+      if (compiled.ok()) return Status::Ok();
+      why = compiled.error();
     }
-    if (ok) {
-      try {
-        std::regex compiled(re, std::regex::ECMAScript);
-      } catch (const std::exception& e) {
-        ok = false;
-        why = e.what();
-      } catch (...) {
-        ok = false;
-      }
-    }
-    if (ok) return Status::Ok();
     return SyntaxError(Cur().pos,
-                       "a valid regular expression (ECMAScript, at most " +
+                       "a valid regular expression (RE2 syntax, at most " +
                            std::to_string(kMaxRegexBytes) + " bytes) after 'matches'",
                        DescribeToken(Cur()) + " (" + why + ")");
   }
@@ -816,7 +740,6 @@ class Parser {
   std::vector<Token> t_;
   size_t i_ = 0;
   int depth_ = 0;
-  int64_t regex_states_ = 0;  // summed over the definition's regular expressions
 };
 
 }  // namespace
