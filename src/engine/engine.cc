@@ -569,13 +569,17 @@ class Engine::Impl : public engine::CompileContext {
     }
   }
 
+  // rank = 1 + the highest rank among referenced segments. Memoized: references form a DAG in
+  // which a segment can be reached along many paths.
   void RecomputeRanks() {
+    std::vector<int> memo(segments_.size(), -1);
     std::function<int(Segment*)> rank = [&](Segment* s) {
+      if (memo[s->id] >= 0) return memo[s->id];
       int r = 0;
       for (Condition* c : s->conds)
         for (uint32_t ref : c->segment_refs)
           if (segments_[ref]) r = std::max(r, 1 + rank(segments_[ref].get()));
-      return s->rank = r;
+      return memo[s->id] = s->rank = r;
     };
     for (auto& s : segments_)
       if (s) rank(s.get());
@@ -583,12 +587,17 @@ class Engine::Impl : public engine::CompileContext {
 
   // Whether segment `from` depends, directly or not, on segment `target`.
   bool Reaches(uint32_t from, uint32_t target) const {
-    if (from == target) return true;
-    const Segment* s = segments_[from].get();
-    if (!s) return false;
-    for (Condition* c : s->conds)
-      for (uint32_t ref : c->segment_refs)
-        if (Reaches(ref, target)) return true;
+    std::vector<bool> seen(segments_.size(), false);
+    std::vector<uint32_t> stack = {from};
+    while (!stack.empty()) {
+      uint32_t id = stack.back();
+      stack.pop_back();
+      if (id == target) return true;
+      if (seen[id] || !segments_[id]) continue;
+      seen[id] = true;
+      for (Condition* c : segments_[id]->conds)
+        for (uint32_t ref : c->segment_refs) stack.push_back(ref);
+    }
     return false;
   }
 

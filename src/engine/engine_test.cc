@@ -172,6 +172,20 @@ TEST_F(EngineTest, ReferencesPropagateAndCyclesAreRejected) {
   EXPECT_TRUE(engine_.DeleteSegment("buyers").ok());
 }
 
+// Each segment references the two before it: the reference graph has exponentially many paths,
+// and walking it without memoization hung on create and update.
+TEST_F(EngineTest, DeepReferenceDagStaysLinear) {
+  Create("r0", R"(performed "A")");
+  Create("r1", R"(performed "B")");
+  for (int i = 2; i < 60; ++i)
+    Create(fmt::format("r{}", i),
+           fmt::format(R"(in segment "r{}" or in segment "r{}")", i - 1, i - 2));
+  Ingest(Track("u1", "A", kT0 - kHour));
+  EXPECT_TRUE(In("r59", "u1"));
+  auto r = engine_.UpdateSegment("r0", R"(in segment "r59")");
+  EXPECT_EQ(r.status().code(), Status::Code::kFailedPrecondition);
+}
+
 TEST_F(EngineTest, DependentOfATimeChangeNamesTheSegment) {
   Create("recent", R"(performed "Order Completed" within 1d)");
   Create("lapsed", R"(performed "Order Completed" and not in segment "recent")");
