@@ -173,7 +173,7 @@ class Engine::Impl : public engine::CompileContext {
     if (profiles_.size() <= pid) profiles_.resize(pid + 1);
     ProfileState& prof = profiles_[pid];
 
-    ToProps(msg);
+    SHOAL_RETURN_IF_ERROR(ToProps(msg));
     touched_.clear();
     ++stamp_;
     CauseInfo cause{Cause::kEvent, msg.message_id, {}, msg.timestamp};
@@ -832,8 +832,9 @@ class Engine::Impl : public engine::CompileContext {
     }
   }
 
-  // Converts a message's fields into sorted PropEntries in props_.
-  void ToProps(const Message& msg) {
+  // Converts a message's fields into sorted PropEntries in props_. Errors when a new property
+  // path would not fit the 24-bit key of a PropEntry (16.7M distinct paths).
+  Status ToProps(const Message& msg) {
     props_.clear();
     const std::vector<Field>& fields =
         msg.type == MessageType::kIdentify ? msg.traits : msg.properties;
@@ -854,7 +855,12 @@ class Engine::Impl : public engine::CompileContext {
           v.str = store_.strings().Intern(f.value.str);
           break;
       }
-      props_.push_back(store::PropEntry::Make(key_cache_.Intern(&store_.keys(), f.path), v));
+      uint32_t key = key_cache_.Intern(&store_.keys(), f.path);
+      if (key > store::PropEntry::kMaxKey)
+        return Status::InvalidArgument("field '" + f.path +
+                                       "': too many distinct property and trait names (the limit "
+                                       "is 16,777,215); is an id part of a property name?");
+      props_.push_back(store::PropEntry::Make(key, v));
     }
     if ((msg.type == MessageType::kPage || msg.type == MessageType::kScreen) && !msg.name.empty()) {
       store::StoredValue v;
@@ -881,6 +887,7 @@ class Engine::Impl : public engine::CompileContext {
         props_[out++] = props_[i];
     }
     props_.resize(out);
+    return Status::Ok();
   }
 
   bool dry_run_ = false;

@@ -79,7 +79,8 @@ struct PropEntry {
   uint32_t key_type;  // key id in the low 24 bits, ValueType in the high 8
   uint32_t payload[2];
 
-  static constexpr uint32_t kPad = 0xFFFFFFFF;  // filler at a chunk end, never a real entry
+  static constexpr uint32_t kPad = 0xFFFFFFFF;   // filler at a chunk end, never a real entry
+  static constexpr uint32_t kMaxKey = 0xFFFFFF;  // key ids must fit 24 bits
   static PropEntry Make(uint32_t key, const StoredValue& v);
   uint32_t key() const { return key_type & 0xFFFFFF; }
   StoredValue value() const;
