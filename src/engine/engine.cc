@@ -200,7 +200,7 @@ class Engine::Impl : public engine::CompileContext {
         for (Series* s : series_by_name_[name_id]) {
           if (!s->Matches(props_, store_)) continue;
           s->Add(pid, msg.timestamp, idx, s->has_value() ? s->ValueOf(props_) : 0);
-          for (uint32_t seg : series_segments_[s]) Touch(seg);
+          for (uint32_t seg : s->segments) Touch(seg);
         }
       }
     }
@@ -505,7 +505,7 @@ class Engine::Impl : public engine::CompileContext {
   void Register(Segment* s) {
     for (Condition* c : s->conds) {
       for (Series* se : c->series) {
-        auto& segs = series_segments_[se];
+        auto& segs = se->segments;
         if (std::find(segs.begin(), segs.end(), s->id) == segs.end()) segs.push_back(s->id);
       }
       for (uint32_t key : c->trait_keys) {
@@ -522,8 +522,7 @@ class Engine::Impl : public engine::CompileContext {
   }
 
   void Unregister(Segment* s) {
-    for (auto& [se, segs] : series_segments_) std::erase(segs, s->id);
-    absl::erase_if(series_segments_, [](const auto& kv) { return kv.second.empty(); });
+    for (auto& [key, se] : series_) std::erase(se->segments, s->id);
     for (auto& [key, segs] : by_trait_) std::erase(segs, s->id);
     for (Condition* c : s->conds)
       for (uint32_t ref : c->segment_refs)
@@ -604,7 +603,7 @@ class Engine::Impl : public engine::CompileContext {
   void DropUnusedSeries() {
     for (auto it = series_.begin(); it != series_.end();) {
       Series* s = it->second.get();
-      bool used = series_segments_.count(s) > 0;
+      bool used = !s->segments.empty();
       if (!used) {
         for (const auto& seg : segments_) {
           if (!seg) continue;
@@ -893,7 +892,6 @@ class Engine::Impl : public engine::CompileContext {
   bool dry_run_ = false;
   absl::flat_hash_map<std::string, std::unique_ptr<Series>> series_;
   std::vector<std::vector<Series*>> series_by_name_;
-  absl::flat_hash_map<Series*, std::vector<uint32_t>> series_segments_;
   absl::flat_hash_map<uint32_t, std::vector<uint32_t>> by_trait_;
   std::vector<uint32_t> new_profile_segments_;
   std::vector<uint32_t> every_identify_segments_;

@@ -69,7 +69,9 @@ class Series {
   }
   size_t MemoryBytes() const;
 
-  int refs = 0;  // conditions using this series; the engine drops it at zero
+  // Ids of the live segments that read this series: the engine's index from an event to the
+  // segments it can change. A series no segment reads is dropped.
+  std::vector<uint32_t> segments;
 
  private:
   static const Timeline kEmpty;
