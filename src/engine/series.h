@@ -64,9 +64,6 @@ class Series {
     uint32_t s = profile < slot_.size() ? slot_[profile] : 0;
     return s ? timelines_[s - 1] : kEmpty;
   }
-  void Erase(uint32_t profile) {
-    if (profile < slot_.size() && slot_[profile]) timelines_[slot_[profile] - 1].clear();
-  }
   size_t MemoryBytes() const;
 
   // Ids of the live segments that read this series: the engine's index from an event to the

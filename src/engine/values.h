@@ -21,12 +21,10 @@ struct CompiledLiteral {
   uint32_t str_id = 0;  // kString: id in store.strings()
 };
 
-// A window or time range resolved relative to an instant t: [from, to), unbounded sides at
-// kMinTime/kMaxTime.
+// A time range [from, to) of a time predicate, evaluated relative to an instant t; an unbounded
+// side has no limit.
 struct TimeSpec {
   rules::TimeRange range;
-  Millis From(Millis t) const { return range.from.Resolve(t, kMinTime); }
-  Millis To(Millis t) const { return range.to.Resolve(t, kMaxTime); }
   // Whether instant x is in the range at t, and the next instant after t at which that can change
   // (kMaxTime if never); *next is lowered, never raised.
   bool Contains(Millis x, Millis t, Millis* next) const;
