@@ -1,6 +1,8 @@
 // Randomized differential test: random definitions over every construct of the language, random
 // profiles and Segment-spec messages (in order, late and future-dated), random clock moves (ms to
-// days, and exactly onto window boundaries), definitions created, updated and deleted midway. After
+// days, and exactly onto window boundaries), definitions created, updated and deleted midway,
+// static lists created, changed (also with keys that have not sent anything yet) and deleted, and
+// profiles erased (and often sent messages again under the same key). After
 // every step the incremental engine must equal the reference evaluator for every segment, every
 // definition must survive Print -> Parse, and each change stream must replay to the members
 // (tests/invariants.h).
@@ -41,6 +43,7 @@ namespace {
 constexpr Millis kStart = 1768003200000;  // 2026-01-10T00:00:00Z
 const char* const kSegNames[] = {"s0", "s1", "s2", "s3"};
 constexpr int kNumSegs = 4;
+const char* const kListNames[] = {"l0", "l1"};
 
 std::string Quote(std::string_view s) {
   std::string out = "\"";
@@ -92,11 +95,23 @@ struct Msg {
 };
 
 struct Step {
-  enum Kind { kEvent, kClock, kCreate, kUpdate, kDelete } kind = kEvent;
+  enum Kind {
+    kEvent,
+    kClock,
+    kCreate,
+    kUpdate,
+    kDelete,
+    kErase,
+    kListCreate,
+    kListDelete,
+    kListAdd,
+    kListRemove
+  } kind = kEvent;
   Msg msg;
-  Millis clock = 0;  // kClock: the absolute target
-  std::string name;  // kCreate/kUpdate/kDelete
-  std::string def;   // kCreate/kUpdate
+  Millis clock = 0;               // kClock: the absolute target
+  std::string name;               // segment (kCreate..kDelete), profile (kErase) or list name
+  std::string def;                // kCreate/kUpdate
+  std::vector<std::string> keys;  // kListAdd/kListRemove
 };
 
 struct Case {
@@ -117,15 +132,26 @@ class Gen {
     int nprof = Chance(0.15) ? Int(15, 30) : Int(2, 10);
     for (int i = 0; i < nprof; ++i) profiles_.push_back("u" + std::to_string(i));
     int nsteps = Int(25, 55);
+    // Lists are in play in about half the cases, so the other half keeps the old mix.
+    use_lists_ = Chance(0.5);
+    if (use_lists_) {
+      Step l;
+      l.kind = Step::kListCreate;
+      l.name = kListNames[0];
+      lists_.insert(l.name);
+      c.steps.push_back(l);
+    }
     c.steps.push_back(CreateStep());
     for (int i = 1; i < nsteps; ++i) {
       double r = Real();
-      if (r < 0.62)
+      if (r < 0.58)
         c.steps.push_back(EventStep());
-      else if (r < 0.85)
+      else if (r < 0.80)
         c.steps.push_back(ClockStep());
-      else
+      else if (r < 0.92 || (!use_lists_ && r < 0.97))
         c.steps.push_back(SegmentStep());
+      else
+        c.steps.push_back(ListOrEraseStep());
     }
     return c;
   }
@@ -382,7 +408,7 @@ class Gen {
   }
 
   std::string Leaf(int self) {
-    int k = Int(0, 16);
+    int k = Int(0, use_lists_ ? 17 : 16);
     switch (k) {
       case 0:
       case 1: {
@@ -449,6 +475,10 @@ class Gen {
         if (Chance(0.5)) s += ", " + Quote(Chance(0.5) ? "salt" : "vip-holdout");
         return s + ") " + Pick(ops) + " " + std::to_string(Int(0, n));
       }
+      case 17: {
+        if (Chance(0.03)) return "in list \"nope\"";
+        return "in list " + Quote(kListNames[Int(0, 1)]);
+      }
       default:
         break;
     }
@@ -501,6 +531,33 @@ class Gen {
     } else {
       s.kind = Step::kDelete;
       live_.erase(s.name);
+    }
+    return s;
+  }
+  // Profile keys for list changes and erasure: mostly the case's profiles (which may or may not
+  // have sent anything yet), sometimes a key that never sends anything.
+  std::string AnyKey() {
+    if (Chance(0.15)) return "x" + std::to_string(Int(0, 2));
+    return Pick(profiles_);
+  }
+  Step ListOrEraseStep() {
+    Step s;
+    double r = Real();
+    if (r < 0.3) {
+      s.kind = Step::kErase;
+      s.name = AnyKey();
+      return s;
+    }
+    s.name = kListNames[Int(0, 1)];
+    if (r < 0.4) {
+      s.kind = Step::kListCreate;
+      lists_.insert(s.name);
+    } else if (r < 0.45) {
+      s.kind = Step::kListDelete;
+    } else {
+      s.kind = r < 0.8 ? Step::kListAdd : Step::kListRemove;
+      int n = Int(1, 3);
+      for (int i = 0; i < n; ++i) s.keys.push_back(AnyKey());
     }
     return s;
   }
@@ -578,6 +635,8 @@ class Gen {
   Millis now_ = kStart;
   std::vector<std::string> profiles_;
   std::set<std::string> live_;
+  std::set<std::string> lists_;
+  bool use_lists_ = false;
   std::vector<Millis> interesting_;
 };
 
@@ -591,6 +650,14 @@ void CollectRefs(const rules::Expr& e, std::set<std::string>* out) {
   for (const auto& c : e.children) CollectRefs(c, out);
 }
 
+void CollectListRefs(const rules::Expr& e, std::set<std::string>* out) {
+  if (e.kind == rules::Expr::Kind::kLeaf) {
+    if (auto* r = std::get_if<rules::ListRefCond>(&e.leaf)) out->insert(r->list);
+    return;
+  }
+  for (const auto& c : e.children) CollectListRefs(c, out);
+}
+
 struct Failure {
   size_t step = 0;  // index of the step after which it failed
   std::string what;
@@ -599,7 +666,9 @@ struct Failure {
 // The harness's own model of which segments exist and what they reference, so that it knows
 // whether each create/update/delete must succeed, independently of the engine.
 struct Model {
-  std::map<std::string, std::set<std::string>> refs;  // live segment -> segments it references
+  std::map<std::string, std::set<std::string>> refs;       // live segment -> segments it references
+  std::map<std::string, std::set<std::string>> list_refs;  // live segment -> lists it references
+  testing_util::Model data;                                // list contents and known profiles
 
   bool Reaches(const std::string& from, const std::string& to,
                const std::map<std::string, std::set<std::string>>& g) const {
@@ -622,6 +691,10 @@ struct Model {
     Result<rules::Expr> e = rules::Parse(def);
     if (!e.ok()) return false;
     CollectRefs(*e, new_refs);
+    std::set<std::string> lists;
+    CollectListRefs(*e, &lists);
+    for (const auto& l : lists)
+      if (!data.lists.count(l)) return false;  // unknown list
     for (const auto& r : *new_refs) {
       if (!refs.count(r)) return false;  // unknown (or, on create, itself)
       if (r == name) return false;       // self-reference is a cycle
@@ -630,6 +703,12 @@ struct Model {
     g[name] = *new_refs;
     return std::none_of(new_refs->begin(), new_refs->end(),
                         [&](const std::string& r) { return Reaches(r, name, g); });
+  }
+  bool ListDeleteOk(const std::string& name) const {
+    if (!data.lists.count(name)) return false;
+    for (const auto& [seg, ls] : list_refs)
+      if (ls.count(name)) return false;
+    return true;
   }
   bool DeleteOk(const std::string& name) const {
     if (!refs.count(name)) return false;
@@ -663,6 +742,46 @@ std::optional<Failure> Run(const Case& c, std::vector<Expectation>* expect = nul
         if (st.ok() != want_ok)
           what = "IngestJson " + std::string(want_ok ? "failed: " + st.ToString()
                                                      : "accepted a message without a user");
+        if (st.ok()) model.data.profiles.insert(s.msg.user);
+        break;
+      }
+      case Step::kErase: {
+        want_ok = model.data.profiles.count(s.name) > 0;
+        Status st = engine.EraseProfile(s.name);
+        if (st.ok() != want_ok)
+          what = "EraseProfile(" + s.name + ") " +
+                 (want_ok ? "failed: " + st.ToString() : "succeeded but must fail");
+        if (st.ok()) model.data.Erase(s.name);
+        break;
+      }
+      case Step::kListCreate:
+      case Step::kListDelete:
+      case Step::kListAdd:
+      case Step::kListRemove: {
+        Status st;
+        if (s.kind == Step::kListCreate) {
+          want_ok = !model.data.lists.count(s.name);
+          st = engine.CreateList(s.name);
+          if (st.ok()) model.data.lists[s.name];
+        } else if (s.kind == Step::kListDelete) {
+          want_ok = model.ListDeleteOk(s.name);
+          st = engine.DeleteList(s.name);
+          if (st.ok()) model.data.lists.erase(s.name);
+        } else {
+          want_ok = model.data.lists.count(s.name) > 0;
+          bool add = s.kind == Step::kListAdd;
+          st = add ? engine.AddToList(s.name, s.keys) : engine.RemoveFromList(s.name, s.keys);
+          if (st.ok())
+            for (const auto& k : s.keys) {
+              if (add)
+                model.data.lists[s.name].insert(k);
+              else
+                model.data.lists[s.name].erase(k);
+            }
+        }
+        if (st.ok() != want_ok)
+          what = "list step on " + s.name + " " +
+                 (want_ok ? "failed: " + st.ToString() : "succeeded but must fail");
         break;
       }
       case Step::kClock:
@@ -687,6 +806,9 @@ std::optional<Failure> Run(const Case& c, std::vector<Expectation>* expect = nul
                   (want_ok ? "failed: " + st.ToString() : "succeeded but must fail") + "\n";
         if (st.ok()) {
           model.refs[s.name] = new_refs;
+          Result<rules::Expr> e = rules::Parse(s.def);
+          model.list_refs[s.name].clear();
+          if (e.ok()) CollectListRefs(*e, &model.list_refs[s.name]);
           if (creating) born[s.name] = before;
         }
         break;
@@ -699,13 +821,14 @@ std::optional<Failure> Run(const Case& c, std::vector<Expectation>* expect = nul
                  (want_ok ? "failed: " + st.ToString() : "succeeded but must fail");
         if (st.ok()) {
           model.refs.erase(s.name);
+          model.list_refs.erase(s.name);
           born.erase(s.name);
         }
         break;
       }
     }
     if (expect) (*expect)[i].ok = want_ok;
-    what += testing_util::CheckAll(engine, born);
+    what += testing_util::CheckAll(engine, born, &model.data);
     if (!what.empty()) return Failure{i, what};
   }
   return std::nullopt;
@@ -892,6 +1015,24 @@ std::string ToSegmentFile(const Case& c, const Failure& f) {
       case Step::kDelete:
         out << "delete " << (ok ? "ok " : "error ") << s.name << "\n\n";
         break;
+      case Step::kErase:
+        out << "erase " << (ok ? "ok " : "error ") << s.name << "\n\n";
+        break;
+      case Step::kListCreate:
+        out << "list create " << (ok ? "ok " : "error ") << s.name << "\n\n";
+        break;
+      case Step::kListDelete:
+        out << "list delete " << (ok ? "ok " : "error ") << s.name << "\n\n";
+        break;
+      case Step::kListAdd:
+      case Step::kListRemove: {
+        // The file format has no failing form of add/remove: a failing one is left out.
+        if (!ok) break;
+        out << "list " << (s.kind == Step::kListAdd ? "add " : "remove ") << s.name;
+        for (const auto& k : s.keys) out << " " << k;
+        out << "\n\n";
+        break;
+      }
     }
   }
   return out.str();
@@ -987,7 +1128,7 @@ TEST(DifferentialTest, GeneratorCoversEveryConstruct) {
   EXPECT_GT(parsed, 300);
   std::vector<std::string> want = {"expr0", "expr1",     "expr2", "expr3",
                                    "nf",    "nf_within", "first", "last"};
-  for (int i = 0; i < 10; ++i) want.push_back("leaf" + std::to_string(i));
+  for (int i = 0; i < 11; ++i) want.push_back("leaf" + std::to_string(i));
   for (int i = 0; i <= 10; ++i) want.push_back("pred" + std::to_string(i));
   for (int i = 0; i <= 4; ++i) want.push_back("agg" + std::to_string(i));
   for (int i = 0; i <= 5; ++i) want.push_back("count" + std::to_string(i));

@@ -24,6 +24,27 @@ inline reference::DefinitionLookup LookupFor(const Engine& engine) {
   return [&engine](std::string_view name) { return engine.Definition(name); };
 }
 
+// What the test knows independently of the engine: the static lists' keys and the profiles that
+// exist (sent an accepted message since they were last erased). The reference evaluator reads
+// list membership from here, so the engine's list bookkeeping (pending keys, erasure) is checked
+// rather than trusted.
+struct Model {
+  std::map<std::string, std::set<std::string>> lists;  // list name -> keys
+  std::set<std::string> profiles;
+
+  // A profile is erased: it is no longer known and leaves every list.
+  void Erase(const std::string& key) {
+    profiles.erase(key);
+    for (auto& [name, keys] : lists) keys.erase(key);
+  }
+  reference::ListLookup Lookup() const {
+    return [this](std::string_view list, std::string_view key) {
+      auto it = lists.find(std::string(list));
+      return it != lists.end() && it->second.count(std::string(key)) > 0;
+    };
+  }
+};
+
 inline std::string JoinKeys(const std::vector<std::string>& v) {
   std::string out = "[";
   for (size_t i = 0; i < v.size(); ++i) out += (i ? " " : "") + v[i];
@@ -61,9 +82,34 @@ inline std::string CheckRoundTrip(const rules::Expr& def) {
 // Every check for every live segment. `born` maps each live segment to the index in
 // engine.Changes() at which it was (last) created, so a deleted-and-recreated name starts a new
 // change stream. Returns an empty string when everything holds, else a description.
-inline std::string CheckAll(const Engine& engine, const std::map<std::string, size_t>& born) {
+inline std::string CheckAll(const Engine& engine, const std::map<std::string, size_t>& born,
+                            const Model* model = nullptr) {
   std::ostringstream err;
   const Millis now = engine.Now();
+  reference::ListLookup lists;
+  if (model) {
+    lists = model->Lookup();
+    std::vector<std::string> names;
+    for (const auto& [name, keys] : model->lists) names.push_back(name);
+    if (engine.Lists() != names)
+      err << "Lists() = " << JoinKeys(engine.Lists()) << ", expected " << JoinKeys(names) << "\n";
+    for (const auto& [name, keys] : model->lists) {
+      Result<std::vector<std::string>> got = engine.ListMembers(name);
+      std::vector<std::string> want(keys.begin(), keys.end());
+      if (!got.ok())
+        err << "ListMembers(" << name << "): " << got.status().ToString() << "\n";
+      else if (*got != want)
+        err << "ListMembers(" << name << ") = " << JoinKeys(*got) << ", expected " << JoinKeys(want)
+            << "\n";
+    }
+    if (engine.Stats().profiles != model->profiles.size())
+      err << "Stats().profiles = " << engine.Stats().profiles << ", expected "
+          << model->profiles.size() << " known profiles\n";
+    if (engine.Stats().profiles != engine.store().live_profiles())
+      err << "Stats().profiles disagrees with the store's live profiles\n";
+    for (const std::string& p : model->profiles)
+      if (!engine.HasProfile(p)) err << "HasProfile(" << p << ") is false for a known profile\n";
+  }
   std::vector<SegmentInfo> infos = engine.ListSegments();
   std::vector<std::string> listed;
   for (const auto& si : infos) listed.push_back(si.name);
@@ -87,7 +133,8 @@ inline std::string CheckAll(const Engine& engine, const std::map<std::string, si
       err << "segment " << name << ": Members() failed: " << members.status().ToString() << "\n";
       continue;
     }
-    std::vector<std::string> ref = reference::Members(engine.store(), *def, LookupFor(engine), now);
+    std::vector<std::string> ref =
+        reference::Members(engine.store(), *def, LookupFor(engine), now, lists);
     if (*members != ref) {
       err << "segment " << name << " (" << rules::Print(*def) << ") at " << FormatTime(now)
           << ": engine members " << JoinKeys(*members) << " != reference " << JoinKeys(ref) << " ("
@@ -95,6 +142,10 @@ inline std::string CheckAll(const Engine& engine, const std::map<std::string, si
     }
     if (!std::is_sorted(members->begin(), members->end()))
       err << "segment " << name << ": Members() not sorted\n";
+    if (model)
+      for (const std::string& m : *members)
+        if (!model->profiles.count(m))
+          err << "segment " << name << ": member " << m << " is not a known profile\n";
     Result<uint64_t> count = engine.Count(name);
     if (!count.ok() || *count != members->size())
       err << "segment " << name << ": Count() disagrees with Members().size()\n";
@@ -142,6 +193,19 @@ inline std::string CheckAll(const Engine& engine, const std::map<std::string, si
     if (info.ok() && info->last_seq != seq)
       err << "segment " << name << ": SegmentInfo.last_seq " << info->last_seq
           << " != last change seq " << seq << "\n";
+  }
+  // SegmentsOf() agrees with the members, for every known profile.
+  if (model) {
+    std::map<std::string, std::vector<std::string>> of;
+    for (const auto& [name, born_at] : born) {
+      Result<std::vector<std::string>> members = engine.Members(name);
+      if (members.ok())
+        for (const std::string& m : *members) of[m].push_back(name);
+    }
+    for (const std::string& p : model->profiles)
+      if (engine.SegmentsOf(p) != of[p])
+        err << "SegmentsOf(" << p << ") = " << JoinKeys(engine.SegmentsOf(p))
+            << ", but it is a member of " << JoinKeys(of[p]) << "\n";
   }
   return err.str();
 }

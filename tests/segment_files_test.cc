@@ -35,16 +35,35 @@
 //   print                        definition block, "----", the expected canonical text; also
 //                                checks that the canonical text re-parses to the same tree
 //   print error                  definition block, "----", expected substrings of the parse error
+//   erase [ok|error] PROFILE     EraseProfile (ok when omitted); error: optionally "----" and
+//                                expected substrings
+//   profile PROFILE exists|missing  HasProfile; "missing" also checks that Traits() and Explain()
+//                                are kNotFound and that SegmentsOf() is empty
+//   traits PROFILE               "----", then the expected traits as "path = JSON value" lines in
+//                                path order (an empty block: none), or the one line "not found"
+//   stats                        "----", then lines "profiles = N", "records = N",
+//                                "timer_fires = N" (Stats())
+//   list create [ok|error] NAME  CreateList (ok when omitted)
+//   list delete ok|error NAME    DeleteList; error: optionally "----" and expected substrings
+//   list add NAME KEY...         AddToList, must succeed
+//   list remove NAME KEY...      RemoveFromList, must succeed
+//   list members NAME            "----", then the expected keys (ListMembers), any order
+//   lists                        "----", then the expected list names (Lists())
 //
 // After EVERY step the runner checks, for every live segment: Members() equals
 // reference::Members() over engine.store() at engine.Now(); the definition's canonical text
 // re-parses to an equal Expr and is what GetSegment() reports; Count/size agree; and the
 // segment's change stream replays (enter/exit on an empty set) to its members with seq 1, 2, 3...
+// The runner also keeps its own model of the lists' keys and of the known profiles (a profile is
+// known from its first accepted message until it is erased; erasing takes it out of every list):
+// the reference evaluator reads `in list` from that model, Lists()/ListMembers() must equal it,
+// Stats().profiles must count it, and SegmentsOf() must agree with Members().
 // A failure names the file:line of the step. An invariant failure stops the file (later steps
 // would only repeat it); a failed expectation does not.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -54,6 +73,7 @@
 #include <string>
 #include <vector>
 
+#include "ingest/decode.h"
 #include "invariants.h"
 #include "rules/parser.h"
 #include "shoal/engine.h"
@@ -87,6 +107,32 @@ std::string Join(const std::vector<std::string>& v, const char* sep) {
   std::string out;
   for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
   return out;
+}
+
+// A trait value as JSON text, for `traits`.
+std::string ValueText(const Value& v) {
+  switch (v.type) {
+    case ValueType::kNull:
+      return "null";
+    case ValueType::kBool:
+      return v.b ? "true" : "false";
+    case ValueType::kNumber: {
+      char buf[64];
+      auto r = std::to_chars(buf, buf + sizeof buf, v.num);  // shortest round-trip form
+      return std::string(buf, r.ptr);
+    }
+    case ValueType::kString: {
+      std::string out = "\"";
+      for (char c : v.str) {
+        if (c == '"' || c == '\\') out.push_back('\\');
+        out.push_back(c);
+      }
+      return out + "\"";
+    }
+    case ValueType::kList:
+      return v.str;
+  }
+  return "?";
 }
 
 void Render(const ExplainNode& n, int depth, std::string* out) {
@@ -128,7 +174,7 @@ class FileRunner {
       step_line_ = static_cast<int>(pos_) + 1;
       ++pos_;
       Step(Words(raw));
-      std::string bad = CheckAll(*engine_, born_);
+      std::string bad = CheckAll(*engine_, born_, &model_);
       if (!bad.empty()) {
         Fail() << "invariant violated after this step (clock " << FormatTime(clock_.Now()) << "):\n"
                << bad;
@@ -281,6 +327,7 @@ class FileRunner {
         for (const auto& msg : Block(false)) {
           Status st = engine_->IngestJson(msg);
           if (!st.ok()) Fail() << "IngestJson failed: " << st.ToString() << "\n  " << msg;
+          NoteProfile(msg);
         }
       } else {
         bool sep = false;
@@ -387,9 +434,131 @@ class FileRunner {
         Fail() << "canonical text:\n  got      " << text << "\n  expected " << Join(want, "\n");
       std::string rt = testing_util::CheckRoundTrip(*e);
       if (!rt.empty()) Fail() << rt;
+    } else if (cmd == "erase") {
+      if (!need(2)) return;
+      bool ok = w.size() < 3 || w[1] == "ok";
+      const std::string& key = w.size() < 3 ? w[1] : w[2];
+      Status st = engine_->EraseProfile(key);
+      if (ok) {
+        if (!st.ok()) Fail() << "erase " << key << " failed: " << st.ToString();
+        model_.Erase(key);
+      } else {
+        std::vector<std::string> subs;
+        if (pos_ < lines_.size() && Trim(lines_[pos_]) == "----") subs = Expected();
+        ExpectErrorContains(st, subs, "erase " + key);
+      }
+    } else if (cmd == "profile") {
+      if (!need(3)) return;
+      bool want = w[2] == "exists";
+      if (engine_->HasProfile(w[1]) != want)
+        Fail() << "HasProfile(" << w[1] << ") is " << !want << ", expected " << want;
+      if (!want) {
+        if (engine_->Traits(w[1]).status().code() != Status::Code::kNotFound)
+          Fail() << "Traits(" << w[1] << ") is not kNotFound";
+        for (const SegmentInfo& si : engine_->ListSegments())
+          if (engine_->Explain(si.name, w[1]).status().code() != Status::Code::kNotFound)
+            Fail() << "Explain(" << si.name << ", " << w[1] << ") is not kNotFound";
+        if (!engine_->SegmentsOf(w[1]).empty())
+          Fail() << "SegmentsOf(" << w[1] << ") = " << JoinKeys(engine_->SegmentsOf(w[1]));
+      }
+    } else if (cmd == "traits") {
+      if (!need(2)) return;
+      std::vector<std::string> want = Expected();
+      Result<std::vector<Field>> got = engine_->Traits(w[1]);
+      std::vector<std::string> got_lines;
+      if (!got.ok()) {
+        got_lines.push_back(
+            got.status().code() == Status::Code::kNotFound ? "not found" : got.status().ToString());
+      } else {
+        for (const Field& f : *got) got_lines.push_back(f.path + " = " + ValueText(f.value));
+      }
+      if (got_lines != want)
+        Fail() << "traits " << w[1] << ":\n  got      " << Join(got_lines, "\n           ")
+               << "\n  expected " << Join(want, "\n           ");
+    } else if (cmd == "stats") {
+      std::vector<std::string> want = Expected();
+      EngineStats st = engine_->Stats();
+      for (const std::string& l : want) {
+        std::vector<std::string> f = Words(l);
+        if (f.size() != 3 || f[1] != "=") {
+          Fail() << "bad stats line '" << l << "' (want: profiles|records|timer_fires = N)";
+          continue;
+        }
+        uint64_t got = f[0] == "profiles"      ? st.profiles
+                       : f[0] == "records"     ? st.records
+                       : f[0] == "timer_fires" ? st.timer_fires
+                                               : ~0ull;
+        if (std::to_string(got) != f[2])
+          Fail() << "stats " << f[0] << " = " << got << ", expected " << f[2];
+      }
+    } else if (cmd == "lists") {
+      std::vector<std::string> want = Expected();
+      std::sort(want.begin(), want.end());
+      if (engine_->Lists() != want)
+        Fail() << "lists: got " << JoinKeys(engine_->Lists()) << ", expected " << JoinKeys(want);
+    } else if (cmd == "list") {
+      if (!need(3)) return;
+      ListStep(w);
     } else {
       Fail() << "unknown command '" << cmd << "'";
     }
+  }
+
+  void ListStep(const std::vector<std::string>& w) {
+    const std::string& sub = w[1];
+    if (sub == "create" || sub == "delete") {
+      bool has_mode = w.size() >= 4;
+      if (sub == "delete" && !has_mode)
+        return (void)(Fail() << "'list delete' needs ok|error and a name");
+      bool ok = !has_mode || w[2] == "ok";
+      const std::string& name = has_mode ? w[3] : w[2];
+      Status st = sub == "create" ? engine_->CreateList(name) : engine_->DeleteList(name);
+      if (ok) {
+        if (!st.ok())
+          return (void)(Fail() << "list " << sub << " " << name << ": " << st.ToString());
+        if (sub == "create")
+          model_.lists[name];
+        else
+          model_.lists.erase(name);
+      } else {
+        std::vector<std::string> subs;
+        if (pos_ < lines_.size() && Trim(lines_[pos_]) == "----") subs = Expected();
+        ExpectErrorContains(st, subs, "list " + sub + " " + name);
+      }
+    } else if (sub == "add" || sub == "remove") {
+      const std::string& name = w[2];
+      std::vector<std::string> keys(w.begin() + 3, w.end());
+      Status st =
+          sub == "add" ? engine_->AddToList(name, keys) : engine_->RemoveFromList(name, keys);
+      if (!st.ok()) return (void)(Fail() << "list " << sub << " " << name << ": " << st.ToString());
+      for (const std::string& k : keys) {
+        if (sub == "add")
+          model_.lists[name].insert(k);
+        else
+          model_.lists[name].erase(k);
+      }
+    } else if (sub == "members") {
+      std::vector<std::string> want = Expected();
+      std::sort(want.begin(), want.end());
+      Result<std::vector<std::string>> got = engine_->ListMembers(w[2]);
+      if (!got.ok())
+        return (void)(Fail() << "ListMembers(" << w[2] << "): " << got.status().ToString());
+      if (*got != want)
+        Fail() << "list members " << w[2] << ": got " << JoinKeys(*got) << ", expected "
+               << JoinKeys(want);
+    } else {
+      Fail() << "unknown list command '" << sub << "'";
+    }
+  }
+
+  // The model's known profiles: every accepted message but group and alias creates its profile.
+  void NoteProfile(const std::string& json) {
+    Message m;
+    ingest::DecodeOptions opts;
+    opts.now = clock_.Now();
+    if (!decoder_.Decode(json, opts, &m).ok()) return;
+    if (m.type == MessageType::kGroup || m.type == MessageType::kAlias) return;
+    model_.profiles.insert(m.ProfileKey());
   }
 
   std::string path_, display_;
@@ -400,6 +569,8 @@ class FileRunner {
   std::unique_ptr<Engine> engine_;
   std::map<std::string, size_t> born_;  // live segment -> Changes() index at its creation
   std::map<std::string, size_t> seen_;  // segment -> Changes() index consumed by `changes`
+  testing_util::Model model_;
+  ingest::Decoder decoder_;
 };
 
 class SegmentFileTest : public ::testing::Test {

@@ -44,9 +44,12 @@ enum class Cause : uint8_t {
   kDefinition,  // the segment was created or its definition changed
   kSegment,     // a segment this one references changed (cause_ref: that segment's name)
   kDeleted,     // the segment was deleted (every member exits)
+  kList,        // a static list the segment references changed (cause_ref: the list's name)
+  kErased,      // the profile was erased (EraseProfile); it exits every segment
 };
 
-const char* CauseName(Cause c);  // "event", "traits", "time", "definition", "segment", "deleted"
+// "event", "traits", "time", "definition", "segment", "deleted", "list", "erased"
+const char* CauseName(Cause c);
 
 // One enter or exit. Changes of one segment have consecutive seq numbers from 1.
 struct Change {
@@ -144,6 +147,35 @@ class Engine {
   // Names of the segments the profile is in, sorted.
   std::vector<std::string> SegmentsOf(std::string_view profile) const;
   Result<ExplainNode> Explain(std::string_view segment, std::string_view profile) const;
+
+  // --- Profiles -------------------------------------------------------------------------------
+  bool HasProfile(std::string_view profile) const;
+  // The profile's current traits (merged identify calls), as flattened paths sorted by path.
+  // kNotFound for an unknown profile.
+  Result<std::vector<Field>> Traits(std::string_view profile) const;
+  // Removes the profile's traits and events from the retained history and its state from every
+  // segment; it exits each segment it was in with cause kErased (and enters none: nothing is
+  // re-evaluated for it). It also leaves every static list. A later message with the same key
+  // starts a new, empty profile. kNotFound when unknown. Costs one scan of the store's profile
+  // column.
+  Status EraseProfile(std::string_view profile);
+
+  // --- Static lists ---------------------------------------------------------------------------
+  // A static list is a named set of profile keys, referenced in definitions as `in list "name"`.
+  // A key may be added before any message for it arrives; the profile is in the list from its
+  // first message on. Changing a list re-evaluates only the segments that reference it, for the
+  // added or removed profiles only (cause kList).
+  // Errors: kInvalidArgument (empty name), kAlreadyExists.
+  Status CreateList(std::string_view name);
+  // kNotFound; kFailedPrecondition while a segment references the list.
+  Status DeleteList(std::string_view name);
+  // Adding a present key or removing an absent one is not an error. kNotFound for the list,
+  // kInvalidArgument for an empty key (then nothing is changed).
+  Status AddToList(std::string_view name, const std::vector<std::string>& profiles);
+  Status RemoveFromList(std::string_view name, const std::vector<std::string>& profiles);
+  // Member keys, sorted. kNotFound for the list.
+  Result<std::vector<std::string>> ListMembers(std::string_view name) const;
+  std::vector<std::string> Lists() const;  // names, sorted
 
   // --- Changes --------------------------------------------------------------------------------
   // Kept changes (Options::keep_changes) in emission order; for one segment when `segment` is not

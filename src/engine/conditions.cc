@@ -420,6 +420,21 @@ class SegmentRefCondition final : public Condition {
   uint32_t id_;
 };
 
+// Membership never changes with time alone: a list change re-evaluates it (list_refs).
+class ListRefCondition final : public Condition {
+ public:
+  explicit ListRefCondition(uint32_t id) : id_(id) { list_refs.push_back(id); }
+  bool Eval(const EvalContext& ctx, Millis t, Millis* next) const override {
+    return ctx.in_list(id_, ctx.pid);
+  }
+  std::string Detail(const EvalContext& ctx, Millis t) const override {
+    return ctx.in_list(id_, ctx.pid) ? "in the list" : "not in the list";
+  }
+
+ private:
+  uint32_t id_;
+};
+
 class BucketCondition final : public Condition {
  public:
   explicit BucketCondition(const rules::BucketCond& c) : c_(c) {}
@@ -494,6 +509,10 @@ Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileC
           std::optional<uint32_t> id = ctx->SegmentId(c.segment);
           if (!id) return Status::NotFound("unknown segment \"" + c.segment + "\"");
           return std::unique_ptr<Condition>(new SegmentRefCondition(*id));
+        } else if constexpr (std::is_same_v<T, rules::ListRefCond>) {
+          std::optional<uint32_t> id = ctx->ListId(c.list);
+          if (!id) return Status::NotFound("unknown list \"" + c.list + "\"");
+          return std::unique_ptr<Condition>(new ListRefCondition(*id));
         } else {
           return std::unique_ptr<Condition>(new BucketCondition(c));
         }

@@ -45,6 +45,8 @@ struct EvalContext {
   uint32_t pid;
   // Whether profile `pid` is a member of segment `segment_id` now.
   const std::function<bool(uint32_t segment_id, uint32_t pid)>& is_member;
+  // Whether profile `pid` is in static list `list_id` now.
+  const std::function<bool(uint32_t list_id, uint32_t pid)>& in_list;
 };
 
 class Condition {
@@ -58,7 +60,8 @@ class Condition {
   std::vector<Series*> series;
   std::vector<uint32_t> trait_keys;
   std::vector<uint32_t> segment_refs;
-  bool every_identify = false;  // re-evaluate on any identify of the profile (trait history)
+  std::vector<uint32_t> list_refs;  // static lists: a list change re-evaluates this condition
+  bool every_identify = false;      // re-evaluate on any identify of the profile (trait history)
 };
 
 // Resolves what a condition needs from the engine while compiling.
@@ -72,10 +75,12 @@ class CompileContext {
                             std::optional<uint32_t> value_key = std::nullopt) = 0;
   // The id of a live segment, or nullopt.
   virtual std::optional<uint32_t> SegmentId(const std::string& name) = 0;
+  // The id of a live static list, or nullopt.
+  virtual std::optional<uint32_t> ListId(const std::string& name) = 0;
 };
 
-// Compiles one leaf. Errors: unknown segment (kNotFound), a relative time predicate inside an
-// event filter (kInvalidArgument: the filter is decided when the event arrives).
+// Compiles one leaf. Errors: unknown segment or list (kNotFound), a relative time predicate inside
+// an event filter (kInvalidArgument: the filter is decided when the event arrives).
 Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileContext* ctx);
 
 }  // namespace shoal::engine

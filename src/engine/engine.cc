@@ -13,6 +13,7 @@
 #include <roaring/roaring.hh>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "engine/conditions.h"
 #include "engine/series.h"
 #include "ingest/decode.h"
@@ -35,6 +36,10 @@ const char* CauseName(Cause c) {
       return "segment";
     case Cause::kDeleted:
       return "deleted";
+    case Cause::kList:
+      return "list";
+    case Cause::kErased:
+      return "erased";
   }
   return "unknown";
 }
@@ -68,6 +73,17 @@ struct Segment {
   bool on_new_profile = false;                     // an empty profile may satisfy it
   std::vector<uint32_t> dependents;                // segments that reference this one
   absl::flat_hash_map<uint32_t, Millis> deadline;  // earliest pending timer per profile
+};
+
+// A static list: a named set of profile keys. Known profiles are a bitmap of dense ids, so
+// `in list` is one bitmap probe; keys whose profile has not sent a message yet wait in `pending`
+// and join the bitmap on that profile's first message.
+struct List {
+  uint32_t id = 0;
+  std::string name;
+  Roaring members;
+  absl::flat_hash_set<std::string> pending;
+  std::vector<uint32_t> dependents;  // segments that reference the list
 };
 
 struct CauseInfo {
@@ -129,6 +145,9 @@ class Engine::Impl : public engine::CompileContext {
     is_member_ = [this](uint32_t seg, uint32_t pid) {
       return segments_[seg] && segments_[seg]->members.contains(pid);
     };
+    in_list_ = [this](uint32_t list, uint32_t pid) {
+      return lists_[list] && lists_[list]->members.contains(pid);
+    };
   }
 
   // --- CompileContext ---------------------------------------------------------------------------
@@ -156,6 +175,12 @@ class Engine::Impl : public engine::CompileContext {
     return it->second;
   }
 
+  std::optional<uint32_t> ListId(const std::string& name) override {
+    auto it = list_by_name_.find(name);
+    if (it == list_by_name_.end()) return std::nullopt;
+    return it->second;
+  }
+
   // --- Ingest -----------------------------------------------------------------------------------
   Status Ingest(const Message& msg) {
     const std::string& key = msg.ProfileKey();
@@ -166,6 +191,9 @@ class Engine::Impl : public engine::CompileContext {
     if (msg.type == MessageType::kGroup || msg.type == MessageType::kAlias) return Status::Ok();
     AdvanceTime();
     const Millis now = clock_->Now();
+    // Before the profile is interned: a message that fails here must not create a profile that
+    // has no state (the reference would know it, the engine would never have evaluated it).
+    SHOAL_RETURN_IF_ERROR(ToProps(msg));
 
     size_t before = store_.profiles().size();
     uint32_t pid = store_.profiles().Intern(key);
@@ -173,9 +201,21 @@ class Engine::Impl : public engine::CompileContext {
     if (profiles_.size() <= pid) profiles_.resize(pid + 1);
     ProfileState& prof = profiles_[pid];
 
-    SHOAL_RETURN_IF_ERROR(ToProps(msg));
     touched_.clear();
     ++stamp_;
+    // A key added to lists before its first message joins them now. One hash probe per new
+    // profile, and none at all while no key is pending.
+    if (is_new && !pending_lists_.empty()) {
+      auto it = pending_lists_.find(key);
+      if (it != pending_lists_.end()) {
+        for (uint32_t l : it->second) {
+          lists_[l]->members.add(pid);
+          lists_[l]->pending.erase(key);
+          for (uint32_t seg : lists_[l]->dependents) Touch(seg);
+        }
+        pending_lists_.erase(it);
+      }
+    }
     CauseInfo cause{Cause::kEvent, msg.message_id, {}, msg.timestamp};
     if (msg.type == MessageType::kIdentify) {
       cause.cause = Cause::kTraits;
@@ -358,6 +398,7 @@ class Engine::Impl : public engine::CompileContext {
     if (st.ok()) {
       const Millis now = clock_->Now();
       for (uint32_t pid = 0; pid < profiles_.size(); ++pid) {
+        if (store_.erased(pid)) continue;
         Millis next = kMaxTime;
         if (Eval(probe, pid, now, &next)) ++n;
       }
@@ -430,7 +471,7 @@ class Engine::Impl : public engine::CompileContext {
     if (!s) return Status::NotFound("segment \"" + std::string(segment) + "\" does not exist");
     auto pid = store_.profiles().Find(profile);
     if (!pid) return Status::NotFound("profile \"" + std::string(profile) + "\" does not exist");
-    EvalContext ctx{store_, profiles_[*pid], *pid, is_member_};
+    EvalContext ctx{store_, profiles_[*pid], *pid, is_member_, in_list_};
     return ExplainTree(s->root, ctx, clock_->Now());
   }
 
@@ -446,8 +487,8 @@ class Engine::Impl : public engine::CompileContext {
 
   EngineStats Stats() const {
     EngineStats st;
-    st.profiles = store_.profiles().size();
-    st.records = store_.size();
+    st.profiles = store_.live_profiles();
+    st.records = store_.live_records();
     st.changes = stats_changes_;
     st.timer_fires = timer_fires_;
     st.evaluations = evaluations_;
@@ -459,6 +500,8 @@ class Engine::Impl : public engine::CompileContext {
     for (const auto& [k, s] : series_) state += s->MemoryBytes();
     for (const auto& s : segments_)
       if (s) state += s->members.getSizeInBytes() + s->deadline.capacity() * 13;
+    for (const auto& l : lists_)
+      if (l) state += l->members.getSizeInBytes() + l->pending.capacity() * sizeof(std::string);
     st.state_bytes = state;
     return st;
   }
@@ -472,6 +515,162 @@ class Engine::Impl : public engine::CompileContext {
   std::vector<Change> changes_;
   std::function<void(const Change&)> listener_;
   std::function<bool(uint32_t, uint32_t)> is_member_;
+  std::function<bool(uint32_t, uint32_t)> in_list_;
+  std::vector<std::unique_ptr<List>> lists_;  // by id; null once deleted
+  absl::flat_hash_map<std::string, uint32_t> list_by_name_;
+  // Keys waiting for their first message -> the lists that hold them (List::pending, inverted).
+  absl::flat_hash_map<std::string, std::vector<uint32_t>> pending_lists_;
+
+  // --- Profiles ---------------------------------------------------------------------------------
+  Result<std::vector<Field>> Traits(std::string_view profile) const {
+    auto pid = store_.profiles().Find(profile);
+    if (!pid) return Status::NotFound("profile \"" + std::string(profile) + "\" does not exist");
+    std::vector<Field> out;
+    if (*pid >= profiles_.size()) return out;
+    for (const engine::TraitSlot& t : profiles_[*pid].traits) {
+      Value v;
+      v.type = t.value.type;
+      switch (t.value.type) {
+        case ValueType::kNull:
+          continue;  // set to null: cleared
+        case ValueType::kBool:
+          v.b = t.value.b;
+          break;
+        case ValueType::kNumber:
+          v.num = t.value.num;
+          break;
+        case ValueType::kString:
+        case ValueType::kList:
+          v.str = std::string(store_.strings().Get(t.value.str));
+          break;
+      }
+      out.push_back(Field{std::string(store_.keys().Get(t.key)), std::move(v)});
+    }
+    std::sort(out.begin(), out.end(),
+              [](const Field& a, const Field& b) { return a.path < b.path; });
+    return out;
+  }
+
+  // Exits from every segment first (while the key still names the profile in the changes), then
+  // drops every piece of state keyed by the dense id, then tombstones the records and the id.
+  // Nothing is re-evaluated: the profile is gone from every segment at once, so a segment that
+  // references another (even through `not`) has nothing to recompute for it.
+  Status Erase(std::string_view profile) {
+    auto found = store_.profiles().Find(profile);
+    if (!found) return Status::NotFound("profile \"" + std::string(profile) + "\" does not exist");
+    AdvanceTime();
+    const uint32_t pid = *found;
+    const Millis now = clock_->Now();
+    std::vector<Segment*> order;
+    for (const auto& s : segments_)
+      if (s) order.push_back(s.get());
+    std::stable_sort(order.begin(), order.end(),
+                     [](const Segment* a, const Segment* b) { return a->rank < b->rank; });
+    for (Segment* s : order) {
+      s->deadline.erase(pid);  // its heap entries are now stale and skipped when popped
+      if (!s->members.contains(pid)) continue;
+      s->members.remove(pid);
+      Emit(*s, pid, false, CauseInfo{Cause::kErased, {}, {}, now}, now);
+    }
+    for (auto& [k, se] : series_) se->Erase(pid);
+    for (auto& l : lists_)
+      if (l) l->members.remove(pid);
+    if (pid < profiles_.size()) profiles_[pid] = ProfileState{};
+    store_.EraseProfile(pid);
+    return Status::Ok();
+  }
+
+  // --- Static lists -----------------------------------------------------------------------------
+  List* FindList(std::string_view name) const {
+    auto it = list_by_name_.find(std::string(name));
+    return it == list_by_name_.end() ? nullptr : lists_[it->second].get();
+  }
+
+  static Status ListNotFound(std::string_view name) {
+    return Status::NotFound("list \"" + std::string(name) + "\" does not exist");
+  }
+
+  Status CreateList(std::string_view name) {
+    if (name.empty()) return Status::InvalidArgument("list name: must not be empty");
+    if (FindList(name))
+      return Status::AlreadyExists("list \"" + std::string(name) + "\" already exists");
+    auto l = std::make_unique<List>();
+    l->id = static_cast<uint32_t>(lists_.size());
+    l->name = std::string(name);
+    list_by_name_[l->name] = l->id;
+    lists_.push_back(std::move(l));
+    return Status::Ok();
+  }
+
+  Status DeleteList(std::string_view name) {
+    List* l = FindList(name);
+    if (!l) return ListNotFound(name);
+    if (!l->dependents.empty())
+      return Status::FailedPrecondition("list \"" + l->name + "\" is referenced by segment \"" +
+                                        segments_[l->dependents[0]]->name + "\"");
+    for (const std::string& key : l->pending) {
+      auto it = pending_lists_.find(key);
+      if (it == pending_lists_.end()) continue;
+      std::erase(it->second, l->id);
+      if (it->second.empty()) pending_lists_.erase(it);
+    }
+    list_by_name_.erase(l->name);
+    lists_[l->id].reset();
+    return Status::Ok();
+  }
+
+  // Adds (or removes) keys, then re-evaluates the list's segments for each profile whose
+  // membership changed, and nothing else.
+  Status ChangeList(std::string_view name, const std::vector<std::string>& keys, bool add) {
+    List* l = FindList(name);
+    if (!l) return ListNotFound(name);
+    for (const std::string& k : keys)
+      if (k.empty()) return Status::InvalidArgument("profile key: must not be empty");
+    AdvanceTime();
+    const Millis now = clock_->Now();
+    std::vector<uint32_t> changed;
+    for (const std::string& k : keys) {
+      std::optional<uint32_t> pid = store_.profiles().Find(k);
+      if (pid) {
+        if (l->members.contains(*pid) == add) continue;
+        if (add)
+          l->members.add(*pid);
+        else
+          l->members.remove(*pid);
+        changed.push_back(*pid);
+      } else if (add) {
+        if (l->pending.insert(k).second) pending_lists_[k].push_back(l->id);
+      } else if (l->pending.erase(k)) {
+        auto it = pending_lists_.find(k);
+        std::erase(it->second, l->id);
+        if (it->second.empty()) pending_lists_.erase(it);
+      }
+    }
+    for (uint32_t pid : changed) {
+      touched_.clear();
+      ++stamp_;
+      for (uint32_t seg : l->dependents) Touch(seg);
+      if (!touched_.empty()) Process(pid, now, CauseInfo{Cause::kList, l->name, {}, now});
+    }
+    return Status::Ok();
+  }
+
+  Result<std::vector<std::string>> ListMembers(std::string_view name) const {
+    List* l = FindList(name);
+    if (!l) return ListNotFound(name);
+    std::vector<std::string> out(l->pending.begin(), l->pending.end());
+    for (uint32_t pid : l->members) out.emplace_back(store_.profiles().Get(pid));
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  std::vector<std::string> ListNames() const {
+    std::vector<std::string> out;
+    for (const auto& l : lists_)
+      if (l) out.push_back(l->name);
+    std::sort(out.begin(), out.end());
+    return out;
+  }
 
  private:
   // --- Compilation and the dependency index -----------------------------------------------------
@@ -516,6 +715,10 @@ class Engine::Impl : public engine::CompileContext {
         auto& deps = segments_[ref]->dependents;
         if (std::find(deps.begin(), deps.end(), s->id) == deps.end()) deps.push_back(s->id);
       }
+      for (uint32_t l : c->list_refs) {
+        auto& deps = lists_[l]->dependents;
+        if (std::find(deps.begin(), deps.end(), s->id) == deps.end()) deps.push_back(s->id);
+      }
     }
     RecomputeRanks();
     RebuildNewProfileList();
@@ -527,6 +730,9 @@ class Engine::Impl : public engine::CompileContext {
     for (Condition* c : s->conds)
       for (uint32_t ref : c->segment_refs)
         if (segments_[ref]) std::erase(segments_[ref]->dependents, s->id);
+    for (Condition* c : s->conds)
+      for (uint32_t l : c->list_refs)
+        if (lists_[l]) std::erase(lists_[l]->dependents, s->id);
     s->root = Node{};
     s->conds.clear();
     s->on_new_profile = false;
@@ -545,14 +751,16 @@ class Engine::Impl : public engine::CompileContext {
               [](const Segment* a, const Segment* b) { return a->rank < b->rank; });
     ProfileState empty;
     std::function<bool(uint32_t, uint32_t)> empty_member = [](uint32_t, uint32_t) { return false; };
-    EvalContext ctx{store_, empty, UINT32_MAX, empty_member};
+    // An empty profile is in no list: a key pending in a list touches the list's segments itself
+    // on its first message (Ingest), so `in list` alone does not put a segment here.
+    EvalContext ctx{store_, empty, UINT32_MAX, empty_member, empty_member};
     new_profile_segments_.clear();
     every_identify_segments_.clear();
     for (Segment* s : order) {
       bool flag = false;
       for (Condition* c : s->conds) {
         if (c->series.empty() && c->trait_keys.empty() && c->segment_refs.empty() &&
-            !c->every_identify)
+            c->list_refs.empty() && !c->every_identify)
           flag = true;  // a bucket
         for (uint32_t ref : c->segment_refs)
           if (segments_[ref] && segments_[ref]->on_new_profile) flag = true;
@@ -684,7 +892,7 @@ class Engine::Impl : public engine::CompileContext {
   bool Eval(const Segment& s, uint32_t pid, Millis t, Millis* next) const {
     static const ProfileState kEmpty;
     const ProfileState& p = pid < profiles_.size() ? profiles_[pid] : kEmpty;
-    EvalContext ctx{store_, p, pid, is_member_};
+    EvalContext ctx{store_, p, pid, is_member_, in_list_};
     return EvalNodeCtx(s.root, ctx, t, next);
   }
 
@@ -774,6 +982,7 @@ class Engine::Impl : public engine::CompileContext {
     const Millis now = clock_->Now();
     Roaring next_members;
     for (uint32_t pid = 0; pid < profiles_.size(); ++pid) {
+      if (store_.erased(pid)) continue;  // a tombstone: its history is gone
       Millis next = kMaxTime;
       if (Eval(*s, pid, now, &next)) next_members.add(pid);
       Schedule(s, pid, next);
@@ -927,6 +1136,27 @@ Result<SegmentInfo> Engine::UpdateSegment(std::string_view name, std::string_vie
   return impl_->Update(name, definition);
 }
 Status Engine::DeleteSegment(std::string_view name) { return impl_->Delete(name); }
+
+bool Engine::HasProfile(std::string_view profile) const {
+  return impl_->store_.profiles().Find(profile).has_value();
+}
+Result<std::vector<Field>> Engine::Traits(std::string_view profile) const {
+  return impl_->Traits(profile);
+}
+Status Engine::EraseProfile(std::string_view profile) { return impl_->Erase(profile); }
+
+Status Engine::CreateList(std::string_view name) { return impl_->CreateList(name); }
+Status Engine::DeleteList(std::string_view name) { return impl_->DeleteList(name); }
+Status Engine::AddToList(std::string_view name, const std::vector<std::string>& profiles) {
+  return impl_->ChangeList(name, profiles, true);
+}
+Status Engine::RemoveFromList(std::string_view name, const std::vector<std::string>& profiles) {
+  return impl_->ChangeList(name, profiles, false);
+}
+Result<std::vector<std::string>> Engine::ListMembers(std::string_view name) const {
+  return impl_->ListMembers(name);
+}
+std::vector<std::string> Engine::Lists() const { return impl_->ListNames(); }
 
 Result<SegmentInfo> Engine::GetSegment(std::string_view name) const {
   auto* s = impl_->Find(name);

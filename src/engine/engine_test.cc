@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "fmt/format.h"
+#include "store/store.h"
 
 namespace shoal {
 namespace {
@@ -255,6 +256,112 @@ TEST_F(EngineTest, BadInputIsAnErrorNotACrash) {
   EXPECT_EQ(r.status().message().rfind("1:", 0), 0u) << r.status().message();
   auto rel = engine_.CreateSegment("rel", R"(performed "X" where at within 7d)");
   EXPECT_EQ(rel.status().code(), Status::Code::kInvalidArgument);
+}
+
+TEST_F(EngineTest, TraitsAreTheMergedIdentifiesSortedByPath) {
+  EXPECT_FALSE(engine_.HasProfile("u1"));
+  EXPECT_EQ(engine_.Traits("u1").status().code(), Status::Code::kNotFound);
+  Ingest(Identify("u1", kT0, R"({"plan":"pro","address":{"city":"Paris"},"age":30})"));
+  // A late identify does not override a newer value; null clears; a new path is added.
+  Ingest(Identify("u1", kT0 - kHour, R"({"plan":"free","tags":["a",1]})"));
+  Ingest(Identify("u1", kT0 + 1, R"({"age":null,"vip":true})"));
+  EXPECT_TRUE(engine_.HasProfile("u1"));
+  auto t = engine_.Traits("u1");
+  ASSERT_TRUE(t.ok());
+  std::vector<std::string> got;
+  for (const Field& f : *t) got.push_back(f.path);
+  EXPECT_EQ(got, (std::vector<std::string>{"address.city", "plan", "tags", "vip"}));
+  EXPECT_EQ((*t)[0].value, Value::String("Paris"));
+  EXPECT_EQ((*t)[1].value, Value::String("pro"));
+  EXPECT_EQ((*t)[2].value, Value::List(R"(["a",1])"));
+  EXPECT_EQ((*t)[3].value, Value::Bool(true));
+  // A profile known only from events has no traits, which is not an error.
+  Ingest(Track("u2", "A", kT0));
+  auto t2 = engine_.Traits("u2");
+  ASSERT_TRUE(t2.ok());
+  EXPECT_TRUE(t2->empty());
+}
+
+TEST_F(EngineTest, EraseForgetsTheProfileEverywhere) {
+  Create("pro", R"(plan = "pro")");
+  Ingest(Identify("u1", kT0, R"({"plan":"pro"})"));
+  Ingest(Track("u1", "A", kT0 - kHour));
+  Ingest(Track("u2", "A", kT0 - kHour));
+  EXPECT_EQ(engine_.Stats().profiles, 2u);
+  EXPECT_EQ(engine_.Stats().records, 3u);
+  ASSERT_TRUE(engine_.EraseProfile("u1").ok());
+  EXPECT_FALSE(engine_.HasProfile("u1"));
+  EXPECT_EQ(engine_.Traits("u1").status().code(), Status::Code::kNotFound);
+  EXPECT_EQ(engine_.Explain("pro", "u1").status().code(), Status::Code::kNotFound);
+  EXPECT_TRUE(engine_.SegmentsOf("u1").empty());
+  EXPECT_EQ(engine_.EraseProfile("u1").code(), Status::Code::kNotFound);
+  EXPECT_EQ(engine_.EraseProfile("never").code(), Status::Code::kNotFound);
+  EXPECT_EQ(engine_.Stats().profiles, 1u);
+  EXPECT_EQ(engine_.Stats().records, 1u);
+  auto changes = engine_.Changes("pro");
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[1].kind, ChangeKind::kExit);
+  EXPECT_EQ(changes[1].cause, Cause::kErased);
+  EXPECT_EQ(changes[1].profile, "u1");
+  EXPECT_STREQ(CauseName(Cause::kErased), "erased");
+  EXPECT_STREQ(CauseName(Cause::kList), "list");
+  // The history is gone from the store too, and a new segment does not see it.
+  for (size_t i = 0; i < engine_.store().size(); ++i)
+    if (engine_.store().kind(i) != store::RecordKind::kErased)
+      EXPECT_EQ(engine_.store().profiles().Get(engine_.store().profile(i)), "u2");
+  EXPECT_EQ(*engine_.Estimate(R"(performed "A")"), 1u);
+  EXPECT_EQ(*engine_.Estimate("bucket(1) < 1"), 1u);
+}
+
+TEST_F(EngineTest, ListErrors) {
+  EXPECT_EQ(engine_.CreateList("").code(), Status::Code::kInvalidArgument);
+  ASSERT_TRUE(engine_.CreateList("vip").ok());
+  EXPECT_EQ(engine_.CreateList("vip").code(), Status::Code::kAlreadyExists);
+  EXPECT_EQ(engine_.DeleteList("nope").code(), Status::Code::kNotFound);
+  EXPECT_EQ(engine_.AddToList("nope", {"u1"}).code(), Status::Code::kNotFound);
+  EXPECT_EQ(engine_.RemoveFromList("nope", {"u1"}).code(), Status::Code::kNotFound);
+  EXPECT_EQ(engine_.ListMembers("nope").status().code(), Status::Code::kNotFound);
+  EXPECT_EQ(engine_.AddToList("vip", {"u1", ""}).code(), Status::Code::kInvalidArgument);
+  EXPECT_TRUE(engine_.ListMembers("vip")->empty());  // nothing applied from the bad call
+  EXPECT_EQ(engine_.Validate(R"(in list "nope")").status().code(), Status::Code::kNotFound);
+  EXPECT_EQ(engine_.Estimate(R"(in list "nope")").status().code(), Status::Code::kNotFound);
+  EXPECT_EQ(engine_.CreateSegment("s", R"(in list "nope")").status().code(),
+            Status::Code::kNotFound);
+  EXPECT_EQ(*engine_.Validate(R"(IN LIST "vip")"), R"(in list "vip")");
+  Create("s", R"(in list "vip")");
+  EXPECT_EQ(engine_.DeleteList("vip").code(), Status::Code::kFailedPrecondition);
+  ASSERT_TRUE(engine_.DeleteSegment("s").ok());
+  EXPECT_TRUE(engine_.DeleteList("vip").ok());
+  EXPECT_TRUE(engine_.Lists().empty());
+}
+
+TEST_F(EngineTest, ListChangeEvaluatesOnlyReferencingSegmentsForChangedProfiles) {
+  ASSERT_TRUE(engine_.CreateList("vip").ok());
+  ASSERT_TRUE(engine_.CreateList("other").ok());
+  for (int i = 0; i < 50; ++i) Ingest(Identify("u" + std::to_string(i), kT0, R"({"plan":"pro"})"));
+  Create("vips", R"(in list "vip")");
+  Create("others", R"(in list "other")");
+  Create("pro", R"(plan = "pro")");
+  Create("vip_pro", R"(in segment "vips" and plan = "pro")");
+  uint64_t before = engine_.Stats().evaluations;
+  ASSERT_TRUE(engine_.AddToList("vip", {"u1", "u2", "not-yet"}).ok());
+  // vips for u1 and u2, then vip_pro for each because vips changed: 4, not 4 x 50.
+  EXPECT_EQ(engine_.Stats().evaluations - before, 4u);
+  before = engine_.Stats().evaluations;
+  ASSERT_TRUE(engine_.AddToList("vip", {"u1"}).ok());  // already in: nothing to do
+  EXPECT_EQ(engine_.Stats().evaluations - before, 0u);
+  EXPECT_TRUE(In("vip_pro", "u2"));
+  EXPECT_EQ(engine_.Changes("vips").back().cause, Cause::kList);
+  EXPECT_EQ(engine_.Changes("vips").back().cause_ref, "vip");
+  EXPECT_EQ(*engine_.ListMembers("vip"), (std::vector<std::string>{"not-yet", "u1", "u2"}));
+  // A message costs no list work: only the segments reading `plan` (pro, vip_pro) are evaluated.
+  before = engine_.Stats().evaluations;
+  Ingest(Identify("u7", kT0, R"({"plan":"free"})"));
+  EXPECT_EQ(engine_.Stats().evaluations - before, 2u);
+  // The pending key joins on its first message.
+  Ingest(Track("not-yet", "A", kT0));
+  EXPECT_TRUE(In("vips", "not-yet"));
+  EXPECT_EQ(engine_.Changes("vips").back().cause, Cause::kEvent);
 }
 
 }  // namespace

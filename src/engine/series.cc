@@ -61,6 +61,10 @@ void Series::Build(const std::vector<Match>& matches, size_t profiles) {
   }
 }
 
+void Series::Erase(uint32_t profile) {
+  if (profile < slot_.size() && slot_[profile]) Timeline().swap(timelines_[slot_[profile] - 1]);
+}
+
 size_t Series::MemoryBytes() const {
   size_t bytes = slot_.capacity() * sizeof(uint32_t) + timelines_.capacity() * sizeof(Timeline);
   for (const Timeline& tl : timelines_) bytes += tl.capacity() * sizeof(Entry);

@@ -59,6 +59,9 @@ class Series {
     Entry entry;
   };
   void Build(const std::vector<Match>& matches, size_t profiles);
+  // Drops the profile's timeline and frees its memory (EraseProfile). The slot stays taken:
+  // profile ids are never reused.
+  void Erase(uint32_t profile);
   // The profile's timeline; empty when it has none.
   const Timeline& Get(uint32_t profile) const {
     uint32_t s = profile < slot_.size() ? slot_[profile] : 0;

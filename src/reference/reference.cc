@@ -30,6 +30,7 @@ using rules::EventSpec;
 using rules::Expr;
 using rules::FirstLastCond;
 using rules::LastEventCond;
+using rules::ListRefCond;
 using rules::Literal;
 using rules::NotFollowedCond;
 using rules::Path;
@@ -378,8 +379,8 @@ struct ProfileRecords {
 
 class Evaluator {
  public:
-  Evaluator(const Store& store, const DefinitionLookup& lookup, Millis now)
-      : store_(store), lookup_(lookup), now_(now) {}
+  Evaluator(const Store& store, const DefinitionLookup& lookup, const ListLookup& lists, Millis now)
+      : store_(store), lookup_(lookup), lists_(lists), now_(now) {}
   Evaluator(const Evaluator&) = delete;
   Evaluator& operator=(const Evaluator&) = delete;
 
@@ -741,8 +742,15 @@ class Evaluator {
     return Holds(rules::BucketOf(p.key, c.salt, c.buckets), c.op, c.value);
   }
 
+  // "in list": membership of the key, whatever the profile did; a key added before its first
+  // message counts from that message on simply because the profile is not known before it.
+  bool Leaf(const ListRefCond& c, const ProfileRecords& p) {
+    return lists_ && lists_(c.list, p.key);
+  }
+
   const Store& store_;
   const DefinitionLookup& lookup_;
+  const ListLookup& lists_;
   const Millis now_;
   std::unordered_map<const Path*, std::pair<Path, std::optional<uint32_t>>> key_cache_;
   std::map<std::string, std::unique_ptr<RE2>> regex_cache_;
@@ -752,7 +760,8 @@ class Evaluator {
 }  // namespace
 
 std::vector<std::string> Members(const store::Store& store, const rules::Expr& def,
-                                 const DefinitionLookup& lookup, Millis now) {
+                                 const DefinitionLookup& lookup, Millis now,
+                                 const ListLookup& lists) {
   const size_t n_profiles = store.profiles().size();
   std::vector<ProfileRecords> profiles(n_profiles);
   for (uint32_t id = 0; id < n_profiles; ++id) {
@@ -763,23 +772,23 @@ std::vector<std::string> Members(const store::Store& store, const rules::Expr& d
     uint32_t id = store.profile(i);
     if (id < n_profiles) profiles[id].records.push_back(static_cast<uint32_t>(i));
   }
-  Evaluator eval(store, lookup, now);
+  Evaluator eval(store, lookup, lists, now);
   std::vector<std::string> out;
   for (const ProfileRecords& p : profiles)
-    if (eval.Eval(def, p)) out.emplace_back(p.key);
+    if (!store.erased(p.id) && eval.Eval(def, p)) out.emplace_back(p.key);
   std::sort(out.begin(), out.end());
   return out;
 }
 
 bool IsMember(const store::Store& store, uint32_t profile, const rules::Expr& def,
-              const DefinitionLookup& lookup, Millis now) {
-  if (profile >= store.profiles().size()) return false;
+              const DefinitionLookup& lookup, Millis now, const ListLookup& lists) {
+  if (profile >= store.profiles().size() || store.erased(profile)) return false;
   ProfileRecords p;
   p.id = profile;
   p.key = store.profiles().Get(profile);
   for (size_t i = 0; i < store.size(); ++i)
     if (store.profile(i) == profile) p.records.push_back(static_cast<uint32_t>(i));
-  Evaluator eval(store, lookup, now);
+  Evaluator eval(store, lookup, lists, now);
   return eval.Eval(def, p);
 }
 

@@ -19,13 +19,20 @@ namespace shoal::reference {
 // reference then treats the condition as false).
 using DefinitionLookup = std::function<const rules::Expr*(std::string_view name)>;
 
-// The profile keys (sorted ascending, bytewise) of every known profile for which `def` is true
-// at `now`, evaluated over every record in `store`.
-std::vector<std::string> Members(const store::Store& store, const rules::Expr& def,
-                                 const DefinitionLookup& lookup, Millis now);
+// Resolves `in list "name"`: whether the profile key is in that static list now. Unset, or false
+// for an unknown list: the condition is false. The caller owns the lists' contents (the tests
+// keep their own model of them, so the engine's list bookkeeping is checked too).
+using ListLookup = std::function<bool(std::string_view list, std::string_view profile_key)>;
 
-// Whether one profile (by dense id) satisfies `def` at `now`.
+// The profile keys (sorted ascending, bytewise) of every known profile for which `def` is true
+// at `now`, evaluated over every record in `store`. Erased profiles are not known: their ids
+// are skipped and their records are tombstones.
+std::vector<std::string> Members(const store::Store& store, const rules::Expr& def,
+                                 const DefinitionLookup& lookup, Millis now,
+                                 const ListLookup& lists = {});
+
+// Whether one profile (by dense id) satisfies `def` at `now`; false for an erased id.
 bool IsMember(const store::Store& store, uint32_t profile, const rules::Expr& def,
-              const DefinitionLookup& lookup, Millis now);
+              const DefinitionLookup& lookup, Millis now, const ListLookup& lists = {});
 
 }  // namespace shoal::reference

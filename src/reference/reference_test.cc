@@ -1084,5 +1084,44 @@ TEST_F(ReferenceTest, ExampleThreeFlightNoTrip) {
   EXPECT_TRUE(Is("u", e, kT0 + 181 * kDay + 1));
 }
 
+TEST_F(ReferenceTest, InListReadsTheGivenLists) {
+  Track("u1", "A", kT0);
+  Track("u2", "A", kT0);
+  Expr in_vip = L(rules::ListRefCond{"vip"});
+  ListLookup lists = [](std::string_view list, std::string_view key) {
+    return list == "vip" && key == "u1";
+  };
+  EXPECT_EQ(reference::Members(store_, in_vip, Lookup(), kT0 + 1, lists),
+            (std::vector<std::string>{"u1"}));
+  EXPECT_EQ(reference::Members(store_, Not(in_vip), Lookup(), kT0 + 1, lists),
+            (std::vector<std::string>{"u2"}));
+  EXPECT_TRUE(IsMember(store_, *store_.profiles().Find("u1"), in_vip, Lookup(), kT0 + 1, lists));
+  // No lookup, or an unknown list: nobody is in it.
+  EXPECT_TRUE(Members(in_vip, kT0 + 1).empty());
+  EXPECT_TRUE(
+      reference::Members(store_, L(rules::ListRefCond{"other"}), Lookup(), kT0 + 1, lists).empty());
+}
+
+TEST_F(ReferenceTest, ErasedProfilesAreUnknownAndTheirRecordsGone) {
+  Track("u1", "A", kT0);
+  Identify("u1", kT0, {{"plan", Value::String("pro")}});
+  Track("u2", "B", kT0);
+  uint32_t u1 = *store_.profiles().Find("u1");
+  EXPECT_EQ(store_.EraseProfile(u1), 2u);
+  EXPECT_EQ(store_.live_profiles(), 1u);
+  EXPECT_EQ(store_.live_records(), 1u);
+  EXPECT_FALSE(store_.profiles().Find("u1").has_value());
+  // An empty profile satisfies `not performed`, but an erased id is not a profile at all.
+  Expr no_a = Not(Performed(Ev("A")));
+  EXPECT_EQ(Members(no_a, kT0 + 1), (std::vector<std::string>{"u2"}));
+  EXPECT_FALSE(IsMember(store_, u1, no_a, Lookup(), kT0 + 1));
+  EXPECT_TRUE(Members(Performed(Ev("A")), kT0 + 1).empty());
+  // The same key again is a new id with none of the old history.
+  Track("u1", "B", kT0);
+  EXPECT_NE(*store_.profiles().Find("u1"), u1);
+  EXPECT_EQ(Members(no_a, kT0 + 1), (std::vector<std::string>{"u1", "u2"}));
+  EXPECT_TRUE(Members(Trait(Eq("plan", Str("pro"))), kT0 + 1).empty());
+}
+
 }  // namespace
 }  // namespace shoal::reference

@@ -213,6 +213,12 @@ struct SegmentRefCond {
   bool operator==(const SegmentRefCond&) const = default;
 };
 
+// in list "name": the profile's key is in the static list (Engine::CreateList).
+struct ListRefCond {
+  std::string list;
+  bool operator==(const ListRefCond&) const = default;
+};
+
 // bucket(N [, "salt"]) CMP k: a stable pseudo-random bucket in [0, N) of the profile key.
 struct BucketCond {
   int64_t buckets = 100;
@@ -222,8 +228,9 @@ struct BucketCond {
   bool operator==(const BucketCond&) const = default;
 };
 
-using Leaf = std::variant<TraitCond, TraitHistoryCond, CountCond, AggCond, FirstLastCond,
-                          LastEventCond, SequenceCond, NotFollowedCond, SegmentRefCond, BucketCond>;
+using Leaf =
+    std::variant<TraitCond, TraitHistoryCond, CountCond, AggCond, FirstLastCond, LastEventCond,
+                 SequenceCond, NotFollowedCond, SegmentRefCond, BucketCond, ListRefCond>;
 
 // A segment definition: a boolean tree of leaf conditions.
 struct Expr {

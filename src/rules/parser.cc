@@ -446,9 +446,21 @@ class Parser {
   }
 
   // segment_ref := "in segment" STRING
+  // list_ref    := "in list" STRING
+  // "list" is not reserved: it only ever follows 'in', where no trait name can stand, so a trait
+  // named list needs no backquotes.
   Status ParseSegmentRef(Expr* out) {
     Advance();
-    SHOAL_RETURN_IF_ERROR(ExpectWord("segment", "after 'in' (as in 'in segment \"vip\"')"));
+    if (AtWord("list")) {
+      Advance();
+      if (Cur().kind != TokKind::kString) return Expected("a list name in quotes after 'in list'");
+      out->leaf = ListRefCond{Cur().str};
+      Advance();
+      return Status::Ok();
+    }
+    if (!AtWord("segment"))
+      return Expected("'segment' or 'list' after 'in' (as in 'in segment \"vip\"')");
+    Advance();
     if (Cur().kind != TokKind::kString)
       return Expected("a segment name in quotes after 'in segment'");
     out->leaf = SegmentRefCond{Cur().str};

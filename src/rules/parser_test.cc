@@ -359,6 +359,9 @@ TEST(ParserTest, TraitHistoryShape) {
 TEST(ParserTest, SegmentRefAndBucketShape) {
   Expr e = MustParse(R"(in segment "vip" and bucket(100, "vip-holdout") < 10)");
   EXPECT_EQ(LeafAs<SegmentRefCond>(e.children[0]).segment, "vip");
+  EXPECT_EQ(ParseLeaf<ListRefCond>(R"(IN LIST "csv \"vip\"")").list, "csv \"vip\"");
+  EXPECT_EQ(Canon(R"(NOT  In List "suppressed"  and list = "x")"),
+            R"(not in list "suppressed" and list = "x")");
   const BucketCond& b = LeafAs<BucketCond>(e.children[1]);
   EXPECT_EQ(b.buckets, 100);
   EXPECT_EQ(b.salt, "vip-holdout");
@@ -695,7 +698,9 @@ TEST(ParserTest, ErrorMisc) {
             "1:28: expected a comparison such as '> 500' after the events of 'sum', found end of "
             "input");
   EXPECT_EQ(Err("in \"vip\""),
-            "1:4: expected 'segment' after 'in' (as in 'in segment \"vip\"'), found '\"vip\"'");
+            "1:4: expected 'segment' or 'list' after 'in' (as in 'in segment \"vip\"'), found "
+            "'\"vip\"'");
+  EXPECT_EQ(Err("in list vip"), "1:9: expected a list name in quotes after 'in list', found 'vip'");
   EXPECT_EQ(Err("x = 1 for 7d"),
             "1:11: expected 'at least' or 'less than' after 'for', found '7d'");
   EXPECT_EQ(Err("a = 1 and\nb ="),
@@ -843,7 +848,7 @@ class RandomDefinition {
     return " " + Kw(words[Pick(7)]) + " " + std::to_string(Pick(10)) + " " + Kw("times");
   }
   std::string Condition() {
-    switch (Pick(11)) {
+    switch (Pick(12)) {
       case 0:
         return Pred();
       case 1:
@@ -871,6 +876,8 @@ class RandomDefinition {
                Event() + (Pick(2) ? " " + Kw("within") + " " + Duration() : "");
       case 9:
         return Kw("in segment") + " \"seg\"";
+      case 10:
+        return Kw("in list") + " \"vip list\"";
       default:
         return Kw("bucket") + "(" + std::to_string(1 + Pick(100)) + (Pick(2) ? ", \"salt\"" : "") +
                ") < " + std::to_string(Pick(100));

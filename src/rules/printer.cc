@@ -222,6 +222,7 @@ struct LeafPrinter {
   std::string operator()(const SegmentRefCond& c) const {
     return "in segment " + QuoteString(c.segment);
   }
+  std::string operator()(const ListRefCond& c) const { return "in list " + QuoteString(c.list); }
   std::string operator()(const BucketCond& c) const {
     std::string out = "bucket(" + std::to_string(c.buckets);
     if (!c.salt.empty()) out += ", " + QuoteString(c.salt);

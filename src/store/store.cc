@@ -28,6 +28,15 @@ std::optional<uint32_t> StringPool::Find(std::string_view s) const {
   return it->second;
 }
 
+void StringPool::Forget(uint32_t id) {
+  std::string_view v = views_[id];
+  auto it = ids_.find(v);
+  if (it != ids_.end() && it->second == id) ids_.erase(it);
+  // The bytes belong to this id alone (Intern copies every new string), so they can be wiped.
+  if (!v.empty()) std::memset(const_cast<char*>(v.data()), 0, v.size());
+  views_[id] = {};
+}
+
 size_t StringPool::MemoryBytes() const {
   return chunks_.size() * (size_t{1} << 20) + views_.capacity() * sizeof(std::string_view) +
          ids_.capacity() * (sizeof(std::string_view) + sizeof(uint32_t) + 1);
@@ -103,6 +112,29 @@ std::optional<StoredValue> Store::Find(size_t i, uint32_t key) const {
     if (p.key() > key) break;
   }
   return std::nullopt;
+}
+
+size_t Store::EraseProfile(uint32_t profile) {
+  if (erased(profile) || profile >= profiles_.size()) return 0;
+  size_t n = 0;
+  const PropEntry pad{PropEntry::kPad, {0, 0}};
+  for (size_t i = 0; i < size(); ++i) {
+    if (profile_[i] != profile) continue;
+    // Overwrite the properties in place: props() trims trailing pads, so the record reads empty.
+    uint32_t b = props_begin_[i];
+    uint32_t e = i + 1 < size() ? props_begin_[i + 1] : static_cast<uint32_t>(props_.size());
+    for (uint32_t k = b; k < e; ++k) props_[k] = pad;
+    profile_[i] = kErasedProfile;
+    name_[i] = kErasedName;
+    ts_[i] = 0;
+    ++n;
+  }
+  if (erased_.size() <= profile) erased_.resize(profile + 1, false);
+  erased_[profile] = true;
+  ++erased_profiles_;
+  erased_records_ += n;
+  profiles_.Forget(profile);
+  return n;
 }
 
 size_t Store::MemoryBytes() const {

@@ -36,6 +36,9 @@ class StringPool {
   // nullopt if `s` was never interned.
   std::optional<uint32_t> Find(std::string_view s) const;
   std::string_view Get(uint32_t id) const { return views_[id]; }
+  // Unbinds id from its string and overwrites the bytes: Find() no longer returns it, Get(id) is
+  // empty, and interning the same string again yields a new id. The id itself is never reused.
+  void Forget(uint32_t id);
   size_t size() const { return views_.size(); }
   size_t MemoryBytes() const;
 
@@ -115,13 +118,18 @@ class ChunkedVector {
   size_t size_ = 0;
 };
 
-enum class RecordKind : uint8_t { kTrack, kIdentify };
+// kErased: a record of an erased profile, kept as a tombstone so record indices stay stable.
+enum class RecordKind : uint8_t { kTrack, kIdentify, kErased };
 
 // Retained history plus the id spaces it uses.
 class Store {
  public:
   // Name id of identify records (the pool string "$identify"); every other name is a track event.
   static constexpr uint32_t kIdentifyName = 0;
+  // Name and profile of an erased record: ids no pool hands out, so a scan by name or by profile
+  // never matches one.
+  static constexpr uint32_t kErasedName = UINT32_MAX;
+  static constexpr uint32_t kErasedProfile = UINT32_MAX;
 
   Store();
   Store(const Store&) = delete;
@@ -143,7 +151,9 @@ class Store {
   uint32_t profile(size_t i) const { return profile_[i]; }
   uint32_t name(size_t i) const { return name_[i]; }
   RecordKind kind(size_t i) const {
-    return name_[i] == kIdentifyName ? RecordKind::kIdentify : RecordKind::kTrack;
+    return name_[i] == kIdentifyName ? RecordKind::kIdentify
+           : name_[i] == kErasedName ? RecordKind::kErased
+                                     : RecordKind::kTrack;
   }
   Millis ts(size_t i) const { return ts_[i]; }
   std::span<const PropEntry> props(size_t i) const {
@@ -158,6 +168,18 @@ class Store {
   // The name column, for scans by event name.
   const ChunkedVector<uint32_t>& names() const { return name_; }
 
+  // Erases a profile's history: each of its records becomes a tombstone (profile kErasedProfile,
+  // name kErasedName, time 0, no properties), the profile id is marked erased, and its key is
+  // forgotten, so a later message with the same key interns a new id. Tombstones keep record
+  // indices stable (series and identify lists hold them) at the cost of their columns' bytes.
+  // Strings the records interned stay in strings(): they may be shared with other records.
+  // O(records): one scan of the profile column. Returns the number of records erased.
+  size_t EraseProfile(uint32_t profile);
+  bool erased(uint32_t profile) const { return profile < erased_.size() && erased_[profile]; }
+  // Records and profile ids that are not erased.
+  size_t live_records() const { return size() - erased_records_; }
+  size_t live_profiles() const { return profiles_.size() - erased_profiles_; }
+
   size_t MemoryBytes() const;
 
  private:
@@ -170,6 +192,8 @@ class Store {
   ChunkedVector<uint32_t> props_begin_;
   // A record's props never cross a chunk boundary (see Append).
   ChunkedVector<PropEntry> props_;
+  std::vector<bool> erased_;  // by profile id
+  size_t erased_records_ = 0, erased_profiles_ = 0;
 };
 
 }  // namespace shoal::store
