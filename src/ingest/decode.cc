@@ -1364,7 +1364,8 @@ Status Decoder::Impl::Decode(const char* data, size_t len, size_t capacity,
   }
   if (!has_ts) {
     ts = opts.received_at != 0 ? opts.received_at : opts.now;
-  } else if (sent_at.present && opts.received_at > 0) {
+  } else if ((sent_at.present || opts.sent_at != 0) && opts.received_at > 0) {
+    if (!sent_at.present) sent = opts.sent_at;
     // Client clock skew: the client's clock read sentAt when the server's read received_at.
     // Both times come from ParseTime (years 0000-9999), so only received_at can overflow.
     Millis skew = sent - ts;

@@ -23,6 +23,8 @@ struct DecodeOptions {
   // A message without timestamp takes received_at (or `now` when received_at is 0).
   Millis received_at = 0;
   Millis now = 0;
+  // The sentAt of the envelope (a batch's), used for messages that carry none; 0: none.
+  Millis sent_at = 0;
   // The `type` to assume when the message has none (e.g. POST /v1/track). Empty: required.
   std::string_view default_type;
 };

@@ -240,6 +240,7 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
 void AddBenchCommand(CLI::App& app) {
   auto* bench = app.add_subcommand("bench", "End-to-end benchmarks");
   bench->require_subcommand(1);
+  AddHttpBenchCommand(bench);
   auto* peers = bench->add_subcommand(
       "peers", "Replay shared/peers' events.ndjson with its segments live; write OUT_DIR/sN.txt");
   struct Args {

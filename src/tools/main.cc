@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   shoal::tools::AddCheckCommand(app);
   shoal::tools::AddBenchCommand(app);
   shoal::tools::AddDemoCommand(app);
+  shoal::tools::AddServeCommand(app);
+  shoal::tools::AddImportCommand(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

@@ -1,0 +1,1016 @@
+#include "api/api.h"
+
+#include <algorithm>
+#include <charconv>
+#include <memory>
+
+#include <fmt/format.h>
+#include <simdjson.h>
+
+#include "api/json.h"
+#include "ingest/decode.h"
+#include "reference/reference.h"
+#include "store/store.h"
+
+namespace shoal::api {
+namespace {
+
+using server::Txn;
+using Reply = std::function<void(Response)>;
+
+Response JsonResponse(unsigned status, std::string body) {
+  Response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+// HTTP status and error code for an engine Status.
+Response FromStatus(const Status& st, std::string_view invalid_code = "invalid_argument") {
+  switch (st.code()) {
+    case Status::Code::kInvalidArgument:
+      return ErrorResponse(400, invalid_code, st.message());
+    case Status::Code::kNotFound:
+      return ErrorResponse(404, "not_found", st.message());
+    case Status::Code::kAlreadyExists:
+      return ErrorResponse(409, "already_exists", st.message());
+    case Status::Code::kFailedPrecondition:
+      return ErrorResponse(409, "failed_precondition", st.message());
+    default:
+      return ErrorResponse(500, "internal", st.message());
+  }
+}
+
+// A definition error: "L:C: message" gets line and column members.
+Response DefinitionError(const Status& st) {
+  if (st.code() == Status::Code::kAlreadyExists || st.code() == Status::Code::kFailedPrecondition) {
+    return FromStatus(st);
+  }
+  const std::string& m = st.message();
+  int line = 0, col = 0;
+  const char* p = m.data();
+  const char* end = p + m.size();
+  auto r1 = std::from_chars(p, end, line);
+  if (r1.ec == std::errc() && r1.ptr < end && *r1.ptr == ':') {
+    auto r2 = std::from_chars(r1.ptr + 1, end, col);
+    if (r2.ec != std::errc() || r2.ptr >= end || *r2.ptr != ':') line = col = 0;
+  }
+  JsonWriter w;
+  w.BeginObject().Key("error").BeginObject();
+  w.Key("code").String("invalid_definition").Key("message").String(m);
+  if (line > 0) w.Key("line").Int(line).Key("column").Int(col);
+  w.EndObject().EndObject();
+  return JsonResponse(400, std::move(w.str()));
+}
+
+// The field a decoder error names: "field 'event': ..." -> "event".
+std::string FieldOf(const std::string& message) {
+  size_t p = message.find("field '");
+  if (p == std::string::npos) return {};
+  size_t q = message.find('\'', p + 7);
+  if (q == std::string::npos) return {};
+  return message.substr(p + 7, q - p - 7);
+}
+
+struct ParsedBody {
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+};
+
+// Parses a JSON object body. On error fills *err.
+bool ParseObject(const std::string& body, ParsedBody* out, Response* err) {
+  auto r = out->parser.parse(body);
+  if (r.error()) {
+    *err = ErrorResponse(400, "invalid_json",
+                         fmt::format("the body is not valid JSON: {}",
+                                     simdjson::error_message(r.error())));
+    return false;
+  }
+  out->root = r.value();
+  if (!out->root.is_object()) {
+    *err = ErrorResponse(400, "invalid_json", "the body must be a JSON object");
+    return false;
+  }
+  return true;
+}
+
+// A required (or optional) string member.
+bool GetString(const simdjson::dom::element& obj, const char* key, bool required, std::string* out,
+               Response* err) {
+  auto v = obj[key];
+  if (v.error() == simdjson::NO_SUCH_FIELD) {
+    if (!required) return true;
+    *err = ErrorResponse(400, "invalid_argument", fmt::format("field '{}': required", key));
+    return false;
+  }
+  std::string_view s;
+  if (v.get(s)) {
+    *err = ErrorResponse(400, "invalid_argument", fmt::format("field '{}': must be a string", key));
+    return false;
+  }
+  out->assign(s);
+  return true;
+}
+
+bool GetStringArray(const simdjson::dom::element& obj, const char* key, std::vector<std::string>* out,
+                    Response* err) {
+  auto v = obj[key];
+  if (v.error() == simdjson::NO_SUCH_FIELD) return true;
+  simdjson::dom::array arr;
+  if (v.get(arr)) {
+    *err = ErrorResponse(400, "invalid_argument",
+                         fmt::format("field '{}': must be an array of ids", key));
+    return false;
+  }
+  size_t i = 0;
+  for (auto e : arr) {
+    std::string_view s;
+    if (e.get(s) || s.empty()) {
+      *err = ErrorResponse(400, "invalid_argument",
+                           fmt::format("field '{}[{}]': must be a non-empty string", key, i));
+      return false;
+    }
+    out->emplace_back(s);
+    ++i;
+  }
+  return true;
+}
+
+void WriteSegment(const SegmentInfo& s, uint64_t last_seq, JsonWriter* w) {
+  w->BeginObject()
+      .Key("name")
+      .String(s.name)
+      .Key("definition")
+      .String(s.definition)
+      .Key("size")
+      .Uint(s.size)
+      .Key("last_seq")
+      .Uint(last_seq)
+      .Key("created_at")
+      .Time(s.created_at)
+      .Key("updated_at")
+      .Time(s.updated_at)
+      .Key("last_change_at");
+  if (s.last_change_at) {
+    w->Time(s.last_change_at);
+  } else {
+    w->Null();
+  }
+  w->EndObject();
+}
+
+void WriteExplain(const ExplainNode& n, JsonWriter* w) {
+  w->BeginObject().Key("text").String(n.text).Key("value").Bool(n.value).Key("detail").String(
+      n.detail);
+  w->Key("next_change");
+  if (n.next_change) {
+    w->Time(*n.next_change);
+  } else {
+    w->Null();
+  }
+  w->Key("children").BeginArray();
+  for (const ExplainNode& c : n.children) WriteExplain(c, w);
+  w->EndArray().EndObject();
+}
+
+std::string Base64Decode(std::string_view in) {
+  static const auto table = [] {
+    std::array<int8_t, 256> t{};
+    t.fill(-1);
+    const char* a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (int i = 0; i < 64; ++i) t[static_cast<uint8_t>(a[i])] = static_cast<int8_t>(i);
+    return t;
+  }();
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : in) {
+    if (c == '=') break;
+    int8_t v = table[static_cast<uint8_t>(c)];
+    if (v < 0) return {};
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  return out;
+}
+
+bool ConstantTimeEquals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char d = 0;
+  for (size_t i = 0; i < a.size(); ++i) d |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return d == 0;
+}
+
+std::vector<std::string_view> SplitPath(std::string_view path) {
+  std::vector<std::string_view> parts;
+  size_t i = 0;
+  while (i < path.size()) {
+    while (i < path.size() && path[i] == '/') ++i;
+    size_t j = path.find('/', i);
+    if (j == std::string_view::npos) j = path.size();
+    if (j > i) parts.push_back(path.substr(i, j - i));
+    i = j;
+  }
+  return parts;
+}
+
+// Parses a query number; *out keeps its value when absent.
+bool QueryNumber(const Request& req, std::string_view name, uint64_t* out, Response* err) {
+  std::string_view v = req.Query(name);
+  if (v.empty()) return true;
+  uint64_t n = 0;
+  auto r = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (r.ec != std::errc() || r.ptr != v.data() + v.size()) {
+    *err = ErrorResponse(400, "invalid_argument",
+                         fmt::format("query parameter '{}': not a non-negative integer", name));
+    return false;
+  }
+  *out = n;
+  return true;
+}
+
+thread_local ingest::Decoder tls_decoder;
+
+}  // namespace
+
+std::string_view Request::Query(std::string_view name) const {
+  for (const auto& [k, v] : query) {
+    if (k == name) return v;
+  }
+  return {};
+}
+
+std::vector<std::string> Request::QueryAll(std::string_view name) const {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : query) {
+    if (k == name) out.push_back(v);
+  }
+  return out;
+}
+
+Response ErrorResponse(unsigned status, std::string_view code, std::string_view message) {
+  JsonWriter w;
+  w.BeginObject().Key("error").BeginObject().Key("code").String(code).Key("message").String(
+      message);
+  w.EndObject().EndObject();
+  return JsonResponse(status, std::move(w.str()));
+}
+
+Api::Api(server::Service* service, ApiOptions options)
+    : service_(service), options_(std::move(options)) {}
+
+bool Api::IsAdmin(const Request& req) const {
+  if (options_.admin_token.empty()) return true;
+  std::string_view a = req.authorization;
+  if (a.size() < 7 || (a.substr(0, 7) != "Bearer " && a.substr(0, 7) != "bearer ")) return false;
+  return ConstantTimeEquals(a.substr(7), options_.admin_token);
+}
+
+bool Api::IsWriter(const Request& req, std::string_view body_write_key) const {
+  if (options_.write_key.empty()) return true;
+  std::string_view a = req.authorization;
+  if (a.size() > 6 && (a.substr(0, 6) == "Basic " || a.substr(0, 6) == "basic ")) {
+    std::string user = Base64Decode(a.substr(6));
+    size_t colon = user.find(':');
+    if (colon != std::string::npos) user.resize(colon);
+    if (ConstantTimeEquals(user, options_.write_key)) return true;
+  }
+  return !body_write_key.empty() && ConstantTimeEquals(body_write_key, options_.write_key);
+}
+
+void Api::Handle(Request req, Reply reply) {
+  std::vector<std::string_view> parts = SplitPath(req.path);
+  const std::string& m = req.method;
+  if (parts.size() == 1 && parts[0] == "healthz") {
+    if (!service_->Ready()) return reply(ErrorResponse(503, "starting", "recovery in progress"));
+    return reply(JsonResponse(200, R"({"status":"ok"})"));
+  }
+  if (parts.size() == 1 && parts[0] == "metrics") return reply(Metrics());
+  if (parts.empty() || parts[0] != "v1") {
+    return reply(ErrorResponse(404, "not_found", "no such route: " + req.path));
+  }
+  if (parts.size() == 2) {
+    static constexpr std::string_view kIngest[] = {"identify", "track", "page",  "screen",
+                                                   "group",    "alias", "batch"};
+    for (std::string_view t : kIngest) {
+      if (parts[1] == t) {
+        if (m != "POST") return reply(ErrorResponse(405, "method_not_allowed", "use POST"));
+        return Ingest(req, t, reply);
+      }
+    }
+  }
+  if (!IsAdmin(req)) {
+    return reply(ErrorResponse(401, "unauthorized",
+                               "this route needs the admin token: Authorization: Bearer TOKEN"));
+  }
+  if (parts.size() >= 2 && parts[1] == "segments") return Segments(req, parts, reply);
+  if (parts.size() >= 3 && parts[1] == "profiles") return Profiles(req, parts, reply);
+  if (parts.size() >= 2 && parts[1] == "lists") return Lists(req, parts, reply);
+  if (parts.size() >= 3 && parts[1] == "debug") return Debug(req, parts, reply);
+  reply(ErrorResponse(404, "not_found", "no such route: " + req.method + " " + req.path));
+}
+
+// --- Ingest -----------------------------------------------------------------------------------
+
+void Api::Ingest(Request& req, std::string_view type, Reply& reply) {
+  if (req.body.size() > kMaxBatchBytes) {
+    return reply(ErrorResponse(
+        413, "limit",
+        fmt::format("the body is {} bytes; the limit is {} bytes per request", req.body.size(),
+                    kMaxBatchBytes)));
+  }
+  // The envelope: a batch's calls (as raw JSON), sentAt and writeKey; a single call is its own
+  // envelope.
+  thread_local simdjson::ondemand::parser parser;
+  simdjson::padded_string padded(req.body);
+  std::vector<std::string_view> calls;
+  std::string write_key;
+  Millis sent_at = 0;
+  {
+    auto fail = [&](simdjson::error_code e) {
+      reply(ErrorResponse(400, "invalid_json",
+                          fmt::format("the body is not a valid JSON object: {}",
+                                      simdjson::error_message(e))));
+    };
+    simdjson::ondemand::document doc;
+    if (auto e = parser.iterate(padded).get(doc)) return fail(e);
+    simdjson::ondemand::object obj;
+    if (auto e = doc.get_object().get(obj)) return fail(e);
+    for (auto field : obj) {
+      std::string_view key;
+      if (auto e = field.unescaped_key().get(key)) return fail(e);
+      if (key == "writeKey") {
+        std::string_view s;
+        if (field.value().get_string().get(s) == simdjson::SUCCESS) write_key = s;
+      } else if (type == "batch" && key == "batch") {
+        simdjson::ondemand::array arr;
+        if (field.value().get_array().get(arr)) {
+          return reply(ErrorResponse(400, "invalid_message", "field 'batch': must be an array"));
+        }
+        for (auto elem : arr) {
+          simdjson::ondemand::value v;
+          if (auto e = elem.get(v)) return fail(e);
+          simdjson::ondemand::json_type t;
+          if (auto e = v.type().get(t)) return fail(e);
+          std::string_view raw;
+          if (t == simdjson::ondemand::json_type::object) {
+            simdjson::ondemand::object o;
+            if (auto e = v.get_object().get(o)) return fail(e);
+            if (auto e = o.raw_json().get(raw)) return fail(e);
+            calls.push_back(raw);
+          } else {
+            if (t == simdjson::ondemand::json_type::array) {
+              simdjson::ondemand::array a;
+              if (auto e = v.get_array().get(a)) return fail(e);
+              if (auto e = a.raw_json().get(raw)) return fail(e);
+            }
+            calls.push_back({});  // not an object: reported with its index below
+          }
+        }
+      } else if (type == "batch" && key == "sentAt") {
+        std::string_view s;
+        if (field.value().get_string().get(s) == simdjson::SUCCESS) {
+          if (auto t = ParseTime(s)) sent_at = *t;
+        }
+      }
+    }
+  }
+  if (!IsWriter(req, write_key)) {
+    return reply(ErrorResponse(401, "unauthorized",
+                               "wrong or missing write key (HTTP Basic user, or writeKey)"));
+  }
+  if (type != "batch") {
+    calls.push_back(req.body);
+  } else if (calls.size() > kMaxBatchCalls) {
+    return reply(ErrorResponse(400, "limit",
+                               fmt::format("the batch has {} calls; the limit is {} per batch",
+                                           calls.size(), kMaxBatchCalls)));
+  }
+
+  ingest::DecodeOptions opts;
+  opts.received_at = req.received_at;
+  opts.now = req.received_at;
+  opts.sent_at = sent_at;
+  if (type != "batch") opts.default_type = type;
+  std::vector<Message> msgs(calls.size());
+  size_t n = 0;
+  JsonWriter errors;
+  errors.BeginArray();
+  size_t n_errors = 0;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    std::string_view raw = calls[i];
+    Status st;
+    if (raw.data() == nullptr) {
+      st = Status::InvalidArgument("field 'batch[" + std::to_string(i) + "]': a call must be an object");
+    } else if (raw.size() > kMaxCallBytes) {
+      st = Status::InvalidArgument(fmt::format("the call is {} bytes; the limit is {} bytes per call",
+                                               raw.size(), kMaxCallBytes));
+    } else {
+      st = tls_decoder.Decode(raw, opts, &msgs[n]);
+    }
+    if (st.ok()) {
+      ++n;
+      continue;
+    }
+    ++n_errors;
+    errors.BeginObject();
+    if (type == "batch") errors.Key("index").Uint(i);
+    errors.Key("field").String(FieldOf(st.message())).Key("message").String(st.message());
+    if (raw.size() > kMaxCallBytes) errors.Key("code").String("limit");
+    errors.EndObject();
+  }
+  errors.EndArray();
+  msgs.resize(n);
+  service_->metrics().rejected.fetch_add(n_errors, std::memory_order_relaxed);
+
+  if (type != "batch" && n_errors > 0) {
+    // A single call: its one error is the answer.
+    bool limit = calls[0].size() > kMaxCallBytes;
+    Status st = limit ? Status::InvalidArgument(fmt::format(
+                            "the call is {} bytes; the limit is {} bytes per call",
+                            calls[0].size(), kMaxCallBytes))
+                      : tls_decoder.Decode(calls[0], opts, &msgs.emplace_back());
+    return reply(ErrorResponse(400, limit ? "limit" : "invalid_message", st.message()));
+  }
+  auto finish = [reply, errs = std::move(errors.str()), n_errors](server::IngestOutcome o) {
+    if (!o.status.ok()) return reply(ErrorResponse(500, "internal", o.status.message()));
+    JsonWriter w;
+    w.BeginObject().Key("success").Bool(n_errors == 0);
+    w.Key("accepted").Uint(o.accepted).Key("duplicates").Uint(o.duplicates);
+    if (n_errors > 0) w.Key("errors").Raw(errs);
+    w.EndObject();
+    reply(JsonResponse(n_errors == 0 ? 200 : 400, std::move(w.str())));
+  };
+  if (msgs.empty()) return finish(server::IngestOutcome{});
+  if (!service_->Ingest(std::move(msgs), finish)) {
+    Response r = ErrorResponse(503, "overloaded", "too many calls waiting to be stored; retry");
+    r.headers.emplace_back("Retry-After", "1");
+    reply(std::move(r));
+  }
+}
+
+// --- Segments ---------------------------------------------------------------------------------
+
+void Api::Segments(Request& req, const std::vector<std::string_view>& parts, Reply& reply) {
+  const std::string& m = req.method;
+  server::Service* svc = service_;
+  if (parts.size() == 2) {
+    if (m == "GET") {
+      return svc->Run([reply, svc](Txn& t) {
+        JsonWriter w;
+        w.BeginObject().Key("segments").BeginArray();
+        for (const SegmentInfo& s : t.engine().ListSegments()) {
+          WriteSegment(s, svc->SegmentSeq(s.name), &w);
+        }
+        w.EndArray().EndObject();
+        reply(JsonResponse(200, std::move(w.str())));
+      });
+    }
+    if (m != "POST") return reply(ErrorResponse(405, "method_not_allowed", "use GET or POST"));
+    ParsedBody body;
+    Response err;
+    std::string name, definition;
+    if (!ParseObject(req.body, &body, &err) || !GetString(body.root, "name", true, &name, &err) ||
+        !GetString(body.root, "definition", true, &definition, &err)) {
+      return reply(std::move(err));
+    }
+    if (name.empty()) return reply(ErrorResponse(400, "invalid_argument", "field 'name': empty"));
+    return svc->Run([reply, svc, name, definition](Txn& t) {
+      Result<SegmentInfo> info = t.engine().CreateSegment(name, definition);
+      if (!info.ok()) return reply(DefinitionError(info.status()));
+      svc->SaveSegment(t, name);
+      t.OnDurable([reply, svc, name, info = *info](const Status& st) {
+        if (!st.ok()) return reply(FromStatus(st));
+        JsonWriter w;
+        SegmentInfo copy = info;
+        WriteSegment(copy, svc->SegmentSeq(name), &w);
+        reply(JsonResponse(201, std::move(w.str())));
+      });
+    });
+  }
+  std::string name(parts[2]);
+  if (parts.size() == 3 && m == "POST" && (name == "validate" || name == "estimate")) {
+    ParsedBody body;
+    Response err;
+    std::string definition;
+    if (!ParseObject(req.body, &body, &err) ||
+        !GetString(body.root, "definition", true, &definition, &err)) {
+      return reply(std::move(err));
+    }
+    bool estimate = name == "estimate";
+    return svc->Run([reply, definition, estimate](Txn& t) {
+      if (!estimate) {
+        Result<std::string> canonical = t.engine().Validate(definition);
+        if (!canonical.ok()) return reply(DefinitionError(canonical.status()));
+        JsonWriter w;
+        w.BeginObject().Key("valid").Bool(true).Key("canonical").String(*canonical).EndObject();
+        return reply(JsonResponse(200, std::move(w.str())));
+      }
+      auto t0 = std::chrono::steady_clock::now();
+      Result<uint64_t> count = t.engine().Estimate(definition);
+      if (!count.ok()) return reply(DefinitionError(count.status()));
+      double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                      .count();
+      JsonWriter w;
+      w.BeginObject().Key("count").Uint(*count).Key("millis").Double(ms).EndObject();
+      reply(JsonResponse(200, std::move(w.str())));
+    });
+  }
+  if (parts.size() == 3) {
+    if (m == "GET") {
+      return svc->Run([reply, svc, name](Txn& t) {
+        Result<SegmentInfo> info = t.engine().GetSegment(name);
+        if (!info.ok()) return reply(FromStatus(info.status()));
+        JsonWriter w;
+        WriteSegment(*info, svc->SegmentSeq(name), &w);
+        reply(JsonResponse(200, std::move(w.str())));
+      });
+    }
+    if (m == "PUT") {
+      ParsedBody body;
+      Response err;
+      std::string definition;
+      if (!ParseObject(req.body, &body, &err) ||
+          !GetString(body.root, "definition", true, &definition, &err)) {
+        return reply(std::move(err));
+      }
+      return svc->Run([reply, svc, name, definition](Txn& t) {
+        bool exists = t.engine().GetSegment(name).ok();
+        Result<SegmentInfo> info = exists ? t.engine().UpdateSegment(name, definition)
+                                          : t.engine().CreateSegment(name, definition);
+        if (!info.ok()) return reply(DefinitionError(info.status()));
+        svc->SaveSegment(t, name);
+        t.OnDurable([reply, svc, name, info = *info, exists](const Status& st) {
+          if (!st.ok()) return reply(FromStatus(st));
+          JsonWriter w;
+          WriteSegment(info, svc->SegmentSeq(name), &w);
+          reply(JsonResponse(exists ? 200 : 201, std::move(w.str())));
+        });
+      });
+    }
+    if (m == "DELETE") {
+      return svc->Run([reply, name](Txn& t) {
+        Status st = t.engine().DeleteSegment(name);
+        if (!st.ok()) return reply(FromStatus(st));
+        t.batch().DeleteSegment(name);
+        t.OnDurable([reply](const Status& st) {
+          if (!st.ok()) return reply(FromStatus(st));
+          Response r;
+          r.status = 204;
+          r.content_type.clear();
+          reply(std::move(r));
+        });
+      });
+    }
+    return reply(ErrorResponse(405, "method_not_allowed", "use GET, PUT or DELETE"));
+  }
+  if (parts.size() != 4 || m != "GET") {
+    return reply(ErrorResponse(404, "not_found", "no such route: " + m + " " + req.path));
+  }
+  if (parts[3] == "count") {
+    return svc->Run([reply, name](Txn& t) {
+      Result<uint64_t> n = t.engine().Count(name);
+      if (!n.ok()) return reply(FromStatus(n.status()));
+      reply(JsonResponse(200, fmt::format(R"({{"count":{}}})", *n)));
+    });
+  }
+  if (parts[3] == "members") {
+    uint64_t limit = 1000;
+    Response err;
+    if (!QueryNumber(req, "limit", &limit, &err)) return reply(std::move(err));
+    limit = std::clamp<uint64_t>(limit, 1, 10000);
+    std::string cursor(req.Query("cursor"));
+    return svc->Run([reply, name, limit, cursor](Txn& t) {
+      Result<std::vector<std::string>> members = t.engine().Members(name);
+      if (!members.ok()) return reply(FromStatus(members.status()));
+      auto it = cursor.empty() ? members->begin()
+                               : std::upper_bound(members->begin(), members->end(), cursor);
+      JsonWriter w;
+      w.BeginObject().Key("members").BeginArray();
+      uint64_t n = 0;
+      for (; it != members->end() && n < limit; ++it, ++n) w.String(*it);
+      w.EndArray().Key("next_cursor");
+      if (it != members->end() && n > 0) {
+        w.String(*(it - 1));
+      } else {
+        w.Null();
+      }
+      w.EndObject();
+      reply(JsonResponse(200, std::move(w.str())));
+    });
+  }
+  if (parts[3] == "history") {
+    Millis from = kMinTime, to = kMaxTime;
+    if (auto f = req.Query("from"); !f.empty()) {
+      auto t = ParseTime(f);
+      if (!t) return reply(ErrorResponse(400, "invalid_argument", "query 'from': not a time"));
+      from = *t;
+    }
+    if (auto f = req.Query("to"); !f.empty()) {
+      auto t = ParseTime(f);
+      if (!t) return reply(ErrorResponse(400, "invalid_argument", "query 'to': not a time"));
+      to = *t;
+    }
+    uint64_t points = 0;
+    Response err;
+    if (!QueryNumber(req, "points", &points, &err)) return reply(std::move(err));
+    std::vector<std::pair<Millis, uint64_t>> sizes;
+    Status st = svc->db().SegmentSizes(name, from, to, &sizes);
+    if (!st.ok()) return reply(FromStatus(st));
+    // Thin to at most `points` samples (the last change in each slice), when asked.
+    if (points > 0 && sizes.size() > points) {
+      std::vector<std::pair<Millis, uint64_t>> thin;
+      for (uint64_t i = 1; i <= points; ++i) thin.push_back(sizes[i * sizes.size() / points - 1]);
+      sizes = std::move(thin);
+    }
+    JsonWriter w;
+    w.BeginObject().Key("segment").String(name).Key("points").BeginArray();
+    for (auto [t, n] : sizes) w.BeginObject().Key("time").Time(t).Key("size").Uint(n).EndObject();
+    w.EndArray().EndObject();
+    return reply(JsonResponse(200, std::move(w.str())));
+  }
+  reply(ErrorResponse(404, "not_found", "no such route: " + m + " " + req.path));
+}
+
+// --- Profiles ---------------------------------------------------------------------------------
+
+void Api::Profiles(Request& req, const std::vector<std::string_view>& parts, Reply& reply) {
+  const std::string& m = req.method;
+  std::string id(parts[2]);
+  server::Service* svc = service_;
+  if (parts.size() == 3 && m == "GET") {
+    return svc->Run([reply, id](Txn& t) {
+      Result<std::vector<Field>> traits = t.engine().Traits(id);
+      if (!traits.ok()) return reply(FromStatus(traits.status()));
+      JsonWriter w;
+      w.BeginObject().Key("id").String(id).Key("traits").BeginObject();
+      for (const Field& f : *traits) w.Key(f.path).Value(f.value);
+      w.EndObject().Key("segments").BeginArray();
+      for (const std::string& s : t.engine().SegmentsOf(id)) w.String(s);
+      w.EndArray().EndObject();
+      reply(JsonResponse(200, std::move(w.str())));
+    });
+  }
+  if (parts.size() == 3 && m == "DELETE") {
+    return svc->Run([reply, svc, id](Txn& t) {
+      Status st = svc->Erase(t, id);
+      if (!st.ok()) return reply(FromStatus(st));
+      t.OnDurable([reply](const Status& st) {
+        if (!st.ok()) return reply(FromStatus(st));
+        reply(JsonResponse(200, R"({"erased":true})"));
+      });
+    });
+  }
+  if (parts.size() == 4 && m == "GET" && parts[3] == "segments") {
+    return svc->Run([reply, id](Txn& t) {
+      JsonWriter w;
+      w.BeginObject().Key("segments").BeginArray();
+      for (const std::string& s : t.engine().SegmentsOf(id)) w.String(s);
+      w.EndArray().EndObject();
+      reply(JsonResponse(200, std::move(w.str())));
+    });
+  }
+  if (parts.size() == 4 && m == "GET" && parts[3] == "explain") {
+    std::string segment(req.Query("segment"));
+    if (segment.empty()) {
+      return reply(ErrorResponse(400, "invalid_argument", "query 'segment': required"));
+    }
+    return svc->Run([reply, id, segment](Txn& t) {
+      Result<ExplainNode> tree = t.engine().Explain(segment, id);
+      if (!tree.ok()) return reply(FromStatus(tree.status()));
+      Result<bool> member = t.engine().IsMember(segment, id);
+      JsonWriter w;
+      w.BeginObject().Key("segment").String(segment).Key("profile").String(id);
+      w.Key("member").Bool(member.ok() && *member).Key("tree");
+      WriteExplain(*tree, &w);
+      w.EndObject();
+      reply(JsonResponse(200, std::move(w.str())));
+    });
+  }
+  if (parts.size() == 4 && m == "GET" && parts[3] == "history") {
+    std::vector<durable::StoredChange> changes;
+    Status st = svc->db().ProfileHistory(id, &changes);
+    if (!st.ok()) return reply(FromStatus(st));
+    JsonWriter w;
+    w.BeginObject().Key("profile").String(id).Key("changes").BeginArray();
+    for (const auto& c : changes) WriteChange(c, &w);
+    w.EndArray().EndObject();
+    return reply(JsonResponse(200, std::move(w.str())));
+  }
+  reply(ErrorResponse(404, "not_found", "no such route: " + m + " " + req.path));
+}
+
+// --- Lists ------------------------------------------------------------------------------------
+
+namespace {
+
+// The ids of a CSV body: the first column of each row; a first row naming the column is a header.
+std::vector<std::string> CsvIds(std::string_view body) {
+  std::vector<std::string> ids;
+  size_t pos = 0;
+  bool first = true;
+  while (pos < body.size()) {
+    size_t eol = body.find('\n', pos);
+    if (eol == std::string_view::npos) eol = body.size();
+    std::string_view line = body.substr(pos, eol - pos);
+    pos = eol + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    std::string id;
+    if (!line.empty() && line[0] == '"') {
+      // A quoted field: "" is a quote.
+      for (size_t i = 1; i < line.size(); ++i) {
+        if (line[i] == '"') {
+          if (i + 1 < line.size() && line[i + 1] == '"') {
+            id.push_back('"');
+            ++i;
+          } else {
+            break;
+          }
+        } else {
+          id.push_back(line[i]);
+        }
+      }
+    } else {
+      id = std::string(line.substr(0, line.find(',')));
+      while (!id.empty() && id.back() == ' ') id.pop_back();
+      while (!id.empty() && id.front() == ' ') id.erase(id.begin());
+    }
+    if (first) {
+      first = false;
+      std::string lower;
+      for (char c : id) lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+      if (lower == "id" || lower == "userid" || lower == "user_id") continue;
+    }
+    if (!id.empty()) ids.push_back(std::move(id));
+  }
+  return ids;
+}
+
+void ListAnswer(Txn& t, const std::string& name, unsigned status, int64_t added,
+                const Reply& reply) {
+  Result<std::vector<std::string>> members = t.engine().ListMembers(name);
+  uint64_t size = members.ok() ? members->size() : 0;
+  t.OnDurable([reply, name, size, status, added](const Status& st) {
+    if (!st.ok()) return reply(FromStatus(st));
+    JsonWriter w;
+    w.BeginObject().Key("name").String(name).Key("size").Uint(size);
+    if (added >= 0) w.Key("added").Int(added);
+    w.EndObject();
+    reply(JsonResponse(status, std::move(w.str())));
+  });
+}
+
+}  // namespace
+
+void Api::Lists(Request& req, const std::vector<std::string_view>& parts, Reply& reply) {
+  const std::string& m = req.method;
+  server::Service* svc = service_;
+  if (parts.size() == 2 && m == "GET") {
+    return svc->Run([reply](Txn& t) {
+      JsonWriter w;
+      w.BeginObject().Key("lists").BeginArray();
+      for (const std::string& name : t.engine().Lists()) {
+        Result<std::vector<std::string>> members = t.engine().ListMembers(name);
+        w.BeginObject().Key("name").String(name).Key("size").Uint(
+            members.ok() ? members->size() : 0);
+        w.EndObject();
+      }
+      w.EndArray().EndObject();
+      reply(JsonResponse(200, std::move(w.str())));
+    });
+  }
+  if (parts.size() == 2 && m == "POST") {
+    ParsedBody body;
+    Response err;
+    std::string name, from_segment;
+    if (!ParseObject(req.body, &body, &err) || !GetString(body.root, "name", true, &name, &err) ||
+        !GetString(body.root, "from_segment", false, &from_segment, &err)) {
+      return reply(std::move(err));
+    }
+    return svc->Run([reply, name, from_segment](Txn& t) {
+      std::vector<std::string> members;
+      if (!from_segment.empty()) {
+        Result<std::vector<std::string>> m = t.engine().Members(from_segment);
+        if (!m.ok()) return reply(FromStatus(m.status()));
+        members = std::move(*m);
+      }
+      Status st = t.engine().CreateList(name);
+      if (st.ok() && !members.empty()) st = t.engine().AddToList(name, members);
+      if (!st.ok()) return reply(FromStatus(st));
+      t.batch().PutList(name);
+      for (const std::string& p : members) t.batch().PutListMember(name, p);
+      ListAnswer(t, name, 201, -1, reply);
+    });
+  }
+  if (parts.size() < 3) return reply(ErrorResponse(405, "method_not_allowed", "use GET or POST"));
+  std::string name(parts[2]);
+  if (parts.size() == 3 && m == "GET") {
+    return svc->Run([reply, name](Txn& t) {
+      Result<std::vector<std::string>> members = t.engine().ListMembers(name);
+      if (!members.ok()) return reply(FromStatus(members.status()));
+      reply(JsonResponse(200, fmt::format(R"({{"name":{},"size":{}}})",
+                                          [&] {
+                                            std::string s;
+                                            AppendJsonString(name, &s);
+                                            return s;
+                                          }(),
+                                          members->size())));
+    });
+  }
+  if (parts.size() == 3 && m == "DELETE") {
+    return svc->Run([reply, name](Txn& t) {
+      Result<std::vector<std::string>> members = t.engine().ListMembers(name);
+      if (!members.ok()) return reply(FromStatus(members.status()));
+      Status st = t.engine().DeleteList(name);
+      if (!st.ok()) return reply(FromStatus(st));
+      t.batch().DeleteList(name);
+      for (const std::string& p : *members) t.batch().DeleteListMember(name, p);
+      t.OnDurable([reply](const Status& st) {
+        if (!st.ok()) return reply(FromStatus(st));
+        Response r;
+        r.status = 204;
+        r.content_type.clear();
+        reply(std::move(r));
+      });
+    });
+  }
+  if (parts.size() == 4 && parts[3] == "members" && m == "GET") {
+    return svc->Run([reply, name](Txn& t) {
+      Result<std::vector<std::string>> members = t.engine().ListMembers(name);
+      if (!members.ok()) return reply(FromStatus(members.status()));
+      JsonWriter w;
+      w.BeginObject().Key("name").String(name).Key("members").BeginArray();
+      for (const std::string& p : *members) w.String(p);
+      w.EndArray().EndObject();
+      reply(JsonResponse(200, std::move(w.str())));
+    });
+  }
+  if (parts.size() == 4 && parts[3] == "members" && m == "POST") {
+    ParsedBody body;
+    Response err;
+    std::vector<std::string> add, remove;
+    if (!ParseObject(req.body, &body, &err) || !GetStringArray(body.root, "add", &add, &err) ||
+        !GetStringArray(body.root, "remove", &remove, &err)) {
+      return reply(std::move(err));
+    }
+    return svc->Run([reply, name, add, remove](Txn& t) {
+      Status st = t.engine().AddToList(name, add);
+      if (st.ok()) st = t.engine().RemoveFromList(name, remove);
+      if (!st.ok()) return reply(FromStatus(st));
+      for (const std::string& p : add) t.batch().PutListMember(name, p);
+      for (const std::string& p : remove) t.batch().DeleteListMember(name, p);
+      ListAnswer(t, name, 200, -1, reply);
+    });
+  }
+  if (parts.size() == 4 && parts[3] == "upload" && m == "POST") {
+    std::vector<std::string> ids = CsvIds(req.body);
+    return svc->Run([reply, name, ids = std::move(ids)](Txn& t) {
+      Result<std::vector<std::string>> before = t.engine().ListMembers(name);
+      if (!before.ok()) return reply(FromStatus(before.status()));
+      Status st = t.engine().AddToList(name, ids);
+      if (!st.ok()) return reply(FromStatus(st));
+      for (const std::string& p : ids) t.batch().PutListMember(name, p);
+      Result<std::vector<std::string>> after = t.engine().ListMembers(name);
+      int64_t added = after.ok() ? static_cast<int64_t>(after->size() - before->size()) : 0;
+      ListAnswer(t, name, 200, added, reply);
+    });
+  }
+  reply(ErrorResponse(404, "not_found", "no such route: " + m + " " + req.path));
+}
+
+// --- Debug ------------------------------------------------------------------------------------
+
+void Api::Debug(Request& req, const std::vector<std::string_view>& parts, Reply& reply) {
+  const std::string& m = req.method;
+  server::Service* svc = service_;
+  if (parts.size() == 3 && parts[2] == "clock" && m == "POST") {
+    ParsedBody body;
+    Response err;
+    std::string advance, set;
+    if (!ParseObject(req.body, &body, &err) ||
+        !GetString(body.root, "advance", false, &advance, &err) ||
+        !GetString(body.root, "set", false, &set, &err)) {
+      return reply(std::move(err));
+    }
+    std::optional<Millis> d, at;
+    if (!advance.empty() && !(d = ParseDuration(advance))) {
+      return reply(ErrorResponse(400, "invalid_argument", "field 'advance': not a duration"));
+    }
+    if (!set.empty() && !(at = ParseTime(set))) {
+      return reply(ErrorResponse(400, "invalid_argument", "field 'set': not a time"));
+    }
+    if (!d && !at) {
+      return reply(ErrorResponse(400, "invalid_argument", "give 'advance' or 'set'"));
+    }
+    return svc->Run([reply, svc, d, at](Txn& t) {
+      Millis target = at ? *at : t.engine().Now() + *d;
+      Result<size_t> n = svc->SetClock(target);
+      if (!n.ok()) return reply(FromStatus(n.status()));
+      Millis now = t.engine().Now();
+      t.OnDurable([reply, now, n = *n](const Status& st) {
+        if (!st.ok()) return reply(FromStatus(st));
+        JsonWriter w;
+        w.BeginObject().Key("now").Time(now).Key("changes").Uint(n).EndObject();
+        reply(JsonResponse(200, std::move(w.str())));
+      });
+    });
+  }
+  if (parts.size() == 3 && parts[2] == "verify" && m == "GET") {
+    return svc->Run([reply, svc](Txn& t) {
+      const Engine& e = t.engine();
+      auto lookup = [&e](std::string_view name) { return e.Definition(name); };
+      auto lists = [&e](std::string_view list, std::string_view profile) {
+        Result<std::vector<std::string>> members = e.ListMembers(list);
+        return members.ok() &&
+               std::binary_search(members->begin(), members->end(), std::string(profile));
+      };
+      bool all_ok = true;
+      JsonWriter w;
+      w.BeginObject().Key("segments").BeginObject();
+      for (const SegmentInfo& s : e.ListSegments()) {
+        const rules::Expr* def = e.Definition(s.name);
+        std::vector<std::string> ref =
+            def ? reference::Members(e.store(), *def, lookup, e.Now(), lists)
+                : std::vector<std::string>{};
+        Result<std::vector<std::string>> live = e.Members(s.name);
+        std::vector<std::string> persisted;
+        Status st =
+            svc->db().ForEachMember(s.name, [&](std::string_view p) { persisted.emplace_back(p); });
+        // The persisted membership lags the live one by the changes not yet committed.
+        bool ok = live.ok() && st.ok() && *live == ref;
+        all_ok &= ok;
+        w.Key(s.name).BeginObject();
+        w.Key("live").Uint(live.ok() ? live->size() : 0).Key("reference").Uint(ref.size());
+        w.Key("persisted").Uint(persisted.size()).Key("ok").Bool(ok);
+        w.Key("persisted_equal").Bool(live.ok() && persisted == *live);
+        w.EndObject();
+      }
+      w.EndObject().Key("ok").Bool(all_ok).EndObject();
+      reply(JsonResponse(200, std::move(w.str())));
+    });
+  }
+  if (parts.size() == 4 && parts[2] == "messages" && m == "GET") {
+    std::string id(parts[3]);
+    return svc->Run([reply, svc, id](Txn&) {
+      reply(JsonResponse(200, svc->IsDuplicate(id) ? R"({"stored":true})" : R"({"stored":false})"));
+    });
+  }
+  reply(ErrorResponse(404, "not_found", "no such route: " + m + " " + req.path));
+}
+
+// --- Metrics ----------------------------------------------------------------------------------
+
+Response Api::Metrics() {
+  // Counters are read directly; engine figures come from the engine thread's last snapshot.
+  server::ServiceMetrics& mt = service_->metrics();
+  std::string out;
+  auto line = [&](std::string_view name, std::string_view type, std::string_view help,
+                  uint64_t v) {
+    fmt::format_to(std::back_inserter(out), "# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}\n", name,
+                   help, type, v);
+  };
+  line("shoal_ingest_messages_total", "counter", "Calls accepted.", mt.messages.load());
+  line("shoal_ingest_duplicates_total", "counter", "Calls dropped as duplicates of a messageId.",
+       mt.duplicates.load());
+  line("shoal_ingest_rejected_total", "counter", "Calls refused: invalid or overloaded.",
+       mt.rejected.load());
+  line("shoal_changes_total", "counter", "Membership changes committed.", mt.changes.load());
+  line("shoal_commit_groups_total", "counter", "Group commits (one fsync each).",
+       mt.groups.load());
+  line("shoal_pending_messages", "gauge", "Calls accepted but not yet durable.",
+       mt.pending_messages.load());
+  line("shoal_change_log_seq", "gauge", "Sequence number of the last committed change.",
+       service_->hub().LastSeq());
+  line("shoal_stream_clients", "gauge", "Stream and long-poll clients waiting for changes.",
+       service_->hub().Waiters());
+  line("shoal_store_bytes", "gauge", "Bytes of the durable store on disk (approximate).",
+       service_->db().ApproximateBytes());
+  // Histogram of ack latency.
+  out.append("# HELP shoal_ack_latency_seconds Call received to acknowledged durable.\n");
+  out.append("# TYPE shoal_ack_latency_seconds histogram\n");
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < std::size(server::ServiceMetrics::kBuckets); ++i) {
+    cumulative += mt.ack_bucket[i].load();
+    fmt::format_to(std::back_inserter(out), "shoal_ack_latency_seconds_bucket{{le=\"{}\"}} {}\n",
+                   server::ServiceMetrics::kBuckets[i] / 1e6, cumulative);
+  }
+  cumulative += mt.ack_bucket[std::size(server::ServiceMetrics::kBuckets)].load();
+  fmt::format_to(std::back_inserter(out), "shoal_ack_latency_seconds_bucket{{le=\"+Inf\"}} {}\n",
+                 cumulative);
+  fmt::format_to(std::back_inserter(out), "shoal_ack_latency_seconds_sum {}\n",
+                 mt.ack_micros_sum.load() / 1e6);
+  fmt::format_to(std::back_inserter(out), "shoal_ack_latency_seconds_count {}\n",
+                 mt.ack_count.load());
+  // Engine figures, sampled by the engine thread.
+  out.append(service_->EngineMetricsText());
+  Response r;
+  r.body = std::move(out);
+  r.content_type = "text/plain; version=0.0.4";
+  return r;
+}
+
+}  // namespace shoal::api

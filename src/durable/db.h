@@ -1,0 +1,140 @@
+// Shoal's durable state in an embedded RocksDB: the write-ahead log of accepted calls, the change
+// log, the persisted membership, segment definitions, static lists and erasures. The engine's
+// in-memory state is rebuilt from it on start (see server/service.h for recovery).
+//
+// Key layout, one column family per kind of record:
+//   events      BE64(log seq)                  -> EncodeMessage (profile key first)
+//   changes     BE64(change seq)               -> EncodeChange
+//   members     segment \0 profile             -> ""     (the membership as last persisted)
+//   by_profile  profile \0 BE64(change seq)    -> ""     (a profile's membership history)
+//   by_segment  segment \0 BE64(segment seq)   -> BE64(change seq) varint(size) zigzag(time)
+//   default     "seg\0" name -> segment record; "segseq\0" name -> BE64 last segment seq;
+//               "list\0" name -> ""; "lm\0" list \0 profile -> ""; "erase\0" profile -> BE64
+//               log seq of the erasure.
+//
+// Threading: reads are thread-safe (RocksDB's own guarantees); writes come from the server's one
+// commit thread, in order.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "durable/codec.h"
+#include "shoal/event.h"
+#include "shoal/status.h"
+#include "shoal/time.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+class WriteBatch;
+}  // namespace rocksdb
+
+namespace shoal::durable {
+
+struct SegmentRecord {
+  std::string name;
+  std::string definition;  // canonical text
+  uint64_t order = 0;      // creation order: definitions are re-created in this order
+  Millis created_at = 0;
+  Millis updated_at = 0;
+};
+
+class Db;
+
+// Writes that land together or not at all (one RocksDB WriteBatch).
+class Batch {
+ public:
+  explicit Batch(const Db* db);
+  ~Batch();
+  Batch(Batch&&) noexcept;
+  Batch& operator=(Batch&&) noexcept;
+
+  void PutEvent(uint64_t log_seq, const Message& msg);
+  // The change itself, its indexes by profile and by segment, the persisted membership and the
+  // segment's last sequence number.
+  void PutChange(const StoredChange& c);
+  void PutSegment(const SegmentRecord& s);
+  void DeleteSegment(std::string_view name);
+  void PutList(std::string_view name);
+  void DeleteList(std::string_view name);  // the list's member keys are deleted by the caller
+  void PutListMember(std::string_view list, std::string_view profile);
+  void DeleteListMember(std::string_view list, std::string_view profile);
+  void PutErasure(std::string_view profile, uint64_t log_seq);
+  size_t Count() const;
+  size_t ByteSize() const;
+  bool Empty() const { return Count() == 0; }
+
+ private:
+  friend class Db;
+  const Db* db_;
+  std::unique_ptr<rocksdb::WriteBatch> wb_;
+  std::string key_, value_;  // scratch
+};
+
+class Db {
+ public:
+  // Opens the store in `dir`, creating it when missing. Errors: kInternal with RocksDB's message
+  // (e.g. the directory is locked by another running server).
+  static Result<std::unique_ptr<Db>> Open(const std::string& dir);
+  ~Db();
+  Db(const Db&) = delete;
+  Db& operator=(const Db&) = delete;
+
+  // Applies the batch atomically. With sync, returns once it is on disk (fsync of the WAL).
+  Status Write(Batch* batch, bool sync);
+
+  // --- Recovery -------------------------------------------------------------------------------
+  // Calls fn for every logged call with log seq > after, in log order; stops at fn's first error.
+  Status ForEachEvent(uint64_t after,
+                      const std::function<Status(uint64_t seq, std::string_view rec)>& fn) const;
+  Result<std::vector<SegmentRecord>> Segments() const;  // in creation order
+  // The last segment seq of every segment that ever had a change (deleted ones included).
+  Result<std::vector<std::pair<std::string, uint64_t>>> SegmentSeqs() const;
+  // Each list with its members.
+  Result<std::vector<std::pair<std::string, std::vector<std::string>>>> Lists() const;
+  Result<std::vector<std::pair<std::string, uint64_t>>> Erasures() const;
+  // Persisted members of one segment, in key order.
+  Status ForEachMember(std::string_view segment,
+                       const std::function<void(std::string_view profile)>& fn) const;
+  // Names of the segments that have persisted members (possibly deleted ones, after a crash).
+  Result<std::vector<std::string>> MemberSegments() const;
+  uint64_t LastEventSeq() const { return last_event_seq_; }   // as found at Open
+  uint64_t LastChangeSeq() const { return last_change_seq_; }  // as found at Open
+
+  // --- Reads for the API (any thread) ---------------------------------------------------------
+  // Up to `limit` changes with seq > after (of the given segments only, when not empty), scanning
+  // at most `max_scan` records. *scanned_to is the last seq looked at (>= after).
+  Status ReadChanges(uint64_t after, size_t limit, const std::vector<std::string>& segments,
+                     size_t max_scan, std::vector<StoredChange>* out, uint64_t* scanned_to) const;
+  // Every change of a profile, oldest first.
+  Status ProfileHistory(std::string_view profile, std::vector<StoredChange>* out) const;
+  // (processed_at, size after) of each change of a segment with processed_at in [from, to].
+  // The first point is the last change before `from` when there is one.
+  Status SegmentSizes(std::string_view segment, Millis from, Millis to,
+                      std::vector<std::pair<Millis, uint64_t>>* out) const;
+  // Bytes on disk (SST files and WAL), approximately.
+  uint64_t ApproximateBytes() const;
+
+  // --- Erasure --------------------------------------------------------------------------------
+  // Physically removes a profile's data: its logged calls with log seq < before, its membership
+  // history index and its list memberships; its id in stored change records becomes "(erased)".
+  // Then compacts the event log so that the bytes leave the disk. Slow (scans the log): run it
+  // off the commit path. Safe to repeat.
+  Status PurgeProfile(std::string_view profile, uint64_t before);
+
+ private:
+  Db() = default;
+  friend class Batch;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // owned; destroyed before db_
+  uint64_t last_event_seq_ = 0;
+  uint64_t last_change_seq_ = 0;
+};
+
+}  // namespace shoal::durable

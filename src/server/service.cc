@@ -1,0 +1,623 @@
+#include "server/service.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "absl/container/flat_hash_map.h"
+
+namespace shoal::server {
+namespace {
+
+uint64_t MicrosSince(std::chrono::steady_clock::time_point t0) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::steady_clock::now() - t0)
+                                   .count());
+}
+
+uint64_t IdHash(std::string_view id) { return XXH3_64bits(id.data(), id.size()); }
+
+}  // namespace
+
+void ServiceMetrics::ObserveAck(uint64_t micros) {
+  size_t i = 0;
+  while (i < std::size(kBuckets) && micros > kBuckets[i]) ++i;
+  ack_bucket[i].fetch_add(1, std::memory_order_relaxed);
+  ack_count.fetch_add(1, std::memory_order_relaxed);
+  ack_micros_sum.fetch_add(micros, std::memory_order_relaxed);
+}
+
+// --- ChangeHub --------------------------------------------------------------------------------
+
+void ChangeHub::Publish(std::vector<durable::StoredChange> changes) {
+  std::vector<std::function<void()>> wake;
+  {
+    std::lock_guard lock(mu_);
+    for (durable::StoredChange& c : changes) {
+      last_seq_ = c.seq;
+      ring_.push_back(std::move(c));
+    }
+    while (ring_.size() > capacity_) ring_.pop_front();
+    if (!changes.empty()) {
+      for (auto& [id, fn] : waiters_) wake.push_back(std::move(fn));
+      waiters_.clear();
+    }
+  }
+  for (auto& fn : wake) fn();
+}
+
+bool ChangeHub::Since(uint64_t after, const std::vector<std::string>& segments, size_t limit,
+                      std::vector<durable::StoredChange>* out, uint64_t* scanned_to) const {
+  std::lock_guard lock(mu_);
+  *scanned_to = after;
+  if (after >= last_seq_) return true;
+  if (ring_.empty() || ring_.front().seq > after + 1) return false;
+  size_t i = static_cast<size_t>(after + 1 - ring_.front().seq);
+  for (; i < ring_.size() && out->size() < limit; ++i) {
+    const durable::StoredChange& c = ring_[i];
+    *scanned_to = c.seq;
+    if (!segments.empty() &&
+        std::find(segments.begin(), segments.end(), c.change.segment) == segments.end()) {
+      continue;
+    }
+    out->push_back(c);
+  }
+  return true;
+}
+
+uint64_t ChangeHub::LastSeq() const {
+  std::lock_guard lock(mu_);
+  return last_seq_;
+}
+
+void ChangeHub::SetLastSeq(uint64_t seq) {
+  std::lock_guard lock(mu_);
+  last_seq_ = seq;
+}
+
+uint64_t ChangeHub::AddWaiter(std::function<void()> fn) {
+  std::lock_guard lock(mu_);
+  uint64_t id = next_waiter_++;
+  waiters_.emplace_back(id, std::move(fn));
+  return id;
+}
+
+void ChangeHub::RemoveWaiter(uint64_t id) {
+  std::lock_guard lock(mu_);
+  std::erase_if(waiters_, [id](const auto& w) { return w.first == id; });
+}
+
+void ChangeHub::WakeAll() {
+  std::vector<std::pair<uint64_t, std::function<void()>>> wake;
+  {
+    std::lock_guard lock(mu_);
+    wake.swap(waiters_);
+  }
+  for (auto& [id, fn] : wake) fn();
+}
+
+size_t ChangeHub::Waiters() const {
+  std::lock_guard lock(mu_);
+  return waiters_.size();
+}
+
+// --- Service internals ------------------------------------------------------------------------
+
+// Everything one commit writes and then announces.
+struct Service::Group {
+  explicit Group(const durable::Db* db) : batch(db) {}
+  durable::Batch batch;
+  std::vector<durable::StoredChange> changes;
+  std::vector<std::function<void(const Status&)>> done;
+  uint64_t messages = 0;  // calls in this group (for the pending count)
+};
+
+struct Service::EngineState {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::function<void(Txn&)>> tasks;
+  bool stop = false;
+
+  std::unique_ptr<Group> open;  // the group the current tasks write into
+  uint64_t next_log_seq = 1;
+  uint64_t next_change_seq = 1;
+  uint64_t next_segment_order = 1;
+  absl::flat_hash_map<std::string, uint64_t> segment_seq;   // last segment_seq per segment
+  absl::flat_hash_map<std::string, uint64_t> segment_size;  // members, as the changes say
+  absl::flat_hash_map<std::string, uint64_t> segment_order;
+  // Deduplication: hash of messageId -> receive time, and the same in receive order for expiry.
+  absl::flat_hash_map<uint64_t, Millis> seen;
+  std::deque<std::pair<Millis, uint64_t>> seen_order;
+};
+
+durable::Batch& Txn::batch() { return service_->es_->open->batch; }
+
+void Txn::OnDurable(std::function<void(const Status&)> fn) {
+  service_->es_->open->done.push_back(std::move(fn));
+}
+
+Service::Service(ServiceOptions options)
+    : options_(std::move(options)), hub_(options_.hub_capacity), es_(new EngineState) {
+  if (options_.virtual_clock_start) {
+    auto vc = std::make_unique<class VirtualClock>(*options_.virtual_clock_start);
+    virtual_clock_ = vc.get();
+    clock_ = std::move(vc);
+  } else {
+    clock_ = std::make_unique<RealClock>();
+  }
+  Options eo;
+  eo.keep_changes = false;
+  engine_ = std::make_unique<Engine>(clock_.get(), eo);
+}
+
+Service::~Service() { Stop(); }
+
+void Service::OnChange(const Change& c) {
+  EngineState& es = *es_;
+  durable::StoredChange sc;
+  sc.seq = es.next_change_seq++;
+  sc.segment_seq = ++es.segment_seq[c.segment];
+  uint64_t& size = es.segment_size[c.segment];
+  size = c.kind == ChangeKind::kEnter ? size + 1 : (size > 0 ? size - 1 : 0);
+  sc.size_after = size;
+  sc.change = c;
+  sc.change.seq = sc.segment_seq;
+  es.open->batch.PutChange(sc);
+  es.open->changes.push_back(std::move(sc));
+}
+
+uint64_t Service::SegmentSeq(std::string_view segment) const {
+  auto it = es_->segment_seq.find(std::string(segment));
+  return it == es_->segment_seq.end() ? 0 : it->second;
+}
+
+Status Service::Recover() {
+  auto t0 = std::chrono::steady_clock::now();
+  std::filesystem::create_directories(options_.data_dir);
+  Result<std::unique_ptr<durable::Db>> db = durable::Db::Open(options_.data_dir);
+  if (!db.ok()) return db.status();
+  db_ = std::move(*db);
+  EngineState& es = *es_;
+  es.open = std::make_unique<Group>(db_.get());
+  es.seen.reserve(1 << 20);  // rehashing a large table stalls the engine thread: start big
+
+  // Erasures: calls of an erased profile logged before its erasure are skipped.
+  Result<std::vector<std::pair<std::string, uint64_t>>> erasures = db_->Erasures();
+  if (!erasures.ok()) return erasures.status();
+  absl::flat_hash_map<std::string, uint64_t> erased(erasures->begin(), erasures->end());
+
+  Result<std::vector<std::pair<std::string, std::vector<std::string>>>> lists = db_->Lists();
+  if (!lists.ok()) return lists.status();
+  for (auto& [name, members] : *lists) {
+    Status st = engine_->CreateList(name);
+    if (st.ok()) st = engine_->AddToList(name, members);
+    if (!st.ok()) return Status::Internal("restoring list " + name + ": " + st.ToString());
+  }
+
+  // The history, into the engine before any segment exists: segments are then built by backfill,
+  // which is faster than evaluating them live call by call.
+  Millis now = clock_->Now();
+  Message msg;
+  uint64_t events = 0;
+  Status st = db_->ForEachEvent(0, [&](uint64_t seq, std::string_view rec) -> Status {
+    msg.Clear();
+    Status s = durable::DecodeMessage(rec, &msg);
+    if (!s.ok()) return Status::Internal("event " + std::to_string(seq) + ": " + s.ToString());
+    es.next_log_seq = seq + 1;
+    if (!erased.empty()) {
+      auto it = erased.find(msg.ProfileKey());
+      if (it != erased.end() && seq < it->second) return Status::Ok();
+    }
+    if (!msg.message_id.empty() && msg.received_at > now - options_.dedup_window) {
+      uint64_t h = IdHash(msg.message_id);
+      if (es.seen.emplace(h, msg.received_at).second) es.seen_order.emplace_back(msg.received_at, h);
+    }
+    ++events;
+    Status is = engine_->Ingest(msg);
+    (void)is;  // it was accepted once: an error now only means the engine ignores it again
+    return Status::Ok();
+  });
+  if (!st.ok()) return st;
+  std::sort(es.seen_order.begin(), es.seen_order.end());
+  es.next_log_seq = std::max(es.next_log_seq, db_->LastEventSeq() + 1);
+  for (auto& [profile, seq] : erased) es.next_log_seq = std::max(es.next_log_seq, seq);
+
+  Result<std::vector<durable::SegmentRecord>> segments = db_->Segments();
+  if (!segments.ok()) return segments.status();
+  // Create in saved order; a segment whose reference was created later (by an update) waits for
+  // the next pass.
+  std::vector<durable::SegmentRecord> todo = std::move(*segments);
+  for (const auto& r : todo) {
+    es.segment_order[r.name] = r.order;
+    es.next_segment_order = std::max(es.next_segment_order, r.order + 1);
+  }
+  while (!todo.empty()) {
+    std::vector<durable::SegmentRecord> later;
+    Status last;
+    for (auto& r : todo) {
+      Result<SegmentInfo> info = engine_->CreateSegment(r.name, r.definition);
+      if (!info.ok()) {
+        last = info.status();
+        later.push_back(std::move(r));
+      }
+    }
+    if (later.size() == todo.size()) {
+      return Status::Internal("restoring segment " + later.front().name + ": " + last.ToString());
+    }
+    todo = std::move(later);
+  }
+
+  Result<std::vector<std::pair<std::string, uint64_t>>> seqs = db_->SegmentSeqs();
+  if (!seqs.ok()) return seqs.status();
+  for (auto& [name, seq] : *seqs) es.segment_seq[name] = seq;
+  es.next_change_seq = db_->LastChangeSeq() + 1;
+  hub_.SetLastSeq(db_->LastChangeSeq());
+
+  // Time kept running while the server was down: the difference between the membership as
+  // persisted and as the engine computes it now is what the passing of time did.
+  uint64_t reconciled = 0;
+  std::vector<SegmentInfo> live = engine_->ListSegments();
+  Result<std::vector<std::string>> persisted_segments = db_->MemberSegments();
+  if (!persisted_segments.ok()) return persisted_segments.status();
+  auto emit = [&](const std::string& segment, const std::string& profile, ChangeKind kind,
+                  Cause cause) {
+    Change c;
+    c.segment = segment;
+    c.profile = profile;
+    c.kind = kind;
+    c.cause = cause;
+    c.event_time = now;
+    c.processed_at = now;
+    OnChange(c);
+    ++reconciled;
+  };
+  for (const SegmentInfo& s : live) {
+    std::vector<std::string> was;
+    st = db_->ForEachMember(s.name, [&](std::string_view p) { was.emplace_back(p); });
+    if (!st.ok()) return st;
+    es.segment_size[s.name] = was.size();
+    Result<std::vector<std::string>> is = engine_->Members(s.name);
+    if (!is.ok()) return is.status();
+    // Both sorted by key.
+    std::vector<std::string> exits, enters;
+    std::set_difference(was.begin(), was.end(), is->begin(), is->end(), std::back_inserter(exits));
+    std::set_difference(is->begin(), is->end(), was.begin(), was.end(),
+                        std::back_inserter(enters));
+    for (const auto& p : exits) emit(s.name, p, ChangeKind::kExit, Cause::kTime);
+    for (const auto& p : enters) emit(s.name, p, ChangeKind::kEnter, Cause::kTime);
+  }
+  for (const std::string& name : *persisted_segments) {
+    if (es.segment_order.contains(name)) continue;
+    // Members persisted for a segment that no longer exists (cannot happen with atomic batches;
+    // repaired rather than trusted).
+    std::vector<std::string> was;
+    st = db_->ForEachMember(name, [&](std::string_view p) { was.emplace_back(p); });
+    if (!st.ok()) return st;
+    es.segment_size[name] = was.size();
+    for (const auto& p : was) emit(name, p, ChangeKind::kExit, Cause::kDeleted);
+  }
+  if (!es.open->batch.Empty()) {
+    st = db_->Write(&es.open->batch, true);
+    if (!st.ok()) return st;
+    hub_.Publish(std::move(es.open->changes));
+    es.open = std::make_unique<Group>(db_.get());
+  }
+  recovery_millis_ = static_cast<Millis>(MicrosSince(t0) / 1000);
+  spdlog::info(
+      "recovered {} calls, {} segments, {} lists, {} erasures in {} ms; {} changes for the time "
+      "the server was down",
+      events, live.size(), lists->size(), erased.size(), recovery_millis_, reconciled);
+  // Requeue the physical purge of erasures, in case the last run was interrupted.
+  for (auto& [profile, seq] : erased) purges_.emplace_back(profile, seq);
+  return Status::Ok();
+}
+
+Status Service::Start() {
+  Status st = Recover();
+  if (!st.ok()) return st;
+  engine_->SetChangeListener([this](const Change& c) { OnChange(c); });
+  RefreshEngineMetrics();
+  started_ = true;
+  commit_thread_ = std::thread([this] { CommitLoop(); });
+  engine_thread_ = std::thread([this] { EngineLoop(); });
+  purge_thread_ = std::thread([this] {
+    std::unique_lock lock(purge_mu_);
+    while (true) {
+      purge_cv_.wait(lock, [&] { return stopping_ || !purges_.empty(); });
+      if (purges_.empty()) return;  // stopping
+      auto [profile, before] = purges_.front();
+      purges_.pop_front();
+      lock.unlock();
+      Status s = db_->PurgeProfile(profile, before);
+      if (!s.ok()) spdlog::error("purging erased profile: {}", s.ToString());
+      lock.lock();
+    }
+  });
+  purge_cv_.notify_all();
+  ready_.store(true, std::memory_order_release);
+  return Status::Ok();
+}
+
+void Service::Stop() {
+  if (!started_) {
+    if (db_) db_.reset();
+    return;
+  }
+  started_ = false;
+  ready_.store(false);
+  {
+    std::lock_guard lock(es_->mu);
+    es_->stop = true;
+  }
+  es_->cv.notify_all();
+  engine_thread_.join();  // runs the queued tasks and seals the last group first
+  {
+    std::lock_guard lock(commit_mu_);
+    stopping_ = true;
+  }
+  commit_cv_.notify_all();
+  commit_thread_.join();
+  {
+    std::lock_guard lock(purge_mu_);
+    stopping_ = true;
+    purges_.clear();  // requeued from the erasure records at the next start
+  }
+  purge_cv_.notify_all();
+  purge_thread_.join();
+  db_.reset();
+}
+
+void Service::Run(std::function<void(Txn&)> task) {
+  {
+    std::lock_guard lock(es_->mu);
+    es_->tasks.push_back(std::move(task));
+  }
+  es_->cv.notify_one();
+}
+
+void Service::EngineLoop() {
+  EngineState& es = *es_;
+  std::deque<std::function<void(Txn&)>> tasks;
+  Txn txn(this, engine_.get());
+  while (true) {
+    {
+      std::unique_lock lock(es.mu);
+      while (es.tasks.empty() && !es.stop) {
+        std::optional<Millis> next = virtual_clock_ ? std::nullopt : engine_->NextDeadline();
+        if (next && *next <= clock_->Now()) break;
+        // Wake at the deadline, and at least once a second to refresh the metrics.
+        Millis wait = next ? std::min<Millis>(*next - clock_->Now() + 1, 1000) : 1000;
+        es.cv.wait_for(lock, std::chrono::milliseconds(wait));
+        if (es.tasks.empty()) break;  // a deadline, the metrics tick or a spurious wake
+      }
+      tasks.swap(es.tasks);
+      if (tasks.empty() && es.stop) {
+        lock.unlock();
+        Seal();
+        return;
+      }
+    }
+    for (auto& task : tasks) task(txn);
+    tasks.clear();
+    if (!virtual_clock_) engine_->AdvanceTime();
+    Seal();
+    if (std::chrono::steady_clock::now() - engine_metrics_at_ > std::chrono::seconds(1)) {
+      RefreshEngineMetrics();
+    }
+  }
+}
+
+void Service::RefreshEngineMetrics() {
+  std::string out;
+  EngineStats st = engine_->Stats();
+  auto line = [&](std::string_view name, std::string_view help, uint64_t v) {
+    fmt::format_to(std::back_inserter(out), "# HELP {0} {1}\n# TYPE {0} gauge\n{0} {2}\n", name,
+                   help, v);
+  };
+  line("shoal_profiles", "Profiles known to the engine.", st.profiles);
+  line("shoal_records", "Identify and track records retained in memory.", st.records);
+  line("shoal_timer_queue_depth", "Deadlines scheduled (window closings and openings).",
+       st.pending_timers);
+  line("shoal_engine_memory_bytes", "Memory held by the history and the segment state.",
+       st.store_bytes + st.state_bytes);
+  line("shoal_evaluations_total", "Segment re-evaluations (events and time).", st.evaluations);
+  out.append("# HELP shoal_segment_size Members of each segment.\n");
+  out.append("# TYPE shoal_segment_size gauge\n");
+  for (const SegmentInfo& s : engine_->ListSegments()) {
+    std::string name;
+    for (char c : s.name) {
+      if (c == '\\' || c == '"') name.push_back('\\');
+      if (c == '\n') {
+        name.append("\\n");
+        continue;
+      }
+      name.push_back(c);
+    }
+    fmt::format_to(std::back_inserter(out), "shoal_segment_size{{segment=\"{}\"}} {}\n", name,
+                   s.size);
+  }
+  std::lock_guard lock(engine_metrics_mu_);
+  engine_metrics_ = std::move(out);
+  engine_metrics_at_ = std::chrono::steady_clock::now();
+}
+
+std::string Service::EngineMetricsText() const {
+  std::lock_guard lock(engine_metrics_mu_);
+  return engine_metrics_;
+}
+
+void Service::Seal() {
+  EngineState& es = *es_;
+  if (es.open->batch.Empty() && es.open->done.empty()) return;
+  {
+    std::lock_guard lock(commit_mu_);
+    sealed_.push_back(std::move(es.open));
+  }
+  commit_cv_.notify_one();
+  es.open = std::make_unique<Group>(db_.get());
+}
+
+void Service::CommitLoop() {
+  std::vector<std::unique_ptr<Group>> groups;
+  while (true) {
+    {
+      std::unique_lock lock(commit_mu_);
+      commit_cv_.wait(lock, [&] { return stopping_ || !sealed_.empty(); });
+      if (sealed_.empty()) return;
+      groups.swap(sealed_);
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    Status st;
+    for (size_t i = 0; i < groups.size() && st.ok(); ++i) {
+      if (groups[i]->batch.Empty()) continue;
+      // One fsync for all: syncing the last write syncs the WAL with the earlier ones in it.
+      bool last = true;
+      for (size_t j = i + 1; j < groups.size(); ++j) last &= groups[j]->batch.Empty();
+      st = db_->Write(&groups[i]->batch, options_.sync && last);
+    }
+    metrics_.groups.fetch_add(1, std::memory_order_relaxed);
+    metrics_.commit_micros.fetch_add(MicrosSince(t0), std::memory_order_relaxed);
+    if (!st.ok()) {
+      // The engine is now ahead of the disk: nothing of these groups is acknowledged, and the
+      // server cannot go on consistently. Crash-only: the restart recovers from the store.
+      spdlog::critical("commit failed, exiting: {}", st.ToString());
+      for (auto& g : groups) {
+        for (auto& fn : g->done) fn(st);
+      }
+      std::_Exit(70);
+    }
+    std::vector<durable::StoredChange> changes;
+    uint64_t messages = 0;
+    for (auto& g : groups) {
+      messages += g->messages;
+      if (changes.empty()) {
+        changes = std::move(g->changes);
+      } else {
+        for (auto& c : g->changes) changes.push_back(std::move(c));
+      }
+    }
+    metrics_.changes.fetch_add(changes.size(), std::memory_order_relaxed);
+    if (!changes.empty()) hub_.Publish(std::move(changes));
+    for (auto& g : groups) {
+      for (auto& fn : g->done) fn(st);
+    }
+    metrics_.pending_messages.fetch_sub(messages, std::memory_order_relaxed);
+    groups.clear();
+  }
+}
+
+bool Service::Ingest(std::vector<Message>&& messages, std::function<void(IngestOutcome)> done) {
+  uint64_t n = messages.size();
+  uint64_t pending = metrics_.pending_messages.fetch_add(n, std::memory_order_relaxed);
+  if (pending + n > options_.max_pending_messages && pending > 0) {
+    metrics_.pending_messages.fetch_sub(n, std::memory_order_relaxed);
+    metrics_.rejected.fetch_add(n, std::memory_order_relaxed);
+    return false;
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  Run([this, msgs = std::move(messages), done = std::move(done), t0, n](Txn& txn) mutable {
+    EngineState& es = *es_;
+    Millis now = clock_->Now();
+    if (!virtual_clock_) {
+      // Windows are half-open, [now - D, now): a call stamped with the current millisecond counts
+      // from the next one. Applying it then (at most 2 ms from now) makes its enter an effect of
+      // the event, in the same commit, rather than of a timer 1 ms later.
+      Millis newest = kMinTime;
+      for (const Message& m : msgs) newest = std::max(newest, m.timestamp);
+      if (newest >= now && newest <= now + 1) {
+        while ((now = clock_->Now()) <= newest) std::this_thread::yield();
+      }
+    }
+    // Expire old message ids.
+    while (!es.seen_order.empty() && es.seen_order.front().first <= now - options_.dedup_window) {
+      auto it = es.seen.find(es.seen_order.front().second);
+      if (it != es.seen.end() && it->second == es.seen_order.front().first) es.seen.erase(it);
+      es.seen_order.pop_front();
+    }
+    auto outcome = std::make_shared<IngestOutcome>();
+    for (Message& m : msgs) {
+      if (m.received_at == 0) m.received_at = now;
+      if (!m.message_id.empty()) {
+        uint64_t h = IdHash(m.message_id);
+        Millis at = m.received_at;
+        if (!es.seen.emplace(h, at).second) {
+          ++outcome->duplicates;
+          continue;
+        }
+        es.seen_order.emplace_back(at, h);
+      }
+      Status st = txn.engine().Ingest(m);
+      if (!st.ok()) {
+        // Decoded messages are valid; the engine refuses only what the decoder lets through by
+        // design (none today). Count it rather than store what the engine did not take.
+        metrics_.rejected.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      txn.batch().PutEvent(es.next_log_seq++, m);
+      ++outcome->accepted;
+    }
+    metrics_.messages.fetch_add(outcome->accepted, std::memory_order_relaxed);
+    metrics_.duplicates.fetch_add(outcome->duplicates, std::memory_order_relaxed);
+    es.open->messages += n;
+    txn.OnDurable([this, outcome, done = std::move(done), t0](const Status& st) {
+      outcome->status = st;
+      metrics_.ObserveAck(MicrosSince(t0));
+      done(*outcome);
+    });
+  });
+  return true;
+}
+
+bool Service::IsDuplicate(std::string_view message_id) const {
+  return es_->seen.contains(IdHash(message_id));
+}
+
+void Service::SaveSegment(Txn& txn, std::string_view name) {
+  Result<SegmentInfo> info = engine_->GetSegment(name);
+  if (!info.ok()) return;
+  EngineState& es = *es_;
+  durable::SegmentRecord r;
+  r.name = info->name;
+  r.definition = info->definition;
+  auto [it, fresh] = es.segment_order.try_emplace(r.name, es.next_segment_order);
+  if (fresh) ++es.next_segment_order;
+  r.order = it->second;
+  r.created_at = info->created_at;
+  r.updated_at = info->updated_at;
+  txn.batch().PutSegment(r);
+}
+
+Result<size_t> Service::SetClock(Millis t) {
+  if (!virtual_clock_) return Status::FailedPrecondition("the server runs on the real clock");
+  if (t < virtual_clock_->Now()) {
+    return Status::FailedPrecondition("the clock cannot go back (now " +
+                                      FormatTime(virtual_clock_->Now()) + ")");
+  }
+  virtual_clock_->Set(t);
+  return engine_->AdvanceTime();
+}
+
+Status Service::Erase(Txn& txn, std::string_view profile) {
+  Status st = engine_->EraseProfile(profile);
+  if (!st.ok()) return st;
+  uint64_t before = es_->next_log_seq;
+  txn.batch().PutErasure(profile, before);
+  for (const std::string& list : engine_->Lists()) txn.batch().DeleteListMember(list, profile);
+  txn.OnDurable([this, p = std::string(profile), before](const Status& s) {
+    if (!s.ok()) return;
+    {
+      std::lock_guard lock(purge_mu_);
+      purges_.emplace_back(p, before);
+    }
+    purge_cv_.notify_one();
+  });
+  return Status::Ok();
+}
+
+}  // namespace shoal::server

@@ -1,0 +1,212 @@
+// The server's core, below HTTP: one Engine owned by one thread, the durable store, group commit,
+// recovery on start, and the fan-out of committed changes to stream readers.
+//
+// Threads and data flow:
+//   HTTP threads ──Run(task)──▶ engine thread: the task reads or changes the Engine; every change
+//   the Engine emits, every call it accepts and every definition it saves is appended to the
+//   engine thread's open Group (a RocksDB WriteBatch plus the changes and the completions).
+//   At the end of each task the Group is sealed and queued for ▶ the commit thread, which writes
+//   all queued Groups, fsyncs the WAL once for all of them (group commit), then publishes their
+//   changes to the ChangeHub and runs their completions (the HTTP acks). So nothing is
+//   acknowledged or streamed before it is durable, and the commit of one group overlaps the
+//   engine work of the next.
+// Reads that do not change anything (membership lookups, explain) also run on the engine thread
+// and answer at once, without waiting for a commit.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "durable/codec.h"
+#include "durable/db.h"
+#include "shoal/engine.h"
+#include "shoal/event.h"
+#include "shoal/status.h"
+#include "shoal/time.h"
+
+namespace shoal::server {
+
+// All tunables of the service, each with its default.
+struct ServiceOptions {
+  std::string data_dir = "shoal-data";
+  // Run on a virtual clock that starts at this instant and moves only through AdvanceClock.
+  std::optional<Millis> virtual_clock_start;
+  // A messageId seen within this much receive time is a duplicate.
+  Millis dedup_window = kDay;
+  // Calls accepted but not yet durable; beyond this, Ingest refuses (HTTP 503).
+  size_t max_pending_messages = 200000;
+  // Committed changes kept in memory for stream readers; older ones are read from the store.
+  size_t hub_capacity = 1 << 17;
+  // fsync each group commit (off only for benchmarks that measure the engine without the disk).
+  bool sync = true;
+};
+
+// Counters for /metrics. Updated by the engine and commit threads, read by any.
+struct ServiceMetrics {
+  std::atomic<uint64_t> messages{0};    // calls accepted
+  std::atomic<uint64_t> duplicates{0};  // calls dropped as duplicates
+  std::atomic<uint64_t> rejected{0};    // calls refused: invalid or overloaded
+  std::atomic<uint64_t> changes{0};     // changes committed
+  std::atomic<uint64_t> groups{0};      // group commits
+  std::atomic<uint64_t> commit_micros{0};
+  std::atomic<uint64_t> pending_messages{0};
+  // Ack latency histogram (queue + engine + commit): upper bounds in microseconds.
+  static constexpr uint64_t kBuckets[] = {250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
+                                          100000, 250000, 1000000};
+  std::atomic<uint64_t> ack_bucket[std::size(kBuckets) + 1] = {};
+  std::atomic<uint64_t> ack_count{0};
+  std::atomic<uint64_t> ack_micros_sum{0};
+  void ObserveAck(uint64_t micros);
+};
+
+// The committed changes, for stream readers. Thread-safe.
+class ChangeHub {
+ public:
+  explicit ChangeHub(size_t capacity) : capacity_(capacity) {}
+  // Appends committed changes (in seq order) and wakes the waiters.
+  void Publish(std::vector<durable::StoredChange> changes);
+  // Copies changes with seq > after (filtered by segment when `segments` is not empty), at most
+  // `limit`, into *out. Returns false when changes after `after` have left the memory window (the
+  // caller reads them from the store).
+  bool Since(uint64_t after, const std::vector<std::string>& segments, size_t limit,
+             std::vector<durable::StoredChange>* out, uint64_t* scanned_to) const;
+  uint64_t LastSeq() const;
+  void SetLastSeq(uint64_t seq);  // at start: the store's last seq
+
+  // Wake-ups: `fn` runs (on the publishing thread) at the next Publish. Returns an id to cancel.
+  uint64_t AddWaiter(std::function<void()> fn);
+  void RemoveWaiter(uint64_t id);
+  size_t Waiters() const;
+  // Runs every waiter now (at shutdown, so that streams notice it).
+  void WakeAll();
+
+ private:
+  size_t capacity_;
+  mutable std::mutex mu_;
+  std::deque<durable::StoredChange> ring_;
+  uint64_t last_seq_ = 0;
+  uint64_t next_waiter_ = 1;
+  std::vector<std::pair<uint64_t, std::function<void()>>> waiters_;
+};
+
+class Service;
+
+// What a task on the engine thread may do.
+class Txn {
+ public:
+  Engine& engine() { return *engine_; }
+  // Operations that become durable together with this task's changes.
+  durable::Batch& batch();
+  // Runs on the commit thread once this task's writes are durable (status: the write's result).
+  void OnDurable(std::function<void(const Status&)> fn);
+  Service& service() { return *service_; }
+
+ private:
+  friend class Service;
+  Txn(Service* s, Engine* e) : service_(s), engine_(e) {}
+  Service* service_;
+  Engine* engine_;
+};
+
+struct IngestOutcome {
+  Status status;  // kInternal when the store failed
+  uint64_t accepted = 0;
+  uint64_t duplicates = 0;
+};
+
+class Service {
+ public:
+  explicit Service(ServiceOptions options);
+  ~Service();  // Stop()s
+  Service(const Service&) = delete;
+  Service& operator=(const Service&) = delete;
+
+  // Opens the store, rebuilds the engine from it and emits the changes that time made while the
+  // server was down, then starts the engine and commit threads. Blocking.
+  Status Start();
+  // Finishes the queued tasks, commits everything, stops the threads and closes the store.
+  void Stop();
+  bool Ready() const { return ready_.load(std::memory_order_acquire); }
+
+  // Thread-safe: runs `task` on the engine thread, in submission order.
+  void Run(std::function<void(Txn&)> task);
+
+  // Thread-safe. Deduplicates and applies the calls on the engine thread; `done` runs once they
+  // are durable. Returns false, leaving `messages` as they were and not calling `done`, when too
+  // many calls are pending.
+  bool Ingest(std::vector<Message>&& messages, std::function<void(IngestOutcome)> done);
+
+  // --- For tasks (engine thread only) ---------------------------------------------------------
+  // Saves a segment's definition after a successful Create/Update on the engine.
+  void SaveSegment(Txn& txn, std::string_view name);
+  bool IsDuplicate(std::string_view message_id) const;
+  bool VirtualClock() const { return virtual_clock_ != nullptr; }
+  // Moves the virtual clock (never backwards) and fires the deadlines; returns the changes.
+  Result<size_t> SetClock(Millis t);
+  // Erases a profile: engine, durable tombstone, then the physical purge in the background.
+  Status Erase(Txn& txn, std::string_view profile);
+  uint64_t SegmentSeq(std::string_view segment) const;  // last segment_seq (0: none)
+
+  // --- Any thread -----------------------------------------------------------------------------
+  const durable::Db& db() const { return *db_; }
+  ChangeHub& hub() { return hub_; }
+  ServiceMetrics& metrics() { return metrics_; }
+  const ServiceOptions& options() const { return options_; }
+  // Engine figures in Prometheus text (segment sizes, timers, profiles, memory), refreshed by the
+  // engine thread about once a second.
+  std::string EngineMetricsText() const;
+  // Millis of wall time spent in Start() (recovery).
+  Millis recovery_millis() const { return recovery_millis_; }
+
+ private:
+  friend class Txn;
+  struct Group;
+  void EngineLoop();
+  void CommitLoop();
+  void OnChange(const Change& c);
+  void Seal();
+  void RefreshEngineMetrics();
+  Status Recover();
+
+  ServiceOptions options_;
+  std::unique_ptr<Clock> clock_;
+  class VirtualClock* virtual_clock_ = nullptr;  // == clock_ when virtual
+  std::unique_ptr<durable::Db> db_;
+  std::unique_ptr<Engine> engine_;
+  ChangeHub hub_;
+  ServiceMetrics metrics_;
+  std::atomic<bool> ready_{false};
+  Millis recovery_millis_ = 0;
+
+  // Engine thread state.
+  struct EngineState;
+  std::unique_ptr<EngineState> es_;
+  std::thread engine_thread_;
+
+  // Commit queue.
+  std::mutex commit_mu_;
+  std::condition_variable commit_cv_;
+  std::vector<std::unique_ptr<Group>> sealed_;
+  bool stopping_ = false;
+  std::thread commit_thread_;
+  std::thread purge_thread_;
+  std::mutex purge_mu_;
+  std::condition_variable purge_cv_;
+  std::deque<std::pair<std::string, uint64_t>> purges_;
+  bool started_ = false;
+  mutable std::mutex engine_metrics_mu_;
+  std::string engine_metrics_;
+  std::chrono::steady_clock::time_point engine_metrics_at_{};
+};
+
+}  // namespace shoal::server

@@ -1,0 +1,201 @@
+#include "server/service.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <future>
+
+#include "ingest/decode.h"
+
+namespace shoal::server {
+namespace {
+
+const Millis kT0 = *ParseTime("2026-11-01T00:00:00Z");
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::path(::testing::TempDir()) /
+           ("shoal-service-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+  }
+  void TearDown() override {
+    svc_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  void Start(Millis now) {
+    svc_.reset();
+    ServiceOptions o;
+    o.data_dir = dir_.string();
+    o.virtual_clock_start = now;
+    svc_ = std::make_unique<Service>(o);
+    Status st = svc_->Start();
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+
+  template <typename T, typename F>
+  T OnEngine(F f) {
+    std::promise<T> p;
+    svc_->Run([&](Txn& t) { p.set_value(f(t)); });
+    return p.get_future().get();
+  }
+
+  // Creates a segment and waits until it is durable.
+  void Create(const std::string& name, const std::string& def) {
+    std::promise<Status> p;
+    svc_->Run([&](Txn& t) {
+      Result<SegmentInfo> info = t.engine().CreateSegment(name, def);
+      if (!info.ok()) return p.set_value(info.status());
+      svc_->SaveSegment(t, name);
+      t.OnDurable([&](const Status& s) { p.set_value(s); });
+    });
+    Status st = p.get_future().get();
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  }
+
+  IngestOutcome Send(const std::vector<std::string>& json) {
+    ingest::Decoder d;
+    std::vector<Message> msgs;
+    for (const auto& j : json) {
+      Status st = d.Decode(j, {}, &msgs.emplace_back());
+      EXPECT_TRUE(st.ok()) << st.ToString();
+    }
+    std::promise<IngestOutcome> p;
+    EXPECT_TRUE(svc_->Ingest(std::move(msgs), [&](IngestOutcome o) { p.set_value(o); }));
+    return p.get_future().get();
+  }
+
+  std::vector<std::string> Members(const std::string& seg) {
+    return OnEngine<std::vector<std::string>>(
+        [&](Txn& t) { return *t.engine().Members(seg); });
+  }
+
+  std::vector<durable::StoredChange> Log() {
+    std::vector<durable::StoredChange> out;
+    uint64_t scanned = 0;
+    EXPECT_TRUE(svc_->db().ReadChanges(0, 1000, {}, 100000, &out, &scanned).ok());
+    return out;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<Service> svc_;
+};
+
+std::string Track(const std::string& user, const std::string& event, const std::string& ts,
+                  const std::string& id) {
+  return R"({"type":"track","userId":")" + user + R"(","event":")" + event +
+         R"(","timestamp":")" + ts + R"(","messageId":")" + id + R"("})";
+}
+
+TEST_F(ServiceTest, RestartRecoversMembershipAndContinuesSequences) {
+  Start(kT0);
+  Create("buyers", R"(performed "Order Completed" within 30d)");
+  IngestOutcome o = Send({Track("u1", "Order Completed", "2026-10-30T00:00:00Z", "m1"),
+                          Track("u2", "Order Completed", "2026-10-31T00:00:00Z", "m2")});
+  EXPECT_EQ(o.accepted, 2u);
+  EXPECT_EQ(Members("buyers"), (std::vector<std::string>{"u1", "u2"}));
+  ASSERT_EQ(Log().size(), 2u);
+
+  Start(kT0);  // a clean restart at the same instant: nothing changes, nothing is emitted
+  EXPECT_EQ(Members("buyers"), (std::vector<std::string>{"u1", "u2"}));
+  EXPECT_EQ(Log().size(), 2u);
+  Send({Track("u3", "Order Completed", "2026-10-31T12:00:00Z", "m3")});
+  std::vector<durable::StoredChange> log = Log();
+  ASSERT_EQ(log.size(), 3u);
+  EXPECT_EQ(log[2].seq, 3u);
+  EXPECT_EQ(log[2].segment_seq, 3u);  // continues across the restart
+  EXPECT_EQ(log[2].size_after, 3u);
+  EXPECT_EQ(log[2].change.profile, "u3");
+}
+
+TEST_F(ServiceTest, WindowsThatClosedWhileDownExitAtRestart) {
+  Start(kT0);
+  Create("recent", R"(performed "Login" within 1d)");
+  Send({Track("u1", "Login", "2026-10-31T12:00:00Z", "m1"),
+        Track("u2", "Login", "2026-10-31T23:00:00Z", "m2")});
+  EXPECT_EQ(Members("recent").size(), 2u);
+
+  // Down from T0 to T0 + 18h: u1's login (12:00 the day before) turned 1 day old at T0 + 12h.
+  Start(kT0 + 18 * kHour);
+  EXPECT_EQ(Members("recent"), (std::vector<std::string>{"u2"}));
+  std::vector<durable::StoredChange> log = Log();
+  ASSERT_EQ(log.size(), 3u);
+  EXPECT_EQ(log[2].change.profile, "u1");
+  EXPECT_EQ(log[2].change.kind, ChangeKind::kExit);
+  EXPECT_EQ(log[2].change.cause, Cause::kTime);
+  EXPECT_EQ(log[2].segment_seq, 3u);
+  // The persisted membership now agrees: a second restart emits nothing more.
+  Start(kT0 + 18 * kHour);
+  EXPECT_EQ(Log().size(), 3u);
+}
+
+TEST_F(ServiceTest, DuplicateMessageIdsAreDroppedAlsoAfterRestart) {
+  Start(kT0);
+  Create("twice", R"(performed "Ping" at least 2 times)");
+  IngestOutcome o = Send({Track("u1", "Ping", "2026-10-30T00:00:00Z", "same"),
+                          Track("u1", "Ping", "2026-10-30T00:00:01Z", "same")});
+  EXPECT_EQ(o.accepted, 1u);
+  EXPECT_EQ(o.duplicates, 1u);
+  EXPECT_TRUE(Members("twice").empty());
+  Start(kT0 + kHour);
+  o = Send({Track("u1", "Ping", "2026-10-30T00:00:02Z", "same")});
+  EXPECT_EQ(o.duplicates, 1u);
+  EXPECT_TRUE(Members("twice").empty());
+  o = Send({Track("u1", "Ping", "2026-10-30T00:00:03Z", "other")});
+  EXPECT_EQ(o.accepted, 1u);
+  EXPECT_EQ(Members("twice"), (std::vector<std::string>{"u1"}));
+}
+
+TEST_F(ServiceTest, AcknowledgedOnlyOnceDurableAndStreamed) {
+  Start(kT0);
+  Create("buyers", R"(performed "Order Completed")");
+  ingest::Decoder d;
+  std::vector<Message> msgs(1);
+  ASSERT_TRUE(d.Decode(Track("u9", "Order Completed", "2026-10-30T00:00:00Z", "x"), {}, &msgs[0])
+                  .ok());
+  std::promise<std::pair<size_t, uint64_t>> p;
+  ASSERT_TRUE(svc_->Ingest(std::move(msgs), [&](IngestOutcome) {
+    // In the ack: the change is in the store and already published to streams.
+    std::vector<durable::StoredChange> out;
+    uint64_t scanned = 0;
+    EXPECT_TRUE(svc_->db().ReadChanges(0, 10, {}, 100, &out, &scanned).ok());
+    p.set_value({out.size(), svc_->hub().LastSeq()});
+  }));
+  auto [stored, published] = p.get_future().get();
+  EXPECT_EQ(stored, 1u);
+  EXPECT_EQ(published, 1u);
+}
+
+TEST_F(ServiceTest, ErasureSurvivesRestart) {
+  Start(kT0);
+  Create("buyers", R"(performed "Order Completed")");
+  Send({Track("u1", "Order Completed", "2026-10-30T00:00:00Z", "m1"),
+        Track("u2", "Order Completed", "2026-10-30T00:00:00Z", "m2")});
+  std::promise<Status> p;
+  svc_->Run([&](Txn& t) {
+    Status st = svc_->Erase(t, "u1");
+    if (!st.ok()) return p.set_value(st);
+    t.OnDurable([&](const Status& s) { p.set_value(s); });
+  });
+  ASSERT_TRUE(p.get_future().get().ok());
+  EXPECT_EQ(Members("buyers"), (std::vector<std::string>{"u2"}));
+  Start(kT0);
+  EXPECT_EQ(Members("buyers"), (std::vector<std::string>{"u2"}));
+  EXPECT_FALSE(OnEngine<bool>([](Txn& t) { return t.engine().HasProfile("u1"); }));
+  // The id starts over as a new profile.
+  Send({Track("u1", "Order Completed", "2026-10-31T00:00:00Z", "m3")});
+  EXPECT_EQ(Members("buyers"), (std::vector<std::string>{"u1", "u2"}));
+}
+
+TEST_F(ServiceTest, VirtualClockMovesOnlyForward) {
+  Start(kT0);
+  Result<size_t> r = OnEngine<Result<size_t>>([&](Txn&) { return svc_->SetClock(kT0 - 1); });
+  EXPECT_EQ(r.status().code(), Status::Code::kFailedPrecondition);
+  r = OnEngine<Result<size_t>>([&](Txn&) { return svc_->SetClock(kT0 + kDay); });
+  EXPECT_TRUE(r.ok());
+}
+
+}  // namespace
+}  // namespace shoal::server
