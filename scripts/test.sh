@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test run, as CI runs it: install deps, build, ctest, a short fuzz run of every fuzz
-# target, and the oracle check on the peers' smoke data set (when ../shared/peers exists).
+# The whole test run, as CI runs it: install deps, build, ctest, the server's end-to-end tests
+# through HTTP, a short fuzz run of every fuzz target, and the oracle check on the peers' smoke
+# data set (when ../shared/peers exists).
 # Prints one line per step and ends with "N passed, M failed"; exits non-zero if anything failed.
 #
 # Settings (environment):
@@ -11,6 +12,7 @@
 #   SHOAL_JOBS            parallel compile jobs (default: ninja's choice)
 #   SHOAL_CTEST_JOBS      parallel tests (default 2)
 #   SHOAL_SKIP_ORACLE=1   skip the peers oracle check
+#   SHOAL_SKIP_SERVER=1   skip the HTTP end-to-end tests (tests/server)
 set -uo pipefail  # no -e: a failing step is counted, and the run goes on
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -98,7 +100,39 @@ else
   fail ctest "(not configured: $BUILD/CTestTestfile.cmake is missing)"
 fi
 
-# --- 4. fuzz ----------------------------------------------------------------------------------
+# --- 4. the server end to end, through HTTP ----------------------------------------------------
+# tests/server/run.sh starts `shoal serve` on free ports with temporary data directories and runs
+# the Python suite (ingest, API, change stream, restarts, the SIGKILL crash test) and the real
+# Segment and RudderStack SDKs (npm). Its last line is "N passed, M failed".
+if [ "${SHOAL_SKIP_SERVER:-0}" = 1 ]; then
+  skip server-e2e "(SHOAL_SKIP_SERVER=1)"
+elif [ ! -x "$BUILD/shoal" ]; then
+  fail server-e2e "($BUILD/shoal was not built)"
+else
+  header "server end to end: tests/server/run.sh"
+  t0=$(now)
+  SHOAL_BIN="$BUILD/shoal" "$ROOT/tests/server/run.sh" 2>&1 | tee "$LOGS/server-e2e.log"
+  rc=${PIPESTATUS[0]}
+  dt=$(($(now) - t0))
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$LOGS/server-e2e.log" | tail -n 1)
+  if [ -n "$line" ]; then
+    n_pass=$(sed -E 's/^([0-9]+) passed.*/\1/' <<<"$line")
+    n_fail=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
+    passed=$((passed + n_pass))
+    failed=$((failed + n_fail))
+    if [ "$n_fail" = 0 ] && [ "$rc" = 0 ]; then
+      note PASS server-e2e "$n_pass/$n_pass tests ($dt s)"
+    elif [ "$n_fail" = 0 ]; then
+      fail server-e2e "(exit $rc although no test failed; $dt s)"
+    else
+      note FAIL server-e2e "$n_fail of $((n_pass + n_fail)) tests failed ($dt s)"
+    fi
+  else
+    fail server-e2e "(exit $rc, no summary line; see $LOGS/server-e2e.log)"
+  fi
+fi
+
+# --- 5. fuzz ----------------------------------------------------------------------------------
 fuzz_targets=()
 for f in "$ROOT"/fuzz/*_fuzz.cc; do
   [ -e "$f" ] && fuzz_targets+=("$(basename "$f" .cc)")
@@ -158,7 +192,7 @@ else
   done
 fi
 
-# --- 5. oracle check on the peers' smoke data set ---------------------------------------------
+# --- 6. oracle check on the peers' smoke data set ---------------------------------------------
 if [ "${SHOAL_SKIP_ORACLE:-0}" = 1 ]; then
   skip oracle "(SHOAL_SKIP_ORACLE=1)"
 elif [ ! -d "$PEERS" ]; then

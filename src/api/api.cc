@@ -125,7 +125,7 @@ bool GetStringArray(const simdjson::dom::element& obj, const char* key, std::vec
   size_t i = 0;
   for (auto e : arr) {
     std::string_view s;
-    if (e.get(s) || s.empty()) {
+    if (e.get(s) || s.empty() || s.find('\0') != std::string_view::npos) {
       *err = ErrorResponse(400, "invalid_argument",
                            fmt::format("field '{}[{}]': must be a non-empty string", key, i));
       return false;
@@ -283,6 +283,9 @@ bool Api::IsWriter(const Request& req, std::string_view body_write_key) const {
 }
 
 void Api::Handle(Request req, Reply reply) {
+  if (req.path.find('\0') != std::string::npos) {
+    return reply(ErrorResponse(400, "invalid_argument", "the path must not contain %00"));
+  }
   std::vector<std::string_view> parts = SplitPath(req.path);
   const std::string& m = req.method;
   if (parts.size() == 1 && parts[0] == "healthz") {
@@ -401,6 +404,7 @@ void Api::Ingest(Request& req, std::string_view type, Reply& reply) {
   JsonWriter errors;
   errors.BeginArray();
   size_t n_errors = 0;
+  std::string first_error;
   for (size_t i = 0; i < calls.size(); ++i) {
     std::string_view raw = calls[i];
     Status st;
@@ -412,11 +416,15 @@ void Api::Ingest(Request& req, std::string_view type, Reply& reply) {
     } else {
       st = tls_decoder.Decode(raw, opts, &msgs[n]);
     }
+    if (st.ok() && msgs[n].ProfileKey().find('\0') != std::string::npos) {
+      // Ids are stored in keys where NUL is the separator.
+      st = Status::InvalidArgument("field 'userId': an id must not contain U+0000");
+    }
     if (st.ok()) {
       ++n;
       continue;
     }
-    ++n_errors;
+    if (n_errors++ == 0) first_error = st.message();
     errors.BeginObject();
     if (type == "batch") errors.Key("index").Uint(i);
     errors.Key("field").String(FieldOf(st.message())).Key("message").String(st.message());
@@ -429,12 +437,8 @@ void Api::Ingest(Request& req, std::string_view type, Reply& reply) {
 
   if (type != "batch" && n_errors > 0) {
     // A single call: its one error is the answer.
-    bool limit = calls[0].size() > kMaxCallBytes;
-    Status st = limit ? Status::InvalidArgument(fmt::format(
-                            "the call is {} bytes; the limit is {} bytes per call",
-                            calls[0].size(), kMaxCallBytes))
-                      : tls_decoder.Decode(calls[0], opts, &msgs.emplace_back());
-    return reply(ErrorResponse(400, limit ? "limit" : "invalid_message", st.message()));
+    return reply(ErrorResponse(400, calls[0].size() > kMaxCallBytes ? "limit" : "invalid_message",
+                               first_error));
   }
   auto finish = [reply, errs = std::move(errors.str()), n_errors](server::IngestOutcome o) {
     if (!o.status.ok()) return reply(ErrorResponse(500, "internal", o.status.message()));
@@ -478,7 +482,10 @@ void Api::Segments(Request& req, const std::vector<std::string_view>& parts, Rep
         !GetString(body.root, "definition", true, &definition, &err)) {
       return reply(std::move(err));
     }
-    if (name.empty()) return reply(ErrorResponse(400, "invalid_argument", "field 'name': empty"));
+    if (name.empty() || name.find('\0') != std::string::npos) {
+      return reply(ErrorResponse(400, "invalid_argument",
+                                 "field 'name': must be non-empty and without U+0000"));
+    }
     return svc->Run([reply, svc, name, definition](Txn& t) {
       Result<SegmentInfo> info = t.engine().CreateSegment(name, definition);
       if (!info.ok()) return reply(DefinitionError(info.status()));
@@ -745,7 +752,7 @@ std::vector<std::string> CsvIds(std::string_view body) {
       for (char c : id) lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
       if (lower == "id" || lower == "userid" || lower == "user_id") continue;
     }
-    if (!id.empty()) ids.push_back(std::move(id));
+    if (!id.empty() && id.find('\0') == std::string::npos) ids.push_back(std::move(id));
   }
   return ids;
 }
@@ -790,6 +797,10 @@ void Api::Lists(Request& req, const std::vector<std::string_view>& parts, Reply&
     if (!ParseObject(req.body, &body, &err) || !GetString(body.root, "name", true, &name, &err) ||
         !GetString(body.root, "from_segment", false, &from_segment, &err)) {
       return reply(std::move(err));
+    }
+    if (name.empty() || name.find('\0') != std::string::npos) {
+      return reply(ErrorResponse(400, "invalid_argument",
+                                 "field 'name': must be non-empty and without U+0000"));
     }
     return svc->Run([reply, name, from_segment](Txn& t) {
       std::vector<std::string> members;

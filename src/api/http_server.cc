@@ -279,6 +279,9 @@ awaitable<bool> HttpServer::Impl::Changes(beast::tcp_stream& stream, Request& re
         stream, ErrorResponse(400, "invalid_argument", "after / Last-Event-ID: not a sequence number"),
         keep_alive);
   }
+  // A cursor beyond the log (e.g. kept from a data directory that was since reset) would skip
+  // changes silently until the log caught up: start at the end instead.
+  after = std::min(after, svc.hub().LastSeq());
   uint64_t limit = 1000, wait = 25;
   if (auto l = req.Query("limit"); !l.empty() && (!parse_seq(l, &limit) || limit == 0)) {
     co_return co_await Write(
