@@ -8,7 +8,7 @@ PACKAGES=(
   build-essential g++ cmake ninja-build pkg-config git python3
   libroaring-dev libsimdjson-dev libabsl-dev libxxhash-dev libre2-dev
   libcli11-dev libspdlog-dev libfmt-dev
-  libboost1.81-dev libboost-system1.81-dev librocksdb-dev
+  libboost1.81-dev libboost-system1.81-dev librocksdb-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev libjemalloc-dev curl
   clang libclang-rt-14-dev
 )

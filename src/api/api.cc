@@ -205,17 +205,26 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
   return d == 0;
 }
 
-std::vector<std::string_view> SplitPath(std::string_view path) {
-  std::vector<std::string_view> parts;
+// The path's segments, each percent-decoded on its own, so that an id may contain an encoded
+// '/' (%2F).
+std::vector<std::string> SplitPath(std::string_view path) {
+  std::vector<std::string> parts;
   size_t i = 0;
   while (i < path.size()) {
     while (i < path.size() && path[i] == '/') ++i;
     size_t j = path.find('/', i);
     if (j == std::string_view::npos) j = path.size();
-    if (j > i) parts.push_back(path.substr(i, j - i));
+    if (j > i) parts.push_back(PercentDecode(path.substr(i, j - i), false));
     i = j;
   }
   return parts;
+}
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
 }
 
 // Parses a query number; *out keeps its value when absent.
@@ -252,6 +261,22 @@ std::vector<std::string> Request::QueryAll(std::string_view name) const {
   return out;
 }
 
+std::string PercentDecode(std::string_view s, bool plus_is_space) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && HexValue(s[i + 1]) >= 0 && HexValue(s[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(HexValue(s[i + 1]) * 16 + HexValue(s[i + 2])));
+      i += 2;
+    } else if (plus_is_space && s[i] == '+') {
+      out.push_back(' ');
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
 Response ErrorResponse(unsigned status, std::string_view code, std::string_view message) {
   JsonWriter w;
   w.BeginObject().Key("error").BeginObject().Key("code").String(code).Key("message").String(
@@ -283,10 +308,12 @@ bool Api::IsWriter(const Request& req, std::string_view body_write_key) const {
 }
 
 void Api::Handle(Request req, Reply reply) {
-  if (req.path.find('\0') != std::string::npos) {
-    return reply(ErrorResponse(400, "invalid_argument", "the path must not contain %00"));
+  std::vector<std::string> parts = SplitPath(req.path);
+  for (const std::string& part : parts) {
+    if (part.find('\0') != std::string::npos) {
+      return reply(ErrorResponse(400, "invalid_argument", "the path must not contain %00"));
+    }
   }
-  std::vector<std::string_view> parts = SplitPath(req.path);
   const std::string& m = req.method;
   if (parts.size() == 1 && parts[0] == "healthz") {
     if (!service_->Ready()) return reply(ErrorResponse(503, "starting", "recovery in progress"));
@@ -297,9 +324,9 @@ void Api::Handle(Request req, Reply reply) {
     return reply(ErrorResponse(404, "not_found", "no such route: " + req.path));
   }
   if (parts.size() == 2) {
-    static constexpr std::string_view kIngest[] = {"identify", "track", "page",  "screen",
+    static constexpr const char* kIngest[] = {"identify", "track", "page",  "screen",
                                                    "group",    "alias", "batch"};
-    for (std::string_view t : kIngest) {
+    for (const char* t : kIngest) {
       if (parts[1] == t) {
         if (m != "POST") return reply(ErrorResponse(405, "method_not_allowed", "use POST"));
         return Ingest(req, t, reply);
@@ -459,7 +486,7 @@ void Api::Ingest(Request& req, std::string_view type, Reply& reply) {
 
 // --- Segments ---------------------------------------------------------------------------------
 
-void Api::Segments(Request& req, const std::vector<std::string_view>& parts, Reply& reply) {
+void Api::Segments(Request& req, const std::vector<std::string>& parts, Reply& reply) {
   const std::string& m = req.method;
   server::Service* svc = service_;
   if (parts.size() == 2) {
@@ -645,7 +672,7 @@ void Api::Segments(Request& req, const std::vector<std::string_view>& parts, Rep
 
 // --- Profiles ---------------------------------------------------------------------------------
 
-void Api::Profiles(Request& req, const std::vector<std::string_view>& parts, Reply& reply) {
+void Api::Profiles(Request& req, const std::vector<std::string>& parts, Reply& reply) {
   const std::string& m = req.method;
   std::string id(parts[2]);
   server::Service* svc = service_;
@@ -718,6 +745,7 @@ namespace {
 // The ids of a CSV body: the first column of each row; a first row naming the column is a header.
 std::vector<std::string> CsvIds(std::string_view body) {
   std::vector<std::string> ids;
+  if (body.starts_with("\xEF\xBB\xBF")) body.remove_prefix(3);  // Excel's "CSV UTF-8" mark
   size_t pos = 0;
   bool first = true;
   while (pos < body.size()) {
@@ -773,7 +801,7 @@ void ListAnswer(Txn& t, const std::string& name, unsigned status, int64_t added,
 
 }  // namespace
 
-void Api::Lists(Request& req, const std::vector<std::string_view>& parts, Reply& reply) {
+void Api::Lists(Request& req, const std::vector<std::string>& parts, Reply& reply) {
   const std::string& m = req.method;
   server::Service* svc = service_;
   if (parts.size() == 2 && m == "GET") {
@@ -895,7 +923,7 @@ void Api::Lists(Request& req, const std::vector<std::string_view>& parts, Reply&
 
 // --- Debug ------------------------------------------------------------------------------------
 
-void Api::Debug(Request& req, const std::vector<std::string_view>& parts, Reply& reply) {
+void Api::Debug(Request& req, const std::vector<std::string>& parts, Reply& reply) {
   const std::string& m = req.method;
   server::Service* svc = service_;
   if (parts.size() == 3 && parts[2] == "clock" && m == "POST") {

@@ -23,14 +23,14 @@ constexpr size_t kMaxBatchCalls = 2500;
 
 struct Request {
   std::string method;  // "GET", "POST", ...
-  std::string path;    // percent-decoded, without the query
+  std::string path;    // as sent (not percent-decoded), without the query
   std::vector<std::pair<std::string, std::string>> query;  // decoded
   std::string authorization;
   std::string accept;
   std::string last_event_id;
   std::string content_type;
   std::string body;
-  Millis received_at = 0;  // wall clock, ms
+  Millis received_at = 0;  // the server's clock (virtual under --clock), ms
 
   // The first value of a query parameter, or "".
   std::string_view Query(std::string_view name) const;
@@ -48,6 +48,9 @@ struct ApiOptions {
   std::string write_key;    // empty: ingest is not checked
   std::string admin_token;  // empty: admin routes are not checked
 };
+
+// Decodes %XX escapes (and '+' as a space when plus_is_space, for query strings).
+std::string PercentDecode(std::string_view s, bool plus_is_space);
 
 // {"error":{"code":..,"message":..}}
 Response ErrorResponse(unsigned status, std::string_view code, std::string_view message);
@@ -69,13 +72,13 @@ class Api {
 
  private:
   void Ingest(Request& req, std::string_view type, std::function<void(Response)>& reply);
-  void Segments(Request& req, const std::vector<std::string_view>& parts,
+  void Segments(Request& req, const std::vector<std::string>& parts,
                 std::function<void(Response)>& reply);
-  void Profiles(Request& req, const std::vector<std::string_view>& parts,
+  void Profiles(Request& req, const std::vector<std::string>& parts,
                 std::function<void(Response)>& reply);
-  void Lists(Request& req, const std::vector<std::string_view>& parts,
+  void Lists(Request& req, const std::vector<std::string>& parts,
              std::function<void(Response)>& reply);
-  void Debug(Request& req, const std::vector<std::string_view>& parts,
+  void Debug(Request& req, const std::vector<std::string>& parts,
              std::function<void(Response)>& reply);
   Response Metrics();
 

@@ -14,6 +14,7 @@
 #include <boost/beast/http.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <zlib.h>
 
 #include "api/json.h"
 #include "ingest/decode.h"
@@ -32,42 +33,51 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 constexpr size_t kAdminBodyLimit = 64 << 20;  // a CSV upload of a few million ids
 constexpr size_t kImportGroup = 2000;         // calls per commit during an import
 
-Millis WallMillis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-std::string PercentDecode(std::string_view s, bool plus_is_space) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() &&
-        HexValue(s[i + 1]) >= 0 && HexValue(s[i + 2]) >= 0) {
-      out.push_back(static_cast<char>(HexValue(s[i + 1]) * 16 + HexValue(s[i + 2])));
-      i += 2;
-    } else if (plus_is_space && s[i] == '+') {
-      out.push_back(' ');
-    } else {
-      out.push_back(s[i]);
+// Inflates a gzip body (as the RudderStack SDK sends by default). Fails when the result would
+// exceed `limit` bytes (a small body can inflate to gigabytes).
+bool Gunzip(std::string_view in, size_t limit, std::string* out, std::string* error) {
+  z_stream z{};
+  if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) {
+    *error = "cannot start gzip decoding";
+    return false;
+  }
+  out->clear();
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+  z.avail_in = static_cast<uInt>(in.size());
+  char buf[65536];
+  int rc = Z_OK;
+  while (rc != Z_STREAM_END) {
+    z.next_out = reinterpret_cast<Bytef*>(buf);
+    z.avail_out = sizeof buf;
+    rc = inflate(&z, Z_NO_FLUSH);
+    if (rc != Z_OK && rc != Z_STREAM_END) {
+      *error = fmt::format("the gzip body is corrupt ({})", z.msg ? z.msg : "truncated");
+      inflateEnd(&z);
+      return false;
+    }
+    out->append(buf, sizeof buf - z.avail_out);
+    if (out->size() > limit) {
+      *error = fmt::format("the body inflates to more than {} bytes", limit);
+      inflateEnd(&z);
+      return false;
+    }
+    if (rc == Z_OK && z.avail_in == 0 && z.avail_out != 0) {
+      *error = "the gzip body is truncated";
+      inflateEnd(&z);
+      return false;
     }
   }
-  return out;
+  inflateEnd(&z);
+  return true;
 }
 
-Request MakeRequest(const http::request_header<>& h) {
+Request MakeRequest(const http::request_header<>& h, Millis now) {
   Request req;
   req.method = std::string(h.method_string());
   std::string_view target = h.target();
   size_t q = target.find('?');
-  req.path = PercentDecode(target.substr(0, q), false);
+  req.path = std::string(target.substr(0, q));
   if (q != std::string_view::npos) {
     std::string_view qs = target.substr(q + 1);
     while (!qs.empty()) {
@@ -85,7 +95,7 @@ Request MakeRequest(const http::request_header<>& h) {
   req.accept = std::string(h[http::field::accept]);
   req.last_event_id = std::string(h["Last-Event-ID"]);
   req.content_type = std::string(h[http::field::content_type]);
-  req.received_at = WallMillis();
+  req.received_at = now;
   return req;
 }
 
@@ -192,7 +202,7 @@ awaitable<void> HttpServer::Impl::Session(tcp::socket socket) {
       ~InFlight() { --n; }
     } in_flight_guard(in_flight);
 
-    Request req = MakeRequest(hp.get());
+    Request req = MakeRequest(hp.get(), api->service().ClockNow());
     bool keep_alive = hp.get().keep_alive();
     bool expect_continue = beast::iequals(hp.get()[http::field::expect], "100-continue");
 
@@ -238,6 +248,26 @@ awaitable<void> HttpServer::Impl::Session(tcp::socket socket) {
       break;
     }
     req.body = std::move(p.get().body());
+    if (beast::iequals(p.get()[http::field::content_encoding], "gzip")) {
+      std::string plain, error;
+      if (!Gunzip(req.body, limit, &plain, &error)) {
+        bool too_big = error.find("inflates") != std::string::npos;
+        co_await Write(stream, ErrorResponse(too_big ? 413 : 400, too_big ? "limit" : "invalid_request",
+                                             error),
+                       false);
+        break;
+      }
+      req.body = std::move(plain);
+    } else if (auto enc = p.get()[http::field::content_encoding];
+               !enc.empty() && !beast::iequals(enc, "identity")) {
+      if (!co_await Write(stream,
+                          ErrorResponse(415, "unsupported_encoding",
+                                        "Content-Encoding must be gzip or identity"),
+                          keep_alive)) {
+        break;
+      }
+      continue;
+    }
     Response r = co_await CallApi(std::move(req));
     if (!co_await Write(stream, std::move(r), keep_alive)) break;
   }
@@ -423,7 +453,7 @@ awaitable<bool> HttpServer::Impl::Import(beast::tcp_stream& stream, beast::flat_
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.find_first_not_of(" \t") == std::string_view::npos) return;
     ingest::DecodeOptions opts;
-    opts.received_at = WallMillis();
+    opts.received_at = api->service().ClockNow();
     opts.now = opts.received_at;
     Status st = line.size() > kMaxCallBytes
                     ? Status::InvalidArgument(fmt::format(

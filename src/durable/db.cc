@@ -164,9 +164,10 @@ void Batch::DeleteListMember(std::string_view list, std::string_view profile) {
   wb_->Delete(db_->handles_[kDefault], MetaKey("lm", Pair(list, profile)));
 }
 
-void Batch::PutErasure(std::string_view profile, uint64_t log_seq) {
+void Batch::PutErasure(std::string_view profile, uint64_t log_seq, uint64_t change_seq) {
   value_.clear();
   PutBigEndian64(log_seq, &value_);
+  PutBigEndian64(change_seq, &value_);
   wb_->Put(db_->handles_[kDefault], MetaKey("erase", profile), value_);
 }
 
@@ -285,16 +286,25 @@ Result<std::vector<std::pair<std::string, std::vector<std::string>>>> Db::Lists(
   return out;
 }
 
-Result<std::vector<std::pair<std::string, uint64_t>>> Db::Erasures() const {
-  std::vector<std::pair<std::string, uint64_t>> out;
+Result<std::vector<ErasureRecord>> Db::ErasureRecords() const {
+  std::vector<ErasureRecord> out;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, handles_[kDefault]));
   const std::string prefix = MetaKey("erase", "");
   for (it->Seek(prefix); it->Valid() && StartsWith(it->key(), prefix); it->Next()) {
-    if (it->value().size() != 8) return Status::Internal("corrupt erasure record");
-    out.emplace_back(it->key().ToString().substr(prefix.size()),
-                     GetBigEndian64(it->value().data()));
+    rocksdb::Slice v = it->value();
+    if (v.size() != 8 && v.size() != 16) return Status::Internal("corrupt erasure record");
+    out.push_back({it->key().ToString().substr(prefix.size()), GetBigEndian64(v.data()),
+                   v.size() == 16 ? GetBigEndian64(v.data() + 8) : UINT64_MAX});
   }
   if (!it->status().ok()) return FromRocks(it->status(), "reading erasures");
+  return out;
+}
+
+Result<std::vector<std::pair<std::string, uint64_t>>> Db::Erasures() const {
+  Result<std::vector<ErasureRecord>> records = ErasureRecords();
+  if (!records.ok()) return records.status();
+  std::vector<std::pair<std::string, uint64_t>> out;
+  for (ErasureRecord& r : *records) out.emplace_back(std::move(r.profile), r.log_seq);
   return out;
 }
 
@@ -414,17 +424,23 @@ uint64_t Db::ApproximateBytes() const {
   return total;
 }
 
-Status Db::PurgeProfile(std::string_view profile, uint64_t before) {
+Status Db::RedactProfile(std::string_view profile, uint64_t before_change) {
   rocksdb::WriteBatch wb;
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
   // The membership history: redact the change records, drop the index.
   {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, handles_[kByProfile]));
     const std::string prefix = Pair(profile, "");
     std::string value, encoded;
     for (it->Seek(prefix); it->Valid() && StartsWith(it->key(), prefix); it->Next()) {
-      wb.Delete(handles_[kByProfile], it->key());
-      if (it->key().size() != prefix.size() + 8) continue;
+      if (it->key().size() != prefix.size() + 8) {
+        wb.Delete(handles_[kByProfile], it->key());
+        continue;
+      }
       rocksdb::Slice seq_key(it->key().data() + prefix.size(), 8);
+      if (GetBigEndian64(seq_key.data()) >= before_change) break;  // the erasure's exits on
+      wb.Delete(handles_[kByProfile], it->key());
       rocksdb::Status s = db_->Get({}, handles_[kChanges], seq_key, &value);
       if (!s.ok()) continue;
       StoredChange c;
@@ -437,6 +453,15 @@ Status Db::PurgeProfile(std::string_view profile, uint64_t before) {
     }
     if (!it->status().ok()) return FromRocks(it->status(), "erasing a profile's history");
   }
+  return FromRocks(db_->Write(wo, &wb), "erasing a profile's history");
+}
+
+Status Db::PurgeProfile(std::string_view profile, uint64_t before, uint64_t before_change) {
+  Status first = RedactProfile(profile, before_change);
+  if (!first.ok()) return first;
+  rocksdb::WriteBatch wb;
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
   // List memberships.
   {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, handles_[kDefault]));
@@ -462,8 +487,6 @@ Status Db::PurgeProfile(std::string_view profile, uint64_t before) {
     }
     if (!it->status().ok()) return FromRocks(it->status(), "erasing a profile's events");
   }
-  rocksdb::WriteOptions wo;
-  wo.sync = true;
   Status st = FromRocks(db_->Write(wo, &wb), "erasing a profile");
   if (!st.ok()) return st;
   // Deleted keys leave the files only when compaction rewrites them.

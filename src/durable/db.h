@@ -37,6 +37,12 @@ class WriteBatch;
 
 namespace shoal::durable {
 
+struct ErasureRecord {
+  std::string profile;
+  uint64_t log_seq = 0;     // its calls before this log seq are erased
+  uint64_t change_seq = 0;  // its changes before this seq are redacted
+};
+
 struct SegmentRecord {
   std::string name;
   std::string definition;  // canonical text
@@ -65,7 +71,9 @@ class Batch {
   void DeleteList(std::string_view name);  // the list's member keys are deleted by the caller
   void PutListMember(std::string_view list, std::string_view profile);
   void DeleteListMember(std::string_view list, std::string_view profile);
-  void PutErasure(std::string_view profile, uint64_t log_seq);
+  // The profile's calls with log seq < log_seq and its changes with seq < change_seq are the
+  // erased ones (the calls and changes of the new profile that reuses the id come later).
+  void PutErasure(std::string_view profile, uint64_t log_seq, uint64_t change_seq = UINT64_MAX);
   size_t Count() const;
   size_t ByteSize() const;
   bool Empty() const { return Count() == 0; }
@@ -98,7 +106,8 @@ class Db {
   Result<std::vector<std::pair<std::string, uint64_t>>> SegmentSeqs() const;
   // Each list with its members.
   Result<std::vector<std::pair<std::string, std::vector<std::string>>>> Lists() const;
-  Result<std::vector<std::pair<std::string, uint64_t>>> Erasures() const;
+  Result<std::vector<std::pair<std::string, uint64_t>>> Erasures() const;  // (profile, log_seq)
+  Result<std::vector<ErasureRecord>> ErasureRecords() const;
   // Persisted members of one segment, in key order.
   Status ForEachMember(std::string_view segment,
                        const std::function<void(std::string_view profile)>& fn) const;
@@ -122,11 +131,15 @@ class Db {
   uint64_t ApproximateBytes() const;
 
   // --- Erasure --------------------------------------------------------------------------------
-  // Physically removes a profile's data: its logged calls with log seq < before, its membership
-  // history index and its list memberships; its id in stored change records becomes "(erased)".
-  // Then compacts the event log so that the bytes leave the disk. Slow (scans the log): run it
-  // off the commit path. Safe to repeat.
-  Status PurgeProfile(std::string_view profile, uint64_t before);
+  // Physically removes a profile's data: first (fast, through the profile index) its id in the
+  // stored change records with seq < before_change becomes "(erased)" and those index entries go;
+  // then its list memberships and its logged calls with log seq < before (a scan of the log), and
+  // the log is compacted so that the bytes leave the disk. Slow: run it off the commit path. Safe
+  // to repeat.
+  Status PurgeProfile(std::string_view profile, uint64_t before,
+                      uint64_t before_change = UINT64_MAX);
+  // The first, fast part of PurgeProfile alone: the change records and the history index.
+  Status RedactProfile(std::string_view profile, uint64_t before_change);
 
  private:
   Db() = default;

@@ -482,6 +482,34 @@ TEST_F(DbTest, Erasures) {
 
 // --- Erasure ----------------------------------------------------------------------------------
 
+TEST_F(DbTest, PurgeProfileKeepsTheErasureExitsAndTheNewProfilesHistory) {
+  // Changes 1-2 are u1's before the erasure, 3 is the erasure's exit, 4 belongs to the new
+  // profile that reuses the id.
+  Batch b(db_.get());
+  b.PutChange(MakeChange(1, "buyers", 1, "u1", kEnter, 1, 100));
+  b.PutChange(MakeChange(2, "vip", 1, "u1", kEnter, 1, 110));
+  b.PutChange(MakeChange(3, "buyers", 2, "u1", kExit, 0, 120, Cause::kErased));
+  b.PutChange(MakeChange(4, "buyers", 3, "u1", kEnter, 1, 130));
+  b.PutErasure("u1", 1, 3);
+  Write(b);
+  ASSERT_EQ(db_->ErasureRecords()->at(0).change_seq, 3u);
+
+  ASSERT_TRUE(db_->PurgeProfile("u1", 1, 3).ok());
+  uint64_t scanned = 0;
+  std::vector<StoredChange> all;
+  ASSERT_TRUE(db_->ReadChanges(0, 100, {}, 100, &all, &scanned).ok());
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all[0].change.profile, "(erased)");
+  EXPECT_EQ(all[1].change.profile, "(erased)");
+  EXPECT_EQ(all[2].change.profile, "u1");  // the exit tells the stream whom to remove
+  EXPECT_EQ(all[3].change.profile, "u1");
+  std::vector<StoredChange> history;
+  ASSERT_TRUE(db_->ProfileHistory("u1", &history).ok());
+  ASSERT_EQ(history.size(), 2u);
+  EXPECT_EQ(history[0].seq, 3u);
+  EXPECT_EQ(history[1].seq, 4u);
+}
+
 TEST_F(DbTest, PurgeProfileRemovesItsDataAndNothingElse) {
   Batch b(db_.get());
   b.PutEvent(1, Track("u1", "A", 10));

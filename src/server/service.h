@@ -89,6 +89,8 @@ class ChangeHub {
   size_t Waiters() const;
   // Runs every waiter now (at shutdown, so that streams notice it).
   void WakeAll();
+  // Replaces `profile` by "(erased)" in the kept changes with seq < before.
+  void Redact(std::string_view profile, uint64_t before);
 
  private:
   size_t capacity_;
@@ -158,12 +160,14 @@ class Service {
   uint64_t SegmentSeq(std::string_view segment) const;  // last segment_seq (0: none)
 
   // --- Any thread -----------------------------------------------------------------------------
+  // The server's clock: the wall clock, or the virtual one under --clock (what receivedAt uses).
+  Millis ClockNow() const;
   const durable::Db& db() const { return *db_; }
   ChangeHub& hub() { return hub_; }
   ServiceMetrics& metrics() { return metrics_; }
   const ServiceOptions& options() const { return options_; }
   // Engine figures in Prometheus text (segment sizes, timers, profiles, memory), refreshed by the
-  // engine thread about once a second.
+  // engine thread every 5 seconds.
   std::string EngineMetricsText() const;
   // Millis of wall time spent in Start() (recovery).
   Millis recovery_millis() const { return recovery_millis_; }
@@ -181,6 +185,7 @@ class Service {
   ServiceOptions options_;
   std::unique_ptr<Clock> clock_;
   class VirtualClock* virtual_clock_ = nullptr;  // == clock_ when virtual
+  std::atomic<Millis> virtual_now_{0};           // its time, for readers on other threads
   std::unique_ptr<durable::Db> db_;
   std::unique_ptr<Engine> engine_;
   ChangeHub hub_;
@@ -202,7 +207,7 @@ class Service {
   std::thread purge_thread_;
   std::mutex purge_mu_;
   std::condition_variable purge_cv_;
-  std::deque<std::pair<std::string, uint64_t>> purges_;
+  std::deque<durable::ErasureRecord> purges_;
   bool started_ = false;
   mutable std::mutex engine_metrics_mu_;
   std::string engine_metrics_;

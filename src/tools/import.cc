@@ -175,6 +175,7 @@ int RunImport(const ImportArgs& a) {
     uint64_t line_no = 0;
     while (std::getline(in, line)) {
       ++line_no;
+      if (line_no == 1 && line.starts_with("\xEF\xBB\xBF")) line.erase(0, 3);  // a UTF-8 BOM
       ++lines;
       bytes += line.size() + 1;
       progress.Update(bytes, lines);

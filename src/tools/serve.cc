@@ -4,7 +4,10 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <future>
 #include <memory>
 #include <string>
@@ -37,7 +40,61 @@ struct ServeArgs {
   int demo_users = 2000;
   bool no_fsync = false;
   std::string log_level = "info";
+  std::string config;
 };
+
+// Reads `key = value` lines (TOML-style: # comments, optional quotes, an optional [serve] section)
+// and sets each option that the command line and the environment left unset.
+Status ApplyConfigFile(const std::string& path, CLI::App* cmd) {
+  std::ifstream in(path);
+  if (!in) return Status::InvalidArgument("--config: cannot read " + path);
+  std::string line;
+  int line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    auto trim = [](std::string s) {
+      size_t a = s.find_first_not_of(" \t\r");
+      size_t b = s.find_last_not_of(" \t\r");
+      return a == std::string::npos ? std::string() : s.substr(a, b - a + 1);
+    };
+    std::string t = trim(line);
+    if (t.empty() || t[0] == '#' || t == "[serve]") continue;
+    size_t eq = t.find('=');
+    if (eq == std::string::npos) {
+      return Status::InvalidArgument(
+          fmt::format("{}:{}: expected key = value, found \"{}\"", path, line_no, t));
+    }
+    std::string key = trim(t.substr(0, eq));
+    std::string value = trim(t.substr(eq + 1));
+    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') &&
+        value.back() == value.front()) {
+      value = value.substr(1, value.size() - 2);
+    }
+    std::replace(key.begin(), key.end(), '_', '-');
+    CLI::Option* opt = nullptr;
+    try {
+      opt = cmd->get_option("--" + key);
+    } catch (const CLI::Error&) {
+      return Status::InvalidArgument(
+          fmt::format("{}:{}: unknown option '{}' (see shoal serve --help)", path, line_no, key));
+    }
+    if (key == "config") continue;
+    // The command line and the environment win over the file.
+    if (opt->count() > 0) continue;
+    if (!opt->get_envname().empty() && std::getenv(opt->get_envname().c_str())) continue;
+    try {
+      if (opt->get_type_size() == 0) {  // a flag
+        if (value == "true" || value == "1") opt->add_result(std::string("true"));
+      } else {
+        opt->add_result(value);
+      }
+      opt->run_callback();
+    } catch (const CLI::Error& e) {
+      return Status::InvalidArgument(fmt::format("{}:{}: {}: {}", path, line_no, key, e.what()));
+    }
+  }
+  return Status::Ok();
+}
 
 // Waits for a task on the engine thread and returns its value.
 template <typename T, typename F>
@@ -177,9 +234,11 @@ void AddServeCommand(CLI::App& app) {
       "serve",
       "Run the server: Segment-compatible ingest (/v1/track, /v1/batch, ...), the REST API for "
       "segments, profiles and lists, and the change stream (docs/api.md)");
-  cmd->set_config("--config", "",
-                  "read options from this file (TOML or INI: port = 8080, data-dir = \"...\")");
   auto a = std::make_shared<ServeArgs>();
+  cmd->add_option("--config", a->config,
+                  "read options from this file, one `name = value` per line (port = 8080, "
+                  "data-dir = \"/var/lib/shoal\"); the command line and the environment win")
+      ->envname("SHOAL_CONFIG");
   cmd->add_option("--host", a->host, "address to listen on")
       ->envname("SHOAL_HOST")
       ->capture_default_str();
@@ -225,7 +284,13 @@ void AddServeCommand(CLI::App& app) {
   cmd->add_option("--log-level", a->log_level, "trace, debug, info, warn, error")
       ->envname("SHOAL_LOG_LEVEL")
       ->capture_default_str();
-  cmd->callback([a] {
+  cmd->callback([a, cmd] {
+    if (!a->config.empty()) {
+      if (Status st = ApplyConfigFile(a->config, cmd); !st.ok()) {
+        fmt::print(stderr, "{}\n", st.message());
+        std::exit(2);
+      }
+    }
     int rc = RunServe(*a);
     if (rc != 0) std::exit(rc);
   });
