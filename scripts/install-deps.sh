@@ -13,6 +13,12 @@ PACKAGES=(
   clang libclang-rt-14-dev
 )
 
+# The HTTP end-to-end tests run the real Segment and RudderStack SDKs: Node.js and npm. Machines
+# that already have them (e.g. from NodeSource) keep theirs; otherwise Debian's are installed.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  PACKAGES+=(nodejs npm)
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   if [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)" != installed ]; then
