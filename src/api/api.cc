@@ -136,6 +136,13 @@ bool GetStringArray(const simdjson::dom::element& obj, const char* key, std::vec
   return true;
 }
 
+// A segment or list name: not empty, and without NUL (the store's key separator).
+bool ValidName(const std::string& name, Response* err) {
+  if (!name.empty() && name.find('\0') == std::string::npos) return true;
+  *err = ErrorResponse(400, "invalid_argument", "field 'name': must be non-empty and without U+0000");
+  return false;
+}
+
 void WriteSegment(const SegmentInfo& s, uint64_t last_seq, JsonWriter* w) {
   w->BeginObject()
       .Key("name")
@@ -491,10 +498,10 @@ void Api::Segments(Request& req, const std::vector<std::string>& parts, Reply& r
   server::Service* svc = service_;
   if (parts.size() == 2) {
     if (m == "GET") {
-      return svc->Run([reply, svc](Txn& t) {
+      return svc->Read([&reply, svc](const Engine& e) {
         JsonWriter w;
         w.BeginObject().Key("segments").BeginArray();
-        for (const SegmentInfo& s : t.engine().ListSegments()) {
+        for (const SegmentInfo& s : e.ListSegments()) {
           WriteSegment(s, svc->SegmentSeq(s.name), &w);
         }
         w.EndArray().EndObject();
@@ -509,10 +516,7 @@ void Api::Segments(Request& req, const std::vector<std::string>& parts, Reply& r
         !GetString(body.root, "definition", true, &definition, &err)) {
       return reply(std::move(err));
     }
-    if (name.empty() || name.find('\0') != std::string::npos) {
-      return reply(ErrorResponse(400, "invalid_argument",
-                                 "field 'name': must be non-empty and without U+0000"));
-    }
+    if (!ValidName(name, &err)) return reply(std::move(err));
     return svc->Run([reply, svc, name, definition](Txn& t) {
       Result<SegmentInfo> info = t.engine().CreateSegment(name, definition);
       if (!info.ok()) return reply(DefinitionError(info.status()));
@@ -556,8 +560,8 @@ void Api::Segments(Request& req, const std::vector<std::string>& parts, Reply& r
   }
   if (parts.size() == 3) {
     if (m == "GET") {
-      return svc->Run([reply, svc, name](Txn& t) {
-        Result<SegmentInfo> info = t.engine().GetSegment(name);
+      return svc->Read([&reply, svc, &name](const Engine& e) {
+        Result<SegmentInfo> info = e.GetSegment(name);
         if (!info.ok()) return reply(FromStatus(info.status()));
         JsonWriter w;
         WriteSegment(*info, svc->SegmentSeq(name), &w);
@@ -606,8 +610,8 @@ void Api::Segments(Request& req, const std::vector<std::string>& parts, Reply& r
     return reply(ErrorResponse(404, "not_found", "no such route: " + m + " " + req.path));
   }
   if (parts[3] == "count") {
-    return svc->Run([reply, name](Txn& t) {
-      Result<uint64_t> n = t.engine().Count(name);
+    return svc->Read([&reply, &name](const Engine& e) {
+      Result<uint64_t> n = e.Count(name);
       if (!n.ok()) return reply(FromStatus(n.status()));
       reply(JsonResponse(200, fmt::format(R"({{"count":{}}})", *n)));
     });
@@ -618,8 +622,8 @@ void Api::Segments(Request& req, const std::vector<std::string>& parts, Reply& r
     if (!QueryNumber(req, "limit", &limit, &err)) return reply(std::move(err));
     limit = std::clamp<uint64_t>(limit, 1, 10000);
     std::string cursor(req.Query("cursor"));
-    return svc->Run([reply, name, limit, cursor](Txn& t) {
-      Result<std::vector<std::string>> members = t.engine().Members(name);
+    return svc->Read([&reply, &name, limit, &cursor](const Engine& e) {
+      Result<std::vector<std::string>> members = e.Members(name);
       if (!members.ok()) return reply(FromStatus(members.status()));
       auto it = cursor.empty() ? members->begin()
                                : std::upper_bound(members->begin(), members->end(), cursor);
@@ -677,14 +681,14 @@ void Api::Profiles(Request& req, const std::vector<std::string>& parts, Reply& r
   std::string id(parts[2]);
   server::Service* svc = service_;
   if (parts.size() == 3 && m == "GET") {
-    return svc->Run([reply, id](Txn& t) {
-      Result<std::vector<Field>> traits = t.engine().Traits(id);
+    return svc->Read([&reply, &id](const Engine& e) {
+      Result<std::vector<Field>> traits = e.Traits(id);
       if (!traits.ok()) return reply(FromStatus(traits.status()));
       JsonWriter w;
       w.BeginObject().Key("id").String(id).Key("traits").BeginObject();
       for (const Field& f : *traits) w.Key(f.path).Value(f.value);
       w.EndObject().Key("segments").BeginArray();
-      for (const std::string& s : t.engine().SegmentsOf(id)) w.String(s);
+      for (const std::string& s : e.SegmentsOf(id)) w.String(s);
       w.EndArray().EndObject();
       reply(JsonResponse(200, std::move(w.str())));
     });
@@ -700,10 +704,10 @@ void Api::Profiles(Request& req, const std::vector<std::string>& parts, Reply& r
     });
   }
   if (parts.size() == 4 && m == "GET" && parts[3] == "segments") {
-    return svc->Run([reply, id](Txn& t) {
+    return svc->Read([&reply, &id](const Engine& e) {
       JsonWriter w;
       w.BeginObject().Key("segments").BeginArray();
-      for (const std::string& s : t.engine().SegmentsOf(id)) w.String(s);
+      for (const std::string& s : e.SegmentsOf(id)) w.String(s);
       w.EndArray().EndObject();
       reply(JsonResponse(200, std::move(w.str())));
     });
@@ -826,10 +830,7 @@ void Api::Lists(Request& req, const std::vector<std::string>& parts, Reply& repl
         !GetString(body.root, "from_segment", false, &from_segment, &err)) {
       return reply(std::move(err));
     }
-    if (name.empty() || name.find('\0') != std::string::npos) {
-      return reply(ErrorResponse(400, "invalid_argument",
-                                 "field 'name': must be non-empty and without U+0000"));
-    }
+    if (!ValidName(name, &err)) return reply(std::move(err));
     return svc->Run([reply, name, from_segment](Txn& t) {
       std::vector<std::string> members;
       if (!from_segment.empty()) {

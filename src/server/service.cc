@@ -414,9 +414,12 @@ void Service::EngineLoop() {
         return;
       }
     }
-    for (auto& task : tasks) task(txn);
-    tasks.clear();
-    if (!virtual_clock_) engine_->AdvanceTime();
+    {
+      std::unique_lock writing(engine_mu_);
+      for (auto& task : tasks) task(txn);
+      if (!virtual_clock_) engine_->AdvanceTime();
+    }
+    tasks.clear();  // after the lock: destroying a task may be slow (captured bodies)
     Seal();
     // Stats() walks every profile's state (a millisecond or two at 200k profiles): not on every
     // task, and not so often that it shows in the lookup latency.

@@ -22,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -143,6 +144,15 @@ class Service {
   // Thread-safe: runs `task` on the engine thread, in submission order.
   void Run(std::function<void(Txn&)> task);
 
+  // Thread-safe: runs `fn(const Engine&)` on the calling thread, between two rounds of engine
+  // tasks (a shared lock; the engine thread takes it exclusively while it works). For quick
+  // reads, such as the segments of a profile: they skip two thread hand-offs.
+  template <typename F>
+  auto Read(F&& fn) const {
+    std::shared_lock lock(engine_mu_);
+    return fn(static_cast<const Engine&>(*engine_));
+  }
+
   // Thread-safe. Deduplicates and applies the calls on the engine thread; `done` runs once they
   // are durable. Returns false, leaving `messages` as they were and not calling `done`, when too
   // many calls are pending.
@@ -157,7 +167,8 @@ class Service {
   Result<size_t> SetClock(Millis t);
   // Erases a profile: engine, durable tombstone, then the physical purge in the background.
   Status Erase(Txn& txn, std::string_view profile);
-  uint64_t SegmentSeq(std::string_view segment) const;  // last segment_seq (0: none)
+  // The last segment_seq (0: none). On the engine thread, or inside Read().
+  uint64_t SegmentSeq(std::string_view segment) const;
 
   // --- Any thread -----------------------------------------------------------------------------
   // The server's clock: the wall clock, or the virtual one under --clock (what receivedAt uses).
@@ -188,6 +199,7 @@ class Service {
   std::atomic<Millis> virtual_now_{0};           // its time, for readers on other threads
   std::unique_ptr<durable::Db> db_;
   std::unique_ptr<Engine> engine_;
+  mutable std::shared_mutex engine_mu_;  // exclusive: the engine thread at work; shared: Read()
   ChangeHub hub_;
   ServiceMetrics metrics_;
   std::atomic<bool> ready_{false};
