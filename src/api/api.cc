@@ -9,6 +9,7 @@
 
 #include "api/json.h"
 #include "ingest/decode.h"
+#include "ingest/envelope.h"
 #include "reference/reference.h"
 #include "store/store.h"
 
@@ -362,67 +363,22 @@ void Api::Ingest(Request& req, std::string_view type, Reply& reply) {
   }
   // The envelope: a batch's calls (as raw JSON), sentAt and writeKey; a single call is its own
   // envelope.
-  thread_local simdjson::ondemand::parser parser;
   simdjson::padded_string padded(req.body);
-  std::vector<std::string_view> calls;
-  std::string write_key;
-  Millis sent_at = 0;
-  {
-    auto fail = [&](simdjson::error_code e) {
-      reply(ErrorResponse(400, "invalid_json",
-                          fmt::format("the body is not a valid JSON object: {}",
-                                      simdjson::error_message(e))));
-    };
-    simdjson::ondemand::document doc;
-    if (auto e = parser.iterate(padded).get(doc)) return fail(e);
-    simdjson::ondemand::object obj;
-    if (auto e = doc.get_object().get(obj)) return fail(e);
-    for (auto field : obj) {
-      std::string_view key;
-      if (auto e = field.unescaped_key().get(key)) return fail(e);
-      if (key == "writeKey") {
-        std::string_view s;
-        if (field.value().get_string().get(s) == simdjson::SUCCESS) write_key = s;
-      } else if (type == "batch" && key == "batch") {
-        simdjson::ondemand::array arr;
-        if (field.value().get_array().get(arr)) {
-          return reply(ErrorResponse(400, "invalid_message", "field 'batch': must be an array"));
-        }
-        for (auto elem : arr) {
-          simdjson::ondemand::value v;
-          if (auto e = elem.get(v)) return fail(e);
-          simdjson::ondemand::json_type t;
-          if (auto e = v.type().get(t)) return fail(e);
-          std::string_view raw;
-          if (t == simdjson::ondemand::json_type::object) {
-            simdjson::ondemand::object o;
-            if (auto e = v.get_object().get(o)) return fail(e);
-            if (auto e = o.raw_json().get(raw)) return fail(e);
-            calls.push_back(raw);
-          } else {
-            if (t == simdjson::ondemand::json_type::array) {
-              simdjson::ondemand::array a;
-              if (auto e = v.get_array().get(a)) return fail(e);
-              if (auto e = a.raw_json().get(raw)) return fail(e);
-            }
-            calls.push_back({});  // not an object: reported with its index below
-          }
-        }
-      } else if (type == "batch" && key == "sentAt") {
-        std::string_view s;
-        if (field.value().get_string().get(s) == simdjson::SUCCESS) {
-          if (auto t = ParseTime(s)) sent_at = *t;
-        }
-      }
-    }
+  ingest::Envelope env;
+  if (Status st = ingest::ParseEnvelope(std::string_view(padded.data(), padded.size()),
+                                        type == "batch", &env);
+      !st.ok()) {
+    bool json = st.message().starts_with("invalid JSON") || st.message().starts_with("the body");
+    return reply(ErrorResponse(400, json ? "invalid_json" : "invalid_message", st.message()));
   }
+  std::vector<std::string_view>& calls = env.calls;
+  const std::string& write_key = env.write_key;
+  const Millis sent_at = env.sent_at;
   if (!IsWriter(req, write_key)) {
     return reply(ErrorResponse(401, "unauthorized",
                                "wrong or missing write key (HTTP Basic user, or writeKey)"));
   }
-  if (type != "batch") {
-    calls.push_back(req.body);
-  } else if (calls.size() > kMaxBatchCalls) {
+  if (type == "batch" && calls.size() > kMaxBatchCalls) {
     return reply(ErrorResponse(400, "limit",
                                fmt::format("the batch has {} calls; the limit is {} per batch",
                                            calls.size(), kMaxBatchCalls)));
