@@ -828,38 +828,10 @@ class Engine::Impl : public engine::CompileContext {
     }
   }
 
-  // Builds a new series from the retained history. A first pass over the name column counts the
-  // candidates, so the match buffer is sized once; it is kept between builds (backfill_scratch_)
-  // so that its pages stay mapped: growing a fresh buffer per series spent most of the backfill
-  // in page faults and copies (perf).
-  void Backfill(Series* s) {
-    const auto& names = store_.names();
-    const uint32_t want = s->name();
-    size_t candidates = 0;
-    for (size_t i = 0; i < names.size();) {
-      auto run = names.Run(i, names.size() - i);
-      for (uint32_t n : run) candidates += n == want;
-      i += run.size();
-    }
-    std::vector<Series::Match>& matches = backfill_scratch_;
-    matches.clear();
-    matches.reserve(candidates);
-    for (size_t i = 0; i < names.size();) {
-      auto run = names.Run(i, names.size() - i);
-      for (size_t k = 0; k < run.size(); ++k) {
-        if (run[k] != want) continue;
-        size_t idx = i + k;
-        // Reading a record's properties is a random access into a large arena: skip it when the
-        // series needs neither a filter nor a value (most need none).
-        if (s->has_filter() && !s->Matches(store_.props(idx), store_)) continue;
-        double value = s->has_value() ? s->ValueOf(store_.props(idx)) : 0;
-        matches.push_back(
-            {store_.profile(idx), {store_.ts(idx), static_cast<uint32_t>(idx), value}});
-      }
-      i += run.size();
-    }
-    s->Build(matches, store_.profiles().size());
-  }
+  // Builds a new series from the retained history: the store's per-name record list gives the
+  // candidates in record order, so only their columns are read, front to back, and never the
+  // whole name column (see Series::Build).
+  void Backfill(Series* s) { s->Build(store_.records_named(s->name()), store_, &backfill_count_); }
 
   // --- Evaluation -------------------------------------------------------------------------------
   // Short-circuits: the deciding child's next change is when the result can next change.
@@ -1114,7 +1086,7 @@ class Engine::Impl : public engine::CompileContext {
   size_t compact_at_ = 1'000'000;
   uint64_t stats_changes_ = 0, timer_fires_ = 0, evaluations_ = 0;
   std::vector<store::PropEntry> props_;
-  std::vector<Series::Match> backfill_scratch_;  // Backfill(): reused between series builds
+  std::vector<uint32_t> backfill_count_;  // Backfill(): reused between series builds
   InternCache name_cache_, key_cache_;
   ingest::Decoder decoder_;
   Message scratch_msg_;

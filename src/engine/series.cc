@@ -45,19 +45,39 @@ void Series::Add(uint32_t profile, Millis ts, uint32_t idx, double value) {
   }
 }
 
-void Series::Build(const std::vector<Match>& matches, size_t profiles) {
-  std::vector<uint32_t> count(profiles, 0);
-  for (const Match& m : matches) ++count[m.profile];
+void Series::Build(std::span<const uint32_t> records, const store::Store& store,
+                   std::vector<uint32_t>* count) {
+  const size_t profiles = store.profiles().size();
+  // Erased records keep their index in `records` but lose their profile.
+  auto match = [&](uint32_t idx, uint32_t pid) {
+    return pid != store::Store::kErasedProfile && (!filter_ || Matches(store.props(idx), store));
+  };
+  count->assign(profiles, 0);
+  for (uint32_t idx : records) {
+    const uint32_t pid = store.profile(idx);
+    if (match(idx, pid)) ++(*count)[pid];
+  }
+  size_t with = 0;
+  for (uint32_t c : *count) with += c != 0;
+  timelines_.reserve(timelines_.size() + with);
+  if (slot_.size() < profiles) slot_.resize(profiles, 0);
   for (uint32_t p = 0; p < profiles; ++p)
-    if (count[p]) {
-      Timeline& tl = Slot(p);
-      tl.reserve(tl.size() + count[p]);
-    }
-  for (const Match& m : matches) timelines_[slot_[m.profile] - 1].push_back(m.entry);
+    if ((*count)[p]) Slot(p).reserve((*count)[p]);
+  // Records come in arrival order, so a timeline is out of (ts, idx) order only after a late
+  // event; such profiles are marked (count = 0) and sorted at the end.
+  const bool value = has_value();
+  for (uint32_t idx : records) {
+    const uint32_t pid = store.profile(idx);
+    if (!match(idx, pid)) continue;
+    Timeline& tl = timelines_[slot_[pid] - 1];
+    Entry e{store.ts(idx), idx, value ? ValueOf(store.props(idx)) : 0};
+    if (!tl.empty() && e < tl.back()) (*count)[pid] = 0;
+    tl.push_back(e);
+  }
   for (uint32_t p = 0; p < profiles; ++p) {
-    if (!count[p]) continue;
+    if ((*count)[p] || !slot_[p]) continue;
     Timeline& tl = timelines_[slot_[p] - 1];
-    if (!std::is_sorted(tl.begin(), tl.end())) std::sort(tl.begin(), tl.end());
+    std::sort(tl.begin(), tl.end());
   }
 }
 

@@ -51,14 +51,13 @@ class Series {
   }
   // Adds a matching record to the profile's timeline (sorted insert; usually an append).
   void Add(uint32_t profile, Millis ts, uint32_t idx, double value);
-  // Backfill: builds every timeline from the matching records, given in any order (profile ids
-  // below `profiles`). A counting sort by profile: one exact-size allocation and one hash insert
-  // per profile instead of a lookup and a possible regrowth per record.
-  struct Match {
-    uint32_t profile;
-    Entry entry;
-  };
-  void Build(const std::vector<Match>& matches, size_t profiles);
+  // Backfill of a new (empty) series: builds every timeline from `records`, the store's records
+  // with this series' name in record order (Store::records_named). Two passes: count the
+  // matches per profile, then append each to its exact-size timeline. No intermediate buffer:
+  // at full size the backfill was dominated by the kernel clearing fresh pages (perf), so it
+  // touches no memory beyond the timelines themselves and `count`, the caller's reused scratch.
+  void Build(std::span<const uint32_t> records, const store::Store& store,
+             std::vector<uint32_t>* count);
   // Drops the profile's timeline and frees its memory (EraseProfile). The slot stays taken:
   // profile ids are never reused.
   void Erase(uint32_t profile);

@@ -4,9 +4,11 @@
 
 namespace shoal::store {
 
-uint32_t StringPool::Intern(std::string_view s) {
-  auto it = ids_.find(s);
-  if (it != ids_.end()) return it->second;
+uint32_t StringPool::Insert(std::string_view s, uint64_t h, size_t slot) {
+  if ((used_ + 1) * 4 > slots_.size() * 3) {
+    Grow();
+    slot = Lookup(s, h).slot;
+  }
   if (chunk_used_ + s.size() > chunk_size_) {
     chunk_size_ = std::max<size_t>(size_t{1} << 20, s.size());
     chunks_.push_back(std::make_unique_for_overwrite<char[]>(chunk_size_));
@@ -15,23 +17,34 @@ uint32_t StringPool::Intern(std::string_view s) {
   char* dst = chunks_.back().get() + chunk_used_;
   if (!s.empty()) std::memcpy(dst, s.data(), s.size());
   chunk_used_ += s.size();
-  std::string_view stored(dst, s.size());
   uint32_t id = static_cast<uint32_t>(views_.size());
-  views_.push_back(stored);
-  ids_.emplace(stored, id);
+  views_.push_back(std::string_view(dst, s.size()));
+  Slot& e = slots_[slot];
+  if (e.id == kEmpty) ++used_;  // reusing a forgotten slot does not add to the load
+  e = Slot{Head(s.data(), s.size()), id, Len16(s.size()), static_cast<uint16_t>(h >> 48)};
   return id;
 }
 
-std::optional<uint32_t> StringPool::Find(std::string_view s) const {
-  auto it = ids_.find(s);
-  if (it == ids_.end()) return std::nullopt;
-  return it->second;
+// Doubles the table and drops forgotten slots.
+void StringPool::Grow() {
+  std::vector<Slot> old = std::move(slots_);
+  slots_.assign(old.size() * 2, Slot{0, kEmpty, 0, 0});
+  mask_ = slots_.size() - 1;
+  used_ = 0;
+  for (const Slot& e : old) {
+    if (e.id == kEmpty || e.id == kForgotten) continue;
+    std::string_view v = views_[e.id];
+    size_t i = XXH3_64bits(v.data(), v.size()) & mask_;
+    while (slots_[i].id != kEmpty) i = (i + 1) & mask_;
+    slots_[i] = e;
+    ++used_;
+  }
 }
 
 void StringPool::Forget(uint32_t id) {
   std::string_view v = views_[id];
-  auto it = ids_.find(v);
-  if (it != ids_.end() && it->second == id) ids_.erase(it);
+  Probe p = Lookup(v, XXH3_64bits(v.data(), v.size()));
+  if (p.id == id) slots_[p.slot].id = kForgotten;
   // The bytes belong to this id alone (Intern copies every new string), so they can be wiped.
   if (!v.empty()) std::memset(const_cast<char*>(v.data()), 0, v.size());
   views_[id] = {};
@@ -39,7 +52,7 @@ void StringPool::Forget(uint32_t id) {
 
 size_t StringPool::MemoryBytes() const {
   return chunks_.size() * (size_t{1} << 20) + views_.capacity() * sizeof(std::string_view) +
-         ids_.capacity() * (sizeof(std::string_view) + sizeof(uint32_t) + 1);
+         slots_.capacity() * sizeof(Slot);
 }
 
 PropEntry PropEntry::Make(uint32_t key, const StoredValue& v) {
@@ -103,6 +116,8 @@ uint32_t Store::Append(uint32_t profile, uint32_t name, Millis ts,
   name_.push_back(name);
   props_begin_.push_back(static_cast<uint32_t>(props_.size()));
   for (const PropEntry& p : props) props_.push_back(p);
+  if (by_name_.size() <= name) by_name_.resize(name + 1);
+  by_name_[name].push_back(idx);
   return idx;
 }
 
@@ -138,9 +153,11 @@ size_t Store::EraseProfile(uint32_t profile) {
 }
 
 size_t Store::MemoryBytes() const {
+  size_t by_name_bytes = by_name_.capacity() * sizeof(std::vector<uint32_t>);
+  for (const auto& v : by_name_) by_name_bytes += v.capacity() * sizeof(uint32_t);
   return strings_.MemoryBytes() + profiles_.MemoryBytes() + keys_.MemoryBytes() +
          ts_.MemoryBytes() + profile_.MemoryBytes() + name_.MemoryBytes() +
-         props_begin_.MemoryBytes() + props_.MemoryBytes();
+         props_begin_.MemoryBytes() + props_.MemoryBytes() + by_name_bytes;
 }
 
 }  // namespace shoal::store

@@ -26,15 +26,30 @@ namespace shoal::store {
 
 // Interns strings to dense ids from 0. Ids and the views returned by Get() stay valid for the
 // pool's lifetime.
+//
+// The index is an open-addressing table of 16-byte slots: the id, the length, 16 bits of the
+// hash and the first 8 bytes of the string. A string of at most 8 bytes (user ids, order ids,
+// most property values here) is verified in the slot itself, so a hit costs one cache miss
+// instead of three (control byte, slot, then the bytes in the arena): interning was the largest
+// cost of the full-size replay (docs/benchmarks.md). Longer strings are compared in the arena.
 class StringPool {
  public:
-  StringPool() = default;
+  StringPool() : slots_(16, Slot{0, kEmpty, 0, 0}), mask_(15) {}
   StringPool(const StringPool&) = delete;
   StringPool& operator=(const StringPool&) = delete;
 
-  uint32_t Intern(std::string_view s);
+  uint32_t Intern(std::string_view s) {
+    const uint64_t h = XXH3_64bits(s.data(), s.size());
+    const Probe p = Lookup(s, h);
+    if (p.id != kEmpty) return p.id;
+    return Insert(s, h, p.slot);
+  }
   // nullopt if `s` was never interned.
-  std::optional<uint32_t> Find(std::string_view s) const;
+  std::optional<uint32_t> Find(std::string_view s) const {
+    const Probe p = Lookup(s, XXH3_64bits(s.data(), s.size()));
+    if (p.id == kEmpty) return std::nullopt;
+    return p.id;
+  }
   std::string_view Get(uint32_t id) const { return views_[id]; }
   // Unbinds id from its string and overwrites the bytes: Find() no longer returns it, Get(id) is
   // empty, and interning the same string again yields a new id. The id itself is never reused.
@@ -43,15 +58,64 @@ class StringPool {
   size_t MemoryBytes() const;
 
  private:
+  static constexpr uint32_t kEmpty = UINT32_MAX;          // slot never used
+  static constexpr uint32_t kForgotten = UINT32_MAX - 1;  // slot of a forgotten id: probe on
+  struct Slot {
+    uint64_t head;  // the first min(len, 8) bytes, zero-padded
+    uint32_t id;    // kEmpty, kForgotten or an id
+    uint16_t len;   // the length, saturated at 0xFFFF
+    uint16_t tag;   // the hash's top 16 bits
+  };
+  static_assert(sizeof(Slot) == 16);
+  struct Probe {
+    uint32_t id;  // the id found, or kEmpty
+    size_t slot;  // where to insert when not found
+  };
+
+  // The first min(n, 8) bytes of p, zero-padded, without reading past p + n.
+  static uint64_t Head(const char* p, size_t n) {
+    uint64_t v = 0;
+    if (n >= 8) {
+      std::memcpy(&v, p, 8);
+    } else if (n >= 4) {  // two overlapping 4-byte loads
+      uint32_t a, b;
+      std::memcpy(&a, p, 4);
+      std::memcpy(&b, p + n - 4, 4);
+      v = a | (uint64_t{b} << ((n - 4) * 8));
+    } else if (n > 0) {
+      v = uint64_t{static_cast<unsigned char>(p[0])} |
+          uint64_t{static_cast<unsigned char>(p[n / 2])} << (n / 2 * 8) |
+          uint64_t{static_cast<unsigned char>(p[n - 1])} << ((n - 1) * 8);
+    }
+    return v;
+  }
+  static uint16_t Len16(size_t n) { return n < 0xFFFF ? static_cast<uint16_t>(n) : 0xFFFF; }
+
+  Probe Lookup(std::string_view s, uint64_t h) const {
+    const uint64_t head = Head(s.data(), s.size());
+    const uint16_t len = Len16(s.size()), tag = static_cast<uint16_t>(h >> 48);
+    size_t first_free = SIZE_MAX;
+    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+      const Slot& e = slots_[i];
+      if (e.id == kEmpty) return {kEmpty, first_free != SIZE_MAX ? first_free : i};
+      if (e.id == kForgotten) {
+        if (first_free == SIZE_MAX) first_free = i;
+        continue;
+      }
+      if (e.tag == tag && e.len == len && e.head == head &&
+          (s.size() <= 8 || std::string_view(views_[e.id]).substr(8) == s.substr(8)))
+        return {e.id, i};
+    }
+  }
+  uint32_t Insert(std::string_view s, uint64_t h, size_t slot);
+  void Grow();
+
   std::vector<std::unique_ptr<char[]>> chunks_;
   size_t chunk_used_ = 0, chunk_size_ = 0;
-  // XXH3: ids, event names and property values are short; measured ~4x fewer instructions per
-  // lookup than the default string hash (docs/benchmarks.md).
-  struct Hash {
-    size_t operator()(std::string_view s) const { return XXH3_64bits(s.data(), s.size()); }
-  };
   std::vector<std::string_view> views_;
-  absl::flat_hash_map<std::string_view, uint32_t, Hash> ids_;
+  // XXH3 of the string; power-of-two size, at most 3/4 used (ids and forgotten slots).
+  std::vector<Slot> slots_;
+  size_t mask_ = 0, used_ = 0;
 };
 
 // A value as stored: 8 bytes of payload and a type. Strings and lists are pool ids.
@@ -167,6 +231,13 @@ class Store {
   std::optional<StoredValue> Find(size_t i, uint32_t key) const;
   // The name column, for scans by event name.
   const ChunkedVector<uint32_t>& names() const { return name_; }
+  // The indices of the records appended with this name, ascending: building a series reads
+  // these instead of scanning the whole name column. Includes records erased since (their
+  // profile() is kErasedProfile).
+  std::span<const uint32_t> records_named(uint32_t name) const {
+    if (name >= by_name_.size()) return {};
+    return by_name_[name];
+  }
 
   // Erases a profile's history: each of its records becomes a tombstone (profile kErasedProfile,
   // name kErasedName, time 0, no properties), the profile id is marked erased, and its key is
@@ -192,7 +263,8 @@ class Store {
   ChunkedVector<uint32_t> props_begin_;
   // A record's props never cross a chunk boundary (see Append).
   ChunkedVector<PropEntry> props_;
-  std::vector<bool> erased_;  // by profile id
+  std::vector<std::vector<uint32_t>> by_name_;  // name id -> record indices (records_named)
+  std::vector<bool> erased_;                    // by profile id
   size_t erased_records_ = 0, erased_profiles_ = 0;
 };
 
