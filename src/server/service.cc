@@ -141,7 +141,11 @@ struct Service::EngineState {
   absl::flat_hash_map<std::string, uint64_t> segment_size;  // members, as the changes say
   absl::flat_hash_map<std::string, uint64_t> segment_order;
   // Deduplication: hash of messageId -> receive time, and the same in receive order for expiry.
-  absl::flat_hash_map<uint64_t, Millis> seen;
+  // The keys are XXH3 hashes already: hashing them again would only cost time.
+  struct PreHashed {
+    size_t operator()(uint64_t h) const { return h; }
+  };
+  absl::flat_hash_map<uint64_t, Millis, PreHashed> seen;
   std::deque<std::pair<Millis, uint64_t>> seen_order;
 };
 
@@ -195,7 +199,7 @@ Status Service::Recover() {
   db_ = std::move(*db);
   EngineState& es = *es_;
   es.open = std::make_unique<Group>(db_.get());
-  es.seen.reserve(1 << 20);  // rehashing a large table stalls the engine thread: start big
+
 
   // Erasures: calls of an erased profile logged before its erasure are skipped.
   Result<std::vector<durable::ErasureRecord>> erasures = db_->ErasureRecords();
@@ -226,8 +230,7 @@ Status Service::Recover() {
       if (it != erased.end() && seq < it->second) return Status::Ok();
     }
     if (!msg.message_id.empty() && msg.received_at > now - options_.dedup_window) {
-      uint64_t h = IdHash(msg.message_id);
-      if (es.seen.emplace(h, msg.received_at).second) es.seen_order.emplace_back(msg.received_at, h);
+      es.seen_order.emplace_back(msg.received_at, IdHash(msg.message_id));
     }
     ++events;
     Status is = engine_->Ingest(msg);
@@ -235,7 +238,13 @@ Status Service::Recover() {
     return Status::Ok();
   });
   if (!st.ok()) return st;
-  std::sort(es.seen_order.begin(), es.seen_order.end());
+  // Receive times follow the log order except across a clock step: sort only then. The set is
+  // filled once its size is known, so it never rehashes.
+  if (!std::is_sorted(es.seen_order.begin(), es.seen_order.end())) {
+    std::sort(es.seen_order.begin(), es.seen_order.end());
+  }
+  es.seen.reserve(std::max<size_t>(es.seen_order.size() * 2, 1 << 16));
+  for (const auto& [at, h] : es.seen_order) es.seen.insert_or_assign(h, at);
   es.next_log_seq = std::max(es.next_log_seq, db_->LastEventSeq() + 1);
   for (auto& [profile, seq] : erased) es.next_log_seq = std::max(es.next_log_seq, seq);
 
