@@ -1,11 +1,11 @@
 #include "api/api.h"
 
+#include <fmt/format.h>
+#include <simdjson.h>
+
 #include <algorithm>
 #include <charconv>
 #include <memory>
-
-#include <fmt/format.h>
-#include <simdjson.h>
 
 #include "api/json.h"
 #include "ingest/decode.h"
@@ -82,9 +82,9 @@ struct ParsedBody {
 bool ParseObject(const std::string& body, ParsedBody* out, Response* err) {
   auto r = out->parser.parse(body);
   if (r.error()) {
-    *err = ErrorResponse(400, "invalid_json",
-                         fmt::format("the body is not valid JSON: {}",
-                                     simdjson::error_message(r.error())));
+    *err = ErrorResponse(
+        400, "invalid_json",
+        fmt::format("the body is not valid JSON: {}", simdjson::error_message(r.error())));
     return false;
   }
   out->root = r.value();
@@ -113,8 +113,8 @@ bool GetString(const simdjson::dom::element& obj, const char* key, bool required
   return true;
 }
 
-bool GetStringArray(const simdjson::dom::element& obj, const char* key, std::vector<std::string>* out,
-                    Response* err) {
+bool GetStringArray(const simdjson::dom::element& obj, const char* key,
+                    std::vector<std::string>* out, Response* err) {
   auto v = obj[key];
   if (v.error() == simdjson::NO_SUCH_FIELD) return true;
   simdjson::dom::array arr;
@@ -140,7 +140,8 @@ bool GetStringArray(const simdjson::dom::element& obj, const char* key, std::vec
 // A segment or list name: not empty, and without NUL (the store's key separator).
 bool ValidName(const std::string& name, Response* err) {
   if (!name.empty() && name.find('\0') == std::string::npos) return true;
-  *err = ErrorResponse(400, "invalid_argument", "field 'name': must be non-empty and without U+0000");
+  *err =
+      ErrorResponse(400, "invalid_argument", "field 'name': must be non-empty and without U+0000");
   return false;
 }
 
@@ -332,8 +333,8 @@ void Api::Handle(Request req, Reply reply) {
     return reply(ErrorResponse(404, "not_found", "no such route: " + req.path));
   }
   if (parts.size() == 2) {
-    static constexpr const char* kIngest[] = {"identify", "track", "page",  "screen",
-                                                   "group",    "alias", "batch"};
+    static constexpr const char* kIngest[] = {"identify", "track", "page", "screen",
+                                              "group",    "alias", "batch"};
     for (const char* t : kIngest) {
       if (parts[1] == t) {
         if (m != "POST") return reply(ErrorResponse(405, "method_not_allowed", "use POST"));
@@ -356,10 +357,10 @@ void Api::Handle(Request req, Reply reply) {
 
 void Api::Ingest(Request& req, std::string_view type, Reply& reply) {
   if (req.body.size() > kMaxBatchBytes) {
-    return reply(ErrorResponse(
-        413, "limit",
-        fmt::format("the body is {} bytes; the limit is {} bytes per request", req.body.size(),
-                    kMaxBatchBytes)));
+    return reply(
+        ErrorResponse(413, "limit",
+                      fmt::format("the body is {} bytes; the limit is {} bytes per request",
+                                  req.body.size(), kMaxBatchBytes)));
   }
   // The envelope: a batch's calls (as raw JSON), sentAt and writeKey; a single call is its own
   // envelope.
@@ -399,10 +400,11 @@ void Api::Ingest(Request& req, std::string_view type, Reply& reply) {
     std::string_view raw = calls[i];
     Status st;
     if (raw.data() == nullptr) {
-      st = Status::InvalidArgument("field 'batch[" + std::to_string(i) + "]': a call must be an object");
+      st = Status::InvalidArgument("field 'batch[" + std::to_string(i) +
+                                   "]': a call must be an object");
     } else if (raw.size() > kMaxCallBytes) {
-      st = Status::InvalidArgument(fmt::format("the call is {} bytes; the limit is {} bytes per call",
-                                               raw.size(), kMaxCallBytes));
+      st = Status::InvalidArgument(fmt::format(
+          "the call is {} bytes; the limit is {} bytes per call", raw.size(), kMaxCallBytes));
     } else {
       st = tls_decoder.Decode(raw, opts, &msgs[n]);
     }
@@ -507,8 +509,8 @@ void Api::Segments(Request& req, const std::vector<std::string>& parts, Reply& r
       auto t0 = std::chrono::steady_clock::now();
       Result<uint64_t> count = t.engine().Estimate(definition);
       if (!count.ok()) return reply(DefinitionError(count.status()));
-      double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                      .count();
+      double ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       JsonWriter w;
       w.BeginObject().Key("count").Uint(*count).Key("millis").Double(ms).EndObject();
       reply(JsonResponse(200, std::move(w.str())));
@@ -737,7 +739,8 @@ std::vector<std::string> CsvIds(std::string_view body) {
     if (first) {
       first = false;
       std::string lower;
-      for (char c : id) lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+      for (char c : id)
+        lower.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
       if (lower == "id" || lower == "userid" || lower == "user_id") continue;
     }
     if (!id.empty() && id.find('\0') == std::string::npos) ids.push_back(std::move(id));
@@ -770,8 +773,8 @@ void Api::Lists(Request& req, const std::vector<std::string>& parts, Reply& repl
       w.BeginObject().Key("lists").BeginArray();
       for (const std::string& name : t.engine().Lists()) {
         Result<std::vector<std::string>> members = t.engine().ListMembers(name);
-        w.BeginObject().Key("name").String(name).Key("size").Uint(
-            members.ok() ? members->size() : 0);
+        w.BeginObject().Key("name").String(name).Key("size").Uint(members.ok() ? members->size()
+                                                                               : 0);
         w.EndObject();
       }
       w.EndArray().EndObject();
@@ -964,10 +967,9 @@ Response Api::Metrics() {
   // Counters are read directly; engine figures come from the engine thread's last snapshot.
   server::ServiceMetrics& mt = service_->metrics();
   std::string out;
-  auto line = [&](std::string_view name, std::string_view type, std::string_view help,
-                  uint64_t v) {
-    fmt::format_to(std::back_inserter(out), "# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}\n", name,
-                   help, type, v);
+  auto line = [&](std::string_view name, std::string_view type, std::string_view help, uint64_t v) {
+    fmt::format_to(std::back_inserter(out), "# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}\n", name, help,
+                   type, v);
   };
   line("shoal_ingest_messages_total", "counter", "Calls accepted.", mt.messages.load());
   line("shoal_ingest_duplicates_total", "counter", "Calls dropped as duplicates of a messageId.",
@@ -975,8 +977,7 @@ Response Api::Metrics() {
   line("shoal_ingest_rejected_total", "counter", "Calls refused: invalid or overloaded.",
        mt.rejected.load());
   line("shoal_changes_total", "counter", "Membership changes committed.", mt.changes.load());
-  line("shoal_commit_groups_total", "counter", "Group commits (one fsync each).",
-       mt.groups.load());
+  line("shoal_commit_groups_total", "counter", "Group commits (one fsync each).", mt.groups.load());
   line("shoal_pending_messages", "gauge", "Calls accepted but not yet durable.",
        mt.pending_messages.load());
   line("shoal_change_log_seq", "gauge", "Sequence number of the last committed change.",

@@ -17,7 +17,7 @@
 
 namespace shoal::api {
 
-constexpr size_t kMaxCallBytes = 32 * 1024;    // Segment's limits
+constexpr size_t kMaxCallBytes = 32 * 1024;  // Segment's limits
 constexpr size_t kMaxBatchBytes = 500 * 1024;
 constexpr size_t kMaxBatchCalls = 2500;
 

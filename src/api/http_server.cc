@@ -1,20 +1,19 @@
 // Boost 1.74's asio needs <utility> before it with g++ 12 coroutines (DEPENDENCIES.md); harmless
 // with 1.81.
-#include <utility>
-
 #include "api/http_server.h"
 
-#include <atomic>
-#include <charconv>
-#include <chrono>
-#include <limits>
-
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <zlib.h>
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <charconv>
+#include <chrono>
+#include <limits>
+#include <utility>
 
 #include "api/json.h"
 #include "ingest/decode.h"
@@ -32,7 +31,6 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
 constexpr size_t kAdminBodyLimit = 64 << 20;  // a CSV upload of a few million ids
 constexpr size_t kImportGroup = 2000;         // calls per commit during an import
-
 
 // Inflates a gzip body (as the RudderStack SDK sends by default). Fails when the result would
 // exceed `limit` bytes (a small body can inflate to gigabytes).
@@ -86,9 +84,9 @@ Request MakeRequest(const http::request_header<>& h, Millis now) {
       qs = amp == std::string_view::npos ? std::string_view{} : qs.substr(amp + 1);
       if (kv.empty()) continue;
       size_t eq = kv.find('=');
-      req.query.emplace_back(PercentDecode(kv.substr(0, eq), true),
-                             eq == std::string_view::npos ? std::string()
-                                                          : PercentDecode(kv.substr(eq + 1), true));
+      req.query.emplace_back(
+          PercentDecode(kv.substr(0, eq), true),
+          eq == std::string_view::npos ? std::string() : PercentDecode(kv.substr(eq + 1), true));
     }
   }
   req.authorization = std::string(h[http::field::authorization]);
@@ -123,8 +121,7 @@ struct HttpServer::Impl {
   awaitable<std::optional<server::IngestOutcome>> CallIngest(std::vector<Message>& msgs);
   awaitable<bool> Changes(beast::tcp_stream& stream, Request& req, bool keep_alive);
   awaitable<bool> Import(beast::tcp_stream& stream, beast::flat_buffer& buf,
-                         http::request_parser<http::empty_body>& hp, Request& req,
-                         bool keep_alive);
+                         http::request_parser<http::empty_body>& hp, Request& req, bool keep_alive);
   bool Fetch(uint64_t after, const std::vector<std::string>& segments, size_t limit,
              std::vector<durable::StoredChange>* out, uint64_t* scanned_to);
 };
@@ -176,9 +173,8 @@ awaitable<std::optional<server::IngestOutcome>> HttpServer::Impl::CallIngest(
         auto done = [h, ex](std::optional<server::IngestOutcome> o) {
           asio::post(ex, [h, o = std::move(o)]() mutable { (*h)(std::move(o)); });
         };
-        if (!api->service().Ingest(std::move(msgs), [done](server::IngestOutcome o) {
-              done(std::move(o));
-            })) {
+        if (!api->service().Ingest(std::move(msgs),
+                                   [done](server::IngestOutcome o) { done(std::move(o)); })) {
           done(std::nullopt);
         }
       },
@@ -252,9 +248,10 @@ awaitable<void> HttpServer::Impl::Session(tcp::socket socket) {
       std::string plain, error;
       if (!Gunzip(req.body, limit, &plain, &error)) {
         bool too_big = error.find("inflates") != std::string::npos;
-        co_await Write(stream, ErrorResponse(too_big ? 413 : 400, too_big ? "limit" : "invalid_request",
-                                             error),
-                       false);
+        co_await Write(
+            stream,
+            ErrorResponse(too_big ? 413 : 400, too_big ? "limit" : "invalid_request", error),
+            false);
         break;
       }
       req.body = std::move(plain);
@@ -293,8 +290,8 @@ awaitable<bool> HttpServer::Impl::Changes(beast::tcp_stream& stream, Request& re
                                            "Bearer TOKEN"),
                              keep_alive);
   }
-  bool sse = req.accept.find("text/event-stream") != std::string::npos ||
-             req.Query("stream") == "sse";
+  bool sse =
+      req.accept.find("text/event-stream") != std::string::npos || req.Query("stream") == "sse";
   server::Service& svc = api->service();
   std::vector<std::string> segments = req.QueryAll("segment");
   auto parse_seq = [](std::string_view s, uint64_t* out) {
@@ -302,11 +299,12 @@ awaitable<bool> HttpServer::Impl::Changes(beast::tcp_stream& stream, Request& re
     return r.ec == std::errc() && r.ptr == s.data() + s.size();
   };
   uint64_t after = sse ? svc.hub().LastSeq() : 0;
-  std::string_view from = !req.last_event_id.empty() ? std::string_view(req.last_event_id)
-                                                     : req.Query("after");
+  std::string_view from =
+      !req.last_event_id.empty() ? std::string_view(req.last_event_id) : req.Query("after");
   if (!from.empty() && !parse_seq(from, &after)) {
     co_return co_await Write(
-        stream, ErrorResponse(400, "invalid_argument", "after / Last-Event-ID: not a sequence number"),
+        stream,
+        ErrorResponse(400, "invalid_argument", "after / Last-Event-ID: not a sequence number"),
         keep_alive);
   }
   // A cursor beyond the log (e.g. kept from a data directory that was since reset) would skip
@@ -315,11 +313,13 @@ awaitable<bool> HttpServer::Impl::Changes(beast::tcp_stream& stream, Request& re
   uint64_t limit = 1000, wait = 25;
   if (auto l = req.Query("limit"); !l.empty() && (!parse_seq(l, &limit) || limit == 0)) {
     co_return co_await Write(
-        stream, ErrorResponse(400, "invalid_argument", "limit: not a positive integer"), keep_alive);
+        stream, ErrorResponse(400, "invalid_argument", "limit: not a positive integer"),
+        keep_alive);
   }
   if (auto w = req.Query("wait"); !w.empty() && !parse_seq(w, &wait)) {
     co_return co_await Write(
-        stream, ErrorResponse(400, "invalid_argument", "wait: not a number of seconds"), keep_alive);
+        stream, ErrorResponse(400, "invalid_argument", "wait: not a number of seconds"),
+        keep_alive);
   }
   limit = std::min<uint64_t>(limit, 10000);
   wait = std::min<uint64_t>(wait, 60);
@@ -354,9 +354,10 @@ awaitable<bool> HttpServer::Impl::Changes(beast::tcp_stream& stream, Request& re
       after = scanned;
       if (!batch.empty() || std::chrono::steady_clock::now() >= deadline || stopping) break;
       if (scanned < svc.hub().LastSeq()) continue;  // filtered out; more to scan
-      auto left = std::chrono::duration_cast<std::chrono::seconds>(
-                      deadline - std::chrono::steady_clock::now())
-                      .count() + 1;
+      auto left = std::chrono::duration_cast<std::chrono::seconds>(deadline -
+                                                                   std::chrono::steady_clock::now())
+                      .count() +
+                  1;
       if (!co_await wait_for_publish(after, static_cast<int>(left))) break;
     }
     JsonWriter w;
@@ -415,8 +416,7 @@ awaitable<bool> HttpServer::Impl::Import(beast::tcp_stream& stream, beast::flat_
                                          http::request_parser<http::empty_body>& hp, Request& req,
                                          bool keep_alive) {
   if (!api->IsWriter(req) && !api->IsAdmin(req)) {
-    co_await Write(stream, ErrorResponse(401, "unauthorized", "wrong or missing write key"),
-                   false);
+    co_await Write(stream, ErrorResponse(401, "unauthorized", "wrong or missing write key"), false);
     co_return false;
   }
   http::request_parser<http::buffer_body> p(std::move(hp));
@@ -456,9 +456,9 @@ awaitable<bool> HttpServer::Impl::Import(beast::tcp_stream& stream, beast::flat_
     opts.received_at = api->service().ClockNow();
     opts.now = opts.received_at;
     Status st = line.size() > kMaxCallBytes
-                    ? Status::InvalidArgument(fmt::format(
-                          "the call is {} bytes; the limit is {} bytes per call", line.size(),
-                          kMaxCallBytes))
+                    ? Status::InvalidArgument(
+                          fmt::format("the call is {} bytes; the limit is {} bytes per call",
+                                      line.size(), kMaxCallBytes))
                     : decoder.Decode(line, opts, &msgs.emplace_back());
     if (st.ok()) return;
     if (line.size() <= kMaxCallBytes) msgs.pop_back();

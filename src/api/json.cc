@@ -1,42 +1,10 @@
 #include "api/json.h"
 
-#include <cmath>
-
 #include <fmt/format.h>
 
-namespace shoal::api {
+#include <cmath>
 
-void AppendJsonString(std::string_view s, std::string* out) {
-  out->push_back('"');
-  size_t run = 0;  // start of the current run of bytes that need no escape
-  for (size_t i = 0; i < s.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out->append(s.data() + run, i - run);
-    run = i + 1;
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      default:
-        fmt::format_to(std::back_inserter(*out), "\\u{:04x}", c);
-    }
-  }
-  out->append(s.data() + run, s.size() - run);
-  out->push_back('"');
-}
+namespace shoal::api {
 
 void JsonWriter::Sep() {
   if (after_key_) {

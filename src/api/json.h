@@ -7,15 +7,13 @@
 #include <string_view>
 #include <vector>
 
+#include "common/text.h"
 #include "durable/codec.h"
 #include "shoal/engine.h"
 #include "shoal/event.h"
 #include "shoal/time.h"
 
 namespace shoal::api {
-
-// Appends `s` as a JSON string literal (quotes, escapes) to *out.
-void AppendJsonString(std::string_view s, std::string* out);
 
 // Writes one JSON document; commas are placed automatically. Misuse (a value without a key inside
 // an object) is a programming error and not checked.
@@ -32,7 +30,7 @@ class JsonWriter {
   JsonWriter& Double(double v);
   JsonWriter& Bool(bool v);
   JsonWriter& Null();
-  JsonWriter& Time(Millis t);  // ISO 8601 string
+  JsonWriter& Time(Millis t);              // ISO 8601 string
   JsonWriter& Raw(std::string_view json);  // an already-encoded value
   JsonWriter& Value(const shoal::Value& v);
   std::string& str() { return out_; }

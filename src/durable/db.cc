@@ -16,9 +16,12 @@ namespace {
 enum Cf : size_t { kDefault = 0, kEvents, kChanges, kMembers, kByProfile, kBySegment, kNumCfs };
 
 const std::vector<std::string>& CfNames() {
-  static const std::vector<std::string> names = {
-      rocksdb::kDefaultColumnFamilyName, "events", "changes", "members", "by_profile",
-      "by_segment"};
+  static const std::vector<std::string> names = {rocksdb::kDefaultColumnFamilyName,
+                                                 "events",
+                                                 "changes",
+                                                 "members",
+                                                 "by_profile",
+                                                 "by_segment"};
   return names;
 }
 
@@ -197,8 +200,8 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& dir) {
   db->db_.reset(raw);
 
   // The next sequence numbers continue from the last keys.
-  for (auto [cf, out] : {std::pair{kEvents, &db->last_event_seq_},
-                         std::pair{kChanges, &db->last_change_seq_}}) {
+  for (auto [cf, out] :
+       {std::pair{kEvents, &db->last_event_seq_}, std::pair{kChanges, &db->last_change_seq_}}) {
     std::unique_ptr<rocksdb::Iterator> it(db->db_->NewIterator({}, db->handles_[cf]));
     it->SeekToLast();
     if (it->Valid() && it->key().size() == 8) *out = GetBigEndian64(it->key().data());

@@ -113,7 +113,7 @@ class Db {
                        const std::function<void(std::string_view profile)>& fn) const;
   // Names of the segments that have persisted members (possibly deleted ones, after a crash).
   Result<std::vector<std::string>> MemberSegments() const;
-  uint64_t LastEventSeq() const { return last_event_seq_; }   // as found at Open
+  uint64_t LastEventSeq() const { return last_event_seq_; }    // as found at Open
   uint64_t LastChangeSeq() const { return last_change_seq_; }  // as found at Open
 
   // --- Reads for the API (any thread) ---------------------------------------------------------

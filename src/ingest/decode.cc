@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/text.h"
+
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
@@ -31,47 +33,6 @@ constexpr size_t kMaxSpareFields = 4096;
 // How much of a user-supplied text an error message quotes.
 constexpr size_t kMaxQuotedBytes = 64;
 
-void AppendJsonString(std::string* out, std::string_view s) {
-  static const char kHex[] = "0123456789abcdef";
-  out->push_back('"');
-  size_t run = 0;  // start of the pending run of bytes that need no escape
-  for (size_t i = 0; i < s.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out->append(s.data() + run, i - run);
-    run = i + 1;
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\b':
-        out->append("\\b");
-        break;
-      case '\f':
-        out->append("\\f");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      default:
-        out->append("\\u00");
-        out->push_back(kHex[c >> 4]);
-        out->push_back(kHex[c & 15]);
-    }
-  }
-  out->append(s.data() + run, s.size() - run);
-  out->push_back('"');
-}
-
 // `s` as a JSON string for an error message, cut to kMaxQuotedBytes at a UTF-8 boundary.
 std::string Quote(std::string_view s) {
   bool cut = s.size() > kMaxQuotedBytes;
@@ -81,7 +42,7 @@ std::string Quote(std::string_view s) {
     s = s.substr(0, n);
   }
   std::string out;
-  AppendJsonString(&out, s);
+  AppendJsonString(s, &out);
   if (cut) out.insert(out.size() - 1, "...");
   return out;
 }
@@ -878,7 +839,7 @@ Status Decoder::Impl::Serialize(od::value v, size_t depth) {
         if (auto e = Key(field, &key)) return JsonError(e);
         if (!first) list.push_back(',');
         first = false;
-        AppendJsonString(&list, key);
+        AppendJsonString(key, &list);
         list.push_back(':');
         od::value item = field.value();
         od::json_type it;
@@ -893,7 +854,7 @@ Status Decoder::Impl::Serialize(od::value v, size_t depth) {
     case od::json_type::string: {
       std::string_view s;
       if (auto e = String(v, &s)) return JsonError(e);
-      AppendJsonString(&list, s);
+      AppendJsonString(s, &list);
       return Status::Ok();
     }
     case od::json_type::number: {

@@ -5,10 +5,9 @@
 #include <filesystem>
 
 #define XXH_INLINE_ALL
-#include <xxhash.h>
-
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <xxhash.h>
 
 #include "absl/container/flat_hash_map.h"
 
@@ -16,9 +15,9 @@ namespace shoal::server {
 namespace {
 
 uint64_t MicrosSince(std::chrono::steady_clock::time_point t0) {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                   std::chrono::steady_clock::now() - t0)
-                                   .count());
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count());
 }
 
 uint64_t IdHash(std::string_view id) { return XXH3_64bits(id.data(), id.size()); }
@@ -200,7 +199,6 @@ Status Service::Recover() {
   EngineState& es = *es_;
   es.open = std::make_unique<Group>(db_.get());
 
-
   // Erasures: calls of an erased profile logged before its erasure are skipped.
   Result<std::vector<durable::ErasureRecord>> erasures = db_->ErasureRecords();
   if (!erasures.ok()) return erasures.status();
@@ -307,8 +305,7 @@ Status Service::Recover() {
     // Both sorted by key.
     std::vector<std::string> exits, enters;
     std::set_difference(was.begin(), was.end(), is->begin(), is->end(), std::back_inserter(exits));
-    std::set_difference(is->begin(), is->end(), was.begin(), was.end(),
-                        std::back_inserter(enters));
+    std::set_difference(is->begin(), is->end(), was.begin(), was.end(), std::back_inserter(enters));
     for (const auto& p : exits) emit(s.name, p, ChangeKind::kExit, Cause::kTime);
     for (const auto& p : enters) emit(s.name, p, ChangeKind::kEnter, Cause::kTime);
   }

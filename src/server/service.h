@@ -22,8 +22,8 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <shared_mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -62,8 +62,8 @@ struct ServiceMetrics {
   std::atomic<uint64_t> commit_micros{0};
   std::atomic<uint64_t> pending_messages{0};
   // Ack latency histogram (queue + engine + commit): upper bounds in microseconds.
-  static constexpr uint64_t kBuckets[] = {250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
-                                          100000, 250000, 1000000};
+  static constexpr uint64_t kBuckets[] = {250,   500,   1000,   2500,   5000,   10000,
+                                          25000, 50000, 100000, 250000, 1000000};
   std::atomic<uint64_t> ack_bucket[std::size(kBuckets) + 1] = {};
   std::atomic<uint64_t> ack_count{0};
   std::atomic<uint64_t> ack_micros_sum{0};

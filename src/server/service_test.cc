@@ -68,8 +68,7 @@ class ServiceTest : public ::testing::Test {
   }
 
   std::vector<std::string> Members(const std::string& seg) {
-    return OnEngine<std::vector<std::string>>(
-        [&](Txn& t) { return *t.engine().Members(seg); });
+    return OnEngine<std::vector<std::string>>([&](Txn& t) { return *t.engine().Members(seg); });
   }
 
   std::vector<durable::StoredChange> Log() {
@@ -85,8 +84,8 @@ class ServiceTest : public ::testing::Test {
 
 std::string Track(const std::string& user, const std::string& event, const std::string& ts,
                   const std::string& id) {
-  return R"({"type":"track","userId":")" + user + R"(","event":")" + event +
-         R"(","timestamp":")" + ts + R"(","messageId":")" + id + R"("})";
+  return R"({"type":"track","userId":")" + user + R"(","event":")" + event + R"(","timestamp":")" +
+         ts + R"(","messageId":")" + id + R"("})";
 }
 
 TEST_F(ServiceTest, RestartRecoversMembershipAndContinuesSequences) {
@@ -153,8 +152,8 @@ TEST_F(ServiceTest, AcknowledgedOnlyOnceDurableAndStreamed) {
   Create("buyers", R"(performed "Order Completed")");
   ingest::Decoder d;
   std::vector<Message> msgs(1);
-  ASSERT_TRUE(d.Decode(Track("u9", "Order Completed", "2026-10-30T00:00:00Z", "x"), {}, &msgs[0])
-                  .ok());
+  ASSERT_TRUE(
+      d.Decode(Track("u9", "Order Completed", "2026-10-30T00:00:00Z", "x"), {}, &msgs[0]).ok());
   std::promise<std::pair<size_t, uint64_t>> p;
   ASSERT_TRUE(svc_->Ingest(std::move(msgs), [&](IngestOutcome) {
     // In the ack: the change is in the store and already published to streams.

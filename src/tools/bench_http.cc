@@ -7,25 +7,24 @@
 //            exact instant the window closes.
 //   lookup   GET /v1/profiles/{id}/segments at a fixed request rate: p50/p99 and achieved rate.
 // The last line printed is one JSON object with every figure.
-#include <utility>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <map>
-#include <optional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
-
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <fmt/format.h>
 
 #include "shoal/time.h"
 #include "tools/commands.h"
@@ -128,7 +127,8 @@ class StreamWatcher {
   }
   // Waits (up to 10 s) for the header and the first comment: the stream is live.
   bool WaitReady() {
-    for (int i = 0; i < 1000 && !ready_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    for (int i = 0; i < 1000 && !ready_; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     return ready_;
   }
   std::optional<SteadyClock::time_point> Arrival(const std::string& profile) {
@@ -152,7 +152,9 @@ class StreamWatcher {
       if (ec) return;
       auto now = SteadyClock::now();
       data.append(buf, n);
-      if (!ready_ && data.find("\r\n\r\n") != std::string::npos && data.find("\n\n", data.find("\r\n\r\n") + 4) != std::string::npos) ready_ = true;
+      if (!ready_ && data.find("\r\n\r\n") != std::string::npos &&
+          data.find("\n\n", data.find("\r\n\r\n") + 4) != std::string::npos)
+        ready_ = true;
       size_t pos;
       while ((pos = data.find("\ndata: ")) != std::string::npos) {
         size_t end = data.find("\n\n", pos);
@@ -224,8 +226,8 @@ int RunHttpBench(const HttpArgs& a) {
       }
     }
     if (in_batch) bodies.push_back(body + "]}");
-    fmt::print(stderr, "ingest: {} events in {} requests over {} connections\n", n,
-               bodies.size(), a.connections);
+    fmt::print(stderr, "ingest: {} events in {} requests over {} connections\n", n, bodies.size(),
+               a.connections);
     std::atomic<size_t> next{0};
     std::atomic<uint64_t> errors{0};
     std::vector<double> latencies_ms;
@@ -244,7 +246,8 @@ int RunHttpBench(const HttpArgs& a) {
             st = client.Send(http::verb::post, "/v1/batch", basic, bodies[i]);
           }
           if (st != 200) errors.fetch_add(1);
-          local.push_back(std::chrono::duration<double, std::milli>(SteadyClock::now() - s).count());
+          local.push_back(
+              std::chrono::duration<double, std::milli>(SteadyClock::now() - s).count());
         }
         std::lock_guard lock(lat_mu);
         latencies_ms.insert(latencies_ms.end(), local.begin(), local.end());
@@ -252,9 +255,10 @@ int RunHttpBench(const HttpArgs& a) {
     }
     for (auto& w : workers) w.join();
     double secs = std::chrono::duration<double>(SteadyClock::now() - t0).count();
-    fmt::print(stderr, "ingest: {:.2f} s, {:.0f} events/s, request p50 {:.2f} ms p99 {:.2f} ms, {} errors\n",
-               secs, n / secs, Percentile(latencies_ms, 0.5), Percentile(latencies_ms, 0.99),
-               errors.load());
+    fmt::print(
+        stderr,
+        "ingest: {:.2f} s, {:.0f} events/s, request p50 {:.2f} ms p99 {:.2f} ms, {} errors\n", secs,
+        n / secs, Percentile(latencies_ms, 0.5), Percentile(latencies_ms, 0.99), errors.load());
     field("ingest_events", std::to_string(n));
     field("ingest_seconds", fmt::format("{:.3f}", secs));
     field("ingest_events_per_s", fmt::format("{:.0f}", n / secs));
@@ -267,9 +271,9 @@ int RunHttpBench(const HttpArgs& a) {
   // --- stream: event accepted to enter on the stream ---
   {
     std::string seg = "bench_stream_" + run;
-    admin.Send(http::verb::post, "/v1/segments", bearer,
-               fmt::format(R"({{"name":"{}","definition":"performed \"Bench Ping {}\""}})", seg,
-                           run));
+    admin.Send(
+        http::verb::post, "/v1/segments", bearer,
+        fmt::format(R"({{"name":"{}","definition":"performed \"Bench Ping {}\""}})", seg, run));
     StreamWatcher watch(a, seg, "enter");
     if (!watch.WaitReady()) {
       fmt::print(stderr, "stream: no SSE stream\n");
@@ -303,9 +307,10 @@ int RunHttpBench(const HttpArgs& a) {
   // --- expiry: a window closes, the exit arrives ---
   {
     std::string seg = "bench_expiry_" + run;
-    admin.Send(http::verb::post, "/v1/segments", bearer,
-               fmt::format(R"({{"name":"{}","definition":"performed \"Bench Tick {}\" within 3s"}})",
-                           seg, run));
+    admin.Send(
+        http::verb::post, "/v1/segments", bearer,
+        fmt::format(R"({{"name":"{}","definition":"performed \"Bench Tick {}\" within 3s"}})", seg,
+                    run));
     StreamWatcher watch(a, seg, "exit");
     watch.WaitReady();
     Client c(a);
@@ -338,7 +343,8 @@ int RunHttpBench(const HttpArgs& a) {
         lat.push_back(std::chrono::duration<double, std::milli>(*t - close).count());
       }
     }
-    fmt::print(stderr, "expiry: {} of {} exits seen, p50 {:.2f} ms, p99 {:.2f} ms after the close\n",
+    fmt::print(stderr,
+               "expiry: {} of {} exits seen, p50 {:.2f} ms, p99 {:.2f} ms after the close\n",
                lat.size(), n, Percentile(lat, 0.5), Percentile(lat, 0.99));
     field("expiry_seen", std::to_string(lat.size()));
     field("expiry_p50_ms", fmt::format("{:.3f}", Percentile(lat, 0.5)));
@@ -367,11 +373,12 @@ int RunHttpBench(const HttpArgs& a) {
           // Latency from the scheduled instant: a slow answer delays the next request, and that
           // wait counts (no coordinated omission).
           std::string body;
-          unsigned st = client.Send(http::verb::get, fmt::format("/v1/profiles/u{}/segments",
-                                                                1 + (i * 7919) % 20000),
-                                    bearer, "", &body);
+          unsigned st = client.Send(
+              http::verb::get, fmt::format("/v1/profiles/u{}/segments", 1 + (i * 7919) % 20000),
+              bearer, "", &body);
           if (st != 200) errors.fetch_add(1);
-          local.push_back(std::chrono::duration<double, std::milli>(SteadyClock::now() - next).count());
+          local.push_back(
+              std::chrono::duration<double, std::milli>(SteadyClock::now() - next).count());
           i += static_cast<uint64_t>(a.lookup_connections);
         }
         std::lock_guard lock(mu);
@@ -380,9 +387,11 @@ int RunHttpBench(const HttpArgs& a) {
     }
     for (auto& w : workers) w.join();
     double secs = std::chrono::duration<double>(SteadyClock::now() - t0).count();
-    fmt::print(stderr, "lookup: {} requests in {:.2f} s ({:.0f}/s), p50 {:.3f} ms, p99 {:.3f} ms, {} errors\n",
-               lat.size(), secs, lat.size() / secs, Percentile(lat, 0.5), Percentile(lat, 0.99),
-               errors.load());
+    fmt::print(
+        stderr,
+        "lookup: {} requests in {:.2f} s ({:.0f}/s), p50 {:.3f} ms, p99 {:.3f} ms, {} errors\n",
+        lat.size(), secs, lat.size() / secs, Percentile(lat, 0.5), Percentile(lat, 0.99),
+        errors.load());
     field("lookup_rate", fmt::format("{:.0f}", lat.size() / secs));
     field("lookup_p50_ms", fmt::format("{:.3f}", Percentile(lat, 0.5)));
     field("lookup_p99_ms", fmt::format("{:.3f}", Percentile(lat, 0.99)));
@@ -404,7 +413,8 @@ void AddHttpBenchCommand(CLI::App* bench) {
   cmd->add_option("--write-key", a->write_key);
   cmd->add_option("--admin-token", a->admin_token);
   cmd->add_option("--data", a->data_dir, "folder with events.ndjson for the ingest phase");
-  cmd->add_option("--events", a->events, "events to send in the ingest phase")->capture_default_str();
+  cmd->add_option("--events", a->events, "events to send in the ingest phase")
+      ->capture_default_str();
   cmd->add_option("--connections", a->connections, "ingest connections")->capture_default_str();
   cmd->add_option("--batch", a->batch, "calls per /v1/batch request")->capture_default_str();
   cmd->add_option("--probes", a->probes, "events for the stream and expiry latencies")

@@ -1,12 +1,12 @@
 #include "tools/demo_data.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <random>
 #include <string_view>
 #include <utility>
-
-#include <fmt/format.h>
 
 namespace shoal::tools {
 

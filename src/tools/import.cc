@@ -3,6 +3,8 @@
 // Segment-spec call per line; CSV files hold one call per row with a header naming the columns.
 // Calls go through the same path as HTTP ingest (decode, deduplicate, engine, durable commit), so
 // a later `shoal serve` on the directory starts with them.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -13,9 +15,6 @@
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "ingest/decode.h"
 #include "server/service.h"
@@ -90,8 +89,11 @@ Value CellValue(const std::string& s) {
 class Progress {
  public:
   Progress(uint64_t total_bytes, bool enabled)
-      : total_(total_bytes), enabled_(enabled), tty_(isatty(STDERR_FILENO)),
-        start_(std::chrono::steady_clock::now()), last_(start_) {}
+      : total_(total_bytes),
+        enabled_(enabled),
+        tty_(isatty(STDERR_FILENO)),
+        start_(std::chrono::steady_clock::now()),
+        last_(start_) {}
   void Update(uint64_t bytes, uint64_t lines, bool final = false) {
     if (!enabled_) return;
     auto now = std::chrono::steady_clock::now();

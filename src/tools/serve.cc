@@ -1,8 +1,10 @@
 // `shoal serve`: the server. Opens (or creates) the data directory, recovers the engine from it,
 // optionally loads the demo data set, and serves the HTTP API (docs/api.md) until SIGTERM/SIGINT,
 // which drains in-flight requests and flushes before exiting.
+#include <fmt/format.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -12,9 +14,6 @@
 #include <memory>
 #include <string>
 #include <thread>
-
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "api/api.h"
 #include "api/http_server.h"
