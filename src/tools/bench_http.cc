@@ -51,6 +51,7 @@ struct HttpArgs {
   double lookup_seconds = 5;
   int lookup_connections = 4;
   bool skip_ingest = false;
+  std::string lookup_path = "/v1/profiles/u{}/segments";  // {} is a user number
 };
 
 std::string Base64(std::string_view in) {
@@ -374,7 +375,7 @@ int RunHttpBench(const HttpArgs& a) {
           // wait counts (no coordinated omission).
           std::string body;
           unsigned st = client.Send(
-              http::verb::get, fmt::format("/v1/profiles/u{}/segments", 1 + (i * 7919) % 20000),
+              http::verb::get, fmt::format(fmt::runtime(a.lookup_path), 1 + (i * 7919) % 20000),
               bearer, "", &body);
           if (st != 200) errors.fetch_add(1);
           local.push_back(
@@ -424,6 +425,9 @@ void AddHttpBenchCommand(CLI::App* bench) {
   cmd->add_option("--lookup-seconds", a->lookup_seconds)->capture_default_str();
   cmd->add_option("--lookup-connections", a->lookup_connections)->capture_default_str();
   cmd->add_flag("--skip-ingest", a->skip_ingest);
+  cmd->add_option("--lookup-path", a->lookup_path,
+                  "the path the lookup phase requests; {} is replaced by a user number")
+      ->capture_default_str();
   cmd->callback([a] {
     int rc = RunHttpBench(*a);
     if (rc != 0) std::exit(rc);
