@@ -106,6 +106,19 @@ uint32_t Store::Append(uint32_t profile, uint32_t name, Millis ts,
   return idx;
 }
 
+uint32_t Store::AppendGroup(uint32_t profile, uint32_t account, Millis ts,
+                            std::span<const PropEntry> props) {
+  uint32_t idx = Append(profile, kGroupName, ts, props);
+  group_account_.push_back({idx, account});
+  return idx;
+}
+
+uint32_t Store::account(size_t i) const {
+  auto it = std::lower_bound(group_account_.begin(), group_account_.end(),
+                             std::pair<uint32_t, uint32_t>{static_cast<uint32_t>(i), 0});
+  return it != group_account_.end() && it->first == i ? it->second : UINT32_MAX;
+}
+
 std::optional<StoredValue> Store::Find(size_t i, uint32_t key) const {
   for (const PropEntry& p : props(i)) {
     if (p.key() == key) return p.value();
@@ -139,6 +152,7 @@ size_t Store::EraseProfile(uint32_t profile) {
 
 size_t Store::MemoryBytes() const {
   return strings_.MemoryBytes() + profiles_.MemoryBytes() + keys_.MemoryBytes() +
+         accounts_.MemoryBytes() + group_account_.capacity() * 8 +
          ts_.MemoryBytes() + profile_.MemoryBytes() + name_.MemoryBytes() +
          props_begin_.MemoryBytes() + props_.MemoryBytes();
 }
