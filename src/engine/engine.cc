@@ -736,10 +736,15 @@ class Engine::Impl : public engine::CompileContext {
     for (uint32_t aid : accounts_.UnlinkUser(pid)) {
       RebuildAccount(aid);
       if (accounts_.known(aid)) {
+        // Its traits may have changed too: its other users, for the segments reading them.
         touched_.clear();
         ++stamp_;
         for (uint32_t seg : acct_segments_) Touch(seg);
-        Process(aid, now, CauseInfo{Cause::kErased, {}, {}, now}, SegmentTarget::kAccounts);
+        BeginQueue(UINT32_MAX, aid);
+        for (uint32_t seg : touched_) queue_.push_back({seg, aid, kNoVia});
+        for (uint32_t seg : user_link_segments_)
+          for (uint32_t u : accounts_.UsersOf(aid)) Push(seg, u, kNoVia);
+        Drain(now, CauseInfo{Cause::kErased, {}, {}, now});
         continue;
       }
       for (Segment* s : order) {

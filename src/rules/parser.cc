@@ -240,6 +240,8 @@ class Parser {
             "a condition such as 'performed \"Event\"' or a trait name (write a trait named "
             "like a keyword in backquotes)");
     }
+    // `at least 3 members (...)`: a count word or a comparison starts only member conditions.
+    if (AtCount()) return ParseMembers(out);
     if (t.kind == TokKind::kWord || t.kind == TokKind::kQuoted) return ParseTrait(out);
     return Expected("a condition such as 'performed \"Event\"' or a trait name");
   }
