@@ -425,15 +425,14 @@ class Gen {
     int k = Int(0, 9);
     if (k <= 2) {
       std::string s = ValuePred(Pick(Traits()), true);
-      if (Chance(0.15))
-        s += (Chance(0.5) ? " for at least " : " for less than ") + DurText(Dur());
+      if (Chance(0.15)) s += (Chance(0.5) ? " for at least " : " for less than ") + DurText(Dur());
       return s;
     }
     if (k <= 7) {
       static const std::vector<std::string> heads = {
-          "any member",         "no member",         "all members",       "at least 2 members",
-          "at most 1 member",   "exactly 2 members", "more than 1 member", "fewer than 3 members",
-          "!= 1 member",        ">= 3 members"};
+          "any member",       "no member",         "all members",        "at least 2 members",
+          "at most 1 member", "exactly 2 members", "more than 1 member", "fewer than 3 members",
+          "!= 1 member",      ">= 3 members"};
       return Kw(Pick(heads).c_str()) + " (" + Tree(Int(0, 2), 99, /*in_member=*/true) + ")";
     }
     if (k == 8) {
@@ -452,7 +451,8 @@ class Gen {
     if (k == 0) return Kw("not") + " (" + AccountTree(depth - 1, self) + ")";
     std::string op = k <= 2 ? Kw("and") : Kw("or");
     std::string s;
-    for (int i = 0; i < 2; ++i) s += (i ? " " + op + " " : "") + "(" + AccountTree(depth - 1, self) + ")";
+    for (int i = 0; i < 2; ++i)
+      s += (i ? " " + op + " " : "") + "(" + AccountTree(depth - 1, self) + ")";
     return s;
   }
 
@@ -581,8 +581,8 @@ class Gen {
       Step s;
       s.kind = Step::kCreate;
       s.account = true;
-      s.name = free.empty() || Chance(0.03) ? kAccountSegNames[Int(0, kNumAccountSegs - 1)]
-                                            : Pick(free);
+      s.name =
+          free.empty() || Chance(0.03) ? kAccountSegNames[Int(0, kNumAccountSegs - 1)] : Pick(free);
       s.def = AccountDefinition(s.name[1] - '0');
       live_accounts_.insert(s.name);
       return s;
@@ -927,8 +927,8 @@ std::optional<Failure> Run(const Case& c, std::vector<Expectation>* expect = nul
       case Step::kUpdate: {
         bool creating = s.kind == Step::kCreate;
         std::set<std::string> new_refs;
-        SegmentTarget target = creating ? (s.account ? SegmentTarget::kAccounts
-                                                     : SegmentTarget::kUsers)
+        SegmentTarget target = creating
+                                   ? (s.account ? SegmentTarget::kAccounts : SegmentTarget::kUsers)
                                : model.targets.count(s.name) ? model.targets.at(s.name)
                                                              : SegmentTarget::kUsers;
         want_ok = model.DefineOk(s.name, s.def, creating, &new_refs, target);
@@ -1149,8 +1149,7 @@ std::string ToSegmentFile(const Case& c, const Failure& f) {
       case Step::kCreate:
       case Step::kUpdate:
         out << (s.kind == Step::kCreate ? (s.account ? "account-segment " : "segment ") : "update ")
-            << (ok ? "ok " : "error ")
-            << s.name << "\n"
+            << (ok ? "ok " : "error ") << s.name << "\n"
             << s.def << "\n"
             << (ok ? "" : "----\n") << "\n";
         break;

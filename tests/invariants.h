@@ -124,9 +124,9 @@ inline std::string CheckAll(const Engine& engine, const std::map<std::string, si
       Result<std::vector<std::string>> users = engine.AccountUsers(a);
       std::vector<std::string> want(senders.begin(), senders.end());
       if (!users.ok() || *users != want)
-        err << "AccountUsers(" << a << ") = "
-            << (users.ok() ? JoinKeys(*users) : users.status().ToString()) << ", expected "
-            << JoinKeys(want) << "\n";
+        err << "AccountUsers(" << a
+            << ") = " << (users.ok() ? JoinKeys(*users) : users.status().ToString())
+            << ", expected " << JoinKeys(want) << "\n";
     }
   }
   std::vector<SegmentInfo> infos = engine.ListSegments();
@@ -232,8 +232,8 @@ inline std::string CheckAll(const Engine& engine, const std::map<std::string, si
             << ", but it is a member of " << JoinKeys(of[p]) << "\n";
     for (const auto& [a, senders] : model->accounts)
       if (engine.SegmentsOf(a, SegmentTarget::kAccounts) != of_account[a])
-        err << "SegmentsOf(" << a << ", kAccounts) = "
-            << JoinKeys(engine.SegmentsOf(a, SegmentTarget::kAccounts))
+        err << "SegmentsOf(" << a
+            << ", kAccounts) = " << JoinKeys(engine.SegmentsOf(a, SegmentTarget::kAccounts))
             << ", but it is a member of " << JoinKeys(of_account[a]) << "\n";
   }
   return err.str();

@@ -1,9 +1,8 @@
 #include "engine/conditions.h"
 
-#include "engine/accounts.h"
-
 #include <cmath>
 
+#include "engine/accounts.h"
 #include "fmt/format.h"
 #include "rules/parser.h"
 
@@ -484,12 +483,10 @@ Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileC
     if (id && ctx->TargetOf(*id) != ctx->target())
       return Status::InvalidArgument(
           ctx->target() == SegmentTarget::kUsers
-              ? "\"" + ref->segment +
-                    "\" is an account segment: write 'account in segment \"" + ref->segment +
-                    "\"' for the users of its accounts"
-              : "\"" + ref->segment +
-                    "\" is a user segment: write 'any member (in segment \"" + ref->segment +
-                    "\")' for accounts with a member in it");
+              ? "\"" + ref->segment + "\" is an account segment: write 'account in segment \"" +
+                    ref->segment + "\"' for the users of its accounts"
+              : "\"" + ref->segment + "\" is a user segment: write 'any member (in segment \"" +
+                    ref->segment + "\")' for accounts with a member in it");
   }
   return std::visit(
       [&](const auto& c) -> Result<std::unique_ptr<Condition>> {

@@ -363,7 +363,8 @@ class Engine::Impl : public engine::CompileContext {
     }
     BeginQueue(pid, aid);
     for (uint32_t seg : touched_)
-      queue_.push_back({seg, segments_[seg]->target == SegmentTarget::kAccounts ? aid : pid, kNoVia});
+      queue_.push_back(
+          {seg, segments_[seg]->target == SegmentTarget::kAccounts ? aid : pid, kNoVia});
     for (uint32_t seg : user_segs)
       for (uint32_t u : accounts_.UsersOf(aid)) Push(seg, u, kNoVia);
     Drain(now, CauseInfo{Cause::kGroup, msg.message_id, {}, msg.timestamp});
@@ -463,9 +464,8 @@ class Engine::Impl : public engine::CompileContext {
           probe.conds.clear();
           DeleteHidden(fresh);
           DropUnusedSeries();
-          return Status::FailedPrecondition("segment \"" + s->name +
-                                            "\" would depend on itself through \"" + through +
-                                            "\"");
+          return Status::FailedPrecondition(
+              "segment \"" + s->name + "\" would depend on itself through \"" + through + "\"");
         }
     Unregister(s);
     DeleteHidden(std::exchange(s->hidden_segments, std::move(fresh)));
@@ -742,8 +742,9 @@ class Engine::Impl : public engine::CompileContext {
         for (uint32_t seg : acct_segments_) Touch(seg);
         BeginQueue(UINT32_MAX, aid);
         for (uint32_t seg : touched_) queue_.push_back({seg, aid, kNoVia});
-        for (uint32_t seg : user_link_segments_)
-          for (uint32_t u : accounts_.UsersOf(aid)) Push(seg, u, kNoVia);
+        for (const auto& [key, segs] : user_by_account_trait_)
+          for (uint32_t seg : segs)
+            for (uint32_t u : accounts_.UsersOf(aid)) Push(seg, u, kNoVia);
         Drain(now, CauseInfo{Cause::kErased, {}, {}, now});
         continue;
       }
@@ -900,9 +901,9 @@ class Engine::Impl : public engine::CompileContext {
       // An account segment's traits are the account's: indexed by RebuildAccountIndex.
       if (s->target == SegmentTarget::kUsers)
         for (uint32_t key : c->trait_keys) {
-        auto& segs = by_trait_[key];
-        if (std::find(segs.begin(), segs.end(), s->id) == segs.end()) segs.push_back(s->id);
-      }
+          auto& segs = by_trait_[key];
+          if (std::find(segs.begin(), segs.end(), s->id) == segs.end()) segs.push_back(s->id);
+        }
       for (uint32_t ref : c->segment_refs) {
         auto& deps = segments_[ref]->dependents;
         if (std::find(deps.begin(), deps.end(), s->id) == deps.end()) deps.push_back(s->id);
@@ -1282,8 +1283,10 @@ class Engine::Impl : public engine::CompileContext {
     s->members = std::move(next_members);
     s->members.runOptimize();
     CauseInfo c{cause, {}, {}, now};
-    for (uint32_t id : entered) s->hidden ? accounts_.Adjust(s->id, id, true) : Emit(*s, id, true, c, now);
-    for (uint32_t id : exited) s->hidden ? accounts_.Adjust(s->id, id, false) : Emit(*s, id, false, c, now);
+    for (uint32_t id : entered)
+      s->hidden ? accounts_.Adjust(s->id, id, true) : Emit(*s, id, true, c, now);
+    for (uint32_t id : exited)
+      s->hidden ? accounts_.Adjust(s->id, id, false) : Emit(*s, id, false, c, now);
     // Segments that reference this one see the changed profiles.
     Roaring changed = entered | exited;
     if (s->dependents.empty()) return;
@@ -1310,10 +1313,10 @@ class Engine::Impl : public engine::CompileContext {
     c.cause = cause.cause;
     c.cause_ref = std::string(cause.ref);
     c.event = std::string(cause.event);
-    c.event_time =
-        cause.cause == Cause::kEvent || cause.cause == Cause::kTraits || cause.cause == Cause::kGroup
-            ? cause.event_time
-            : t;
+    c.event_time = cause.cause == Cause::kEvent || cause.cause == Cause::kTraits ||
+                           cause.cause == Cause::kGroup
+                       ? cause.event_time
+                       : t;
     c.processed_at = clock_->Now();
     if (listener_) listener_(c);
     if (options_.keep_changes) changes_.push_back(std::move(c));
@@ -1416,18 +1419,18 @@ class Engine::Impl : public engine::CompileContext {
   // Mutable: NextDeadline() drops superseded entries from the top.
   mutable std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
   std::vector<uint32_t> touched_;
-  std::vector<Item> queue_;                       // Drain() scratch
+  std::vector<Item> queue_;                         // Drain() scratch
   uint32_t primary_[2] = {UINT32_MAX, UINT32_MAX};  // BeginQueue(): by SegmentTarget
-  absl::flat_hash_set<uint64_t> queued_;          // (segment, id) queued other than primary_
+  absl::flat_hash_set<uint64_t> queued_;            // (segment, id) queued other than primary_
   bool draining_ = false;
   // Accounts: the graph and per-account state, and the indexes from what a group call changes to
   // the segments it can change (RebuildAccountIndex).
   absl::flat_hash_map<uint32_t, std::vector<uint32_t>> acct_by_trait_;  // account segments
-  std::vector<uint32_t> acct_every_group_;       // account segments with trait history
-  std::vector<uint32_t> acct_member_segments_;   // account segments with member conditions
-  std::vector<uint32_t> acct_segments_;          // every account segment (for a new account)
+  std::vector<uint32_t> acct_every_group_;      // account segments with trait history
+  std::vector<uint32_t> acct_member_segments_;  // account segments with member conditions
+  std::vector<uint32_t> acct_segments_;         // every account segment (for a new account)
   absl::flat_hash_map<uint32_t, std::vector<uint32_t>> user_by_account_trait_;  // account.TRAIT
-  std::vector<uint32_t> user_link_segments_;     // user segments reading the user's accounts
+  std::vector<uint32_t> user_link_segments_;  // user segments reading the user's accounts
   SegmentTarget compiling_target_ = SegmentTarget::kUsers;
   std::string compiling_name_;
   std::vector<uint32_t> pending_hidden_;  // hidden segments created by the compile in progress

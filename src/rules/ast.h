@@ -230,7 +230,8 @@ struct BucketCond {
 
 struct Expr;
 
-// --- Account conditions (docs/language.md, "Accounts") --------------------------------------------
+// --- Account conditions (docs/language.md, "Accounts")
+// --------------------------------------------
 
 // In an account segment: how many of the account's members (its linked users) satisfy a user
 // condition. `at least 3 members (performed "Email Clicked" within 14d)` is {kCount, kGe, 3};

@@ -879,8 +879,9 @@ class RandomDefinition {
       case 10:
         return Kw("in list") + " \"vip list\"";
       case 12: {
-        const char* heads[] = {"any member", "no member",  "all members", "at least 3 members",
-                               ">= 2 members", "exactly 1 member", "fewer than 4 members"};
+        const char* heads[] = {"any member",          "no member",    "all members",
+                               "at least 3 members",  ">= 2 members", "exactly 1 member",
+                               "fewer than 4 members"};
         std::string user = Pick(2) ? Pred() : Kw("performed") + " " + Event() + Window();
         if (Pick(3) == 0) user = "(" + user + ") " + Kw("or") + " " + Pred();
         return Kw(heads[Pick(7)]) + " (" + user + ")";
@@ -945,7 +946,8 @@ TEST(ParserTest, AccountConditions) {
             R"(at least 3 members (performed "Email Clicked" within 14d))");
   EXPECT_EQ(Canon(R"(at least 1 members (plan = "pro"))"), R"(any member (plan = "pro"))");
   EXPECT_EQ(Canon(R"(exactly 0 member (plan = "pro"))"), R"(no member (plan = "pro"))");
-  EXPECT_EQ(Canon(R"(all member (plan = "pro" or x = 1))"), R"(all members (plan = "pro" or x = 1))");
+  EXPECT_EQ(Canon(R"(all member (plan = "pro" or x = 1))"),
+            R"(all members (plan = "pro" or x = 1))");
   EXPECT_EQ(Canon(R"(!= 1 members (x = 1))"), R"(!= 1 member (x = 1))");
   EXPECT_EQ(Canon(R"(Account In Segment "t")"), R"(account in segment "t")");
   EXPECT_EQ(Canon(R"(account.industry = "Fintech")"), R"(account.industry = "Fintech")");

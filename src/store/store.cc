@@ -152,9 +152,9 @@ size_t Store::EraseProfile(uint32_t profile) {
 
 size_t Store::MemoryBytes() const {
   return strings_.MemoryBytes() + profiles_.MemoryBytes() + keys_.MemoryBytes() +
-         accounts_.MemoryBytes() + group_account_.capacity() * 8 +
-         ts_.MemoryBytes() + profile_.MemoryBytes() + name_.MemoryBytes() +
-         props_begin_.MemoryBytes() + props_.MemoryBytes();
+         accounts_.MemoryBytes() + group_account_.capacity() * 8 + ts_.MemoryBytes() +
+         profile_.MemoryBytes() + name_.MemoryBytes() + props_begin_.MemoryBytes() +
+         props_.MemoryBytes();
 }
 
 }  // namespace shoal::store
