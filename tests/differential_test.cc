@@ -43,6 +43,10 @@ namespace {
 constexpr Millis kStart = 1768003200000;  // 2026-01-10T00:00:00Z
 const char* const kSegNames[] = {"s0", "s1", "s2", "s3"};
 constexpr int kNumSegs = 4;
+// Account segments: their own names, so the generator knows a name's target.
+const char* const kAccountSegNames[] = {"a0", "a1", "a2"};
+constexpr int kNumAccountSegs = 3;
+const char* const kGroupIds[] = {"g0", "g1", "g2"};
 const char* const kListNames[] = {"l0", "l1"};
 
 std::string Quote(std::string_view s) {
@@ -57,8 +61,9 @@ std::string Quote(std::string_view s) {
 // ---- Cases ------------------------------------------------------------------------------------
 
 struct Msg {
-  enum Type { kIdentify, kTrack, kPage, kNoUser } type = kTrack;
+  enum Type { kIdentify, kTrack, kPage, kNoUser, kGroup } type = kTrack;
   std::string user;
+  std::string group;  // kGroup: the groupId
   bool anonymous = false;
   std::string event;  // track: event name; page: page name
   Millis ts = 0;
@@ -80,6 +85,10 @@ struct Msg {
       case kPage:
         j += "\"page\"";
         bag = "properties";
+        break;
+      case kGroup:
+        j += "\"group\",\"groupId\":" + Quote(group);
+        bag = "traits";
         break;
     }
     if (type != kNoUser)
@@ -112,6 +121,7 @@ struct Step {
   std::string name;               // segment (kCreate..kDelete), profile (kErase) or list name
   std::string def;                // kCreate/kUpdate
   std::vector<std::string> keys;  // kListAdd/kListRemove
+  bool account = false;           // kCreate: an account segment
 };
 
 struct Case {
@@ -141,6 +151,8 @@ class Gen {
       lists_.insert(l.name);
       c.steps.push_back(l);
     }
+    // Accounts in about 40% of the cases: group calls, account segments, account conditions.
+    use_accounts_ = Chance(0.4);
     c.steps.push_back(CreateStep());
     for (int i = 1; i < nsteps; ++i) {
       double r = Real();
@@ -407,7 +419,51 @@ class Gen {
     return s;
   }
 
-  std::string Leaf(int self) {
+  // A leaf of an account segment: account traits, member conditions over a user tree, `in
+  // segment` of an earlier account segment; rarely something an account segment rejects.
+  std::string AccountLeaf(int self) {
+    int k = Int(0, 9);
+    if (k <= 2) {
+      std::string s = ValuePred(Pick(Traits()), true);
+      if (Chance(0.15)) s += (Chance(0.5) ? " for at least " : " for less than ") + DurText(Dur());
+      return s;
+    }
+    if (k <= 7) {
+      static const std::vector<std::string> heads = {
+          "any member",       "no member",         "all members",        "at least 2 members",
+          "at most 1 member", "exactly 2 members", "more than 1 member", "fewer than 3 members",
+          "!= 1 member",      ">= 3 members"};
+      return Kw(Pick(heads).c_str()) + " (" + Tree(Int(0, 2), 99, /*in_member=*/true) + ")";
+    }
+    if (k == 8) {
+      std::vector<std::string> refs;
+      for (const auto& n : live_accounts_)
+        if (n[1] - '0' < self || Chance(0.05)) refs.push_back(n);
+      if (Chance(0.05) && !live_.empty()) refs.push_back(*live_.begin());  // wrong target
+      if (!refs.empty()) return "in segment " + Quote(Pick(refs));
+    }
+    if (Chance(0.3)) return "performed " + EventSpecText();  // rejected in an account segment
+    return ValuePred(Pick(Traits()), true);
+  }
+  std::string AccountTree(int depth, int self) {
+    if (depth <= 0 || Chance(0.4)) return AccountLeaf(self);
+    int k = Int(0, 4);
+    if (k == 0) return Kw("not") + " (" + AccountTree(depth - 1, self) + ")";
+    std::string op = k <= 2 ? Kw("and") : Kw("or");
+    std::string s;
+    for (int i = 0; i < 2; ++i)
+      s += (i ? " " + op + " " : "") + "(" + AccountTree(depth - 1, self) + ")";
+    return s;
+  }
+
+  std::string Leaf(int self, bool in_member = false) {
+    if (use_accounts_ && Chance(0.15)) {
+      std::vector<std::string> refs(live_accounts_.begin(), live_accounts_.end());
+      if (Chance(0.05) && !live_.empty()) refs.push_back(*live_.begin());  // wrong target
+      if (!refs.empty() && Chance(0.5)) return "account in segment " + Quote(Pick(refs));
+      if (Chance(0.03)) return "any member (plan exists)";  // rejected in a user segment
+      return "account." + ValuePred(Pick(Traits()), true);
+    }
     int k = Int(0, use_lists_ ? 17 : 16);
     switch (k) {
       case 0:
@@ -463,6 +519,8 @@ class Gen {
           int j = n[1] - '0';
           if (j < self || Chance(0.05)) refs.push_back(n);  // rarely: a possible cycle
         }
+        if (in_member && Chance(0.1) && !live_accounts_.empty())
+          refs.push_back(*live_accounts_.begin());  // wrong target
         if (Chance(0.03)) refs.push_back("nope");
         if (refs.empty()) break;
         return "in segment " + Quote(Pick(refs));
@@ -490,14 +548,16 @@ class Gen {
     for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     return s;
   }
-  std::string Tree(int depth, int self) {
-    if (depth <= 0 || Chance(0.4)) return Chance(0.05) ? "(" + Leaf(self) + ")" : Leaf(self);
+  std::string Tree(int depth, int self, bool in_member = false) {
+    if (depth <= 0 || Chance(0.4))
+      return Chance(0.05) ? "(" + Leaf(self, in_member) + ")" : Leaf(self, in_member);
     int k = Int(0, 4);
-    if (k == 0) return Kw("not") + " (" + Tree(depth - 1, self) + ")";
+    if (k == 0) return Kw("not") + " (" + Tree(depth - 1, self, in_member) + ")";
     std::string op = k <= 2 ? Kw("and") : Kw("or");
     int n = Int(2, 3);
     std::string s;
-    for (int i = 0; i < n; ++i) s += (i ? " " + op + " " : "") + "(" + Tree(depth - 1, self) + ")";
+    for (int i = 0; i < n; ++i)
+      s += (i ? " " + op + " " : "") + "(" + Tree(depth - 1, self, in_member) + ")";
     return s;
   }
   std::string Definition(int self) {
@@ -508,7 +568,25 @@ class Gen {
   }
 
   // -- steps
+  std::string AccountDefinition(int self) {
+    std::string d = AccountTree(Int(0, 2), self);
+    if (Chance(0.03)) d = d.substr(0, d.size() / 2);
+    return d;
+  }
   Step CreateStep() {
+    if (use_accounts_ && Chance(0.35)) {
+      std::vector<std::string> free;
+      for (int i = 0; i < kNumAccountSegs; ++i)
+        if (!live_accounts_.count(kAccountSegNames[i])) free.push_back(kAccountSegNames[i]);
+      Step s;
+      s.kind = Step::kCreate;
+      s.account = true;
+      s.name =
+          free.empty() || Chance(0.03) ? kAccountSegNames[Int(0, kNumAccountSegs - 1)] : Pick(free);
+      s.def = AccountDefinition(s.name[1] - '0');
+      live_accounts_.insert(s.name);
+      return s;
+    }
     std::vector<std::string> free;
     for (int i = 0; i < kNumSegs; ++i)
       if (!live_.count(kSegNames[i])) free.push_back(kSegNames[i]);
@@ -523,14 +601,17 @@ class Gen {
     double r = Real();
     if (live_.empty() || r < 0.4) return CreateStep();
     std::vector<std::string> names(live_.begin(), live_.end());
+    names.insert(names.end(), live_accounts_.begin(), live_accounts_.end());
     Step s;
     s.name = Pick(names);
+    const bool account = s.name[0] == 'a';
     if (r < 0.85) {
       s.kind = Step::kUpdate;
-      s.def = Definition(s.name[1] - '0');
+      s.def = account ? AccountDefinition(s.name[1] - '0') : Definition(s.name[1] - '0');
     } else {
       s.kind = Step::kDelete;
       live_.erase(s.name);
+      live_accounts_.erase(s.name);
     }
     return s;
   }
@@ -577,7 +658,17 @@ class Gen {
     else
       m.ts = now_ - Dur() + Int(-1, 1);  // on a window boundary
     double r = Real();
-    if (r < 0.3) {
+    if (use_accounts_ && Chance(0.15)) {
+      m.type = Msg::kGroup;
+      m.group = kGroupIds[Int(0, 2)];
+      int n = Int(0, 3);
+      std::set<std::string> used;
+      for (int i = 0; i < n; ++i) {
+        const PathInfo& p = Pick(Traits());
+        if (!used.insert(p.key.substr(0, p.key.find('.'))).second) continue;
+        m.fields.push_back(Field(p));
+      }
+    } else if (r < 0.3) {
       m.type = Msg::kIdentify;
       int n = Int(1, 4);
       std::set<std::string> used;
@@ -603,7 +694,7 @@ class Gen {
     // empty vector crashes; reported to the lead), keep at least one field per message unless
     // SHOAL_DIFF_EMPTY_PROPS=1.
     if (m.fields.empty() && !std::getenv("SHOAL_DIFF_EMPTY_PROPS"))
-      m.fields.push_back(m.type == Msg::kIdentify
+      m.fields.push_back(m.type == Msg::kIdentify || m.type == Msg::kGroup
                              ? std::pair<std::string, std::string>{"plan", "\"free\""}
                              : std::pair<std::string, std::string>{"cat", "\"x\""});
     interesting_.push_back(m.ts);
@@ -635,6 +726,8 @@ class Gen {
   Millis now_ = kStart;
   std::vector<std::string> profiles_;
   std::set<std::string> live_;
+  std::set<std::string> live_accounts_;
+  bool use_accounts_ = false;
   std::set<std::string> lists_;
   bool use_lists_ = false;
   std::vector<Millis> interesting_;
@@ -642,17 +735,46 @@ class Gen {
 
 // ---- Execution --------------------------------------------------------------------------------
 
-void CollectRefs(const rules::Expr& e, std::set<std::string>* out) {
+// Every segment a definition references, with the target each reference requires (`in segment`:
+// the target of the place it stands in; `account in segment`: accounts). *valid turns false for a
+// construct the target rejects (docs/language.md, "Accounts").
+void CollectRefs(const rules::Expr& e, std::set<std::string>* out,
+                 std::map<std::string, std::set<SegmentTarget>>* need = nullptr,
+                 SegmentTarget target = SegmentTarget::kUsers, bool* valid = nullptr) {
+  bool scratch = true;
+  if (!valid) valid = &scratch;
   if (e.kind == rules::Expr::Kind::kLeaf) {
-    if (auto* r = std::get_if<rules::SegmentRefCond>(&e.leaf)) out->insert(r->segment);
+    const bool account = target == SegmentTarget::kAccounts;
+    std::visit(
+        [&](const auto& l) {
+          using T = std::decay_t<decltype(l)>;
+          if constexpr (std::is_same_v<T, rules::SegmentRefCond>) {
+            out->insert(l.segment);
+            if (need) (*need)[l.segment].insert(target);
+          } else if constexpr (std::is_same_v<T, rules::AccountSegmentCond>) {
+            if (account) *valid = false;
+            out->insert(l.segment);
+            if (need) (*need)[l.segment].insert(SegmentTarget::kAccounts);
+          } else if constexpr (std::is_same_v<T, rules::AccountTraitCond>) {
+            if (account) *valid = false;
+          } else if constexpr (std::is_same_v<T, rules::MemberCond>) {
+            if (!account) *valid = false;
+            CollectRefs(*l.user, out, need, SegmentTarget::kUsers, valid);
+          } else if constexpr (!std::is_same_v<T, rules::TraitCond> &&
+                               !std::is_same_v<T, rules::TraitHistoryCond>) {
+            if (account) *valid = false;  // events, lists, buckets
+          }
+        },
+        e.leaf);
     return;
   }
-  for (const auto& c : e.children) CollectRefs(c, out);
+  for (const auto& c : e.children) CollectRefs(c, out, need, target, valid);
 }
 
 void CollectListRefs(const rules::Expr& e, std::set<std::string>* out) {
   if (e.kind == rules::Expr::Kind::kLeaf) {
     if (auto* r = std::get_if<rules::ListRefCond>(&e.leaf)) out->insert(r->list);
+    if (auto* m = std::get_if<rules::MemberCond>(&e.leaf)) CollectListRefs(*m->user, out);
     return;
   }
   for (const auto& c : e.children) CollectListRefs(c, out);
@@ -668,6 +790,7 @@ struct Failure {
 struct Model {
   std::map<std::string, std::set<std::string>> refs;       // live segment -> segments it references
   std::map<std::string, std::set<std::string>> list_refs;  // live segment -> lists it references
+  std::map<std::string, SegmentTarget> targets;            // live segment -> its target
   testing_util::Model data;                                // list contents and known profiles
 
   bool Reaches(const std::string& from, const std::string& to,
@@ -686,11 +809,20 @@ struct Model {
   }
   // Whether defining `name` as `def` must succeed (create: `creating`).
   bool DefineOk(const std::string& name, const std::string& def, bool creating,
-                std::set<std::string>* new_refs) const {
+                std::set<std::string>* new_refs, SegmentTarget target) const {
     if (creating == (refs.count(name) > 0)) return false;
     Result<rules::Expr> e = rules::Parse(def);
     if (!e.ok()) return false;
-    CollectRefs(*e, new_refs);
+    std::map<std::string, std::set<SegmentTarget>> need;
+    bool valid = true;
+    CollectRefs(*e, new_refs, &need, target, &valid);
+    if (!valid) return false;
+    for (const auto& [ref, ts] : need) {
+      auto it = targets.find(ref);
+      if (it == targets.end()) continue;  // unknown: rejected below
+      for (SegmentTarget t : ts)
+        if (t != it->second) return false;
+    }
     std::set<std::string> lists;
     CollectListRefs(*e, &lists);
     for (const auto& l : lists)
@@ -742,7 +874,10 @@ std::optional<Failure> Run(const Case& c, std::vector<Expectation>* expect = nul
         if (st.ok() != want_ok)
           what = "IngestJson " + std::string(want_ok ? "failed: " + st.ToString()
                                                      : "accepted a message without a user");
-        if (st.ok()) model.data.profiles.insert(s.msg.user);
+        if (st.ok()) {
+          model.data.profiles.insert(s.msg.user);
+          if (s.msg.type == Msg::kGroup) model.data.accounts[s.msg.group].insert(s.msg.user);
+        }
         break;
       }
       case Step::kErase: {
@@ -792,20 +927,25 @@ std::optional<Failure> Run(const Case& c, std::vector<Expectation>* expect = nul
       case Step::kUpdate: {
         bool creating = s.kind == Step::kCreate;
         std::set<std::string> new_refs;
-        want_ok = model.DefineOk(s.name, s.def, creating, &new_refs);
+        SegmentTarget target = creating
+                                   ? (s.account ? SegmentTarget::kAccounts : SegmentTarget::kUsers)
+                               : model.targets.count(s.name) ? model.targets.at(s.name)
+                                                             : SegmentTarget::kUsers;
+        want_ok = model.DefineOk(s.name, s.def, creating, &new_refs, target);
         Result<rules::Expr> parsed = rules::Parse(s.def);
         if (parsed.ok()) {
           std::string rt = testing_util::CheckRoundTrip(*parsed);
           if (!rt.empty()) what = "definition '" + s.def + "': " + rt;
         }
         size_t before = engine.Changes().size();
-        Status st = creating ? engine.CreateSegment(s.name, s.def).status()
+        Status st = creating ? engine.CreateSegment(s.name, s.def, target).status()
                              : engine.UpdateSegment(s.name, s.def).status();
         if (st.ok() != want_ok)
           what += std::string(creating ? "CreateSegment" : "UpdateSegment") + "(" + s.name + ") " +
                   (want_ok ? "failed: " + st.ToString() : "succeeded but must fail") + "\n";
         if (st.ok()) {
           model.refs[s.name] = new_refs;
+          model.targets[s.name] = target;
           Result<rules::Expr> e = rules::Parse(s.def);
           model.list_refs[s.name].clear();
           if (e.ok()) CollectListRefs(*e, &model.list_refs[s.name]);
@@ -821,6 +961,7 @@ std::optional<Failure> Run(const Case& c, std::vector<Expectation>* expect = nul
                  (want_ok ? "failed: " + st.ToString() : "succeeded but must fail");
         if (st.ok()) {
           model.refs.erase(s.name);
+          model.targets.erase(s.name);
           model.list_refs.erase(s.name);
           born.erase(s.name);
         }
@@ -1007,8 +1148,8 @@ std::string ToSegmentFile(const Case& c, const Failure& f) {
         break;
       case Step::kCreate:
       case Step::kUpdate:
-        out << (s.kind == Step::kCreate ? "segment " : "update ") << (ok ? "ok " : "error ")
-            << s.name << "\n"
+        out << (s.kind == Step::kCreate ? (s.account ? "account-segment " : "segment ") : "update ")
+            << (ok ? "ok " : "error ") << s.name << "\n"
             << s.def << "\n"
             << (ok ? "" : "----\n") << "\n";
         break;
@@ -1128,7 +1269,7 @@ TEST(DifferentialTest, GeneratorCoversEveryConstruct) {
   EXPECT_GT(parsed, 300);
   std::vector<std::string> want = {"expr0", "expr1",     "expr2", "expr3",
                                    "nf",    "nf_within", "first", "last"};
-  for (int i = 0; i < 11; ++i) want.push_back("leaf" + std::to_string(i));
+  for (int i = 0; i < 14; ++i) want.push_back("leaf" + std::to_string(i));
   for (int i = 0; i <= 10; ++i) want.push_back("pred" + std::to_string(i));
   for (int i = 0; i <= 4; ++i) want.push_back("agg" + std::to_string(i));
   for (int i = 0; i <= 5; ++i) want.push_back("count" + std::to_string(i));

@@ -31,11 +31,18 @@ inline reference::DefinitionLookup LookupFor(const Engine& engine) {
 struct Model {
   std::map<std::string, std::set<std::string>> lists;  // list name -> keys
   std::set<std::string> profiles;
+  // Known accounts -> the profiles whose group calls name them (an account is known while one of
+  // its group calls is not erased).
+  std::map<std::string, std::set<std::string>> accounts;
 
-  // A profile is erased: it is no longer known and leaves every list.
+  // A profile is erased: it is no longer known, leaves every list, and its group calls are gone.
   void Erase(const std::string& key) {
     profiles.erase(key);
     for (auto& [name, keys] : lists) keys.erase(key);
+    for (auto it = accounts.begin(); it != accounts.end();) {
+      it->second.erase(key);
+      it = it->second.empty() ? accounts.erase(it) : std::next(it);
+    }
   }
   reference::ListLookup Lookup() const {
     return [this](std::string_view list, std::string_view key) {
@@ -109,6 +116,18 @@ inline std::string CheckAll(const Engine& engine, const std::map<std::string, si
       err << "Stats().profiles disagrees with the store's live profiles\n";
     for (const std::string& p : model->profiles)
       if (!engine.HasProfile(p)) err << "HasProfile(" << p << ") is false for a known profile\n";
+    if (engine.Stats().accounts != model->accounts.size())
+      err << "Stats().accounts = " << engine.Stats().accounts << ", expected "
+          << model->accounts.size() << " known accounts\n";
+    for (const auto& [a, senders] : model->accounts) {
+      if (!engine.HasAccount(a)) err << "HasAccount(" << a << ") is false for a known account\n";
+      Result<std::vector<std::string>> users = engine.AccountUsers(a);
+      std::vector<std::string> want(senders.begin(), senders.end());
+      if (!users.ok() || *users != want)
+        err << "AccountUsers(" << a
+            << ") = " << (users.ok() ? JoinKeys(*users) : users.status().ToString())
+            << ", expected " << JoinKeys(want) << "\n";
+    }
   }
   std::vector<SegmentInfo> infos = engine.ListSegments();
   std::vector<std::string> listed;
@@ -133,8 +152,11 @@ inline std::string CheckAll(const Engine& engine, const std::map<std::string, si
       err << "segment " << name << ": Members() failed: " << members.status().ToString() << "\n";
       continue;
     }
+    Result<SegmentInfo> info = engine.GetSegment(name);
+    const bool accounts = info.ok() && info->target == SegmentTarget::kAccounts;
     std::vector<std::string> ref =
-        reference::Members(engine.store(), *def, LookupFor(engine), now, lists);
+        accounts ? reference::AccountMembers(engine.store(), *def, LookupFor(engine), now, lists)
+                 : reference::Members(engine.store(), *def, LookupFor(engine), now, lists);
     if (*members != ref) {
       err << "segment " << name << " (" << rules::Print(*def) << ") at " << FormatTime(now)
           << ": engine members " << JoinKeys(*members) << " != reference " << JoinKeys(ref) << " ("
@@ -144,15 +166,15 @@ inline std::string CheckAll(const Engine& engine, const std::map<std::string, si
       err << "segment " << name << ": Members() not sorted\n";
     if (model)
       for (const std::string& m : *members)
-        if (!model->profiles.count(m))
-          err << "segment " << name << ": member " << m << " is not a known profile\n";
+        if (accounts ? !model->accounts.count(m) : !model->profiles.count(m))
+          err << "segment " << name << ": member " << m << " is not a known "
+              << (accounts ? "account" : "profile") << "\n";
     Result<uint64_t> count = engine.Count(name);
     if (!count.ok() || *count != members->size())
       err << "segment " << name << ": Count() disagrees with Members().size()\n";
     std::string rt = CheckRoundTrip(*def);
     if (!rt.empty()) err << "segment " << name << ": " << rt << "\n";
 
-    Result<SegmentInfo> info = engine.GetSegment(name);
     if (!info.ok()) {
       err << "segment " << name << ": GetSegment() failed: " << info.status().ToString() << "\n";
     } else {
@@ -196,16 +218,23 @@ inline std::string CheckAll(const Engine& engine, const std::map<std::string, si
   }
   // SegmentsOf() agrees with the members, for every known profile.
   if (model) {
-    std::map<std::string, std::vector<std::string>> of;
+    std::map<std::string, std::vector<std::string>> of, of_account;
     for (const auto& [name, born_at] : born) {
       Result<std::vector<std::string>> members = engine.Members(name);
+      Result<SegmentInfo> info = engine.GetSegment(name);
+      bool accounts = info.ok() && info->target == SegmentTarget::kAccounts;
       if (members.ok())
-        for (const std::string& m : *members) of[m].push_back(name);
+        for (const std::string& m : *members) (accounts ? of_account : of)[m].push_back(name);
     }
     for (const std::string& p : model->profiles)
       if (engine.SegmentsOf(p) != of[p])
         err << "SegmentsOf(" << p << ") = " << JoinKeys(engine.SegmentsOf(p))
             << ", but it is a member of " << JoinKeys(of[p]) << "\n";
+    for (const auto& [a, senders] : model->accounts)
+      if (engine.SegmentsOf(a, SegmentTarget::kAccounts) != of_account[a])
+        err << "SegmentsOf(" << a
+            << ", kAccounts) = " << JoinKeys(engine.SegmentsOf(a, SegmentTarget::kAccounts))
+            << ", but it is a member of " << JoinKeys(of_account[a]) << "\n";
   }
   return err.str();
 }

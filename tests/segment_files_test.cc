@@ -49,6 +49,13 @@
 //   list remove NAME KEY...      RemoveFromList, must succeed
 //   list members NAME            "----", then the expected keys (ListMembers), any order
 //   lists                        "----", then the expected list names (Lists())
+//   account-segment ok|error NAME  CreateSegment(..., SegmentTarget::kAccounts), as `segment`;
+//                                members/count/changes/explain/update/delete take its name, with
+//                                account keys (groupIds) in place of profile keys
+//   account-segments ACCOUNT     "----", then the account segments the account is in
+//   account ACCOUNT              "----", then the account's traits as for `traits` ("not found")
+//   account-users ACCOUNT        "----", then the account's members ("not found")
+//   accounts PROFILE             "----", then the user's accounts
 //
 // After EVERY step the runner checks, for every live segment: Members() equals
 // reference::Members() over engine.store() at engine.Now(); the definition's canonical text
@@ -280,7 +287,7 @@ class FileRunner {
         d += *x;
       }
       SetClock(clock_.Now() + d);
-    } else if (cmd == "segment" || cmd == "update") {
+    } else if (cmd == "segment" || cmd == "update" || cmd == "account-segment") {
       if (!need(3)) return;
       bool ok = w[1] == "ok";
       bool sep = false;
@@ -296,6 +303,9 @@ class FileRunner {
       if (cmd == "segment") {
         Result<SegmentInfo> r = engine_->CreateSegment(w[2], def);
         st = r.status();
+      } else if (cmd == "account-segment") {
+        Result<SegmentInfo> r = engine_->CreateSegment(w[2], def, SegmentTarget::kAccounts);
+        st = r.status();
       } else {
         Result<SegmentInfo> r = engine_->UpdateSegment(w[2], def);
         st = r.status();
@@ -303,7 +313,7 @@ class FileRunner {
       if (ok) {
         if (!st.ok())
           Fail() << cmd << " " << w[2] << " failed: " << st.ToString();
-        else if (cmd == "segment")
+        else if (cmd != "update")
           born_[w[2]] = before;
       } else {
         ExpectErrorContains(st, subs, cmd + " " + w[2]);
@@ -491,6 +501,40 @@ class FileRunner {
         if (std::to_string(got) != f[2])
           Fail() << "stats " << f[0] << " = " << got << ", expected " << f[2];
       }
+    } else if (cmd == "account-segments" || cmd == "account-users" || cmd == "accounts") {
+      if (!need(2)) return;
+      std::vector<std::string> want = Expected();
+      std::sort(want.begin(), want.end());
+      std::vector<std::string> got;
+      if (cmd == "account-segments") {
+        got = engine_->SegmentsOf(w[1], SegmentTarget::kAccounts);
+      } else if (cmd == "accounts") {
+        got = engine_->AccountsOf(w[1]);
+      } else {
+        Result<std::vector<std::string>> r = engine_->AccountUsers(w[1]);
+        if (r.ok())
+          got = *r;
+        else
+          got = {r.status().code() == Status::Code::kNotFound ? "not found"
+                                                              : r.status().ToString()};
+      }
+      if (got != want)
+        Fail() << cmd << " " << w[1] << ": got " << JoinKeys(got) << ", expected "
+               << JoinKeys(want);
+    } else if (cmd == "account") {
+      if (!need(2)) return;
+      std::vector<std::string> want = Expected();
+      Result<std::vector<Field>> got = engine_->AccountTraits(w[1]);
+      std::vector<std::string> got_lines;
+      if (!got.ok()) {
+        got_lines.push_back(
+            got.status().code() == Status::Code::kNotFound ? "not found" : got.status().ToString());
+      } else {
+        for (const Field& f : *got) got_lines.push_back(f.path + " = " + ValueText(f.value));
+      }
+      if (got_lines != want)
+        Fail() << "account " << w[1] << ":\n  got      " << Join(got_lines, "\n           ")
+               << "\n  expected " << Join(want, "\n           ");
     } else if (cmd == "lists") {
       std::vector<std::string> want = Expected();
       std::sort(want.begin(), want.end());
@@ -551,14 +595,16 @@ class FileRunner {
     }
   }
 
-  // The model's known profiles: every accepted message but group and alias creates its profile.
+  // The model's known profiles: every accepted message but alias creates its profile; a group
+  // call also makes its account known.
   void NoteProfile(const std::string& json) {
     Message m;
     ingest::DecodeOptions opts;
     opts.now = clock_.Now();
     if (!decoder_.Decode(json, opts, &m).ok()) return;
-    if (m.type == MessageType::kGroup || m.type == MessageType::kAlias) return;
+    if (m.type == MessageType::kAlias) return;
     model_.profiles.insert(m.ProfileKey());
+    if (m.type == MessageType::kGroup) model_.accounts[m.group_id].insert(m.ProfileKey());
   }
 
   std::string path_, display_;

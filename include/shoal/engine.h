@@ -34,6 +34,11 @@ struct Options {
   bool keep_changes = true;
 };
 
+// Whom a segment's members are. Users (profiles, keyed by userId/anonymousId) are the default;
+// accounts are keyed by groupId and exist from their first group call (docs/language.md,
+// "Accounts").
+enum class SegmentTarget : uint8_t { kUsers, kAccounts };
+
 enum class ChangeKind : uint8_t { kEnter, kExit };
 
 // Why a membership changed.
@@ -46,16 +51,19 @@ enum class Cause : uint8_t {
   kDeleted,     // the segment was deleted (every member exits)
   kList,        // a static list the segment references changed (cause_ref: the list's name)
   kErased,      // the profile was erased (EraseProfile); it exits every segment
+  kGroup,       // a group call linked a user to an account or changed the account's traits
+                // (cause_ref: its messageId)
 };
 
-// "event", "traits", "time", "definition", "segment", "deleted", "list", "erased"
+// "event", "traits", "time", "definition", "segment", "deleted", "list", "erased", "group"
 const char* CauseName(Cause c);
 
 // One enter or exit. Changes of one segment have consecutive seq numbers from 1.
 struct Change {
   uint64_t seq = 0;
   std::string segment;
-  std::string profile;
+  std::string profile;  // the user's key, or for an account segment the account's groupId
+  SegmentTarget target = SegmentTarget::kUsers;  // the segment's: whose key `profile` is
   ChangeKind kind = ChangeKind::kEnter;
   Cause cause = Cause::kEvent;
   std::string cause_ref;
@@ -73,6 +81,7 @@ struct SegmentInfo {
   Millis created_at = 0;
   Millis updated_at = 0;
   Millis last_change_at = 0;  // processed_at of the latest change (0: none yet)
+  SegmentTarget target = SegmentTarget::kUsers;
 };
 
 // Why a profile is in or out: the definition's tree with each node's current value.
@@ -86,6 +95,7 @@ struct ExplainNode {
 
 struct EngineStats {
   uint64_t profiles = 0;
+  uint64_t accounts = 0;        // accounts with at least one group call
   uint64_t records = 0;         // retained identify + track records
   uint64_t changes = 0;         // changes emitted since start
   uint64_t timer_fires = 0;     // deadlines processed
@@ -104,10 +114,12 @@ class Engine {
 
   // --- Ingest ---------------------------------------------------------------------------------
   // Applies one message: identify merges traits, track/page/screen append an event (page and
-  // screen become the events "Page Viewed" / "Screen Viewed" with the name in property "name").
-  // group and alias are accepted and retained but do not change membership yet. Re-evaluates only
-  // the segments that depend on what changed. Deadlines due at or before now fire first.
-  // Errors: kInvalidArgument when the message has no profile key or a track has no event name.
+  // screen become the events "Page Viewed" / "Screen Viewed" with the name in property "name"),
+  // group links the user to the account (groupId) and merges the account's traits. alias is
+  // accepted but does not change membership yet. Re-evaluates only the segments that depend on
+  // what changed. Deadlines due at or before now fire first.
+  // Errors: kInvalidArgument when the message has no profile key, a track has no event name or a
+  // group has no groupId.
   Status Ingest(const Message& msg);
   // Decodes one Segment-spec JSON message and ingests it. Errors name the field.
   Status IngestJson(std::string_view json);
@@ -125,6 +137,12 @@ class Engine {
   // enters with cause kDefinition. Errors: kInvalidArgument (text, with line:col), kAlreadyExists,
   // kNotFound (an `in segment` that does not exist).
   Result<SegmentInfo> CreateSegment(std::string_view name, std::string_view definition);
+  // The same for a segment of `target`: kAccounts makes an account segment, whose members are
+  // accounts (member conditions, account traits, `in segment` of account segments). Segment names
+  // are one namespace for both targets. The target of a segment never changes: UpdateSegment
+  // keeps it.
+  Result<SegmentInfo> CreateSegment(std::string_view name, std::string_view definition,
+                                    SegmentTarget target);
   // Replaces the definition and recomputes; emits exactly the resulting enters and exits.
   // Errors as CreateSegment, plus kFailedPrecondition for a reference cycle.
   Result<SegmentInfo> UpdateSegment(std::string_view name, std::string_view definition);
@@ -139,13 +157,16 @@ class Engine {
   Result<uint64_t> Estimate(std::string_view definition);
 
   // --- Membership -----------------------------------------------------------------------------
-  // Member profile keys, sorted by key.
+  // Member keys, sorted: profile keys, or account keys (groupIds) for an account segment.
+  // Count, IsMember and Explain also take an account key for an account segment.
   Result<std::vector<std::string>> Members(std::string_view segment) const;
   Result<uint64_t> Count(std::string_view segment) const;
   // kNotFound for an unknown segment; an unknown profile is simply not a member.
   Result<bool> IsMember(std::string_view segment, std::string_view profile) const;
   // Names of the segments the profile is in, sorted.
   std::vector<std::string> SegmentsOf(std::string_view profile) const;
+  // The same for `target`: kAccounts names the account segments the account (groupId) is in.
+  std::vector<std::string> SegmentsOf(std::string_view key, SegmentTarget target) const;
   Result<ExplainNode> Explain(std::string_view segment, std::string_view profile) const;
 
   // --- Profiles -------------------------------------------------------------------------------
@@ -159,6 +180,17 @@ class Engine {
   // starts a new, empty profile. kNotFound when unknown. Costs one scan of the store's profile
   // column.
   Status EraseProfile(std::string_view profile);
+
+  // --- Accounts -------------------------------------------------------------------------------
+  // An account exists from its first group call until every group call naming it is erased.
+  bool HasAccount(std::string_view account) const;
+  // The account's traits (merged group calls, as identify merges a user's), sorted by path.
+  // kNotFound for an unknown account.
+  Result<std::vector<Field>> AccountTraits(std::string_view account) const;
+  // The account's members (users linked by a group call), sorted. kNotFound when unknown.
+  Result<std::vector<std::string>> AccountUsers(std::string_view account) const;
+  // The accounts of a user, sorted; empty for an unknown user.
+  std::vector<std::string> AccountsOf(std::string_view profile) const;
 
   // --- Static lists ---------------------------------------------------------------------------
   // A static list is a named set of profile keys, referenced in definitions as `in list "name"`.

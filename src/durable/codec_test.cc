@@ -117,8 +117,9 @@ void ExpectChangesEqual(const StoredChange& a, const StoredChange& b) {
 const MessageType kAllTypes[] = {MessageType::kIdentify, MessageType::kTrack, MessageType::kPage,
                                  MessageType::kScreen,   MessageType::kGroup, MessageType::kAlias};
 
-const Cause kAllCauses[] = {Cause::kEvent,   Cause::kTraits,  Cause::kTime, Cause::kDefinition,
-                            Cause::kSegment, Cause::kDeleted, Cause::kList, Cause::kErased};
+const Cause kAllCauses[] = {Cause::kEvent,      Cause::kTraits,  Cause::kTime,
+                            Cause::kDefinition, Cause::kSegment, Cause::kDeleted,
+                            Cause::kList,       Cause::kErased,  Cause::kGroup};
 
 const Millis kExtremeTimes[] = {0,
                                 1,
@@ -455,9 +456,9 @@ TEST(CodecTest, ChangeBadVersionKindOrCauseIsAnError) {
   bad[kKind] = 2;
   EXPECT_FALSE(DecodeChange(bad, &out).ok());
   bad = enc;
-  bad[kCause] = static_cast<char>(static_cast<uint8_t>(Cause::kErased) + 1);
+  bad[kCause] = static_cast<char>(static_cast<uint8_t>(Cause::kGroup) + 1);
   EXPECT_FALSE(DecodeChange(bad, &out).ok());
-  bad[kCause] = static_cast<char>(Cause::kErased);
+  bad[kCause] = static_cast<char>(Cause::kGroup);
   EXPECT_TRUE(DecodeChange(bad, &out).ok());
 }
 

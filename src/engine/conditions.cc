@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "engine/accounts.h"
 #include "fmt/format.h"
 #include "rules/parser.h"
 
@@ -464,6 +465,29 @@ Status CheckFilter(const rules::EventSpec& e) {
 
 Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileContext* ctx) {
   store::Store* st = ctx->store();
+  if (std::holds_alternative<rules::MemberCond>(leaf) ||
+      std::holds_alternative<rules::AccountSegmentCond>(leaf) ||
+      std::holds_alternative<rules::AccountTraitCond>(leaf))
+    return CompileAccountLeaf(leaf, ctx);
+  if (ctx->target() == SegmentTarget::kAccounts) {
+    if (!std::holds_alternative<rules::TraitCond>(leaf) &&
+        !std::holds_alternative<rules::TraitHistoryCond>(leaf) &&
+        !std::holds_alternative<rules::SegmentRefCond>(leaf))
+      return Status::InvalidArgument(
+          "an account segment takes account traits, 'in segment' of another account segment and "
+          "member conditions such as 'at least 3 members (performed \"Email Clicked\" within "
+          "14d)'; events, lists and buckets belong in the member condition");
+  }
+  if (const auto* ref = std::get_if<rules::SegmentRefCond>(&leaf)) {
+    std::optional<uint32_t> id = ctx->SegmentId(ref->segment);
+    if (id && ctx->TargetOf(*id) != ctx->target())
+      return Status::InvalidArgument(
+          ctx->target() == SegmentTarget::kUsers
+              ? "\"" + ref->segment + "\" is an account segment: write 'account in segment \"" +
+                    ref->segment + "\"' for the users of its accounts"
+              : "\"" + ref->segment + "\" is a user segment: write 'any member (in segment \"" +
+                    ref->segment + "\")' for accounts with a member in it");
+  }
   return std::visit(
       [&](const auto& c) -> Result<std::unique_ptr<Condition>> {
         using T = std::decay_t<decltype(c)>;
@@ -513,8 +537,10 @@ Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileC
           std::optional<uint32_t> id = ctx->ListId(c.list);
           if (!id) return Status::NotFound("unknown list \"" + c.list + "\"");
           return std::unique_ptr<Condition>(new ListRefCondition(*id));
-        } else {
+        } else if constexpr (std::is_same_v<T, rules::BucketCond>) {
           return std::unique_ptr<Condition>(new BucketCondition(c));
+        } else {
+          return Status::Internal("unreachable: account leaf");
         }
       },
       leaf);

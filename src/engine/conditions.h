@@ -15,6 +15,7 @@
 #include "engine/series.h"
 #include "engine/values.h"
 #include "rules/ast.h"
+#include "shoal/engine.h"
 #include "shoal/status.h"
 #include "store/store.h"
 
@@ -39,6 +40,8 @@ struct ProfileState {
   }
 };
 
+class Accounts;
+
 struct EvalContext {
   const store::Store& store;
   const ProfileState& profile;
@@ -47,6 +50,9 @@ struct EvalContext {
   const std::function<bool(uint32_t segment_id, uint32_t pid)>& is_member;
   // Whether profile `pid` is in static list `list_id` now.
   const std::function<bool(uint32_t list_id, uint32_t pid)>& in_list;
+  // The account graph: a user's accounts, an account's members and member counts. Null: no
+  // accounts (an empty profile or account).
+  const Accounts* accounts = nullptr;
 };
 
 class Condition {
@@ -62,6 +68,11 @@ class Condition {
   std::vector<uint32_t> segment_refs;
   std::vector<uint32_t> list_refs;  // static lists: a list change re-evaluates this condition
   bool every_identify = false;      // re-evaluate on any identify of the profile (trait history)
+  // Accounts. A user condition that reads its accounts' traits (account.TRAIT): those trait
+  // keys, re-evaluated when an account of the user changes them.
+  std::vector<uint32_t> account_trait_keys;
+  bool account_links = false;  // user condition reading the user's accounts: re-evaluate on a link
+  bool member_links = false;   // account condition reading its members: re-evaluate on a link
 };
 
 // Resolves what a condition needs from the engine while compiling.
@@ -77,6 +88,14 @@ class CompileContext {
   virtual std::optional<uint32_t> SegmentId(const std::string& name) = 0;
   // The id of a live static list, or nullopt.
   virtual std::optional<uint32_t> ListId(const std::string& name) = 0;
+  // Whom the definition being compiled describes, and whom a live segment's members are.
+  virtual SegmentTarget target() const { return SegmentTarget::kUsers; }
+  virtual SegmentTarget TargetOf(uint32_t segment) const { return SegmentTarget::kUsers; }
+  // A member condition's user condition, compiled as a hidden user segment owned by the account
+  // segment being compiled (created and backfilled here); returns its id.
+  virtual Result<uint32_t> MemberSegment(const rules::Expr& user) {
+    return Status::InvalidArgument("member conditions need an engine");
+  }
 };
 
 // Compiles one leaf. Errors: unknown segment or list (kNotFound), a relative time predicate inside

@@ -14,6 +14,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "engine/accounts.h"
 #include "engine/conditions.h"
 #include "engine/series.h"
 #include "ingest/decode.h"
@@ -40,6 +41,8 @@ const char* CauseName(Cause c) {
       return "list";
     case Cause::kErased:
       return "erased";
+    case Cause::kGroup:
+      return "group";
   }
   return "unknown";
 }
@@ -73,7 +76,23 @@ struct Segment {
   bool on_new_profile = false;                     // an empty profile may satisfy it
   std::vector<uint32_t> dependents;                // segments that reference this one
   absl::flat_hash_map<uint32_t, Millis> deadline;  // earliest pending timer per profile
+  // Members are accounts (ids of store.accounts()) for kAccounts: every per-profile map above is
+  // then keyed by account id.
+  SegmentTarget target = SegmentTarget::kUsers;
+  // A member condition's user condition, owned by an account segment (whose name it carries): a
+  // user segment that emits no changes and is not listed, whose membership changes adjust the
+  // member counts of the user's accounts (engine/accounts.h).
+  bool hidden = false;
+  std::vector<uint32_t> hidden_segments;  // an account segment's member conditions
 };
+
+// One (segment, member id) to re-evaluate; via: the changed segment it was reached through.
+struct Item {
+  uint32_t seg;
+  uint32_t id;
+  uint32_t via;
+};
+constexpr uint32_t kNoVia = UINT32_MAX;
 
 // A static list: a named set of profile keys. Known profiles are a bitmap of dense ids, so
 // `in list` is one bitmap probe; keys whose profile has not sent a message yet wait in `pending`
@@ -181,6 +200,48 @@ class Engine::Impl : public engine::CompileContext {
     return it->second;
   }
 
+  SegmentTarget target() const override { return compiling_target_; }
+  SegmentTarget TargetOf(uint32_t seg) const override { return segments_[seg]->target; }
+
+  // Compiles, registers and backfills the hidden user segment of a member condition; the account
+  // segment being compiled takes ownership from pending_hidden_ (Create, Update).
+  Result<uint32_t> MemberSegment(const rules::Expr& user) override {
+    auto h = std::make_unique<Segment>();
+    h->hidden = true;
+    h->name = compiling_name_;  // errors that name a referencing segment name the owner
+    h->expr = std::make_unique<rules::Expr>(user);
+    const SegmentTarget saved = compiling_target_;
+    compiling_target_ = SegmentTarget::kUsers;
+    h->id = static_cast<uint32_t>(segments_.size());
+    Status st = CompileInto(h.get());
+    compiling_target_ = saved;
+    if (!st.ok()) return st;
+    if (dry_run_) return UINT32_MAX;
+    h->text = rules::Print(*h->expr);
+    h->created_at = h->updated_at = clock_->Now();
+    Segment* raw = h.get();
+    segments_.push_back(std::move(h));
+    accounts_.AddCounter(raw->id);
+    Register(raw);
+    Recompute(raw, Cause::kDefinition);
+    pending_hidden_.push_back(raw->id);
+    return raw->id;
+  }
+
+  void DeleteHidden(const std::vector<uint32_t>& ids) {
+    for (uint32_t id : ids) {
+      Segment* h = segments_[id].get();
+      if (!h) continue;
+      Unregister(h);
+      accounts_.DropCounter(id);
+      segments_[id].reset();
+    }
+    if (!ids.empty()) {
+      RecomputeRanks();
+      DropUnusedSeries();
+    }
+  }
+
   // --- Ingest -----------------------------------------------------------------------------------
   Status Ingest(const Message& msg) {
     const std::string& key = msg.ProfileKey();
@@ -188,7 +249,8 @@ class Engine::Impl : public engine::CompileContext {
       return Status::InvalidArgument("field 'userId': a userId or anonymousId is required");
     if (msg.type == MessageType::kTrack && msg.event.empty())
       return Status::InvalidArgument("field 'event': required for a track call");
-    if (msg.type == MessageType::kGroup || msg.type == MessageType::kAlias) return Status::Ok();
+    if (msg.type == MessageType::kAlias) return Status::Ok();
+    if (msg.type == MessageType::kGroup) return IngestGroup(msg);
     AdvanceTime();
     const Millis now = clock_->Now();
     // Before the profile is interned: a message that fails here must not create a profile that
@@ -203,19 +265,7 @@ class Engine::Impl : public engine::CompileContext {
 
     touched_.clear();
     ++stamp_;
-    // A key added to lists before its first message joins them now. One hash probe per new
-    // profile, and none at all while no key is pending.
-    if (is_new && !pending_lists_.empty()) {
-      auto it = pending_lists_.find(key);
-      if (it != pending_lists_.end()) {
-        for (uint32_t l : it->second) {
-          lists_[l]->members.add(pid);
-          lists_[l]->pending.erase(key);
-          for (uint32_t seg : lists_[l]->dependents) Touch(seg);
-        }
-        pending_lists_.erase(it);
-      }
-    }
+    if (is_new) JoinPendingLists(pid, key);
     CauseInfo cause{Cause::kEvent, msg.message_id, {}, msg.timestamp};
     if (msg.type == MessageType::kIdentify) {
       cause.cause = Cause::kTraits;
@@ -250,6 +300,77 @@ class Engine::Impl : public engine::CompileContext {
     return Status::Ok();
   }
 
+  // A key added to lists before its first message joins them now. One hash probe per new
+  // profile, and none at all while no key is pending.
+  void JoinPendingLists(uint32_t pid, const std::string& key) {
+    if (pending_lists_.empty()) return;
+    auto it = pending_lists_.find(key);
+    if (it == pending_lists_.end()) return;
+    for (uint32_t l : it->second) {
+      lists_[l]->members.add(pid);
+      lists_[l]->pending.erase(key);
+      for (uint32_t seg : lists_[l]->dependents) Touch(seg);
+    }
+    pending_lists_.erase(it);
+  }
+
+  // A group call: the user joins the account (a known profile from now on, like any message's
+  // user) and the account's traits merge. Re-evaluates, in one rank-ordered pass, the user's
+  // segments that read its accounts (on a new link), the account's segments that read its members
+  // (new link) or the changed traits (all of them for a new account), and the account's users for
+  // the user segments that read those account traits.
+  Status IngestGroup(const Message& msg) {
+    if (msg.group_id.empty())
+      return Status::InvalidArgument("field 'groupId': required for a group call");
+    AdvanceTime();
+    const Millis now = clock_->Now();
+    SHOAL_RETURN_IF_ERROR(ToProps(msg));
+    const std::string& key = msg.ProfileKey();
+    size_t before = store_.profiles().size();
+    uint32_t pid = store_.profiles().Intern(key);
+    bool is_new = store_.profiles().size() != before;
+    if (profiles_.size() <= pid) profiles_.resize(pid + 1);
+    uint32_t aid = store_.accounts().Intern(msg.group_id);
+    uint32_t idx = store_.AppendGroup(pid, aid, msg.timestamp, props_);
+    engine::Accounts::Account& acc = accounts_.Get(aid);
+    const bool new_account = !acc.known;
+    acc.known = true;
+    acc.state.identifies.push_back(idx);
+
+    touched_.clear();
+    ++stamp_;
+    if (is_new) {
+      JoinPendingLists(pid, key);
+      for (uint32_t seg : new_profile_segments_) Touch(seg);
+    }
+    const bool linked = accounts_.Link(pid, aid, is_member_);
+    if (linked) {
+      for (uint32_t seg : user_link_segments_) Touch(seg);
+      for (uint32_t seg : acct_member_segments_) Touch(seg);
+    }
+    if (new_account)
+      for (uint32_t seg : acct_segments_) Touch(seg);
+    for (uint32_t seg : acct_every_group_) Touch(seg);
+    std::vector<uint32_t> user_segs;  // user segments reading a changed account trait
+    for (const store::PropEntry& p : props_) {
+      ApplyTrait(&acc.state, p.key(), p.value(), msg.timestamp, idx);
+      auto it = acct_by_trait_.find(p.key());
+      if (it != acct_by_trait_.end())
+        for (uint32_t seg : it->second) Touch(seg);
+      auto ut = user_by_account_trait_.find(p.key());
+      if (ut != user_by_account_trait_.end())
+        user_segs.insert(user_segs.end(), ut->second.begin(), ut->second.end());
+    }
+    BeginQueue(pid, aid);
+    for (uint32_t seg : touched_)
+      queue_.push_back(
+          {seg, segments_[seg]->target == SegmentTarget::kAccounts ? aid : pid, kNoVia});
+    for (uint32_t seg : user_segs)
+      for (uint32_t u : accounts_.UsersOf(aid)) Push(seg, u, kNoVia);
+    Drain(now, CauseInfo{Cause::kGroup, msg.message_id, {}, msg.timestamp});
+    return Status::Ok();
+  }
+
   Status IngestJson(std::string_view json) {
     ingest::DecodeOptions opts;
     opts.now = clock_->Now();
@@ -274,7 +395,7 @@ class Engine::Impl : public engine::CompileContext {
       touched_.clear();
       ++stamp_;
       Touch(s->id);
-      Process(tm.profile, tm.at, CauseInfo{Cause::kTime, {}, {}, tm.at});
+      Process(tm.profile, tm.at, CauseInfo{Cause::kTime, {}, {}, tm.at}, s->target);
     }
     MaybeCompactTimers();
     return stats_changes_ - before;
@@ -296,7 +417,8 @@ class Engine::Impl : public engine::CompileContext {
 
   // --- Segments
   // -----------------------------------------------------------------------------------
-  Result<SegmentInfo> Create(std::string_view name, std::string_view text) {
+  Result<SegmentInfo> Create(std::string_view name, std::string_view text,
+                             SegmentTarget target = SegmentTarget::kUsers) {
     if (name.empty()) return Status::InvalidArgument("segment name: must not be empty");
     if (by_name_.count(std::string(name)))
       return Status::AlreadyExists("segment \"" + std::string(name) + "\" already exists");
@@ -304,10 +426,12 @@ class Engine::Impl : public engine::CompileContext {
     auto parsed = rules::Parse(text);
     if (!parsed.ok()) return parsed.status();
     auto seg = std::make_unique<Segment>();
-    seg->id = static_cast<uint32_t>(segments_.size());
     seg->name = std::string(name);
+    seg->target = target;
     seg->expr = std::make_unique<rules::Expr>(std::move(parsed).value());
-    SHOAL_RETURN_IF_ERROR(CompileInto(seg.get()));
+    SHOAL_RETURN_IF_ERROR(CompileTarget(seg.get()));
+    seg->id = static_cast<uint32_t>(segments_.size());  // after its hidden segments
+    seg->hidden_segments = std::exchange(pending_hidden_, {});
     seg->text = rules::Print(*seg->expr);
     seg->created_at = seg->updated_at = clock_->Now();
     Segment* s = seg.get();
@@ -327,17 +451,24 @@ class Engine::Impl : public engine::CompileContext {
     auto expr = std::make_unique<rules::Expr>(std::move(parsed).value());
     Segment probe;
     probe.id = s->id;
+    probe.name = s->name;
+    probe.target = s->target;
     probe.expr = std::move(expr);
-    SHOAL_RETURN_IF_ERROR(CompileInto(&probe));
+    SHOAL_RETURN_IF_ERROR(CompileTarget(&probe));
+    std::vector<uint32_t> fresh = std::exchange(pending_hidden_, {});
     for (Condition* c : probe.conds)
       for (uint32_t ref : c->segment_refs)
         if (Reaches(ref, s->id)) {
+          std::string through = segments_[ref]->name;
+          probe.root = Node{};
+          probe.conds.clear();
+          DeleteHidden(fresh);
           DropUnusedSeries();
-          return Status::FailedPrecondition("segment \"" + s->name +
-                                            "\" would depend on itself through \"" +
-                                            segments_[ref]->name + "\"");
+          return Status::FailedPrecondition(
+              "segment \"" + s->name + "\" would depend on itself through \"" + through + "\"");
         }
     Unregister(s);
+    DeleteHidden(std::exchange(s->hidden_segments, std::move(fresh)));
     s->expr = std::move(probe.expr);
     s->root = std::move(probe.root);
     s->conds = std::move(probe.conds);
@@ -365,7 +496,9 @@ class Engine::Impl : public engine::CompileContext {
     }
     Unregister(s);
     by_name_.erase(s->name);
+    std::vector<uint32_t> hidden = std::move(s->hidden_segments);
     segments_[s->id].reset();
+    DeleteHidden(hidden);
     DropUnusedSeries();
     return Status::Ok();
   }
@@ -426,13 +559,14 @@ class Engine::Impl : public engine::CompileContext {
     i.created_at = s.created_at;
     i.updated_at = s.updated_at;
     i.last_change_at = s.last_change_at;
+    i.target = s.target;
     return i;
   }
 
   std::vector<std::string> Members(const Segment& s) const {
     std::vector<std::string> out;
     out.reserve(s.members.cardinality());
-    for (uint32_t pid : s.members) out.emplace_back(store_.profiles().Get(pid));
+    for (uint32_t id : s.members) out.emplace_back(KeyOf(s.target, id));
     std::sort(out.begin(), out.end());
     return out;
   }
@@ -469,18 +603,27 @@ class Engine::Impl : public engine::CompileContext {
   Result<ExplainNode> Explain(std::string_view segment, std::string_view profile) const {
     Segment* s = Find(segment);
     if (!s) return Status::NotFound("segment \"" + std::string(segment) + "\" does not exist");
+    if (s->target == SegmentTarget::kAccounts) {
+      auto aid = store_.accounts().Find(profile);
+      if (!aid || !accounts_.known(*aid))
+        return Status::NotFound("account \"" + std::string(profile) + "\" does not exist");
+      EvalContext ctx{store_, accounts_.Find(*aid)->state, *aid, is_member_, in_list_, &accounts_};
+      return ExplainTree(s->root, ctx, clock_->Now());
+    }
     auto pid = store_.profiles().Find(profile);
     if (!pid) return Status::NotFound("profile \"" + std::string(profile) + "\" does not exist");
-    EvalContext ctx{store_, profiles_[*pid], *pid, is_member_, in_list_};
+    EvalContext ctx{store_, profiles_[*pid], *pid, is_member_, in_list_, &accounts_};
     return ExplainTree(s->root, ctx, clock_->Now());
   }
 
-  std::vector<std::string> SegmentsOf(std::string_view profile) const {
+  std::vector<std::string> SegmentsOf(std::string_view key, SegmentTarget target) const {
     std::vector<std::string> out;
-    auto pid = store_.profiles().Find(profile);
-    if (!pid) return out;
+    auto id = target == SegmentTarget::kAccounts ? store_.accounts().Find(key)
+                                                 : store_.profiles().Find(key);
+    if (!id) return out;
     for (const auto& s : segments_)
-      if (s && s->members.contains(*pid)) out.push_back(s->name);
+      if (s && !s->hidden && s->target == target && s->members.contains(*id))
+        out.push_back(s->name);
     std::sort(out.begin(), out.end());
     return out;
   }
@@ -488,6 +631,7 @@ class Engine::Impl : public engine::CompileContext {
   EngineStats Stats() const {
     EngineStats st;
     st.profiles = store_.live_profiles();
+    st.accounts = accounts_.known_count();
     st.records = store_.live_records();
     st.changes = stats_changes_;
     st.timer_fires = timer_fires_;
@@ -502,6 +646,7 @@ class Engine::Impl : public engine::CompileContext {
       if (s) state += s->members.getSizeInBytes() + s->deadline.capacity() * 13;
     for (const auto& l : lists_)
       if (l) state += l->members.getSizeInBytes() + l->pending.capacity() * sizeof(std::string);
+    state += accounts_.MemoryBytes();
     st.state_bytes = state;
     return st;
   }
@@ -510,6 +655,7 @@ class Engine::Impl : public engine::CompileContext {
   Options options_;
   store::Store store_;
   std::vector<ProfileState> profiles_;
+  engine::Accounts accounts_;
   std::vector<std::unique_ptr<Segment>> segments_;  // by id; null once deleted
   absl::flat_hash_map<std::string, uint32_t> by_name_;
   std::vector<Change> changes_;
@@ -525,9 +671,13 @@ class Engine::Impl : public engine::CompileContext {
   Result<std::vector<Field>> Traits(std::string_view profile) const {
     auto pid = store_.profiles().Find(profile);
     if (!pid) return Status::NotFound("profile \"" + std::string(profile) + "\" does not exist");
+    if (*pid >= profiles_.size()) return std::vector<Field>{};
+    return TraitFields(profiles_[*pid]);
+  }
+
+  std::vector<Field> TraitFields(const ProfileState& state) const {
     std::vector<Field> out;
-    if (*pid >= profiles_.size()) return out;
-    for (const engine::TraitSlot& t : profiles_[*pid].traits) {
+    for (const engine::TraitSlot& t : state.traits) {
       Value v;
       v.type = t.value.type;
       switch (t.value.type) {
@@ -567,16 +717,45 @@ class Engine::Impl : public engine::CompileContext {
     std::stable_sort(order.begin(), order.end(),
                      [](const Segment* a, const Segment* b) { return a->rank < b->rank; });
     for (Segment* s : order) {
+      if (s->target != SegmentTarget::kUsers) continue;
       s->deadline.erase(pid);  // its heap entries are now stale and skipped when popped
       if (!s->members.contains(pid)) continue;
       s->members.remove(pid);
-      Emit(*s, pid, false, CauseInfo{Cause::kErased, {}, {}, now}, now);
+      if (s->hidden)
+        accounts_.Adjust(s->id, pid, false);
+      else
+        Emit(*s, pid, false, CauseInfo{Cause::kErased, {}, {}, now}, now);
     }
     for (auto& [k, se] : series_) se->Erase(pid);
     for (auto& l : lists_)
       if (l) l->members.remove(pid);
     if (pid < profiles_.size()) profiles_[pid] = ProfileState{};
     store_.EraseProfile(pid);
+    // The user's accounts lose a member and the traits of its group calls. An account none of
+    // whose group calls is left is no longer known: it exits everything, like an erased profile.
+    for (uint32_t aid : accounts_.UnlinkUser(pid)) {
+      RebuildAccount(aid);
+      if (accounts_.known(aid)) {
+        // Its traits may have changed too: its other users, for the segments reading them.
+        touched_.clear();
+        ++stamp_;
+        for (uint32_t seg : acct_segments_) Touch(seg);
+        BeginQueue(UINT32_MAX, aid);
+        for (uint32_t seg : touched_) queue_.push_back({seg, aid, kNoVia});
+        for (const auto& [key, segs] : user_by_account_trait_)
+          for (uint32_t seg : segs)
+            for (uint32_t u : accounts_.UsersOf(aid)) Push(seg, u, kNoVia);
+        Drain(now, CauseInfo{Cause::kErased, {}, {}, now});
+        continue;
+      }
+      for (Segment* s : order) {
+        if (s->target != SegmentTarget::kAccounts) continue;
+        s->deadline.erase(aid);
+        if (!s->members.contains(aid)) continue;
+        s->members.remove(aid);
+        Emit(*s, aid, false, CauseInfo{Cause::kErased, {}, {}, now}, now);
+      }
+    }
     return Status::Ok();
   }
 
@@ -689,6 +868,18 @@ class Engine::Impl : public engine::CompileContext {
     return Status::Ok();
   }
 
+  // CompileInto for the segment's target (its name and target set); on failure, drops the hidden
+  // segments the compile created. On success they wait in pending_hidden_ for the caller.
+  Status CompileTarget(Segment* s) {
+    compiling_target_ = s->target;
+    compiling_name_ = s->name;
+    pending_hidden_.clear();
+    Status st = CompileInto(s);
+    compiling_target_ = SegmentTarget::kUsers;
+    if (!st.ok()) DeleteHidden(std::exchange(pending_hidden_, {}));
+    return st;
+  }
+
   Status CompileInto(Segment* s) {
     Status st = CompileNode(*s->expr, &s->root);
     if (!st.ok()) {
@@ -707,10 +898,12 @@ class Engine::Impl : public engine::CompileContext {
         auto& segs = se->segments;
         if (std::find(segs.begin(), segs.end(), s->id) == segs.end()) segs.push_back(s->id);
       }
-      for (uint32_t key : c->trait_keys) {
-        auto& segs = by_trait_[key];
-        if (std::find(segs.begin(), segs.end(), s->id) == segs.end()) segs.push_back(s->id);
-      }
+      // An account segment's traits are the account's: indexed by RebuildAccountIndex.
+      if (s->target == SegmentTarget::kUsers)
+        for (uint32_t key : c->trait_keys) {
+          auto& segs = by_trait_[key];
+          if (std::find(segs.begin(), segs.end(), s->id) == segs.end()) segs.push_back(s->id);
+        }
       for (uint32_t ref : c->segment_refs) {
         auto& deps = segments_[ref]->dependents;
         if (std::find(deps.begin(), deps.end(), s->id) == deps.end()) deps.push_back(s->id);
@@ -746,9 +939,10 @@ class Engine::Impl : public engine::CompileContext {
   void RebuildNewProfileList() {
     std::vector<Segment*> order;
     for (const auto& s : segments_)
-      if (s) order.push_back(s.get());
+      if (s && s->target == SegmentTarget::kUsers) order.push_back(s.get());
     std::sort(order.begin(), order.end(),
               [](const Segment* a, const Segment* b) { return a->rank < b->rank; });
+    RebuildAccountIndex();
     ProfileState empty;
     std::function<bool(uint32_t, uint32_t)> empty_member = [](uint32_t, uint32_t) { return false; };
     // An empty profile is in no list: a key pending in a list touches the list's segments itself
@@ -760,10 +954,12 @@ class Engine::Impl : public engine::CompileContext {
       bool flag = false;
       for (Condition* c : s->conds) {
         if (c->series.empty() && c->trait_keys.empty() && c->segment_refs.empty() &&
-            c->list_refs.empty() && !c->every_identify)
+            c->list_refs.empty() && !c->every_identify && c->account_trait_keys.empty())
           flag = true;  // a bucket
         for (uint32_t ref : c->segment_refs)
-          if (segments_[ref] && segments_[ref]->on_new_profile) flag = true;
+          if (segments_[ref] && segments_[ref]->target == SegmentTarget::kUsers &&
+              segments_[ref]->on_new_profile)
+            flag = true;
         if (c->every_identify &&
             std::find(every_identify_segments_.begin(), every_identify_segments_.end(), s->id) ==
                 every_identify_segments_.end())
@@ -773,6 +969,35 @@ class Engine::Impl : public engine::CompileContext {
       s->on_new_profile =
           flag || (!s->conds.empty() && EvalNodeCtx(s->root, ctx, clock_->Now(), &next));
       if (s->on_new_profile) new_profile_segments_.push_back(s->id);
+    }
+  }
+
+  // What a group call can change -> the segments to re-evaluate (IngestGroup). Rebuilt whenever
+  // a definition changes, which is rare next to messages.
+  void RebuildAccountIndex() {
+    acct_by_trait_.clear();
+    acct_every_group_.clear();
+    acct_member_segments_.clear();
+    acct_segments_.clear();
+    user_by_account_trait_.clear();
+    user_link_segments_.clear();
+    auto add = [](std::vector<uint32_t>* v, uint32_t id) {
+      if (std::find(v->begin(), v->end(), id) == v->end()) v->push_back(id);
+    };
+    for (const auto& s : segments_) {
+      if (!s || s->conds.empty()) continue;
+      const bool account = s->target == SegmentTarget::kAccounts;
+      if (account) acct_segments_.push_back(s->id);
+      for (Condition* c : s->conds) {
+        if (account) {
+          for (uint32_t key : c->trait_keys) add(&acct_by_trait_[key], s->id);
+          if (c->every_identify) add(&acct_every_group_, s->id);
+          if (c->member_links) add(&acct_member_segments_, s->id);
+        } else {
+          for (uint32_t key : c->account_trait_keys) add(&user_by_account_trait_[key], s->id);
+          if (c->account_links) add(&user_link_segments_, s->id);
+        }
+      }
     }
   }
 
@@ -861,11 +1086,22 @@ class Engine::Impl : public engine::CompileContext {
     return false;
   }
 
-  bool Eval(const Segment& s, uint32_t pid, Millis t, Millis* next) const {
+  // `id` is a profile, or an account for an account segment.
+  bool Eval(const Segment& s, uint32_t id, Millis t, Millis* next) const {
     static const ProfileState kEmpty;
-    const ProfileState& p = pid < profiles_.size() ? profiles_[pid] : kEmpty;
-    EvalContext ctx{store_, p, pid, is_member_, in_list_};
+    const ProfileState* p = &kEmpty;
+    if (s.target == SegmentTarget::kAccounts) {
+      if (const engine::Accounts::Account* a = accounts_.Find(id)) p = &a->state;
+    } else if (id < profiles_.size()) {
+      p = &profiles_[id];
+    }
+    EvalContext ctx{store_, *p, id, is_member_, in_list_, &accounts_};
     return EvalNodeCtx(s.root, ctx, t, next);
+  }
+
+  std::string_view KeyOf(SegmentTarget target, uint32_t id) const {
+    return target == SegmentTarget::kAccounts ? store_.accounts().Get(id)
+                                              : store_.profiles().Get(id);
   }
 
   void Touch(uint32_t seg) {
@@ -875,47 +1111,98 @@ class Engine::Impl : public engine::CompileContext {
     touched_.push_back(seg);
   }
 
-  // Re-evaluates the touched segments for one profile at instant t, lowest rank first, and the
-  // segments that reference any that changed.
-  void Process(uint32_t pid, Millis t, const CauseInfo& cause) {
-    // A min-heap by rank in a reused vector: dependents always rank above what they reference.
-    auto by_rank = [this](uint32_t a, uint32_t b) {
-      return segments_[a]->rank > segments_[b]->rank;
-    };
-    queue_.assign(touched_.begin(), touched_.end());
+  // Re-evaluates the touched segments (all of `target`) for one profile or account at instant t,
+  // lowest rank first, and the segments that reference any that changed.
+  void Process(uint32_t id, Millis t, const CauseInfo& cause,
+               SegmentTarget target = SegmentTarget::kUsers) {
+    if (target == SegmentTarget::kUsers)
+      BeginQueue(id, UINT32_MAX);
+    else
+      BeginQueue(UINT32_MAX, id);
+    for (uint32_t seg : touched_) queue_.push_back({seg, id, kNoVia});
+    Drain(t, cause);
+  }
+
+  // Starts a pass. Items of the current stamp's touched segments for `user` (user segments) and
+  // `account` (account segments) are deduplicated by seg_stamp_ (Touch); every other item, which
+  // only exists when a change crosses from users to accounts or back, through queued_.
+  void BeginQueue(uint32_t user, uint32_t account) {
+    queue_.clear();
+    primary_[0] = user;
+    primary_[1] = account;
+    if (!queued_.empty()) queued_.clear();
+  }
+
+  void Push(uint32_t seg, uint32_t id, uint32_t via) {
+    if (id == primary_[static_cast<int>(segments_[seg]->target)]) {
+      if (seg_stamp_.size() <= seg) seg_stamp_.resize(seg + 1, 0);
+      if (seg_stamp_[seg] == stamp_) return;
+      seg_stamp_[seg] = stamp_;
+    } else if (!queued_.insert(uint64_t{seg} << 32 | id).second) {
+      return;
+    }
+    queue_.push_back({seg, id, via});
+    if (draining_) std::push_heap(queue_.begin(), queue_.end(), ByRank());
+  }
+
+  // Heap order of Items: the lowest rank on top.
+  struct RankOrder {
+    const Impl* impl;
+    bool operator()(const Item& a, const Item& b) const {
+      return impl->segments_[a.seg]->rank > impl->segments_[b.seg]->rank;
+    }
+  };
+  RankOrder ByRank() const { return RankOrder{this}; }
+
+  // The segments that read segment s see id's change: the same id for a segment of the same
+  // target, the user's accounts for an account segment reading a user segment (a member
+  // condition), the account's users for a user segment reading an account segment.
+  void PushDependents(const Segment& s, uint32_t id) {
+    for (uint32_t dep : s.dependents) {
+      SegmentTarget dt = segments_[dep]->target;
+      if (dt == s.target)
+        Push(dep, id, s.id);
+      else if (dt == SegmentTarget::kAccounts)
+        for (uint32_t a : accounts_.AccountsOf(id)) Push(dep, a, s.id);
+      else
+        for (uint32_t u : accounts_.UsersOf(id)) Push(dep, u, s.id);
+    }
+  }
+
+  // Evaluates the queued items in rank order. Ranks are global across users and accounts (a
+  // member condition ranks above its hidden segment, `account in segment` above the account
+  // segment), so an item is evaluated only after everything it reads, for every id, is current.
+  void Drain(Millis t, const CauseInfo& cause) {
+    auto by_rank = ByRank();
     std::make_heap(queue_.begin(), queue_.end(), by_rank);
-    via_.clear();  // (segment, the changed segment it was reached through)
+    draining_ = true;
     while (!queue_.empty()) {
       std::pop_heap(queue_.begin(), queue_.end(), by_rank);
-      uint32_t seg = queue_.back();
+      Item item = queue_.back();
       queue_.pop_back();
-      Segment& s = *segments_[seg];
+      Segment& s = *segments_[item.seg];
       Millis next = kMaxTime;
       ++evaluations_;
-      bool in = Eval(s, pid, t, &next);
-      Schedule(&s, pid, next);
-      if (in == s.members.contains(pid)) continue;
+      bool in = Eval(s, item.id, t, &next);
+      Schedule(&s, item.id, next);
+      if (in == s.members.contains(item.id)) continue;
       if (in)
-        s.members.add(pid);
+        s.members.add(item.id);
       else
-        s.members.remove(pid);
-      // A segment reached only because a segment it references changed names that one.
-      CauseInfo c = cause;
-      for (auto [dep, src] : via_)
-        if (dep == seg) {
-          c = CauseInfo{Cause::kSegment, segments_[src]->name, {}, t};
-          break;
-        }
-      Emit(s, pid, in, c, t);
-      for (uint32_t dep : s.dependents) {
-        if (seg_stamp_.size() <= dep) seg_stamp_.resize(dep + 1, 0);
-        if (seg_stamp_[dep] == stamp_) continue;
-        seg_stamp_[dep] = stamp_;
-        via_.push_back({dep, seg});
-        queue_.push_back(dep);
-        std::push_heap(queue_.begin(), queue_.end(), by_rank);
+        s.members.remove(item.id);
+      if (s.hidden) {
+        accounts_.Adjust(s.id, item.id, in);
+      } else {
+        // A segment reached only because a segment it references changed names that one; an
+        // account reached through a member condition keeps the cause of its member's change.
+        CauseInfo c = cause;
+        if (item.via != kNoVia && !segments_[item.via]->hidden)
+          c = CauseInfo{Cause::kSegment, segments_[item.via]->name, {}, t};
+        Emit(s, item.id, in, c, t);
       }
+      PushDependents(s, item.id);
     }
+    draining_ = false;
   }
 
   // Keeps exactly one live deadline per (segment, profile): the instant its truth next changes.
@@ -953,28 +1240,34 @@ class Engine::Impl : public engine::CompileContext {
   void Recompute(Segment* s, Cause cause) {
     const Millis now = clock_->Now();
     Roaring next_members;
-    for (uint32_t pid = 0; pid < profiles_.size(); ++pid) {
-      if (store_.erased(pid)) continue;  // a tombstone: its history is gone
+    const bool accounts = s->target == SegmentTarget::kAccounts;
+    const size_t n = accounts ? accounts_.size() : profiles_.size();
+    for (uint32_t id = 0; id < n; ++id) {
+      // Unknown: an erased profile (a tombstone: its history is gone), an account whose group
+      // calls were all erased.
+      if (accounts ? !accounts_.known(id) : store_.erased(id)) continue;
       Millis next = kMaxTime;
-      if (Eval(*s, pid, now, &next)) next_members.add(pid);
-      Schedule(s, pid, next);
+      if (Eval(*s, id, now, &next)) next_members.add(id);
+      Schedule(s, id, next);
     }
     Roaring entered = next_members - s->members;
     Roaring exited = s->members - next_members;
     s->members = std::move(next_members);
     s->members.runOptimize();
     CauseInfo c{cause, {}, {}, now};
-    for (uint32_t pid : entered) Emit(*s, pid, true, c, now);
-    for (uint32_t pid : exited) Emit(*s, pid, false, c, now);
+    for (uint32_t id : entered)
+      s->hidden ? accounts_.Adjust(s->id, id, true) : Emit(*s, id, true, c, now);
+    for (uint32_t id : exited)
+      s->hidden ? accounts_.Adjust(s->id, id, false) : Emit(*s, id, false, c, now);
     // Segments that reference this one see the changed profiles.
     Roaring changed = entered | exited;
-    for (uint32_t pid : changed) {
+    if (s->dependents.empty()) return;
+    for (uint32_t id : changed) {
       touched_.clear();
       ++stamp_;
-      seg_stamp_.resize(std::max<size_t>(seg_stamp_.size(), segments_.size()), 0);
-      seg_stamp_[s->id] = stamp_;
-      for (uint32_t dep : s->dependents) Touch(dep);
-      if (!touched_.empty()) Process(pid, now, CauseInfo{Cause::kSegment, s->name, {}, now});
+      BeginQueue(UINT32_MAX, UINT32_MAX);
+      PushDependents(*s, id);
+      Drain(now, CauseInfo{Cause::kSegment, s->name, {}, now});
     }
   }
 
@@ -986,16 +1279,34 @@ class Engine::Impl : public engine::CompileContext {
     Change c;
     c.seq = s.seq;
     c.segment = s.name;
-    c.profile = std::string(store_.profiles().Get(pid));
+    c.profile = std::string(KeyOf(s.target, pid));
+    c.target = s.target;
     c.kind = enter ? ChangeKind::kEnter : ChangeKind::kExit;
     c.cause = cause.cause;
     c.cause_ref = std::string(cause.ref);
     c.event = std::string(cause.event);
-    c.event_time =
-        cause.cause == Cause::kEvent || cause.cause == Cause::kTraits ? cause.event_time : t;
+    c.event_time = cause.cause == Cause::kEvent || cause.cause == Cause::kTraits ||
+                           cause.cause == Cause::kGroup
+                       ? cause.event_time
+                       : t;
     c.processed_at = clock_->Now();
     if (listener_) listener_(c);
     if (options_.keep_changes) changes_.push_back(std::move(c));
+  }
+
+  // Rebuilds an account's traits from its group calls that are not erased (EraseProfile); the
+  // account is unknown once none is left.
+  void RebuildAccount(uint32_t aid) {
+    engine::Accounts::Account& a = accounts_.Get(aid);
+    std::vector<uint32_t> records = std::move(a.state.identifies);
+    a.state = ProfileState{};
+    for (uint32_t idx : records) {
+      if (store_.kind(idx) != store::RecordKind::kGroup) continue;
+      a.state.identifies.push_back(idx);
+      for (const store::PropEntry& p : store_.props(idx))
+        ApplyTrait(&a.state, p.key(), p.value(), store_.ts(idx), idx);
+    }
+    a.known = !a.state.identifies.empty();
   }
 
   void ApplyTrait(ProfileState* p, uint32_t key, const store::StoredValue& v, Millis ts,
@@ -1017,7 +1328,8 @@ class Engine::Impl : public engine::CompileContext {
   Status ToProps(const Message& msg) {
     props_.clear();
     const std::vector<Field>& fields =
-        msg.type == MessageType::kIdentify ? msg.traits : msg.properties;
+        msg.type == MessageType::kIdentify || msg.type == MessageType::kGroup ? msg.traits
+                                                                              : msg.properties;
     for (const Field& f : fields) {
       store::StoredValue v;
       v.type = f.value.type;
@@ -1079,8 +1391,21 @@ class Engine::Impl : public engine::CompileContext {
   // Mutable: NextDeadline() drops superseded entries from the top.
   mutable std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
   std::vector<uint32_t> touched_;
-  std::vector<uint32_t> queue_;                     // Process() scratch
-  std::vector<std::pair<uint32_t, uint32_t>> via_;  // Process() scratch
+  std::vector<Item> queue_;                         // Drain() scratch
+  uint32_t primary_[2] = {UINT32_MAX, UINT32_MAX};  // BeginQueue(): by SegmentTarget
+  absl::flat_hash_set<uint64_t> queued_;            // (segment, id) queued other than primary_
+  bool draining_ = false;
+  // Accounts: the graph and per-account state, and the indexes from what a group call changes to
+  // the segments it can change (RebuildAccountIndex).
+  absl::flat_hash_map<uint32_t, std::vector<uint32_t>> acct_by_trait_;  // account segments
+  std::vector<uint32_t> acct_every_group_;      // account segments with trait history
+  std::vector<uint32_t> acct_member_segments_;  // account segments with member conditions
+  std::vector<uint32_t> acct_segments_;         // every account segment (for a new account)
+  absl::flat_hash_map<uint32_t, std::vector<uint32_t>> user_by_account_trait_;  // account.TRAIT
+  std::vector<uint32_t> user_link_segments_;  // user segments reading the user's accounts
+  SegmentTarget compiling_target_ = SegmentTarget::kUsers;
+  std::string compiling_name_;
+  std::vector<uint32_t> pending_hidden_;  // hidden segments created by the compile in progress
   std::vector<uint64_t> seg_stamp_;
   uint64_t stamp_ = 0;
   size_t compact_at_ = 1'000'000;
@@ -1103,6 +1428,10 @@ std::optional<Millis> Engine::NextDeadline() const { return impl_->NextDeadline(
 
 Result<SegmentInfo> Engine::CreateSegment(std::string_view name, std::string_view definition) {
   return impl_->Create(name, definition);
+}
+Result<SegmentInfo> Engine::CreateSegment(std::string_view name, std::string_view definition,
+                                          SegmentTarget target) {
+  return impl_->Create(name, definition, target);
 }
 Result<SegmentInfo> Engine::UpdateSegment(std::string_view name, std::string_view definition) {
   return impl_->Update(name, definition);
@@ -1139,7 +1468,7 @@ Result<SegmentInfo> Engine::GetSegment(std::string_view name) const {
 std::vector<SegmentInfo> Engine::ListSegments() const {
   std::vector<SegmentInfo> out;
   for (const auto& s : impl_->segments_)
-    if (s) out.push_back(impl_->Info(*s));
+    if (s && !s->hidden) out.push_back(impl_->Info(*s));
   std::sort(out.begin(), out.end(),
             [](const SegmentInfo& a, const SegmentInfo& b) { return a.name < b.name; });
   return out;
@@ -1167,12 +1496,46 @@ Result<uint64_t> Engine::Count(std::string_view segment) const {
 Result<bool> Engine::IsMember(std::string_view segment, std::string_view profile) const {
   auto* s = impl_->Find(segment);
   if (!s) return Status::NotFound("segment \"" + std::string(segment) + "\" does not exist");
-  auto pid = impl_->store_.profiles().Find(profile);
-  return pid.has_value() && s->members.contains(*pid);
+  auto id = s->target == SegmentTarget::kAccounts ? impl_->store_.accounts().Find(profile)
+                                                  : impl_->store_.profiles().Find(profile);
+  return id.has_value() && s->members.contains(*id);
 }
 
 std::vector<std::string> Engine::SegmentsOf(std::string_view profile) const {
-  return impl_->SegmentsOf(profile);
+  return impl_->SegmentsOf(profile, SegmentTarget::kUsers);
+}
+std::vector<std::string> Engine::SegmentsOf(std::string_view key, SegmentTarget target) const {
+  return impl_->SegmentsOf(key, target);
+}
+
+bool Engine::HasAccount(std::string_view account) const {
+  auto id = impl_->store_.accounts().Find(account);
+  return id && impl_->accounts_.known(*id);
+}
+Result<std::vector<Field>> Engine::AccountTraits(std::string_view account) const {
+  auto id = impl_->store_.accounts().Find(account);
+  if (!id || !impl_->accounts_.known(*id))
+    return Status::NotFound("account \"" + std::string(account) + "\" does not exist");
+  return impl_->TraitFields(impl_->accounts_.Find(*id)->state);
+}
+Result<std::vector<std::string>> Engine::AccountUsers(std::string_view account) const {
+  auto id = impl_->store_.accounts().Find(account);
+  if (!id || !impl_->accounts_.known(*id))
+    return Status::NotFound("account \"" + std::string(account) + "\" does not exist");
+  std::vector<std::string> out;
+  for (uint32_t u : impl_->accounts_.UsersOf(*id))
+    out.emplace_back(impl_->store_.profiles().Get(u));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+std::vector<std::string> Engine::AccountsOf(std::string_view profile) const {
+  std::vector<std::string> out;
+  auto pid = impl_->store_.profiles().Find(profile);
+  if (!pid) return out;
+  for (uint32_t a : impl_->accounts_.AccountsOf(*pid))
+    out.emplace_back(impl_->store_.accounts().Get(a));
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 Result<ExplainNode> Engine::Explain(std::string_view segment, std::string_view profile) const {

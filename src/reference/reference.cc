@@ -22,6 +22,8 @@
 namespace shoal::reference {
 namespace {
 
+using rules::AccountSegmentCond;
+using rules::AccountTraitCond;
 using rules::AggCond;
 using rules::BucketCond;
 using rules::CmpOp;
@@ -32,6 +34,7 @@ using rules::FirstLastCond;
 using rules::LastEventCond;
 using rules::ListRefCond;
 using rules::Literal;
+using rules::MemberCond;
 using rules::NotFollowedCond;
 using rules::Path;
 using rules::PropExpr;
@@ -370,17 +373,53 @@ int64_t Fixed(double v) { return std::llround(v * 1e6); }
 
 // --- The evaluator -----------------------------------------------------------------------------
 
-// One profile and its records, in arrival order.
+// One profile and its records, in arrival order; or one account (account = true) and its group
+// records, whose properties are the account's traits.
 struct ProfileRecords {
   uint32_t id = 0;
   std::string_view key;
   std::vector<uint32_t> records;
+  bool account = false;
+};
+
+// Who belongs to which account, read off the group records that are not erased (docs/language.md,
+// "Accounts"): a user is a member of every account it sent a group call for.
+struct Graph {
+  std::map<uint32_t, ProfileRecords> users;     // every profile with a record
+  std::map<uint32_t, ProfileRecords> accounts;  // every account with a live group record
+  std::map<uint32_t, std::set<uint32_t>> accounts_of, users_of;
+
+  explicit Graph(const Store& store) {
+    for (size_t i = 0; i < store.size(); ++i) {
+      uint32_t r = static_cast<uint32_t>(i);
+      if (store.kind(i) == store::RecordKind::kErased) continue;
+      uint32_t u = store.profile(i);
+      ProfileRecords& pu = users[u];
+      pu.id = u;
+      pu.key = store.profiles().Get(u);
+      pu.records.push_back(r);
+      if (store.kind(i) != store::RecordKind::kGroup) continue;
+      uint32_t a = store.account(i);
+      ProfileRecords& pa = accounts[a];
+      pa.id = a;
+      pa.key = store.accounts().Get(a);
+      pa.account = true;
+      pa.records.push_back(r);
+      accounts_of[u].insert(a);
+      users_of[a].insert(u);
+    }
+  }
 };
 
 class Evaluator {
  public:
   Evaluator(const Store& store, const DefinitionLookup& lookup, const ListLookup& lists, Millis now)
       : store_(store), lookup_(lookup), lists_(lists), now_(now) {}
+
+  const Graph& graph() {
+    if (!graph_) graph_ = std::make_unique<Graph>(store_);
+    return *graph_;
+  }
   Evaluator(const Evaluator&) = delete;
   Evaluator& operator=(const Evaluator&) = delete;
 
@@ -572,7 +611,7 @@ class Evaluator {
     std::optional<uint32_t> best;
     std::optional<StoredValue> best_value;
     for (uint32_t r : p.records) {
-      if (store_.kind(r) != store::RecordKind::kIdentify) continue;
+      if (store_.kind(r) != TraitKind(p)) continue;
       std::optional<StoredValue> sv = store_.Find(r, *key);
       if (!sv) continue;
       // Records are in arrival order, so ">=" on ts makes the later arrival win a tie.
@@ -585,6 +624,11 @@ class Evaluator {
     return Present(*best_value);
   }
 
+  // A user's traits come from its identify calls, an account's from its group calls.
+  static store::RecordKind TraitKind(const ProfileRecords& p) {
+    return p.account ? store::RecordKind::kGroup : store::RecordKind::kIdentify;
+  }
+
   // ---- leaves
 
   bool Leaf(const TraitCond& c, const ProfileRecords& p) {
@@ -594,7 +638,7 @@ class Evaluator {
   bool Leaf(const TraitHistoryCond& c, const ProfileRecords& p) {
     std::vector<uint32_t> ids;
     for (uint32_t r : p.records)
-      if (store_.kind(r) == store::RecordKind::kIdentify) ids.push_back(r);
+      if (store_.kind(r) == TraitKind(p)) ids.push_back(r);
     // No identify: "since" does not exist, so the condition is false even for `missing`.
     if (ids.empty()) return false;
     std::stable_sort(ids.begin(), ids.end(),
@@ -748,7 +792,56 @@ class Evaluator {
     return lists_ && lists_(c.list, p.key);
   }
 
+  // ---- accounts
+
+  // The number of the account's members for which the user condition holds; `all members`
+  // needs at least one member (an account without members satisfies no `all members`).
+  bool Leaf(const MemberCond& c, const ProfileRecords& p) {
+    if (!p.account) return false;
+    const Graph& g = graph();
+    auto it = g.users_of.find(p.id);
+    int64_t total = 0, yes = 0;
+    if (it != g.users_of.end()) {
+      for (uint32_t u : it->second) {
+        ++total;
+        if (Eval(*c.user, g.users.at(u))) ++yes;
+      }
+    }
+    if (c.kind == MemberCond::Kind::kAll) return total > 0 && yes == total;
+    return Holds(yes, c.op, c.n);
+  }
+
+  bool Leaf(const AccountSegmentCond& c, const ProfileRecords& p) {
+    if (p.account) return false;
+    const Expr* def = lookup_ ? lookup_(c.segment) : nullptr;
+    if (!def) return false;
+    if (std::find(active_.begin(), active_.end(), c.segment) != active_.end()) return false;
+    const Graph& g = graph();
+    auto it = g.accounts_of.find(p.id);
+    if (it == g.accounts_of.end()) return false;
+    active_.push_back(c.segment);
+    bool any = false;
+    for (uint32_t a : it->second)
+      if (Eval(*def, g.accounts.at(a))) {
+        any = true;
+        break;
+      }
+    active_.pop_back();
+    return any;
+  }
+
+  bool Leaf(const AccountTraitCond& c, const ProfileRecords& p) {
+    if (p.account) return false;
+    const Graph& g = graph();
+    auto it = g.accounts_of.find(p.id);
+    if (it == g.accounts_of.end()) return false;
+    for (uint32_t a : it->second)
+      if (Pred(c.pred, Trait(g.accounts.at(a), c.pred.path))) return true;
+    return false;
+  }
+
   const Store& store_;
+  std::unique_ptr<Graph> graph_;
   const DefinitionLookup& lookup_;
   const ListLookup& lists_;
   const Millis now_;
@@ -776,6 +869,17 @@ std::vector<std::string> Members(const store::Store& store, const rules::Expr& d
   std::vector<std::string> out;
   for (const ProfileRecords& p : profiles)
     if (!store.erased(p.id) && eval.Eval(def, p)) out.emplace_back(p.key);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<std::string> AccountMembers(const store::Store& store, const rules::Expr& def,
+                                        const DefinitionLookup& lookup, Millis now,
+                                        const ListLookup& lists) {
+  Evaluator eval(store, lookup, lists, now);
+  std::vector<std::string> out;
+  for (const auto& [id, a] : eval.graph().accounts)
+    if (eval.Eval(def, a)) out.emplace_back(a.key);
   std::sort(out.begin(), out.end());
   return out;
 }

@@ -31,6 +31,12 @@ std::vector<std::string> Members(const store::Store& store, const rules::Expr& d
                                  const DefinitionLookup& lookup, Millis now,
                                  const ListLookup& lists = {});
 
+// The account keys (groupIds, sorted) of every known account (one with a group call that is not
+// erased) for which the account definition `def` is true at `now`.
+std::vector<std::string> AccountMembers(const store::Store& store, const rules::Expr& def,
+                                        const DefinitionLookup& lookup, Millis now,
+                                        const ListLookup& lists = {});
+
 // Whether one profile (by dense id) satisfies `def` at `now`; false for an erased id.
 bool IsMember(const store::Store& store, uint32_t profile, const rules::Expr& def,
               const DefinitionLookup& lookup, Millis now, const ListLookup& lists = {});

@@ -228,9 +228,41 @@ struct BucketCond {
   bool operator==(const BucketCond&) const = default;
 };
 
-using Leaf =
-    std::variant<TraitCond, TraitHistoryCond, CountCond, AggCond, FirstLastCond, LastEventCond,
-                 SequenceCond, NotFollowedCond, SegmentRefCond, BucketCond, ListRefCond>;
+struct Expr;
+
+// --- Account conditions (docs/language.md, "Accounts")
+// --------------------------------------------
+
+// In an account segment: how many of the account's members (its linked users) satisfy a user
+// condition. `at least 3 members (performed "Email Clicked" within 14d)` is {kCount, kGe, 3};
+// `any member (C)` is {kCount, kGe, 1}; `no member (C)` is {kCount, kEq, 0}; `all members (C)`
+// is {kAll}: the account has at least one member and every member satisfies C.
+struct MemberCond {
+  enum class Kind : uint8_t { kCount, kAll };
+  Kind kind = Kind::kCount;
+  CmpOp op = CmpOp::kGe;
+  int64_t n = 1;
+  std::shared_ptr<const Expr> user;  // the user condition; never null, immutable once parsed
+  bool operator==(const MemberCond& o) const;
+};
+
+// In a user segment: `account in segment "S"`, true when any of the user's accounts is a member
+// of account segment S.
+struct AccountSegmentCond {
+  std::string segment;
+  bool operator==(const AccountSegmentCond&) const = default;
+};
+
+// In a user segment: `account.industry = "Fintech"`, true when the predicate holds on the traits
+// of any of the user's accounts. pred.path is the account trait's path (without "account").
+struct AccountTraitCond {
+  ValuePred pred;
+  bool operator==(const AccountTraitCond&) const = default;
+};
+
+using Leaf = std::variant<TraitCond, TraitHistoryCond, CountCond, AggCond, FirstLastCond,
+                          LastEventCond, SequenceCond, NotFollowedCond, SegmentRefCond, BucketCond,
+                          ListRefCond, MemberCond, AccountSegmentCond, AccountTraitCond>;
 
 // A segment definition: a boolean tree of leaf conditions.
 struct Expr {
@@ -244,6 +276,11 @@ struct Expr {
     return kind == o.kind && children == o.children && (kind != Kind::kLeaf || leaf == o.leaf);
   }
 };
+
+inline bool MemberCond::operator==(const MemberCond& o) const {
+  return kind == o.kind && op == o.op && n == o.n &&
+         (user == o.user || (user && o.user && *user == *o.user));
+}
 
 // The stable bucket of a profile key: xxh3_64(salt + "\x1f" + key) % buckets.
 int64_t BucketOf(std::string_view profile_key, std::string_view salt, int64_t buckets);

@@ -226,11 +226,22 @@ class Parser {
       if (IsAggWord(w)) return ParseAgg(out);
       if (w == "in") return ParseSegmentRef(out);
       if (w == "bucket") return ParseBucket(out);
+      // Not reserved words: `account`, `any`, `all` and `no` are accounts' conditions only when
+      // followed as below, so traits with those names keep working.
+      if (w == "account" && (Ahead(1).kind == TokKind::kDot ||
+                             (IsWord(Ahead(1), "in") && IsWord(Ahead(2), "segment"))))
+        return ParseAccount(out);
+      if ((w == "any" || w == "all" || w == "no") &&
+          (IsWord(Ahead(1), "member") || IsWord(Ahead(1), "members")))
+        return ParseMembers(out);
+      if (AtCount()) return ParseMembers(out);
       if (IsReservedWord(w))
         return Expected(
             "a condition such as 'performed \"Event\"' or a trait name (write a trait named "
             "like a keyword in backquotes)");
     }
+    // `at least 3 members (...)`: a count word or a comparison starts only member conditions.
+    if (AtCount()) return ParseMembers(out);
     if (t.kind == TokKind::kWord || t.kind == TokKind::kQuoted) return ParseTrait(out);
     return Expected("a condition such as 'performed \"Event\"' or a trait name");
   }
@@ -325,6 +336,54 @@ class Parser {
     return Status::Ok();
   }
 
+  // account_cond := "account" "." path pred | "account in segment" STRING
+  Status ParseAccount(Expr* out) {
+    Advance();  // account
+    if (AtWord("in")) {
+      Advance();
+      Advance();  // segment
+      if (Cur().kind != TokKind::kString)
+        return Expected("an account segment name in quotes after 'account in segment'");
+      out->leaf = AccountSegmentCond{Cur().str};
+      Advance();
+      return Status::Ok();
+    }
+    Advance();  // .
+    AccountTraitCond c;
+    SHOAL_RETURN_IF_ERROR(ParsePathAndPred(&c.pred, "an account trait name after 'account.'"));
+    out->leaf = std::move(c);
+    return Status::Ok();
+  }
+
+  // member_cond := ("any" | "no") "member" "(" expr ")" | "all members" "(" expr ")"
+  //              | count_word INT ("member" | "members") "(" expr ")"
+  Status ParseMembers(Expr* out) {
+    MemberCond m;
+    if (AtWord("any") || AtWord("all") || AtWord("no")) {
+      if (AtWord("all")) m.kind = MemberCond::Kind::kAll;
+      if (AtWord("no")) {
+        m.op = CmpOp::kEq;
+        m.n = 0;
+      }
+      Advance();
+      Advance();  // member(s)
+    } else {
+      SHOAL_RETURN_IF_ERROR(ParseCount(&m.op, &m.n, /*members=*/true));
+    }
+    if (Cur().kind != TokKind::kLParen)
+      return Expected("'(' and a user condition after " + Quoted(Prev().text));
+    SourcePos open = Cur().pos;
+    SHOAL_RETURN_IF_ERROR(Enter());
+    Advance();
+    auto user = std::make_shared<Expr>();
+    SHOAL_RETURN_IF_ERROR(ParseExpr(user.get()));
+    Leave();
+    SHOAL_RETURN_IF_ERROR(ExpectKind(TokKind::kRParen, CloseParen(open)));
+    m.user = std::move(user);
+    out->leaf = std::move(m);
+    return Status::Ok();
+  }
+
   // did not perform E [window]
   Status ParseDidNot(Expr* out) {
     Advance();  // did
@@ -347,7 +406,8 @@ class Parser {
 
   // count := ("at least" | "at most" | "exactly" | "more than" | "fewer than") INT "times"
   //        | cmp INT "times"
-  Status ParseCount(CmpOp* op, int64_t* n) {
+  // With `members`, the unit is "member(s)" instead of "time(s)" (member conditions).
+  Status ParseCount(CmpOp* op, int64_t* n, bool members = false) {
     size_t start = i_;
     if (Cur().kind == TokKind::kOp) {
       *op = Cur().op;
@@ -370,13 +430,15 @@ class Parser {
     }
     std::string after = "after " + Quoted(SpanText(start));
     const Token& t = Cur();
-    if (t.kind != TokKind::kNumber) return Expected("a number of times such as 5 " + after);
+    const char* unit = members ? "members" : "times";
+    if (t.kind != TokKind::kNumber)
+      return Expected(std::string("a number of ") + unit + " such as 5 " + after);
     if (t.num < 0 || (t.is_int && t.int_val < 0)) return Expected("a count of 0 or more " + after);
-    if (!t.is_int) return Expected("a whole number of times " + after);
+    if (!t.is_int) return Expected(std::string("a whole number of ") + unit + " " + after);
     *n = t.int_val;
     Advance();
-    if (!AtWord("times") && !AtWord("time"))
-      return Expected("'times' after " + Quoted(SpanText(start)));
+    if (members ? !AtWord("members") && !AtWord("member") : !AtWord("times") && !AtWord("time"))
+      return Expected("'" + std::string(unit) + "' after " + Quoted(SpanText(start)));
     Advance();
     return Status::Ok();
   }

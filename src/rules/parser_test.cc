@@ -848,7 +848,7 @@ class RandomDefinition {
     return " " + Kw(words[Pick(7)]) + " " + std::to_string(Pick(10)) + " " + Kw("times");
   }
   std::string Condition() {
-    switch (Pick(12)) {
+    switch (Pick(15)) {
       case 0:
         return Pred();
       case 1:
@@ -878,6 +878,18 @@ class RandomDefinition {
         return Kw("in segment") + " \"seg\"";
       case 10:
         return Kw("in list") + " \"vip list\"";
+      case 12: {
+        const char* heads[] = {"any member",          "no member",    "all members",
+                               "at least 3 members",  ">= 2 members", "exactly 1 member",
+                               "fewer than 4 members"};
+        std::string user = Pick(2) ? Pred() : Kw("performed") + " " + Event() + Window();
+        if (Pick(3) == 0) user = "(" + user + ") " + Kw("or") + " " + Pred();
+        return Kw(heads[Pick(7)]) + " (" + user + ")";
+      }
+      case 13:
+        return Kw("account") + " " + Kw("in segment") + " \"accts\"";
+      case 14:
+        return Kw("account") + "." + Pred();
       default:
         return Kw("bucket") + "(" + std::to_string(1 + Pick(100)) + (Pick(2) ? ", \"salt\"" : "") +
                ") < " + std::to_string(Pick(100));
@@ -921,6 +933,37 @@ TEST(ParserTest, NeverCrashesOnPrefixes) {
           << r.status().message();
     }
   }
+}
+
+}  // namespace
+}  // namespace shoal::rules
+
+namespace shoal::rules {
+namespace {
+
+TEST(ParserTest, AccountConditions) {
+  EXPECT_EQ(Canon(R"(AT LEAST 3 MEMBERS (performed "Email Clicked" within 14d))"),
+            R"(at least 3 members (performed "Email Clicked" within 14d))");
+  EXPECT_EQ(Canon(R"(at least 1 members (plan = "pro"))"), R"(any member (plan = "pro"))");
+  EXPECT_EQ(Canon(R"(exactly 0 member (plan = "pro"))"), R"(no member (plan = "pro"))");
+  EXPECT_EQ(Canon(R"(all member (plan = "pro" or x = 1))"),
+            R"(all members (plan = "pro" or x = 1))");
+  EXPECT_EQ(Canon(R"(!= 1 members (x = 1))"), R"(!= 1 member (x = 1))");
+  EXPECT_EQ(Canon(R"(Account In Segment "t")"), R"(account in segment "t")");
+  EXPECT_EQ(Canon(R"(account.industry = "Fintech")"), R"(account.industry = "Fintech")");
+  // A user trait under `account` keeps its meaning through the canonical form.
+  EXPECT_EQ(Canon(R"(`account`.plan = "pro")"), R"(`account`.plan = "pro")");
+  EXPECT_EQ(Canon(R"(account = "x" and any = 1 and no in (1))"),
+            R"(account = "x" and any = 1 and no in (1))");
+  auto m = ParseLeaf<MemberCond>(R"(all members (performed "A"))");
+  EXPECT_EQ(m.kind, MemberCond::Kind::kAll);
+  ASSERT_TRUE(m.user);
+  auto t = ParseLeaf<AccountTraitCond>(R"(account.address.city = "Paris")");
+  EXPECT_EQ(t.pred.path, (Path{"address", "city"}));
+  EXPECT_FALSE(Parse(R"(at least 3 members performed "A")").ok());
+  EXPECT_FALSE(Parse(R"(at least members (x = 1))").ok());
+  EXPECT_FALSE(Parse(R"(any member (x = 1)").ok());
+  EXPECT_FALSE(Parse(R"(account in segment vip)").ok());
 }
 
 }  // namespace

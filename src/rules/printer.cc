@@ -2,6 +2,7 @@
 // back to an equal tree, so every choice here mirrors one in parser.cc: keywords in lower case,
 // names backquoted when the lexer would not read them as one plain name, parentheses only where
 // precedence needs them, compound filters always in parentheses.
+#include <cctype>
 #include <charconv>
 #include <cstdio>
 
@@ -184,10 +185,24 @@ const char* AggName(AggCond::Fn fn) {
   return "sum";
 }
 
+void PrintExpr(const Expr& e, std::string* out);
+
+// A user trait under `account` (`account.plan`) would read as the account's trait: backquote its
+// first name.
+std::string PrintTraitPred(const ValuePred& p) {
+  std::string out = Print(p);
+  if (p.path.size() > 1 && IsPlainIdentifier(p.path[0]) && !IsReservedWord(p.path[0])) {
+    std::string lower = p.path[0];
+    for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (lower == "account") out = "`" + p.path[0] + "`" + out.substr(p.path[0].size());
+  }
+  return out;
+}
+
 struct LeafPrinter {
-  std::string operator()(const TraitCond& c) const { return Print(c.pred); }
+  std::string operator()(const TraitCond& c) const { return PrintTraitPred(c.pred); }
   std::string operator()(const TraitHistoryCond& c) const {
-    return Print(c.pred) + (c.at_least ? " for at least " : " for less than ") +
+    return PrintTraitPred(c.pred) + (c.at_least ? " for at least " : " for less than ") +
            FormatDuration(c.duration);
   }
   std::string operator()(const CountCond& c) const {
@@ -223,14 +238,32 @@ struct LeafPrinter {
     return "in segment " + QuoteString(c.segment);
   }
   std::string operator()(const ListRefCond& c) const { return "in list " + QuoteString(c.list); }
+  std::string operator()(const MemberCond& c) const {
+    std::string out;
+    if (c.kind == MemberCond::Kind::kAll)
+      out = "all members";
+    else if (c.op == CmpOp::kGe && c.n == 1)
+      out = "any member";
+    else if (c.op == CmpOp::kEq && c.n == 0)
+      out = "no member";
+    else {
+      out = PrintCount(c.op, c.n);
+      out = out.substr(0, out.rfind(' ')) + (c.n == 1 ? " member" : " members");
+    }
+    out += " (";
+    if (c.user) PrintExpr(*c.user, &out);
+    return out + ")";
+  }
+  std::string operator()(const AccountSegmentCond& c) const {
+    return "account in segment " + QuoteString(c.segment);
+  }
+  std::string operator()(const AccountTraitCond& c) const { return "account." + Print(c.pred); }
   std::string operator()(const BucketCond& c) const {
     std::string out = "bucket(" + std::to_string(c.buckets);
     if (!c.salt.empty()) out += ", " + QuoteString(c.salt);
     return out + ") " + CmpText(c.op) + " " + std::to_string(c.value);
   }
 };
-
-void PrintExpr(const Expr& e, std::string* out);
 
 void PrintExprChild(const Expr& c, bool parens, std::string* out) {
   if (parens) out->push_back('(');

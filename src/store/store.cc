@@ -116,9 +116,24 @@ uint32_t Store::Append(uint32_t profile, uint32_t name, Millis ts,
   name_.push_back(name);
   props_begin_.push_back(static_cast<uint32_t>(props_.size()));
   for (const PropEntry& p : props) props_.push_back(p);
-  if (by_name_.size() <= name) by_name_.resize(name + 1);
-  by_name_[name].push_back(idx);
+  if (name != kGroupName) {  // group records are found through group_account_
+    if (by_name_.size() <= name) by_name_.resize(name + 1);
+    by_name_[name].push_back(idx);
+  }
   return idx;
+}
+
+uint32_t Store::AppendGroup(uint32_t profile, uint32_t account, Millis ts,
+                            std::span<const PropEntry> props) {
+  uint32_t idx = Append(profile, kGroupName, ts, props);
+  group_account_.push_back({idx, account});
+  return idx;
+}
+
+uint32_t Store::account(size_t i) const {
+  auto it = std::lower_bound(group_account_.begin(), group_account_.end(),
+                             std::pair<uint32_t, uint32_t>{static_cast<uint32_t>(i), 0});
+  return it != group_account_.end() && it->first == i ? it->second : UINT32_MAX;
 }
 
 std::optional<StoredValue> Store::Find(size_t i, uint32_t key) const {
@@ -156,8 +171,9 @@ size_t Store::MemoryBytes() const {
   size_t by_name_bytes = by_name_.capacity() * sizeof(std::vector<uint32_t>);
   for (const auto& v : by_name_) by_name_bytes += v.capacity() * sizeof(uint32_t);
   return strings_.MemoryBytes() + profiles_.MemoryBytes() + keys_.MemoryBytes() +
-         ts_.MemoryBytes() + profile_.MemoryBytes() + name_.MemoryBytes() +
-         props_begin_.MemoryBytes() + props_.MemoryBytes() + by_name_bytes;
+         accounts_.MemoryBytes() + group_account_.capacity() * 8 + ts_.MemoryBytes() +
+         profile_.MemoryBytes() + name_.MemoryBytes() + props_begin_.MemoryBytes() +
+         props_.MemoryBytes() + by_name_bytes;
 }
 
 }  // namespace shoal::store

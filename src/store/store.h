@@ -183,7 +183,8 @@ class ChunkedVector {
 };
 
 // kErased: a record of an erased profile, kept as a tombstone so record indices stay stable.
-enum class RecordKind : uint8_t { kTrack, kIdentify, kErased };
+// kGroup: a group call (the user joins the account; its traits are the account's).
+enum class RecordKind : uint8_t { kTrack, kIdentify, kErased, kGroup };
 
 // Retained history plus the id spaces it uses.
 class Store {
@@ -194,6 +195,8 @@ class Store {
   // never matches one.
   static constexpr uint32_t kErasedName = UINT32_MAX;
   static constexpr uint32_t kErasedProfile = UINT32_MAX;
+  // Name of group records: an id no pool hands out, so no event name (not even "$group") matches.
+  static constexpr uint32_t kGroupName = UINT32_MAX - 1;
 
   Store();
   Store(const Store&) = delete;
@@ -207,9 +210,19 @@ class Store {
   // small: a PropEntry has 24 bits for the key.
   StringPool& keys() { return keys_; }
   const StringPool& keys() const { return keys_; }
+  // Account key (groupId) -> dense account id: accounts have their own id space.
+  StringPool& accounts() { return accounts_; }
+  const StringPool& accounts() const { return accounts_; }
 
   // Appends a record; `props` must be sorted by key id with no duplicate keys. Returns its index.
   uint32_t Append(uint32_t profile, uint32_t name, Millis ts, std::span<const PropEntry> props);
+
+  // Appends a group record: `profile` joins `account`, `props` are the account's traits (sorted
+  // as for Append). Returns its index.
+  uint32_t AppendGroup(uint32_t profile, uint32_t account, Millis ts,
+                       std::span<const PropEntry> props);
+  // The account of group record i (kind(i) == kGroup, or a tombstone that was one).
+  uint32_t account(size_t i) const;
 
   size_t size() const { return ts_.size(); }
   uint32_t profile(size_t i) const { return profile_[i]; }
@@ -217,6 +230,7 @@ class Store {
   RecordKind kind(size_t i) const {
     return name_[i] == kIdentifyName ? RecordKind::kIdentify
            : name_[i] == kErasedName ? RecordKind::kErased
+           : name_[i] == kGroupName  ? RecordKind::kGroup
                                      : RecordKind::kTrack;
   }
   Millis ts(size_t i) const { return ts_[i]; }
@@ -264,7 +278,11 @@ class Store {
   // A record's props never cross a chunk boundary (see Append).
   ChunkedVector<PropEntry> props_;
   std::vector<std::vector<uint32_t>> by_name_;  // name id -> record indices (records_named)
-  std::vector<bool> erased_;                    // by profile id
+  StringPool accounts_;
+  // (record index, account) of every group record, in index order: group calls are rare next to
+  // events, so a side table costs less than an account column on every record.
+  std::vector<std::pair<uint32_t, uint32_t>> group_account_;
+  std::vector<bool> erased_;  // by profile id
   size_t erased_records_ = 0, erased_profiles_ = 0;
 };
 

@@ -29,9 +29,11 @@ namespace {
 struct PeerSegment {
   const char* id;
   const char* definition;
+  SegmentTarget target = SegmentTarget::kUsers;  // account segments are helpers: no sN.txt
 };
 
-// The shared/peers segments in the Shoal language (s7 needs accounts: not yet supported).
+// The shared/peers segments in the Shoal language. s7 is two: the accounts with 3+ recent email
+// clickers, then their users; an account segment comes before the user segment that reads it.
 const PeerSegment kPeerSegments[] = {
     {"s1", R"(performed "Order Completed" within 30d and performed "Email Clicked" within 30d)"},
     {"s2", R"(performed "Product Added" within 1d not followed by "Order Completed")"},
@@ -40,6 +42,9 @@ const PeerSegment kPeerSegments[] = {
     {"s4", R"(performed "Savings Opened" and did not perform "Transfer Set Up")"},
     {"s5", R"(sum(total) of "Order Completed" within 90d > 500)"},
     {"s6", R"(country in ("DE", "FR") and plan = "pro" and age between 25 and 40)"},
+    {"s7_accounts", R"(at least 3 members (performed "Email Clicked" within 14d))",
+     SegmentTarget::kAccounts},
+    {"s7", R"(account in segment "s7_accounts")"},
     {"s8",
      R"(performed "Login" at least 5 times between 90d ago and 30d ago and did not perform "Login" within 30d)"},
 };
@@ -148,7 +153,7 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
     uint64_t changes = 0;
     engine.SetChangeListener([&](const Change&) { ++changes; });
     for (const PeerSegment& s : kPeerSegments) {
-      auto r = engine.CreateSegment(s.id, s.definition);
+      auto r = engine.CreateSegment(s.id, s.definition, s.target);
       if (!r.ok()) {
         fmt::print(stderr, "segment {}: {}\n", s.id, r.status().message());
         return 1;
@@ -163,9 +168,10 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
                live.events, live.seconds, live.events / live.seconds, changes);
     for (const PeerSegment& s : kPeerSegments) {
       auto members = engine.Members(s.id);
+      counts.emplace_back(s.id, members->size());
+      if (s.target != SegmentTarget::kUsers) continue;
       std::ofstream f(out_dir + "/" + s.id + ".txt");
       for (const std::string& m : *members) f << m << '\n';
-      counts.emplace_back(s.id, members->size());
     }
     EngineStats stats = engine.Stats();
     profiles = stats.profiles;
@@ -193,7 +199,7 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
     std::string each;
     for (const PeerSegment& s : kPeerSegments) {
       auto t1 = std::chrono::steady_clock::now();
-      auto r = engine.CreateSegment(s.id, s.definition);
+      auto r = engine.CreateSegment(s.id, s.definition, s.target);
       if (!r.ok()) return 1;
       each +=
           fmt::format(" {} {:.1f} ms", s.id, 1e3 * Seconds(t1, std::chrono::steady_clock::now()));
@@ -203,9 +209,10 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
     if (skip_live) {  // no live pass to compare with: write the members from here
       for (const PeerSegment& s : kPeerSegments) {
         auto members = engine.Members(s.id);
+        counts.emplace_back(s.id, members->size());
+        if (s.target != SegmentTarget::kUsers) continue;
         std::ofstream f(out_dir + "/" + s.id + ".txt");
         for (const std::string& m : *members) f << m << '\n';
-        counts.emplace_back(s.id, members->size());
       }
     }
     for (size_t i = 0; i < counts.size(); ++i) {

@@ -1,0 +1,224 @@
+#include "engine/accounts.h"
+
+#include <algorithm>
+
+#include "fmt/format.h"
+
+namespace shoal::engine {
+
+const std::vector<uint32_t> Accounts::kNone;
+
+Accounts::Account& Accounts::Get(uint32_t account) {
+  if (accounts_.size() <= account) accounts_.resize(account + 1);
+  return accounts_[account];
+}
+
+size_t Accounts::known_count() const {
+  size_t n = 0;
+  for (const Account& a : accounts_) n += a.known;
+  return n;
+}
+
+bool Accounts::Link(uint32_t user, uint32_t account,
+                    const std::function<bool(uint32_t, uint32_t)>& is_member) {
+  if (user_accounts_.size() <= user) user_accounts_.resize(user + 1);
+  std::vector<uint32_t>& mine = user_accounts_[user];
+  auto it = std::lower_bound(mine.begin(), mine.end(), account);
+  if (it != mine.end() && *it == account) return false;
+  mine.insert(it, account);
+  std::vector<uint32_t>& users = Get(account).users;
+  users.insert(std::lower_bound(users.begin(), users.end(), user), user);
+  for (auto& [seg, counts] : counts_) {
+    if (!is_member(seg, user)) continue;
+    if (counts.size() <= account) counts.resize(account + 1, 0);
+    ++counts[account];
+  }
+  return true;
+}
+
+std::vector<uint32_t> Accounts::UnlinkUser(uint32_t user) {
+  if (user >= user_accounts_.size()) return {};
+  std::vector<uint32_t> out = std::move(user_accounts_[user]);
+  user_accounts_[user] = {};
+  for (uint32_t a : out) {
+    std::vector<uint32_t>& users = accounts_[a].users;
+    auto it = std::lower_bound(users.begin(), users.end(), user);
+    if (it != users.end() && *it == user) users.erase(it);
+  }
+  return out;
+}
+
+uint32_t Accounts::MemberCount(uint32_t seg, uint32_t account) const {
+  auto it = counts_.find(seg);
+  if (it == counts_.end() || account >= it->second.size()) return 0;
+  return it->second[account];
+}
+
+void Accounts::Adjust(uint32_t seg, uint32_t user, bool in) {
+  auto it = counts_.find(seg);
+  if (it == counts_.end()) return;
+  std::vector<uint32_t>& counts = it->second;
+  for (uint32_t a : AccountsOf(user)) {
+    if (counts.size() <= a) counts.resize(a + 1, 0);
+    counts[a] += in ? 1 : -1;  // never below 0: an exit follows its enter
+  }
+}
+
+size_t Accounts::MemoryBytes() const {
+  size_t n = accounts_.capacity() * sizeof(Account) + user_accounts_.capacity() * 24;
+  for (const Account& a : accounts_)
+    n += a.users.capacity() * 4 + a.state.traits.capacity() * sizeof(TraitSlot) +
+         a.state.identifies.capacity() * 4;
+  for (const auto& u : user_accounts_) n += u.capacity() * 4;
+  for (const auto& [seg, c] : counts_) n += c.capacity() * 4;
+  return n;
+}
+
+namespace {
+
+bool Holds(int64_t a, rules::CmpOp op, int64_t b) {
+  switch (op) {
+    case rules::CmpOp::kEq:
+      return a == b;
+    case rules::CmpOp::kNe:
+      return a != b;
+    case rules::CmpOp::kLt:
+      return a < b;
+    case rules::CmpOp::kLe:
+      return a <= b;
+    case rules::CmpOp::kGt:
+      return a > b;
+    case rules::CmpOp::kGe:
+      return a >= b;
+  }
+  return false;
+}
+
+// How many of the account's members are in the hidden segment. Changes only when a member's
+// membership or the links change, both of which re-evaluate the account: no deadline of its own.
+class MemberCondition final : public Condition {
+ public:
+  MemberCondition(uint32_t hidden, const rules::MemberCond& c)
+      : hidden_(hidden), all_(c.kind == rules::MemberCond::Kind::kAll), op_(c.op), n_(c.n) {
+    segment_refs.push_back(hidden);
+    member_links = true;
+  }
+  bool Eval(const EvalContext& ctx, Millis t, Millis* next) const override {
+    if (!ctx.accounts) return all_ ? false : Holds(0, op_, n_);
+    int64_t in = ctx.accounts->MemberCount(hidden_, ctx.pid);
+    if (all_) {
+      int64_t total = static_cast<int64_t>(ctx.accounts->UsersOf(ctx.pid).size());
+      return total > 0 && in == total;
+    }
+    return Holds(in, op_, n_);
+  }
+  std::string Detail(const EvalContext& ctx, Millis t) const override {
+    if (!ctx.accounts) return "0 of 0 members";
+    return fmt::format("{} of {} members", ctx.accounts->MemberCount(hidden_, ctx.pid),
+                       ctx.accounts->UsersOf(ctx.pid).size());
+  }
+
+ private:
+  uint32_t hidden_;
+  bool all_;
+  rules::CmpOp op_;
+  int64_t n_;
+};
+
+// Any of the user's accounts is in the account segment.
+class AccountSegmentCondition final : public Condition {
+ public:
+  explicit AccountSegmentCondition(uint32_t seg) : seg_(seg) {
+    segment_refs.push_back(seg);
+    account_links = true;
+  }
+  bool Eval(const EvalContext& ctx, Millis t, Millis* next) const override {
+    if (!ctx.accounts) return false;
+    for (uint32_t a : ctx.accounts->AccountsOf(ctx.pid))
+      if (ctx.is_member(seg_, a)) return true;
+    return false;
+  }
+  std::string Detail(const EvalContext& ctx, Millis t) const override {
+    size_t n = 0, in = 0;
+    if (ctx.accounts)
+      for (uint32_t a : ctx.accounts->AccountsOf(ctx.pid)) {
+        ++n;
+        in += ctx.is_member(seg_, a);
+      }
+    return fmt::format("{} of {} accounts in it", in, n);
+  }
+
+ private:
+  uint32_t seg_;
+};
+
+// The trait predicate holds for any of the user's accounts: the account's own trait condition,
+// evaluated over each account's state.
+class AccountTraitCondition final : public Condition {
+ public:
+  explicit AccountTraitCondition(std::unique_ptr<Condition> inner) : inner_(std::move(inner)) {
+    account_trait_keys = inner_->trait_keys;
+    account_links = true;
+  }
+  bool Eval(const EvalContext& ctx, Millis t, Millis* next) const override {
+    if (!ctx.accounts) return false;
+    for (uint32_t a : ctx.accounts->AccountsOf(ctx.pid)) {
+      const Accounts::Account* acc = ctx.accounts->Find(a);
+      EvalContext actx{ctx.store, acc->state, a, ctx.is_member, ctx.in_list, ctx.accounts};
+      // Stopping at the first true account is exact: the result stays true at least until that
+      // account's next change, which is what *next says.
+      if (inner_->Eval(actx, t, next)) return true;
+    }
+    return false;
+  }
+  std::string Detail(const EvalContext& ctx, Millis t) const override {
+    size_t n = 0, in = 0;
+    if (ctx.accounts)
+      for (uint32_t a : ctx.accounts->AccountsOf(ctx.pid)) {
+        const Accounts::Account* acc = ctx.accounts->Find(a);
+        EvalContext actx{ctx.store, acc->state, a, ctx.is_member, ctx.in_list, ctx.accounts};
+        Millis next = kMaxTime;
+        ++n;
+        in += inner_->Eval(actx, t, &next);
+      }
+    return fmt::format("true for {} of {} accounts", in, n);
+  }
+
+ private:
+  std::unique_ptr<Condition> inner_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Condition>> CompileAccountLeaf(const rules::Leaf& leaf,
+                                                      CompileContext* ctx) {
+  const bool account = ctx->target() == SegmentTarget::kAccounts;
+  if (const auto* m = std::get_if<rules::MemberCond>(&leaf)) {
+    if (!account)
+      return Status::InvalidArgument(
+          "member conditions ('any member (...)', 'at least 3 members (...)') belong in account "
+          "segments");
+    auto id = ctx->MemberSegment(*m->user);
+    if (!id.ok()) return id.status();
+    return std::unique_ptr<Condition>(new MemberCondition(*id, *m));
+  }
+  if (account)
+    return Status::InvalidArgument(
+        "'account in segment' and 'account.TRAIT' belong in user segments; in an account segment "
+        "write 'in segment' and the trait itself");
+  if (const auto* r = std::get_if<rules::AccountSegmentCond>(&leaf)) {
+    std::optional<uint32_t> id = ctx->SegmentId(r->segment);
+    if (!id) return Status::NotFound("unknown segment \"" + r->segment + "\"");
+    if (ctx->TargetOf(*id) != SegmentTarget::kAccounts)
+      return Status::InvalidArgument("\"" + r->segment +
+                                     "\" is a user segment: 'account in segment' takes an account "
+                                     "segment");
+    return std::unique_ptr<Condition>(new AccountSegmentCondition(*id));
+  }
+  const auto& t = std::get<rules::AccountTraitCond>(leaf);
+  auto inner = CompileLeaf(rules::TraitCond{t.pred}, ctx);
+  if (!inner.ok()) return inner.status();
+  return std::unique_ptr<Condition>(new AccountTraitCondition(std::move(inner).value()));
+}
+
+}  // namespace shoal::engine
