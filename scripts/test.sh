@@ -219,16 +219,13 @@ else
       header "check_oracle.sh $out expected/oracle_counts_smoke.txt"
       "$PEERS/check_oracle.sh" "$out" "$PEERS/expected/oracle_counts_smoke.txt" 2>&1 |
         tee "$LOGS/oracle.log"
-      # Table rows: "s1 expected got exp_md5 got_md5 result...". s7 (account segments) may be
-      # MISSING until accounts are implemented; every other segment must be ok.
+      # Table rows: "s1 expected got exp_md5 got_md5 result...": every segment must be ok.
       seen=0
       while read -r seg _ _ _ _ result; do
         case $seg in s[1-8]) ;; *) continue ;; esac
         seen=$((seen + 1))
         if [ "$result" = ok ]; then
           pass "oracle $seg" ""
-        elif [ "$seg" = s7 ] && [[ $result == MISSING* ]]; then
-          note NOTE "oracle $seg" "missing (allowed: accounts are not implemented yet)"
         else
           fail "oracle $seg" "($result)"
         fi

@@ -137,6 +137,20 @@ bool GetStringArray(const simdjson::dom::element& obj, const char* key,
   return true;
 }
 
+// The optional "target" member of a segment body: "users" (the default) or "accounts".
+bool GetTarget(const simdjson::dom::element& obj, std::optional<SegmentTarget>* out,
+               Response* err) {
+  std::string t;
+  if (!GetString(obj, "target", false, &t, err)) return false;
+  if (t.empty()) return true;
+  if (t != "users" && t != "accounts") {
+    *err = ErrorResponse(400, "invalid_argument", "field 'target': \"users\" or \"accounts\"");
+    return false;
+  }
+  *out = t == "users" ? SegmentTarget::kUsers : SegmentTarget::kAccounts;
+  return true;
+}
+
 // A segment or list name: not empty, and without NUL (the store's key separator).
 bool ValidName(const std::string& name, Response* err) {
   if (!name.empty() && name.find('\0') == std::string::npos) return true;
@@ -151,6 +165,8 @@ void WriteSegment(const SegmentInfo& s, uint64_t last_seq, JsonWriter* w) {
       .String(s.name)
       .Key("definition")
       .String(s.definition)
+      .Key("target")
+      .String(s.target == SegmentTarget::kAccounts ? "accounts" : "users")
       .Key("size")
       .Uint(s.size)
       .Key("last_seq")
@@ -348,6 +364,7 @@ void Api::Handle(Request req, Reply reply) {
   }
   if (parts.size() >= 2 && parts[1] == "segments") return Segments(req, parts, reply);
   if (parts.size() >= 3 && parts[1] == "profiles") return Profiles(req, parts, reply);
+  if (parts.size() >= 3 && parts[1] == "accounts") return Accounts(req, parts, reply);
   if (parts.size() >= 2 && parts[1] == "lists") return Lists(req, parts, reply);
   if (parts.size() >= 3 && parts[1] == "debug") return Debug(req, parts, reply);
   reply(ErrorResponse(404, "not_found", "no such route: " + req.method + " " + req.path));
@@ -470,13 +487,16 @@ void Api::Segments(Request& req, const std::vector<std::string>& parts, Reply& r
     ParsedBody body;
     Response err;
     std::string name, definition;
+    std::optional<SegmentTarget> target;
     if (!ParseObject(req.body, &body, &err) || !GetString(body.root, "name", true, &name, &err) ||
-        !GetString(body.root, "definition", true, &definition, &err)) {
+        !GetString(body.root, "definition", true, &definition, &err) ||
+        !GetTarget(body.root, &target, &err)) {
       return reply(std::move(err));
     }
     if (!ValidName(name, &err)) return reply(std::move(err));
-    return svc->Run([reply, svc, name, definition](Txn& t) {
-      Result<SegmentInfo> info = t.engine().CreateSegment(name, definition);
+    return svc->Run([reply, svc, name, definition, target](Txn& t) {
+      Result<SegmentInfo> info =
+          t.engine().CreateSegment(name, definition, target.value_or(SegmentTarget::kUsers));
       if (!info.ok()) return reply(DefinitionError(info.status()));
       svc->SaveSegment(t, name);
       t.OnDurable([reply, svc, name, info = *info](const Status& st) {
@@ -530,14 +550,25 @@ void Api::Segments(Request& req, const std::vector<std::string>& parts, Reply& r
       ParsedBody body;
       Response err;
       std::string definition;
+      std::optional<SegmentTarget> target;
       if (!ParseObject(req.body, &body, &err) ||
-          !GetString(body.root, "definition", true, &definition, &err)) {
+          !GetString(body.root, "definition", true, &definition, &err) ||
+          !GetTarget(body.root, &target, &err)) {
         return reply(std::move(err));
       }
-      return svc->Run([reply, svc, name, definition](Txn& t) {
-        bool exists = t.engine().GetSegment(name).ok();
-        Result<SegmentInfo> info = exists ? t.engine().UpdateSegment(name, definition)
-                                          : t.engine().CreateSegment(name, definition);
+      if (!ValidName(name, &err)) return reply(std::move(err));
+      return svc->Run([reply, svc, name, definition, target](Txn& t) {
+        Result<SegmentInfo> old = t.engine().GetSegment(name);
+        bool exists = old.ok();
+        if (exists && target && *target != old->target) {
+          return reply(ErrorResponse(409, "failed_precondition",
+                                     "the target of a segment cannot change; delete it and "
+                                     "create it again"));
+        }
+        Result<SegmentInfo> info =
+            exists ? t.engine().UpdateSegment(name, definition)
+                   : t.engine().CreateSegment(name, definition,
+                                              target.value_or(SegmentTarget::kUsers));
         if (!info.ok()) return reply(DefinitionError(info.status()));
         svc->SaveSegment(t, name);
         t.OnDurable([reply, svc, name, info = *info, exists](const Status& st) {
@@ -647,6 +678,8 @@ void Api::Profiles(Request& req, const std::vector<std::string>& parts, Reply& r
       for (const Field& f : *traits) w.Key(f.path).Value(f.value);
       w.EndObject().Key("segments").BeginArray();
       for (const std::string& s : e.SegmentsOf(id)) w.String(s);
+      w.EndArray().Key("accounts").BeginArray();
+      for (const std::string& a : e.AccountsOf(id)) w.String(a);
       w.EndArray().EndObject();
       reply(JsonResponse(200, std::move(w.str())));
     });
@@ -696,6 +729,60 @@ void Api::Profiles(Request& req, const std::vector<std::string>& parts, Reply& r
     for (const auto& c : changes) WriteChange(c, &w);
     w.EndArray().EndObject();
     return reply(JsonResponse(200, std::move(w.str())));
+  }
+  reply(ErrorResponse(404, "not_found", "no such route: " + m + " " + req.path));
+}
+
+// --- Accounts ---------------------------------------------------------------------------------
+
+void Api::Accounts(Request& req, const std::vector<std::string>& parts, Reply& reply) {
+  const std::string& m = req.method;
+  const std::string& id = parts[2];
+  server::Service* svc = service_;
+  if (m != "GET") return reply(ErrorResponse(405, "method_not_allowed", "use GET"));
+  if (parts.size() == 3) {
+    return svc->Read([&reply, &id](const Engine& e) {
+      Result<std::vector<Field>> traits = e.AccountTraits(id);
+      if (!traits.ok()) return reply(FromStatus(traits.status()));
+      JsonWriter w;
+      w.BeginObject().Key("id").String(id).Key("traits").BeginObject();
+      for (const Field& f : *traits) w.Key(f.path).Value(f.value);
+      w.EndObject().Key("segments").BeginArray();
+      for (const std::string& s : e.SegmentsOf(id, SegmentTarget::kAccounts)) w.String(s);
+      w.EndArray().Key("users").BeginArray();
+      Result<std::vector<std::string>> users = e.AccountUsers(id);
+      if (users.ok()) {
+        for (const std::string& u : *users) w.String(u);
+      }
+      w.EndArray().EndObject();
+      reply(JsonResponse(200, std::move(w.str())));
+    });
+  }
+  if (parts.size() == 4 && parts[3] == "segments") {
+    return svc->Read([&reply, &id](const Engine& e) {
+      JsonWriter w;
+      w.BeginObject().Key("segments").BeginArray();
+      for (const std::string& s : e.SegmentsOf(id, SegmentTarget::kAccounts)) w.String(s);
+      w.EndArray().EndObject();
+      reply(JsonResponse(200, std::move(w.str())));
+    });
+  }
+  if (parts.size() == 4 && parts[3] == "explain") {
+    std::string segment(req.Query("segment"));
+    if (segment.empty()) {
+      return reply(ErrorResponse(400, "invalid_argument", "query 'segment': required"));
+    }
+    return svc->Run([reply, id, segment](Txn& t) {
+      Result<ExplainNode> tree = t.engine().Explain(segment, id);
+      if (!tree.ok()) return reply(FromStatus(tree.status()));
+      Result<bool> member = t.engine().IsMember(segment, id);
+      JsonWriter w;
+      w.BeginObject().Key("segment").String(segment).Key("account").String(id);
+      w.Key("member").Bool(member.ok() && *member).Key("tree");
+      WriteExplain(*tree, &w);
+      w.EndObject();
+      reply(JsonResponse(200, std::move(w.str())));
+    });
   }
   reply(ErrorResponse(404, "not_found", "no such route: " + m + " " + req.path));
 }
@@ -932,9 +1019,12 @@ void Api::Debug(Request& req, const std::vector<std::string>& parts, Reply& repl
       w.BeginObject().Key("segments").BeginObject();
       for (const SegmentInfo& s : e.ListSegments()) {
         const rules::Expr* def = e.Definition(s.name);
-        std::vector<std::string> ref =
-            def ? reference::Members(e.store(), *def, lookup, e.Now(), lists)
-                : std::vector<std::string>{};
+        std::vector<std::string> ref;
+        if (def && s.target == SegmentTarget::kAccounts) {
+          ref = reference::AccountMembers(e.store(), *def, lookup, e.Now(), lists);
+        } else if (def) {
+          ref = reference::Members(e.store(), *def, lookup, e.Now(), lists);
+        }
         Result<std::vector<std::string>> live = e.Members(s.name);
         std::vector<std::string> persisted;
         Status st =

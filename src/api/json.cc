@@ -115,6 +115,8 @@ void WriteChange(const durable::StoredChange& c, JsonWriter* w) {
       .Uint(c.segment_seq)
       .Key("profile")
       .String(ch.profile)
+      .Key("target")
+      .String(ch.target == SegmentTarget::kAccounts ? "accounts" : "users")
       .Key("kind")
       .String(ch.kind == ChangeKind::kEnter ? "enter" : "exit")
       .Key("cause")

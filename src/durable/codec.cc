@@ -132,7 +132,8 @@ class Reader {
 };
 
 constexpr uint8_t kMessageVersion = 1;
-constexpr uint8_t kChangeVersion = 1;
+// 2 adds the segment's target (users or accounts) after the cause.
+constexpr uint8_t kChangeVersion = 2;
 
 }  // namespace
 
@@ -202,6 +203,7 @@ void EncodeChange(const StoredChange& c, std::string* out) {
   PutString(c.change.profile, out);
   out->push_back(static_cast<char>(c.change.kind));
   out->push_back(static_cast<char>(c.change.cause));
+  out->push_back(static_cast<char>(c.change.target));
   PutString(c.change.cause_ref, out);
   PutString(c.change.event, out);
   PutSigned(c.change.event_time, out);
@@ -210,19 +212,21 @@ void EncodeChange(const StoredChange& c, std::string* out) {
 
 Status DecodeChange(std::string_view in, StoredChange* out) {
   Reader r(in);
-  uint8_t version, kind, cause;
-  if (!r.Byte(&version) || version != kChangeVersion) {
+  uint8_t version, kind, cause, target = 0;
+  if (!r.Byte(&version) || (version != 1 && version != kChangeVersion)) {
     return Status::Internal("change record of unknown version");
   }
   if (!r.Varint(&out->segment_seq) || !r.Varint(&out->size_after) ||
       !r.String(&out->change.segment) || !r.String(&out->change.profile) || !r.Byte(&kind) ||
       kind > 1 || !r.Byte(&cause) || cause > static_cast<uint8_t>(Cause::kGroup) ||
+      (version >= 2 && (!r.Byte(&target) || target > 1)) ||
       !r.String(&out->change.cause_ref) || !r.String(&out->change.event) ||
       !r.Signed(&out->change.event_time) || !r.Signed(&out->change.processed_at) || !r.AtEnd()) {
     return Status::Internal("corrupt change record");
   }
   out->change.kind = static_cast<ChangeKind>(kind);
   out->change.cause = static_cast<Cause>(cause);
+  out->change.target = static_cast<SegmentTarget>(target);
   out->change.seq = out->segment_seq;
   return Status::Ok();
 }

@@ -82,17 +82,19 @@ void EncodeSegmentRecord(const SegmentRecord& s, std::string* out) {
   PutVarint(s.order, out);
   PutVarint(static_cast<uint64_t>(s.created_at), out);
   PutVarint(static_cast<uint64_t>(s.updated_at), out);
+  PutVarint(static_cast<uint64_t>(s.target), out);
   out->append(s.definition);
 }
 
 bool DecodeSegmentRecord(std::string_view name, std::string_view in, SegmentRecord* s) {
   const char* p = in.data();
   const char* end = p + in.size();
-  uint64_t order, created, updated;
+  uint64_t order, created, updated, target;
   if (!(p = GetVarint(p, end, &order)) || !(p = GetVarint(p, end, &created)) ||
-      !(p = GetVarint(p, end, &updated))) {
+      !(p = GetVarint(p, end, &updated)) || !(p = GetVarint(p, end, &target)) || target > 1) {
     return false;
   }
+  s->target = static_cast<SegmentTarget>(target);
   s->name = name;
   s->order = order;
   s->created_at = static_cast<Millis>(created);

@@ -49,6 +49,7 @@ struct SegmentRecord {
   uint64_t order = 0;      // creation order: definitions are re-created in this order
   Millis created_at = 0;
   Millis updated_at = 0;
+  SegmentTarget target = SegmentTarget::kUsers;
 };
 
 class Db;

@@ -259,7 +259,7 @@ Status Service::Recover() {
     std::vector<durable::SegmentRecord> later;
     Status last;
     for (auto& r : todo) {
-      Result<SegmentInfo> info = engine_->CreateSegment(r.name, r.definition);
+      Result<SegmentInfo> info = engine_->CreateSegment(r.name, r.definition, r.target);
       if (!info.ok()) {
         last = info.status();
         later.push_back(std::move(r));
@@ -283,10 +283,11 @@ Status Service::Recover() {
   std::vector<SegmentInfo> live = engine_->ListSegments();
   Result<std::vector<std::string>> persisted_segments = db_->MemberSegments();
   if (!persisted_segments.ok()) return persisted_segments.status();
-  auto emit = [&](const std::string& segment, const std::string& profile, ChangeKind kind,
-                  Cause cause) {
+  auto emit = [&](const std::string& segment, SegmentTarget target, const std::string& profile,
+                  ChangeKind kind, Cause cause) {
     Change c;
     c.segment = segment;
+    c.target = target;
     c.profile = profile;
     c.kind = kind;
     c.cause = cause;
@@ -306,8 +307,8 @@ Status Service::Recover() {
     std::vector<std::string> exits, enters;
     std::set_difference(was.begin(), was.end(), is->begin(), is->end(), std::back_inserter(exits));
     std::set_difference(is->begin(), is->end(), was.begin(), was.end(), std::back_inserter(enters));
-    for (const auto& p : exits) emit(s.name, p, ChangeKind::kExit, Cause::kTime);
-    for (const auto& p : enters) emit(s.name, p, ChangeKind::kEnter, Cause::kTime);
+    for (const auto& p : exits) emit(s.name, s.target, p, ChangeKind::kExit, Cause::kTime);
+    for (const auto& p : enters) emit(s.name, s.target, p, ChangeKind::kEnter, Cause::kTime);
   }
   for (const std::string& name : *persisted_segments) {
     if (es.segment_order.contains(name)) continue;
@@ -317,7 +318,9 @@ Status Service::Recover() {
     st = db_->ForEachMember(name, [&](std::string_view p) { was.emplace_back(p); });
     if (!st.ok()) return st;
     es.segment_size[name] = was.size();
-    for (const auto& p : was) emit(name, p, ChangeKind::kExit, Cause::kDeleted);
+    for (const auto& p : was) {
+      emit(name, SegmentTarget::kUsers, p, ChangeKind::kExit, Cause::kDeleted);
+    }
   }
   if (!es.open->batch.Empty()) {
     st = db_->Write(&es.open->batch, true);
@@ -616,6 +619,7 @@ void Service::SaveSegment(Txn& txn, std::string_view name) {
   r.order = it->second;
   r.created_at = info->created_at;
   r.updated_at = info->updated_at;
+  r.target = info->target;
   txn.batch().PutSegment(r);
 }
 

@@ -1382,6 +1382,74 @@ class ErasureTest(ServerTest):
 
 
 # --------------------------------------------------------------------------------------------
+# Accounts (group calls, account segments, users by their account)
+# --------------------------------------------------------------------------------------------
+
+class AccountsTest(ServerTest):
+
+    def test_account_segments_through_http(self):
+        s = self.srv
+        now = s.now
+        # Three users of acme, one of globex; each clicks at a different time.
+        for u, acct in (("ac-1", "acme"), ("ac-2", "acme"), ("ac-3", "acme"), ("ac-4", "globex")):
+            self.ok(s.call("group", {"userId": u, "groupId": acct,
+                                     "traits": {"industry": "fintech" if acct == "acme" else "retail"},
+                                     "timestamp": iso(now - 20 * 24 * H)}))
+        for i, u in enumerate(("ac-1", "ac-2", "ac-3", "ac-4")):
+            self.ok(s.call("track", {"userId": u, "event": "Email Clicked",
+                                     "timestamp": iso(now - (10 - i) * 24 * H)}))
+        r = self.expect(s.post("/v1/segments", {
+            "name": "ac_engaged", "target": "accounts",
+            "definition": 'at least 3 members (performed "Email Clicked" within 14d)'}), 201)
+        self.assertEqual(r.json["target"], "accounts", r.describe())
+        self.assertEqual(r.json["size"], 1, r.describe())
+        s.create_segment("ac_users", 'account in segment "ac_engaged"')
+        self.assertEqual(s.members("ac_engaged"), ["acme"])
+        self.assertEqual(s.members("ac_users"), ["ac-1", "ac-2", "ac-3"])
+        # The account and user APIs.
+        a = self.ok(s.get("/v1/accounts/acme"))
+        self.assertEqual(a.json["traits"], {"industry": "fintech"}, a.describe())
+        self.assertEqual(a.json["segments"], ["ac_engaged"], a.describe())
+        self.assertEqual(a.json["users"], ["ac-1", "ac-2", "ac-3"], a.describe())
+        self.assertEqual(self.ok(s.get("/v1/accounts/acme/segments")).json["segments"],
+                         ["ac_engaged"])
+        self.assertIn("acme", self.ok(s.get("/v1/profiles/ac-1")).json["accounts"])
+        self.expect_error(s.get("/v1/accounts/nobody"), 404, "not_found")
+        ex = self.ok(s.get("/v1/accounts/acme/explain?segment=ac_engaged"))
+        self.assertTrue(ex.json["member"], ex.describe())
+        # The target never changes.
+        self.expect(s.put("/v1/segments/ac_engaged", {"definition": "any member (plan = \"x\")",
+                                                      "target": "users"}), 409)
+        # ac-1's click (now - 10d) turns 14 days old at now + 4d + 1ms: acme has 2 clickers left
+        # and leaves, and its users leave the user segment, at that instant.
+        last = s.last_seq()
+        self.ok(s.advance("4d"))
+        self.assertEqual(s.members("ac_engaged"), ["acme"])
+        self.ok(s.advance("1ms"))
+        self.assertEqual(s.members("ac_engaged"), [])
+        self.assertEqual(s.members("ac_users"), [])
+        ch = s.all_changes(after=last)
+        got = sorted((c["segment"], c["target"], c["profile"], c["kind"]) for c in ch)
+        self.assertEqual(got, [("ac_engaged", "accounts", "acme", "exit"),
+                               ("ac_users", "users", "ac-1", "exit"),
+                               ("ac_users", "users", "ac-2", "exit"),
+                               ("ac_users", "users", "ac-3", "exit")], ch)
+        # Targets survive a restart: the account segment is still an account segment.
+        s.restart(hard=True, label="AccountsTest SIGKILL restart")
+        seg = self.ok(s.get("/v1/segments/ac_engaged"))
+        self.assertEqual(seg.json["target"], "accounts", seg.describe())
+        # A new clicker brings acme back, with cause event.
+        last = s.last_seq()
+        self.ok(s.call("track", {"userId": "ac-2", "event": "Email Clicked",
+                                 "timestamp": iso(s.now - H)}))
+        self.ok(s.call("track", {"userId": "ac-1", "event": "Email Clicked",
+                                 "timestamp": iso(s.now - H)}))
+        self.assertEqual(s.members("ac_engaged"), ["acme"])
+        self.assertEqual(s.members("ac_users"), ["ac-1", "ac-2", "ac-3"])
+        self.assert_verify_ok()
+
+
+# --------------------------------------------------------------------------------------------
 # Static lists
 # --------------------------------------------------------------------------------------------
 
