@@ -880,6 +880,12 @@ void Api::Lists(Request& req, const std::vector<std::string>& parts, Reply& repl
     return svc->Run([reply, name, from_segment](Txn& t) {
       std::vector<std::string> members;
       if (!from_segment.empty()) {
+        Result<SegmentInfo> info = t.engine().GetSegment(from_segment);
+        if (info.ok() && info->target == SegmentTarget::kAccounts) {
+          return reply(ErrorResponse(400, "invalid_argument",
+                                     "field 'from_segment': a list holds user ids, and \"" +
+                                         from_segment + "\" is an account segment"));
+        }
         Result<std::vector<std::string>> m = t.engine().Members(from_segment);
         if (!m.ok()) return reply(FromStatus(m.status()));
         members = std::move(*m);
