@@ -10,6 +10,7 @@
 #include <xxhash.h>
 
 #include "absl/container/flat_hash_map.h"
+#include "server/recent_ids.h"
 
 namespace shoal::server {
 namespace {
@@ -139,13 +140,8 @@ struct Service::EngineState {
   absl::flat_hash_map<std::string, uint64_t> segment_seq;   // last segment_seq per segment
   absl::flat_hash_map<std::string, uint64_t> segment_size;  // members, as the changes say
   absl::flat_hash_map<std::string, uint64_t> segment_order;
-  // Deduplication: hash of messageId -> receive time, and the same in receive order for expiry.
-  // The keys are XXH3 hashes already: hashing them again would only cost time.
-  struct PreHashed {
-    size_t operator()(uint64_t h) const { return h; }
-  };
-  absl::flat_hash_map<uint64_t, Millis, PreHashed> seen;
-  std::deque<std::pair<Millis, uint64_t>> seen_order;
+  // Deduplication: XXH3 hashes of the messageIds received within the window.
+  std::unique_ptr<RecentIds> seen;
 };
 
 durable::Batch& Txn::batch() { return service_->es_->open->batch; }
@@ -198,6 +194,7 @@ Status Service::Recover() {
   db_ = std::move(*db);
   EngineState& es = *es_;
   es.open = std::make_unique<Group>(db_.get());
+  es.seen = std::make_unique<RecentIds>(options_.dedup_window, options_.dedup_max_ids);
 
   // Erasures: calls of an erased profile logged before its erasure are skipped.
   Result<std::vector<durable::ErasureRecord>> erasures = db_->ErasureRecords();
@@ -228,7 +225,7 @@ Status Service::Recover() {
       if (it != erased.end() && seq < it->second) return Status::Ok();
     }
     if (!msg.message_id.empty() && msg.received_at > now - options_.dedup_window) {
-      es.seen_order.emplace_back(msg.received_at, IdHash(msg.message_id));
+      es.seen->Insert(IdHash(msg.message_id), msg.received_at);
     }
     ++events;
     Status is = engine_->Ingest(msg);
@@ -236,13 +233,6 @@ Status Service::Recover() {
     return Status::Ok();
   });
   if (!st.ok()) return st;
-  // Receive times follow the log order except across a clock step: sort only then. The set is
-  // filled once its size is known, so it never rehashes.
-  if (!std::is_sorted(es.seen_order.begin(), es.seen_order.end())) {
-    std::sort(es.seen_order.begin(), es.seen_order.end());
-  }
-  es.seen.reserve(std::max<size_t>(es.seen_order.size() * 2, 1 << 16));
-  for (const auto& [at, h] : es.seen_order) es.seen.insert_or_assign(h, at);
   es.next_log_seq = std::max(es.next_log_seq, db_->LastEventSeq() + 1);
   for (auto& [profile, seq] : erased) es.next_log_seq = std::max(es.next_log_seq, seq);
 
@@ -560,22 +550,15 @@ bool Service::Ingest(std::vector<Message>&& messages, std::function<void(IngestO
       }
     }
     // Expire old message ids.
-    while (!es.seen_order.empty() && es.seen_order.front().first <= now - options_.dedup_window) {
-      auto it = es.seen.find(es.seen_order.front().second);
-      if (it != es.seen.end() && it->second == es.seen_order.front().first) es.seen.erase(it);
-      es.seen_order.pop_front();
-    }
+    es.seen->Expire(now);
     auto outcome = std::make_shared<IngestOutcome>();
     for (Message& m : msgs) {
       if (m.received_at == 0) m.received_at = now;
       if (!m.message_id.empty()) {
-        uint64_t h = IdHash(m.message_id);
-        Millis at = m.received_at;
-        if (!es.seen.emplace(h, at).second) {
+        if (!es.seen->Insert(IdHash(m.message_id), m.received_at)) {
           ++outcome->duplicates;
           continue;
         }
-        es.seen_order.emplace_back(at, h);
       }
       Status st = txn.engine().Ingest(m);
       if (!st.ok()) {
@@ -604,7 +587,7 @@ Millis Service::ClockNow() const {
 }
 
 bool Service::IsDuplicate(std::string_view message_id) const {
-  return es_->seen.contains(IdHash(message_id));
+  return es_->seen->Contains(IdHash(message_id));
 }
 
 void Service::SaveSegment(Txn& txn, std::string_view name) {

@@ -42,8 +42,11 @@ struct ServiceOptions {
   std::string data_dir = "shoal-data";
   // Run on a virtual clock that starts at this instant and moves only through AdvanceClock.
   std::optional<Millis> virtual_clock_start;
-  // A messageId seen within this much receive time is a duplicate.
+  // A messageId seen within this much receive time is a duplicate...
   Millis dedup_window = kDay;
+  // ...as long as at most this many ids are remembered (about 16 bytes each); beyond, the oldest
+  // are forgotten first, so memory stays bounded at any ingest rate.
+  size_t dedup_max_ids = 20'000'000;
   // Calls accepted but not yet durable; beyond this, Ingest refuses (HTTP 503).
   size_t max_pending_messages = 200000;
   // Committed changes kept in memory for stream readers; older ones are read from the store.

@@ -33,6 +33,7 @@ struct ServeArgs {
   std::string admin_token;
   std::string clock;
   std::string dedup_window = "24h";
+  size_t dedup_max = 20'000'000;
   size_t max_pending = 200000;
   int threads = 2;
   bool demo = false;
@@ -173,6 +174,7 @@ int RunServe(const ServeArgs& a) {
     return 2;
   }
   so.dedup_window = *dw;
+  so.dedup_max_ids = a.dedup_max;
   if (a.write_key.empty()) {
     spdlog::warn("event=no_write_key msg=\"ingest accepts any caller: set --write-key\"");
   }
@@ -264,6 +266,11 @@ void AddServeCommand(CLI::App& app) {
   cmd->add_option("--dedup-window", a->dedup_window,
                   "a messageId seen within this much receive time is dropped as a duplicate")
       ->envname("SHOAL_DEDUP_WINDOW")
+      ->capture_default_str();
+  cmd->add_option("--dedup-max", a->dedup_max,
+                  "remember at most this many messageIds (about 16 bytes each); beyond, the "
+                  "oldest are forgotten first")
+      ->envname("SHOAL_DEDUP_MAX")
       ->capture_default_str();
   cmd->add_option("--max-pending", a->max_pending,
                   "calls accepted but not yet durable before ingest answers 503 + Retry-After")
