@@ -419,6 +419,25 @@ awaitable<bool> HttpServer::Impl::Import(beast::tcp_stream& stream, beast::flat_
     co_await Write(stream, ErrorResponse(401, "unauthorized", "wrong or missing write key"), false);
     co_return false;
   }
+  // A gzip body is inflated as it streams in; other encodings are refused.
+  bool gzip = false;
+  if (auto enc = hp.get()[http::field::content_encoding]; beast::iequals(enc, "gzip")) {
+    gzip = true;
+  } else if (!enc.empty() && !beast::iequals(enc, "identity")) {
+    co_await Write(
+        stream,
+        ErrorResponse(415, "unsupported_encoding", "Content-Encoding must be gzip or identity"),
+        false);
+    co_return false;
+  }
+  struct Inflater {
+    z_stream z{};
+    bool ok = false;
+    ~Inflater() {
+      if (ok) inflateEnd(&z);
+    }
+  } inflater;
+  if (gzip) inflater.ok = inflateInit2(&inflater.z, 16 + MAX_WBITS) == Z_OK;
   http::request_parser<http::buffer_body> p(std::move(hp));
   p.body_limit(std::numeric_limits<uint64_t>::max());
   ingest::Decoder decoder;
@@ -482,7 +501,32 @@ awaitable<bool> HttpServer::Impl::Import(beast::tcp_stream& stream, beast::flat_
       co_await Write(stream, ErrorResponse(400, "invalid_request", ec.message()), false);
       co_return false;
     }
-    data.append(chunk.data(), chunk.size() - p.get().body().size);
+    size_t got = chunk.size() - p.get().body().size;
+    if (!gzip) {
+      data.append(chunk.data(), got);
+    } else {
+      z_stream& z = inflater.z;
+      z.next_in = reinterpret_cast<Bytef*>(chunk.data());
+      z.avail_in = static_cast<uInt>(got);
+      char out[65536];
+      int rc = inflater.ok ? Z_OK : Z_STREAM_ERROR;
+      // zlib's usual loop (zpipe.c): call inflate until it leaves room in the output.
+      do {
+        if (rc == Z_STREAM_END) break;  // trailing bytes after the gzip member are ignored
+        z.next_out = reinterpret_cast<Bytef*>(out);
+        z.avail_out = sizeof out;
+        if (rc != Z_STREAM_ERROR) rc = inflate(&z, Z_NO_FLUSH);
+        if (rc == Z_NEED_DICT || rc == Z_DATA_ERROR || rc == Z_MEM_ERROR || rc == Z_STREAM_ERROR) {
+          co_await Write(stream,
+                         ErrorResponse(400, "invalid_request",
+                                       fmt::format("the gzip body is corrupt ({})",
+                                                   z.msg ? z.msg : "inflate failed")),
+                         false);
+          co_return false;
+        }
+        data.append(out, sizeof out - z.avail_out);
+      } while (z.avail_out == 0);
+    }
     size_t start = 0;
     for (size_t eol; (eol = data.find('\n', start)) != std::string::npos; start = eol + 1) {
       take_line(std::string_view(data).substr(start, eol - start));

@@ -2270,6 +2270,32 @@ class ImportTest(ServerTest):
                          (0, 4), r.describe())
         self.assertEqual(s.all_changes("im_seg")[-1]["segment_seq"], 2)
 
+    def test_http_import_gzip_body(self):
+        lines = [{"type": "track", "userId": "im-gz-%d" % (i % 40), "event": "Gz",
+                  "messageId": "im-gz-%d" % i, "timestamp": past(H),
+                  "properties": {"pad": "y" * 200}} for i in range(2000)]
+        packed = gzip.compress(ndjson(lines))
+        conn = http.client.HTTPConnection("127.0.0.1", self.srv.port, timeout=60)
+        conn.request("POST", "/v1/import", body=packed,
+                     headers={"Authorization": basic(WRITE_KEY), "Content-Encoding": "gzip",
+                              "Content-Type": "application/x-ndjson"})
+        r = conn.getresponse()
+        body = json.loads(r.read() or b"{}")
+        conn.close()
+        self.assertEqual((r.status, body.get("accepted"), body.get("rejected")), (200, 2000, 0),
+                         body)
+        self.srv.create_segment("im_gz", 'performed "Gz" at least 50 times')
+        self.assertEqual(len(self.srv.members("im_gz")), 40)
+        # A corrupt gzip body is a 400 that says so.
+        conn = http.client.HTTPConnection("127.0.0.1", self.srv.port, timeout=60)
+        conn.request("POST", "/v1/import", body=packed[:20] + b"garbage" * 20,
+                     headers={"Authorization": basic(WRITE_KEY), "Content-Encoding": "gzip"})
+        r = conn.getresponse()
+        text = r.read().decode()
+        conn.close()
+        self.assertEqual(r.status, 400, text)
+        self.assertIn("gzip", text)
+
     def test_http_import_needs_write_key(self):
         # openapi.yaml: the write key by Basic only; the admin token is accepted too
         body = ndjson([{"type": "track", "userId": "im-auth", "event": "E", "messageId": mid()}])
