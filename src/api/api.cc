@@ -704,21 +704,7 @@ void Api::Profiles(Request& req, const std::vector<std::string>& parts, Reply& r
     });
   }
   if (parts.size() == 4 && m == "GET" && parts[3] == "explain") {
-    std::string segment(req.Query("segment"));
-    if (segment.empty()) {
-      return reply(ErrorResponse(400, "invalid_argument", "query 'segment': required"));
-    }
-    return svc->Run([reply, id, segment](Txn& t) {
-      Result<ExplainNode> tree = t.engine().Explain(segment, id);
-      if (!tree.ok()) return reply(FromStatus(tree.status()));
-      Result<bool> member = t.engine().IsMember(segment, id);
-      JsonWriter w;
-      w.BeginObject().Key("segment").String(segment).Key("profile").String(id);
-      w.Key("member").Bool(member.ok() && *member).Key("tree");
-      WriteExplain(*tree, &w);
-      w.EndObject();
-      reply(JsonResponse(200, std::move(w.str())));
-    });
+    return Explain(req, id, "profile", reply);
   }
   if (parts.size() == 4 && m == "GET" && parts[3] == "history") {
     std::vector<durable::StoredChange> changes;
@@ -731,6 +717,25 @@ void Api::Profiles(Request& req, const std::vector<std::string>& parts, Reply& r
     return reply(JsonResponse(200, std::move(w.str())));
   }
   reply(ErrorResponse(404, "not_found", "no such route: " + m + " " + req.path));
+}
+
+// GET .../{id}/explain?segment=S for a profile or an account: `key` names the id in the answer.
+void Api::Explain(Request& req, const std::string& id, const char* key, Reply& reply) {
+  std::string segment(req.Query("segment"));
+  if (segment.empty()) {
+    return reply(ErrorResponse(400, "invalid_argument", "query 'segment': required"));
+  }
+  service_->Run([reply, id, segment, key](Txn& t) {
+    Result<ExplainNode> tree = t.engine().Explain(segment, id);
+    if (!tree.ok()) return reply(FromStatus(tree.status()));
+    Result<bool> member = t.engine().IsMember(segment, id);
+    JsonWriter w;
+    w.BeginObject().Key("segment").String(segment).Key(key).String(id);
+    w.Key("member").Bool(member.ok() && *member).Key("tree");
+    WriteExplain(*tree, &w);
+    w.EndObject();
+    reply(JsonResponse(200, std::move(w.str())));
+  });
 }
 
 // --- Accounts ---------------------------------------------------------------------------------
@@ -767,23 +772,7 @@ void Api::Accounts(Request& req, const std::vector<std::string>& parts, Reply& r
       reply(JsonResponse(200, std::move(w.str())));
     });
   }
-  if (parts.size() == 4 && parts[3] == "explain") {
-    std::string segment(req.Query("segment"));
-    if (segment.empty()) {
-      return reply(ErrorResponse(400, "invalid_argument", "query 'segment': required"));
-    }
-    return svc->Run([reply, id, segment](Txn& t) {
-      Result<ExplainNode> tree = t.engine().Explain(segment, id);
-      if (!tree.ok()) return reply(FromStatus(tree.status()));
-      Result<bool> member = t.engine().IsMember(segment, id);
-      JsonWriter w;
-      w.BeginObject().Key("segment").String(segment).Key("account").String(id);
-      w.Key("member").Bool(member.ok() && *member).Key("tree");
-      WriteExplain(*tree, &w);
-      w.EndObject();
-      reply(JsonResponse(200, std::move(w.str())));
-    });
-  }
+  if (parts.size() == 4 && parts[3] == "explain") return Explain(req, id, "account", reply);
   reply(ErrorResponse(404, "not_found", "no such route: " + m + " " + req.path));
 }
 

@@ -76,6 +76,8 @@ class Api {
                 std::function<void(Response)>& reply);
   void Profiles(Request& req, const std::vector<std::string>& parts,
                 std::function<void(Response)>& reply);
+  void Explain(Request& req, const std::string& id, const char* key,
+               std::function<void(Response)>& reply);
   void Accounts(Request& req, const std::vector<std::string>& parts,
                 std::function<void(Response)>& reply);
   void Lists(Request& req, const std::vector<std::string>& parts,
