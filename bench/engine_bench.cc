@@ -136,8 +136,8 @@ BENCHMARK(BM_ReplayPeers)->Iterations(3)->Unit(benchmark::kMillisecond);
 
 // Events of the kinds the peers segments read, with a total for the sum.
 Message PeersEvent(int i, Millis ts) {
-  static const char* const kNames[] = {"Order Completed", "Email Clicked", "Product Added",
-                                       "Login", "Savings Opened"};
+  static const char* const kNames[] = {"Order Completed", "Email Clicked", "Product Added", "Login",
+                                       "Savings Opened"};
   Message m = Track("", kNames[i % 5], ts);
   m.properties.push_back({"total", Value::Number(10 + i % 90)});
   return m;

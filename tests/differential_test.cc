@@ -88,8 +88,8 @@ struct Msg {
 
   std::string Json() const {
     if (type == kAlias)
-      return "{\"type\":\"alias\",\"userId\":" + Quote(user) + ",\"previousId\":" +
-             Quote(previous) + ",\"timestamp\":" + Quote(FormatTime(ts)) + "}";
+      return "{\"type\":\"alias\",\"userId\":" + Quote(user) +
+             ",\"previousId\":" + Quote(previous) + ",\"timestamp\":" + Quote(FormatTime(ts)) + "}";
     std::string j = "{\"type\":";
     std::string bag;
     switch (type) {

@@ -31,7 +31,7 @@ inline reference::DefinitionLookup LookupFor(const Engine& engine) {
 // rather than trusted.
 struct Model {
   std::map<std::string, std::set<std::string>> lists;  // list name -> keys
-  std::set<std::string> profiles;  // known profiles that were not merged away
+  std::set<std::string> profiles;                      // known profiles that were not merged away
   // Known accounts -> the profiles whose group calls name them (an account is known while one of
   // its group calls is not erased).
   std::map<std::string, std::set<std::string>> accounts;

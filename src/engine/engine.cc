@@ -757,8 +757,7 @@ class Engine::Impl : public engine::CompileContext {
 
   std::vector<std::string> SegmentsOf(std::string_view key, SegmentTarget target) const {
     std::vector<std::string> out;
-    auto id = target == SegmentTarget::kAccounts ? store_.accounts().Find(key)
-                                                 : FindProfile(key);
+    auto id = target == SegmentTarget::kAccounts ? store_.accounts().Find(key) : FindProfile(key);
     if (!id) return out;
     for (const auto& s : segments_)
       if (s && !s->hidden && s->target == target && s->members.contains(*id))

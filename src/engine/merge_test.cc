@@ -113,8 +113,7 @@ TEST_F(MergeTest, MergedAwayProfileExitsAndSurvivorIsReevaluated) {
 }
 
 TEST_F(MergeTest, AliasNeedsBothIds) {
-  EXPECT_EQ(engine_.IngestJson(R"({"type":"alias","anonymousId":"a","previousId":"b"})")
-                .code(),
+  EXPECT_EQ(engine_.IngestJson(R"({"type":"alias","anonymousId":"a","previousId":"b"})").code(),
             Status::Code::kInvalidArgument);
   Message m;
   m.type = MessageType::kAlias;
@@ -128,8 +127,7 @@ TEST_F(MergeTest, AliasNeedsBothIds) {
 // A merge re-evaluates the survivor once per user segment, whatever the number of profiles.
 TEST_F(MergeTest, MergeCostsOneEvaluationPerSegmentNotPerProfile) {
   for (const auto& [name, def] : kSegments) Create(name, def);
-  for (int i = 0; i < 2000; ++i)
-    Ingest(Track(fmt::format("u{}", i), "", "Product Added", kT0 + i));
+  for (int i = 0; i < 2000; ++i) Ingest(Track(fmt::format("u{}", i), "", "Product Added", kT0 + i));
   Ingest(Track("", "anon", "Product Added", kT0));
   Ingest(Identify("known", "", kT0, R"({"plan":"pro"})"));
   const uint64_t before = engine_.Stats().evaluations;

@@ -393,7 +393,8 @@ struct Graph {
     for (size_t i = 0; i < store.size(); ++i) {
       uint32_t r = static_cast<uint32_t>(i);
       if (store.kind(i) == store::RecordKind::kErased) continue;
-      uint32_t u = store.Resolve(store.profile(i));  // a merged-away user's links are its survivor's
+      // A merged-away user's records and links are its survivor's.
+      uint32_t u = store.Resolve(store.profile(i));
       ProfileRecords& pu = users[u];
       pu.id = u;
       pu.key = store.profiles().Get(u);
