@@ -2,7 +2,8 @@
 // profiles and Segment-spec messages (in order, late and future-dated), random clock moves (ms to
 // days, and exactly onto window boundaries), definitions created, updated and deleted midway,
 // static lists created, changed (also with keys that have not sent anything yet) and deleted, and
-// profiles erased (and often sent messages again under the same key). After
+// profiles erased (and often sent messages again under the same key), and identity merges
+// (anonymous keys, messages with both a userId and an anonymousId, alias calls). After
 // every step the incremental engine must equal the reference evaluator for every segment, every
 // definition must survive Print -> Parse, and each change stream must replay to the members
 // (tests/invariants.h).

@@ -92,9 +92,18 @@ void Series::MergeInto(uint32_t from, uint32_t into) {
     tl.swap(moved);
     return;
   }
-  const size_t mid = tl.size();
-  tl.insert(tl.end(), moved.begin(), moved.end());
-  std::inplace_merge(tl.begin(), tl.begin() + mid, tl.end());
+  // Merged from the back into the longer timeline, grown in place (usually within its capacity):
+  // one linear pass, no buffer (inplace_merge would allocate one), and each slot is written only
+  // after what it held has been moved on.
+  if (moved.size() > tl.size()) tl.swap(moved);
+  size_t i = tl.size(), j = moved.size(), k = i + j;
+  tl.resize(k);
+  while (j > 0) {
+    if (i > 0 && moved[j - 1] < tl[i - 1])
+      tl[--k] = tl[--i];
+    else
+      tl[--k] = moved[--j];
+  }
 }
 
 void Series::Erase(uint32_t profile) {
