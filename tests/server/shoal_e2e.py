@@ -1428,6 +1428,27 @@ class IdentityTest(ServerTest):
         self.assertEqual(s.members("id_cart2"), [])
         self.assert_verify_ok()
 
+    def test_list_follows_the_merged_profile_across_restart(self):
+        s = self.srv
+        a, u = "id-anon-2", "id-user-2"
+        self.expect(s.post("/v1/lists", {"name": "id_list"}), 201)
+        s.create_segment("id_listed", 'in list "id_list"')
+        self.ok(s.post("/v1/lists/id_list/members", {"add": [a]}))
+        self.ok(s.call("track", {"anonymousId": a, "event": "Id Seen",
+                                 "messageId": mid(), "timestamp": past(2 * H)}))
+        self.ok(s.call("identify", {"userId": u, "anonymousId": a, "traits": {"plan": "id"},
+                                    "messageId": mid(), "timestamp": past(H)}))
+        members = lambda: self.ok(s.get("/v1/lists/id_list/members")).json["members"]
+        self.assertEqual(members(), [u], "the survivor holds the list membership")
+        self.assertEqual(s.members("id_listed"), [u])
+        # Removing the survivor removes the key the profile was added under, also on disk.
+        self.ok(s.post("/v1/lists/id_list/members", {"remove": [u]}))
+        self.assertEqual(members(), [])
+        s.restart(label="IdentityTest lists restart")
+        self.assertEqual(members(), [], "a restart must not bring the removed profile back")
+        self.assertEqual(s.members("id_listed"), [])
+        self.assert_verify_ok()
+
     def check_merged(self, a, u, old):
         s = self.srv
         self.assertEqual(s.members("id_cart2"), [u])
