@@ -6,8 +6,12 @@
 //   BM_Expiry/N            N profiles leave a window at the same instant: time to emit N exits.
 //   BM_ReplayPeers         the shared/peers events (SHOAL_BENCH_NDJSON, first 1M lines) through
 //                          the 7 user segments, pre-decoded.
+//   BM_Merge/N/U           one identity merge (alias) of an anonymous profile with N events into
+//                          a known one with 20, with the 7 peers segments live, in a store of U
+//                          other users with 10 events each: must not grow with U.
 #include <benchmark/benchmark.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <string>
@@ -87,6 +91,16 @@ void BM_Expiry(benchmark::State& state) {
 }
 BENCHMARK(BM_Expiry)->Arg(1000000)->Iterations(1)->Unit(benchmark::kMillisecond);
 
+// The 7 user segments of the shared/peers workload.
+const char* const kPeersDefs[] = {
+    R"(performed "Order Completed" within 30d and performed "Email Clicked" within 30d)",
+    R"(performed "Product Added" within 1d not followed by "Order Completed")",
+    R"(performed "Flight Booked" where destination = "Lisbon" and did not perform "Trip Taken" within 180d)",
+    R"(performed "Savings Opened" and did not perform "Transfer Set Up")",
+    R"(sum(total) of "Order Completed" within 90d > 500)",
+    R"(country in ("DE", "FR") and plan = "pro" and age between 25 and 40)",
+    R"(performed "Login" at least 5 times between 90d ago and 30d ago and did not perform "Login" within 30d)"};
+
 void BM_ReplayPeers(benchmark::State& state) {
   const char* path = std::getenv("SHOAL_BENCH_NDJSON");
   std::ifstream in(path ? path : "/work/pw/smoke/events.ndjson");
@@ -102,14 +116,6 @@ void BM_ReplayPeers(benchmark::State& state) {
     Message m;
     if (decoder.Decode(line, dopts, &m).ok()) msgs.push_back(std::move(m));
   }
-  const char* defs[] = {
-      R"(performed "Order Completed" within 30d and performed "Email Clicked" within 30d)",
-      R"(performed "Product Added" within 1d not followed by "Order Completed")",
-      R"(performed "Flight Booked" where destination = "Lisbon" and did not perform "Trip Taken" within 180d)",
-      R"(performed "Savings Opened" and did not perform "Transfer Set Up")",
-      R"(sum(total) of "Order Completed" within 90d > 500)",
-      R"(country in ("DE", "FR") and plan = "pro" and age between 25 and 40)",
-      R"(performed "Login" at least 5 times between 90d ago and 30d ago and did not perform "Login" within 30d)"};
   for (auto _ : state) {
     state.PauseTiming();
     VirtualClock clock(kNow);
@@ -117,7 +123,7 @@ void BM_ReplayPeers(benchmark::State& state) {
     opts.keep_changes = false;
     auto engine = std::make_unique<Engine>(&clock, opts);
     int i = 0;
-    for (const char* d : defs) (void)engine->CreateSegment(fmt::format("s{}", i++), d);
+    for (const char* d : kPeersDefs) (void)engine->CreateSegment(fmt::format("s{}", i++), d);
     state.ResumeTiming();
     for (const Message& m : msgs) (void)engine->Ingest(m);
     state.PauseTiming();
@@ -127,6 +133,67 @@ void BM_ReplayPeers(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * msgs.size());
 }
 BENCHMARK(BM_ReplayPeers)->Iterations(3)->Unit(benchmark::kMillisecond);
+
+// Events of the kinds the peers segments read, with a total for the sum.
+Message PeersEvent(int i, Millis ts) {
+  static const char* const kNames[] = {"Order Completed", "Email Clicked", "Product Added", "Login",
+                                       "Savings Opened"};
+  Message m = Track("", kNames[i % 5], ts);
+  m.properties.push_back({"total", Value::Number(10 + i % 90)});
+  return m;
+}
+
+void BM_Merge(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  const int users = static_cast<int>(state.range(1));
+  VirtualClock clock(kNow);
+  Options opts;
+  opts.keep_changes = false;
+  Engine engine(&clock, opts);
+  int s = 0;
+  for (const char* d : kPeersDefs) (void)engine.CreateSegment(fmt::format("s{}", s++), d);
+  for (int u = 0; u < users; ++u)
+    for (int e = 0; e < 10; ++e) {
+      Message m = PeersEvent(u + e, kNow - (e + 1) * kHour);
+      m.user_id = "u" + std::to_string(u);
+      (void)engine.Ingest(m);
+    }
+  Message alias;
+  alias.type = MessageType::kAlias;
+  alias.timestamp = kNow;
+  int k = 0;
+  for (auto _ : state) {
+    // Not timed: a fresh anonymous profile with n events and a known one with 20.
+    const std::string anon = "anon" + std::to_string(k), known = "known" + std::to_string(k);
+    ++k;
+    for (int e = 0; e < n; ++e) {
+      Message m = PeersEvent(e, kNow - (e % 1000 + 1) * kMinute);
+      m.anonymous_id = anon;
+      (void)engine.Ingest(m);
+    }
+    for (int e = 0; e < 20; ++e) {
+      Message m = PeersEvent(e + 1, kNow - (e + 1) * kHour);
+      m.user_id = known;
+      (void)engine.Ingest(m);
+    }
+    alias.previous_id = anon;
+    alias.user_id = known;
+    auto t0 = std::chrono::steady_clock::now();
+    Status st = engine.Ingest(alias);
+    auto t1 = std::chrono::steady_clock::now();
+    if (!st.ok()) state.SkipWithError(st.ToString().c_str());
+    state.SetIterationTime(std::chrono::duration<double>(t1 - t0).count());
+  }
+  state.counters["store_records"] = static_cast<double>(engine.Stats().records);
+}
+BENCHMARK(BM_Merge)
+    ->Args({10, 1000})
+    ->Args({10, 100000})
+    ->Args({1000, 1000})
+    ->Args({1000, 100000})
+    ->UseManualTime()
+    ->Iterations(1000)
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace shoal

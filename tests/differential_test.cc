@@ -2,7 +2,8 @@
 // profiles and Segment-spec messages (in order, late and future-dated), random clock moves (ms to
 // days, and exactly onto window boundaries), definitions created, updated and deleted midway,
 // static lists created, changed (also with keys that have not sent anything yet) and deleted, and
-// profiles erased (and often sent messages again under the same key). After
+// profiles erased (and often sent messages again under the same key), and identity merges
+// (anonymous keys, messages with both a userId and an anonymousId, alias calls). After
 // every step the incremental engine must equal the reference evaluator for every segment, every
 // definition must survive Print -> Parse, and each change stream must replay to the members
 // (tests/invariants.h).
@@ -61,15 +62,35 @@ std::string Quote(std::string_view s) {
 // ---- Cases ------------------------------------------------------------------------------------
 
 struct Msg {
-  enum Type { kIdentify, kTrack, kPage, kNoUser, kGroup } type = kTrack;
+  enum Type { kIdentify, kTrack, kPage, kNoUser, kGroup, kAlias } type = kTrack;
   std::string user;
   std::string group;  // kGroup: the groupId
   bool anonymous = false;
+  std::string anon;      // with a userId: the anonymousId too (an identity merge or link)
+  std::string previous;  // kAlias: the previousId
+
+  // What the harness's model needs to know of an accepted message.
+  Message Decoded() const {
+    Message m;
+    m.type = type == kIdentify ? MessageType::kIdentify
+             : type == kPage   ? MessageType::kPage
+             : type == kGroup  ? MessageType::kGroup
+             : type == kAlias  ? MessageType::kAlias
+                               : MessageType::kTrack;
+    (anonymous ? m.anonymous_id : m.user_id) = user;
+    if (!anonymous && !anon.empty()) m.anonymous_id = anon;
+    m.group_id = group;
+    m.previous_id = previous;
+    return m;
+  }
   std::string event;  // track: event name; page: page name
   Millis ts = 0;
   std::vector<std::pair<std::string, std::string>> fields;  // key -> JSON value text
 
   std::string Json() const {
+    if (type == kAlias)
+      return "{\"type\":\"alias\",\"userId\":" + Quote(user) +
+             ",\"previousId\":" + Quote(previous) + ",\"timestamp\":" + Quote(FormatTime(ts)) + "}";
     std::string j = "{\"type\":";
     std::string bag;
     switch (type) {
@@ -90,9 +111,12 @@ struct Msg {
         j += "\"group\",\"groupId\":" + Quote(group);
         bag = "traits";
         break;
+      case kAlias:
+        break;
     }
     if (type != kNoUser)
       j += std::string(anonymous ? ",\"anonymousId\":" : ",\"userId\":") + Quote(user);
+    if (type != kNoUser && !anonymous && !anon.empty()) j += ",\"anonymousId\":" + Quote(anon);
     if (type == kTrack || type == kNoUser) j += ",\"event\":" + Quote(event);
     if (type == kPage) j += ",\"name\":" + Quote(event);
     j += ",\"timestamp\":" + Quote(FormatTime(ts));
@@ -153,6 +177,8 @@ class Gen {
     }
     // Accounts in about 40% of the cases: group calls, account segments, account conditions.
     use_accounts_ = Chance(0.4);
+    // Identity merges in about half: anonymous keys, messages with both ids, alias calls.
+    use_merges_ = Chance(0.5);
     c.steps.push_back(CreateStep());
     for (int i = 1; i < nsteps; ++i) {
       double r = Real();
@@ -619,6 +645,7 @@ class Gen {
   // have sent anything yet), sometimes a key that never sends anything.
   std::string AnyKey() {
     if (Chance(0.15)) return "x" + std::to_string(Int(0, 2));
+    if (use_merges_ && Chance(0.25)) return Pick(kAnonKeys);
     return Pick(profiles_);
   }
   Step ListOrEraseStep() {
@@ -697,6 +724,21 @@ class Gen {
       m.fields.push_back(m.type == Msg::kIdentify || m.type == Msg::kGroup
                              ? std::pair<std::string, std::string>{"plan", "\"free\""}
                              : std::pair<std::string, std::string>{"cat", "\"x\""});
+    if (use_merges_ && m.type != Msg::kNoUser) {
+      double q = Real();
+      if (q < 0.05) {  // alias: an anonymous key or another user into this user
+        m.type = Msg::kAlias;
+        m.anonymous = false;
+        m.previous = Chance(0.6) ? Pick(kAnonKeys) : Pick(profiles_);
+        m.fields.clear();
+      } else if (q < 0.2) {  // both ids: merges an unclaimed anonymous profile
+        m.anonymous = false;
+        m.anon = Pick(kAnonKeys);
+      } else if (q < 0.4) {  // an anonymous visitor
+        m.anonymous = true;
+        m.user = Pick(kAnonKeys);
+      }
+    }
     interesting_.push_back(m.ts);
     return s;
   }
@@ -728,6 +770,8 @@ class Gen {
   std::set<std::string> live_;
   std::set<std::string> live_accounts_;
   bool use_accounts_ = false;
+  bool use_merges_ = false;
+  inline static const std::vector<std::string> kAnonKeys = {"a0", "a1", "a2"};
   std::set<std::string> lists_;
   bool use_lists_ = false;
   std::vector<Millis> interesting_;
@@ -874,14 +918,11 @@ std::optional<Failure> Run(const Case& c, std::vector<Expectation>* expect = nul
         if (st.ok() != want_ok)
           what = "IngestJson " + std::string(want_ok ? "failed: " + st.ToString()
                                                      : "accepted a message without a user");
-        if (st.ok()) {
-          model.data.profiles.insert(s.msg.user);
-          if (s.msg.type == Msg::kGroup) model.data.accounts[s.msg.group].insert(s.msg.user);
-        }
+        if (st.ok()) model.data.Accept(s.msg.Decoded());
         break;
       }
       case Step::kErase: {
-        want_ok = model.data.profiles.count(s.name) > 0;
+        want_ok = model.data.Known(s.name);
         Status st = engine.EraseProfile(s.name);
         if (st.ok() != want_ok)
           what = "EraseProfile(" + s.name + ") " +
@@ -909,9 +950,9 @@ std::optional<Failure> Run(const Case& c, std::vector<Expectation>* expect = nul
           if (st.ok())
             for (const auto& k : s.keys) {
               if (add)
-                model.data.lists[s.name].insert(k);
+                model.data.lists[s.name].insert(model.data.ListKey(k));
               else
-                model.data.lists[s.name].erase(k);
+                model.data.lists[s.name].erase(model.data.ListKey(k));
             }
         }
         if (st.ok() != want_ok)

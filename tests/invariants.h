@@ -16,6 +16,7 @@
 #include "rules/ast.h"
 #include "rules/parser.h"
 #include "shoal/engine.h"
+#include "shoal/event.h"
 #include "store/store.h"
 
 namespace shoal::testing_util {
@@ -30,18 +31,82 @@ inline reference::DefinitionLookup LookupFor(const Engine& engine) {
 // rather than trusted.
 struct Model {
   std::map<std::string, std::set<std::string>> lists;  // list name -> keys
-  std::set<std::string> profiles;
+  std::set<std::string> profiles;                      // known profiles that were not merged away
   // Known accounts -> the profiles whose group calls name them (an account is known while one of
   // its group calls is not erased).
   std::map<std::string, std::set<std::string>> accounts;
+  // Identity merges (docs/language.md, "Identity"): merged-away (or only linked) key -> the key
+  // of its survivor, always a member of `profiles`.
+  std::map<std::string, std::string> merged;
+
+  std::string Resolve(const std::string& key) const {
+    auto it = merged.find(key);
+    return it == merged.end() ? key : it->second;
+  }
+  bool Known(const std::string& key) const {
+    return profiles.count(key) > 0 || merged.count(key) > 0;
+  }
+  // The key a list change names: a known key's profile, else the key itself (pending).
+  std::string ListKey(const std::string& key) const { return Resolve(key); }
+
+  // A message the engine accepted, by the rules of docs/language.md ("Identity"), written
+  // independently of the engine's implementation of them.
+  void Accept(const Message& m) {
+    if (m.type == MessageType::kAlias) {
+      const std::string user = Resolve(m.user_id);
+      profiles.insert(user);
+      if (!Known(m.previous_id))
+        Link(m.previous_id, user);
+      else if (Resolve(m.previous_id) != user)
+        Merge(Resolve(m.previous_id), user);
+      return;
+    }
+    const std::string user = Resolve(m.ProfileKey());
+    profiles.insert(user);
+    if (!m.user_id.empty() && !m.anonymous_id.empty()) {
+      if (!Known(m.anonymous_id))
+        Link(m.anonymous_id, user);
+      else if (profiles.count(m.anonymous_id) && m.anonymous_id != user)
+        Merge(m.anonymous_id, user);  // an unclaimed profile; a claimed one stays where it is
+    }
+    if (m.type == MessageType::kGroup) accounts[m.group_id].insert(user);
+  }
+  // A key never seen resolves to `into` from now on; lists waiting for it hold `into`.
+  void Link(const std::string& key, const std::string& into) {
+    merged[key] = into;
+    Move(key, into);
+  }
+  // Survivor `from` and everything merged into it become part of `into`.
+  void Merge(const std::string& from, const std::string& into) {
+    profiles.erase(from);
+    for (auto& [k, s] : merged)
+      if (s == from) s = into;
+    merged[from] = into;
+    Move(from, into);
+  }
+  // Where `from` was in a list or an account, `into` is.
+  void Move(const std::string& from, const std::string& into) {
+    for (auto& [name, keys] : lists)
+      if (keys.erase(from)) keys.insert(into);
+    for (auto& [a, users] : accounts)
+      if (users.erase(from)) users.insert(into);
+  }
 
   // A profile is erased: it is no longer known, leaves every list, and its group calls are gone.
-  void Erase(const std::string& key) {
-    profiles.erase(key);
-    for (auto& [name, keys] : lists) keys.erase(key);
-    for (auto it = accounts.begin(); it != accounts.end();) {
-      it->second.erase(key);
-      it = it->second.empty() ? accounts.erase(it) : std::next(it);
+  // A merged profile goes whole, whichever of its keys names it.
+  void Erase(const std::string& named) {
+    const std::string root = Resolve(named);
+    std::vector<std::string> keys = {root};
+    for (const auto& [k, s] : merged)
+      if (s == root) keys.push_back(k);
+    for (const std::string& key : keys) {
+      profiles.erase(key);
+      merged.erase(key);
+      for (auto& [name, ks] : lists) ks.erase(key);
+      for (auto it = accounts.begin(); it != accounts.end();) {
+        it->second.erase(key);
+        it = it->second.empty() ? accounts.erase(it) : std::next(it);
+      }
     }
   }
   reference::ListLookup Lookup() const {
@@ -116,6 +181,17 @@ inline std::string CheckAll(const Engine& engine, const std::map<std::string, si
       err << "Stats().profiles disagrees with the store's live profiles\n";
     for (const std::string& p : model->profiles)
       if (!engine.HasProfile(p)) err << "HasProfile(" << p << ") is false for a known profile\n";
+    // A merged-away key is known and answers for its survivor.
+    for (const auto& [k, survivor] : model->merged) {
+      Result<std::string> got = engine.SurvivorOf(k);
+      if (!engine.HasProfile(k) || !got.ok() || *got != survivor)
+        err << "SurvivorOf(" << k << ") = " << (got.ok() ? *got : got.status().ToString())
+            << ", expected " << survivor << "\n";
+      if (engine.SegmentsOf(k) != engine.SegmentsOf(survivor))
+        err << "SegmentsOf(" << k << ") = " << JoinKeys(engine.SegmentsOf(k))
+            << ", but its survivor " << survivor << " is in "
+            << JoinKeys(engine.SegmentsOf(survivor)) << "\n";
+    }
     if (engine.Stats().accounts != model->accounts.size())
       err << "Stats().accounts = " << engine.Stats().accounts << ", expected "
           << model->accounts.size() << " known accounts\n";

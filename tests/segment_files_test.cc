@@ -577,9 +577,9 @@ class FileRunner {
       if (!st.ok()) return (void)(Fail() << "list " << sub << " " << name << ": " << st.ToString());
       for (const std::string& k : keys) {
         if (sub == "add")
-          model_.lists[name].insert(k);
+          model_.lists[name].insert(model_.ListKey(k));
         else
-          model_.lists[name].erase(k);
+          model_.lists[name].erase(model_.ListKey(k));
       }
     } else if (sub == "members") {
       std::vector<std::string> want = Expected();
@@ -595,16 +595,14 @@ class FileRunner {
     }
   }
 
-  // The model's known profiles: every accepted message but alias creates its profile; a group
-  // call also makes its account known.
+  // The model's known profiles: every accepted message creates its profile (alias: the
+  // userId's) and may merge two (Model::Accept); a group call also makes its account known.
   void NoteProfile(const std::string& json) {
     Message m;
     ingest::DecodeOptions opts;
     opts.now = clock_.Now();
     if (!decoder_.Decode(json, opts, &m).ok()) return;
-    if (m.type == MessageType::kAlias) return;
-    model_.profiles.insert(m.ProfileKey());
-    if (m.type == MessageType::kGroup) model_.accounts[m.group_id].insert(m.ProfileKey());
+    model_.Accept(m);
   }
 
   std::string path_, display_;

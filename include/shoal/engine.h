@@ -53,9 +53,13 @@ enum class Cause : uint8_t {
   kErased,      // the profile was erased (EraseProfile); it exits every segment
   kGroup,       // a group call linked a user to an account or changed the account's traits
                 // (cause_ref: its messageId)
+  kMerged,      // an identity merge (docs/language.md, "Identity"): the merged-away profile
+                // exits (cause_ref: the survivor's key); the survivor's changes name the
+                // merged-away key
 };
 
-// "event", "traits", "time", "definition", "segment", "deleted", "list", "erased", "group"
+// "event", "traits", "time", "definition", "segment", "deleted", "list", "erased", "group",
+// "merged"
 const char* CauseName(Cause c);
 
 // One enter or exit. Changes of one segment have consecutive seq numbers from 1.
@@ -115,11 +119,13 @@ class Engine {
   // --- Ingest ---------------------------------------------------------------------------------
   // Applies one message: identify merges traits, track/page/screen append an event (page and
   // screen become the events "Page Viewed" / "Screen Viewed" with the name in property "name"),
-  // group links the user to the account (groupId) and merges the account's traits. alias is
-  // accepted but does not change membership yet. Re-evaluates only the segments that depend on
-  // what changed. Deadlines due at or before now fire first.
-  // Errors: kInvalidArgument when the message has no profile key, a track has no event name or a
-  // group has no groupId.
+  // group links the user to the account (groupId) and merges the account's traits. A message
+  // with both a userId and an unclaimed anonymousId, and an alias call, merge two profiles into
+  // the userId's (docs/language.md, "Identity"); a merge costs the two profiles' data and the
+  // number of segments, never the size of the store. Re-evaluates only the segments that depend
+  // on what changed. Deadlines due at or before now fire first.
+  // Errors: kInvalidArgument when the message has no profile key, a track has no event name, a
+  // group has no groupId or an alias has no userId or previousId.
   Status Ingest(const Message& msg);
   // Decodes one Segment-spec JSON message and ingests it. Errors name the field.
   Status IngestJson(std::string_view json);
@@ -170,14 +176,23 @@ class Engine {
   Result<ExplainNode> Explain(std::string_view segment, std::string_view profile) const;
 
   // --- Profiles -------------------------------------------------------------------------------
+  // Every read by profile key (HasProfile, Traits, SegmentsOf, IsMember, Explain, AccountsOf)
+  // answers for the merged profile when given a merged-away key.
   bool HasProfile(std::string_view profile) const;
+  // The key of the profile that `profile` was merged into (itself when never merged);
+  // kNotFound when unknown.
+  Result<std::string> SurvivorOf(std::string_view profile) const;
+  // Every key of the merged profile `profile` belongs to: the survivor first, then the keys
+  // merged into it in merge order. Empty when unknown.
+  std::vector<std::string> KeysOf(std::string_view profile) const;
   // The profile's current traits (merged identify calls), as flattened paths sorted by path.
   // kNotFound for an unknown profile.
   Result<std::vector<Field>> Traits(std::string_view profile) const;
   // Removes the profile's traits and events from the retained history and its state from every
   // segment; it exits each segment it was in with cause kErased (and enters none: nothing is
   // re-evaluated for it). It also leaves every static list. A later message with the same key
-  // starts a new, empty profile. kNotFound when unknown. Costs one scan of the store's profile
+  // starts a new, empty profile. A merged profile is erased whole, by any of its keys (KeysOf):
+  // every key is forgotten. kNotFound when unknown. Costs one scan of the store's profile
   // column.
   Status EraseProfile(std::string_view profile);
 

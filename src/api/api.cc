@@ -943,7 +943,13 @@ void Api::Lists(Request& req, const std::vector<std::string>& parts, Reply& repl
       if (st.ok()) st = t.engine().RemoveFromList(name, remove);
       if (!st.ok()) return reply(FromStatus(st));
       for (const std::string& p : add) t.batch().PutListMember(name, p);
-      for (const std::string& p : remove) t.batch().DeleteListMember(name, p);
+      for (const std::string& p : remove) {
+        // A merged profile may have joined the list under any of its keys (docs/language.md,
+        // "Identity"): removing it by one removes them all, also from what a restart reloads.
+        std::vector<std::string> keys = t.engine().KeysOf(p);
+        if (keys.empty()) keys.push_back(p);
+        for (const std::string& k : keys) t.batch().DeleteListMember(name, k);
+      }
       ListAnswer(t, name, 200, -1, reply);
     });
   }

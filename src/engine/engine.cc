@@ -43,6 +43,8 @@ const char* CauseName(Cause c) {
       return "erased";
     case Cause::kGroup:
       return "group";
+    case Cause::kMerged:
+      return "merged";
   }
   return "unknown";
 }
@@ -249,7 +251,7 @@ class Engine::Impl : public engine::CompileContext {
       return Status::InvalidArgument("field 'userId': a userId or anonymousId is required");
     if (msg.type == MessageType::kTrack && msg.event.empty())
       return Status::InvalidArgument("field 'event': required for a track call");
-    if (msg.type == MessageType::kAlias) return Status::Ok();
+    if (msg.type == MessageType::kAlias) return IngestAlias(msg);
     if (msg.type == MessageType::kGroup) return IngestGroup(msg);
     AdvanceTime();
     const Millis now = clock_->Now();
@@ -258,9 +260,12 @@ class Engine::Impl : public engine::CompileContext {
     SHOAL_RETURN_IF_ERROR(ToProps(msg));
 
     size_t before = store_.profiles().size();
-    uint32_t pid = store_.profiles().Intern(key);
+    // A merged-away key's messages go to its survivor: one load when nothing was ever merged.
+    uint32_t pid = store_.Resolve(store_.profiles().Intern(key));
     bool is_new = store_.profiles().size() != before;
     if (profiles_.size() <= pid) profiles_.resize(pid + 1);
+    if (!msg.anonymous_id.empty() && !msg.user_id.empty()) [[unlikely]]
+      is_new = LinkAnonymous(pid, is_new, msg.user_id, msg.anonymous_id, now);
     ProfileState& prof = profiles_[pid];
 
     touched_.clear();
@@ -327,9 +332,11 @@ class Engine::Impl : public engine::CompileContext {
     SHOAL_RETURN_IF_ERROR(ToProps(msg));
     const std::string& key = msg.ProfileKey();
     size_t before = store_.profiles().size();
-    uint32_t pid = store_.profiles().Intern(key);
+    uint32_t pid = store_.Resolve(store_.profiles().Intern(key));
     bool is_new = store_.profiles().size() != before;
     if (profiles_.size() <= pid) profiles_.resize(pid + 1);
+    if (!msg.anonymous_id.empty() && !msg.user_id.empty())
+      is_new = LinkAnonymous(pid, is_new, msg.user_id, msg.anonymous_id, now);
     uint32_t aid = store_.accounts().Intern(msg.group_id);
     uint32_t idx = store_.AppendGroup(pid, aid, msg.timestamp, props_);
     engine::Accounts::Account& acc = accounts_.Get(aid);
@@ -369,6 +376,138 @@ class Engine::Impl : public engine::CompileContext {
       for (uint32_t u : accounts_.UsersOf(aid)) Push(seg, u, kNoVia);
     Drain(now, CauseInfo{Cause::kGroup, msg.message_id, {}, msg.timestamp});
     return Status::Ok();
+  }
+
+  // --- Identity merges (docs/language.md, "Identity") --------------------------------------------
+  // The id a key names now: its own, or its survivor's once merged. nullopt for an unknown key.
+  std::optional<uint32_t> FindProfile(std::string_view key) const {
+    std::optional<uint32_t> id = store_.profiles().Find(key);
+    if (id) id = store_.Resolve(*id);
+    return id;
+  }
+
+  // A message with both ids. `user` is the userId's profile (a survivor), `user_new` whether this
+  // message created it. The anonymousId's profile is merged into it when it is a survivor of its
+  // own (never claimed: the first identification wins); a key never seen is only linked. Returns
+  // whether `user` still needs a new profile's first evaluation.
+  bool LinkAnonymous(uint32_t user, bool user_new, const std::string& user_key,
+                     const std::string& anon, Millis now) {
+    std::optional<uint32_t> a = store_.profiles().Find(anon);
+    if (!a) {
+      LinkNewKey(anon, user, now);
+      return user_new;
+    }
+    if (*a == user || store_.merged(*a)) return user_new;
+    MergeProfiles(*a, user, now, user_new ? &user_key : nullptr);
+    return false;
+  }
+
+  // An alias call: previousId's profile (with everything merged into it) is merged into userId's,
+  // created if new. An explicit link, so an id merged before follows its survivor.
+  Status IngestAlias(const Message& msg) {
+    if (msg.user_id.empty())
+      return Status::InvalidArgument("field 'userId': required for an alias call");
+    if (msg.previous_id.empty())
+      return Status::InvalidArgument("field 'previousId': required for an alias call");
+    AdvanceTime();
+    const Millis now = clock_->Now();
+    size_t before = store_.profiles().size();
+    const uint32_t user = store_.Resolve(store_.profiles().Intern(msg.user_id));
+    bool is_new = store_.profiles().size() != before;
+    if (profiles_.size() <= user) profiles_.resize(user + 1);
+    std::optional<uint32_t> prev = FindProfile(msg.previous_id);
+    if (!prev) {
+      LinkNewKey(msg.previous_id, user, now);
+    } else if (*prev != user) {
+      MergeProfiles(*prev, user, now, is_new ? &msg.user_id : nullptr);
+      is_new = false;
+    }
+    if (is_new) {  // a new, empty profile: evaluated like any profile's first message
+      touched_.clear();
+      ++stamp_;
+      JoinPendingLists(user, msg.user_id);
+      for (uint32_t seg : new_profile_segments_) Touch(seg);
+      Process(user, now, CauseInfo{Cause::kMerged, msg.previous_id, {}, now});
+    }
+    return Status::Ok();
+  }
+
+  // A key never seen (or erased) is linked to `into`: it gets a dense id that resolves to `into`
+  // and no state of its own. Only the lists that were waiting for the key change anything.
+  void LinkNewKey(const std::string& key, uint32_t into, Millis now) {
+    const uint32_t id = store_.profiles().Intern(key);
+    if (profiles_.size() <= id) profiles_.resize(id + 1);
+    store_.Merge(id, into);
+    if (pending_lists_.empty()) return;
+    touched_.clear();
+    ++stamp_;
+    JoinPendingLists(into, key);
+    if (!touched_.empty())
+      Process(into, now, CauseInfo{Cause::kMerged, store_.profiles().Get(id), {}, now});
+  }
+
+  // Merges survivor `from` into survivor `into`. `from` exits every segment it is in (cause
+  // kMerged, naming `into`), its state joins `into`'s (series timelines: one sorted merge each;
+  // traits: recomputed from both profiles' identify calls; list bits and account links move; its
+  // deadlines are dropped), the store records the merge, and `into` is re-evaluated for every
+  // user segment, and the accounts `from` belonged to for every account segment (cause kMerged,
+  // naming `from`). `new_into_key`: `into` was created by this message, so keys waiting in lists
+  // join. Costs the two profiles' data plus the number of segments, series and lists.
+  void MergeProfiles(uint32_t from, uint32_t into, Millis now, const std::string* new_into_key) {
+    const std::string_view from_key = store_.profiles().Get(from);
+    const std::string_view into_key = store_.profiles().Get(into);
+    if (profiles_.size() <= std::max(from, into)) profiles_.resize(std::max(from, into) + 1);
+    std::vector<Segment*> order;
+    for (const auto& s : segments_)
+      if (s && s->target == SegmentTarget::kUsers) order.push_back(s.get());
+    std::stable_sort(order.begin(), order.end(),
+                     [](const Segment* a, const Segment* b) { return a->rank < b->rank; });
+    // The merged-away profile leaves everything at once, as an erased one does: nothing is
+    // re-evaluated for it, so a segment reading another sees no intermediate state.
+    for (Segment* s : order) {
+      s->deadline.erase(from);  // its heap entries are now stale and skipped when popped
+      if (!s->members.contains(from)) continue;
+      s->members.remove(from);
+      if (s->hidden)
+        accounts_.Adjust(s->id, from, false);
+      else
+        Emit(*s, from, false, CauseInfo{Cause::kMerged, into_key, {}, now}, now);
+    }
+    for (auto& [k, se] : series_) se->MergeInto(from, into);
+    ProfileState gone = std::exchange(profiles_[from], ProfileState{});
+    if (!gone.identifies.empty()) {
+      ProfileState& p = profiles_[into];
+      std::vector<uint32_t> ids;
+      ids.reserve(p.identifies.size() + gone.identifies.size());
+      std::merge(p.identifies.begin(), p.identifies.end(), gone.identifies.begin(),
+                 gone.identifies.end(), std::back_inserter(ids));
+      // Replayed in arrival order, the latest-timestamp rule gives what one profile would have.
+      p.identifies = std::move(ids);
+      p.traits.clear();
+      for (uint32_t idx : p.identifies)
+        for (const store::PropEntry& e : store_.props(idx))
+          ApplyTrait(&p, e.key(), e.value(), store_.ts(idx), idx);
+    }
+    for (auto& l : lists_)
+      if (l && l->members.contains(from)) {
+        l->members.remove(from);
+        l->members.add(into);
+      }
+    // `from` is in no hidden segment now, so unlinking it leaves the member counts right; Link
+    // counts `into` in the hidden segments it is in for each account that is new to it.
+    const std::vector<uint32_t> accounts = accounts_.UnlinkUser(from);
+    for (uint32_t a : accounts) accounts_.Link(into, a, is_member_);
+    store_.Merge(from, into);
+
+    touched_.clear();
+    ++stamp_;
+    if (new_into_key) JoinPendingLists(into, *new_into_key);
+    for (Segment* s : order) Touch(s->id);
+    BeginQueue(into, UINT32_MAX);
+    for (uint32_t seg : touched_) queue_.push_back({seg, into, kNoVia});
+    for (uint32_t a : accounts)
+      for (uint32_t seg : acct_segments_) Push(seg, a, kNoVia);
+    Drain(now, CauseInfo{Cause::kMerged, from_key, {}, now});
   }
 
   Status IngestJson(std::string_view json) {
@@ -531,7 +670,7 @@ class Engine::Impl : public engine::CompileContext {
     if (st.ok()) {
       const Millis now = clock_->Now();
       for (uint32_t pid = 0; pid < profiles_.size(); ++pid) {
-        if (store_.erased(pid)) continue;
+        if (store_.erased(pid) || store_.merged(pid)) continue;
         Millis next = kMaxTime;
         if (Eval(probe, pid, now, &next)) ++n;
       }
@@ -610,7 +749,7 @@ class Engine::Impl : public engine::CompileContext {
       EvalContext ctx{store_, accounts_.Find(*aid)->state, *aid, is_member_, in_list_, &accounts_};
       return ExplainTree(s->root, ctx, clock_->Now());
     }
-    auto pid = store_.profiles().Find(profile);
+    auto pid = FindProfile(profile);
     if (!pid) return Status::NotFound("profile \"" + std::string(profile) + "\" does not exist");
     EvalContext ctx{store_, profiles_[*pid], *pid, is_member_, in_list_, &accounts_};
     return ExplainTree(s->root, ctx, clock_->Now());
@@ -618,8 +757,7 @@ class Engine::Impl : public engine::CompileContext {
 
   std::vector<std::string> SegmentsOf(std::string_view key, SegmentTarget target) const {
     std::vector<std::string> out;
-    auto id = target == SegmentTarget::kAccounts ? store_.accounts().Find(key)
-                                                 : store_.profiles().Find(key);
+    auto id = target == SegmentTarget::kAccounts ? store_.accounts().Find(key) : FindProfile(key);
     if (!id) return out;
     for (const auto& s : segments_)
       if (s && !s->hidden && s->target == target && s->members.contains(*id))
@@ -669,7 +807,7 @@ class Engine::Impl : public engine::CompileContext {
 
   // --- Profiles ---------------------------------------------------------------------------------
   Result<std::vector<Field>> Traits(std::string_view profile) const {
-    auto pid = store_.profiles().Find(profile);
+    auto pid = FindProfile(profile);
     if (!pid) return Status::NotFound("profile \"" + std::string(profile) + "\" does not exist");
     if (*pid >= profiles_.size()) return std::vector<Field>{};
     return TraitFields(profiles_[*pid]);
@@ -706,7 +844,7 @@ class Engine::Impl : public engine::CompileContext {
   // Nothing is re-evaluated: the profile is gone from every segment at once, so a segment that
   // references another (even through `not`) has nothing to recompute for it.
   Status Erase(std::string_view profile) {
-    auto found = store_.profiles().Find(profile);
+    auto found = FindProfile(profile);
     if (!found) return Status::NotFound("profile \"" + std::string(profile) + "\" does not exist");
     AdvanceTime();
     const uint32_t pid = *found;
@@ -809,7 +947,7 @@ class Engine::Impl : public engine::CompileContext {
     const Millis now = clock_->Now();
     std::vector<uint32_t> changed;
     for (const std::string& k : keys) {
-      std::optional<uint32_t> pid = store_.profiles().Find(k);
+      std::optional<uint32_t> pid = FindProfile(k);
       if (pid) {
         if (l->members.contains(*pid) == add) continue;
         if (add)
@@ -1243,9 +1381,9 @@ class Engine::Impl : public engine::CompileContext {
     const bool accounts = s->target == SegmentTarget::kAccounts;
     const size_t n = accounts ? accounts_.size() : profiles_.size();
     for (uint32_t id = 0; id < n; ++id) {
-      // Unknown: an erased profile (a tombstone: its history is gone), an account whose group
-      // calls were all erased.
-      if (accounts ? !accounts_.known(id) : store_.erased(id)) continue;
+      // Unknown: an erased profile (a tombstone: its history is gone), a merged-away one (its
+      // survivor answers for it), an account whose group calls were all erased.
+      if (accounts ? !accounts_.known(id) : store_.erased(id) || store_.merged(id)) continue;
       Millis next = kMaxTime;
       if (Eval(*s, id, now, &next)) next_members.add(id);
       Schedule(s, id, next);
@@ -1441,6 +1579,20 @@ Status Engine::DeleteSegment(std::string_view name) { return impl_->Delete(name)
 bool Engine::HasProfile(std::string_view profile) const {
   return impl_->store_.profiles().Find(profile).has_value();
 }
+Result<std::string> Engine::SurvivorOf(std::string_view profile) const {
+  auto pid = impl_->FindProfile(profile);
+  if (!pid) return Status::NotFound("profile \"" + std::string(profile) + "\" does not exist");
+  return std::string(impl_->store_.profiles().Get(*pid));
+}
+std::vector<std::string> Engine::KeysOf(std::string_view profile) const {
+  std::vector<std::string> out;
+  auto pid = impl_->FindProfile(profile);
+  if (!pid) return out;
+  out.emplace_back(impl_->store_.profiles().Get(*pid));
+  for (uint32_t id : impl_->store_.merged_ids(*pid))
+    out.emplace_back(impl_->store_.profiles().Get(id));
+  return out;
+}
 Result<std::vector<Field>> Engine::Traits(std::string_view profile) const {
   return impl_->Traits(profile);
 }
@@ -1497,7 +1649,7 @@ Result<bool> Engine::IsMember(std::string_view segment, std::string_view profile
   auto* s = impl_->Find(segment);
   if (!s) return Status::NotFound("segment \"" + std::string(segment) + "\" does not exist");
   auto id = s->target == SegmentTarget::kAccounts ? impl_->store_.accounts().Find(profile)
-                                                  : impl_->store_.profiles().Find(profile);
+                                                  : impl_->FindProfile(profile);
   return id.has_value() && s->members.contains(*id);
 }
 
@@ -1530,7 +1682,7 @@ Result<std::vector<std::string>> Engine::AccountUsers(std::string_view account) 
 }
 std::vector<std::string> Engine::AccountsOf(std::string_view profile) const {
   std::vector<std::string> out;
-  auto pid = impl_->store_.profiles().Find(profile);
+  auto pid = impl_->FindProfile(profile);
   if (!pid) return out;
   for (uint32_t a : impl_->accounts_.AccountsOf(*pid))
     out.emplace_back(impl_->store_.accounts().Get(a));

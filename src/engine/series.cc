@@ -53,8 +53,10 @@ void Series::Build(std::span<const uint32_t> records, const store::Store& store,
     return pid != store::Store::kErasedProfile && (!filter_ || Matches(store.props(idx), store));
   };
   count->assign(profiles, 0);
+  // A record's profile is resolved through the store's merge table: a merged-away profile's
+  // records belong to its survivor.
   for (uint32_t idx : records) {
-    const uint32_t pid = store.profile(idx);
+    const uint32_t pid = store.Resolve(store.profile(idx));
     if (match(idx, pid)) ++(*count)[pid];
   }
   size_t with = 0;
@@ -67,7 +69,7 @@ void Series::Build(std::span<const uint32_t> records, const store::Store& store,
   // event; such profiles are marked (count = 0) and sorted at the end.
   const bool value = has_value();
   for (uint32_t idx : records) {
-    const uint32_t pid = store.profile(idx);
+    const uint32_t pid = store.Resolve(store.profile(idx));
     if (!match(idx, pid)) continue;
     Timeline& tl = timelines_[slot_[pid] - 1];
     Entry e{store.ts(idx), idx, value ? ValueOf(store.props(idx)) : 0};
@@ -78,6 +80,29 @@ void Series::Build(std::span<const uint32_t> records, const store::Store& store,
     if ((*count)[p] || !slot_[p]) continue;
     Timeline& tl = timelines_[slot_[p] - 1];
     std::sort(tl.begin(), tl.end());
+  }
+}
+
+void Series::MergeInto(uint32_t from, uint32_t into) {
+  if (from >= slot_.size() || !slot_[from] || timelines_[slot_[from] - 1].empty()) return;
+  Timeline moved;
+  moved.swap(timelines_[slot_[from] - 1]);
+  Timeline& tl = Slot(into);
+  if (tl.empty()) {
+    tl.swap(moved);
+    return;
+  }
+  // Merged from the back into the longer timeline, grown in place (usually within its capacity):
+  // one linear pass, no buffer (inplace_merge would allocate one), and each slot is written only
+  // after what it held has been moved on.
+  if (moved.size() > tl.size()) tl.swap(moved);
+  size_t i = tl.size(), j = moved.size(), k = i + j;
+  tl.resize(k);
+  while (j > 0) {
+    if (i > 0 && moved[j - 1] < tl[i - 1])
+      tl[--k] = tl[--i];
+    else
+      tl[--k] = moved[--j];
   }
 }
 

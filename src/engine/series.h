@@ -61,6 +61,9 @@ class Series {
   // Drops the profile's timeline and frees its memory (EraseProfile). The slot stays taken:
   // profile ids are never reused.
   void Erase(uint32_t profile);
+  // Identity merge: moves `from`'s entries into `into`'s timeline (one sorted merge of the two)
+  // and drops `from`'s. Costs the two timelines' lengths; nothing when `from` has none.
+  void MergeInto(uint32_t from, uint32_t into);
   // The profile's timeline; empty when it has none.
   const Timeline& Get(uint32_t profile) const {
     uint32_t s = profile < slot_.size() ? slot_[profile] : 0;

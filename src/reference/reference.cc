@@ -393,7 +393,8 @@ struct Graph {
     for (size_t i = 0; i < store.size(); ++i) {
       uint32_t r = static_cast<uint32_t>(i);
       if (store.kind(i) == store::RecordKind::kErased) continue;
-      uint32_t u = store.profile(i);
+      // A merged-away user's records and links are its survivor's.
+      uint32_t u = store.Resolve(store.profile(i));
       ProfileRecords& pu = users[u];
       pu.id = u;
       pu.key = store.profiles().Get(u);
@@ -861,14 +862,16 @@ std::vector<std::string> Members(const store::Store& store, const rules::Expr& d
     profiles[id].id = id;
     profiles[id].key = store.profiles().Get(id);
   }
+  // Identity merges (docs/language.md, "Identity"): a record belongs to the survivor of the id it
+  // was appended with, and a merged-away id is not a profile of its own.
   for (size_t i = 0; i < store.size(); ++i) {
     uint32_t id = store.profile(i);
-    if (id < n_profiles) profiles[id].records.push_back(static_cast<uint32_t>(i));
+    if (id < n_profiles) profiles[store.Resolve(id)].records.push_back(static_cast<uint32_t>(i));
   }
   Evaluator eval(store, lookup, lists, now);
   std::vector<std::string> out;
   for (const ProfileRecords& p : profiles)
-    if (!store.erased(p.id) && eval.Eval(def, p)) out.emplace_back(p.key);
+    if (!store.erased(p.id) && !store.merged(p.id) && eval.Eval(def, p)) out.emplace_back(p.key);
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -887,11 +890,13 @@ std::vector<std::string> AccountMembers(const store::Store& store, const rules::
 bool IsMember(const store::Store& store, uint32_t profile, const rules::Expr& def,
               const DefinitionLookup& lookup, Millis now, const ListLookup& lists) {
   if (profile >= store.profiles().size() || store.erased(profile)) return false;
+  profile = store.Resolve(profile);  // a merged-away id answers for its survivor
   ProfileRecords p;
   p.id = profile;
   p.key = store.profiles().Get(profile);
   for (size_t i = 0; i < store.size(); ++i)
-    if (store.profile(i) == profile) p.records.push_back(static_cast<uint32_t>(i));
+    if (store.profile(i) < store.profiles().size() && store.Resolve(store.profile(i)) == profile)
+      p.records.push_back(static_cast<uint32_t>(i));
   Evaluator eval(store, lookup, lists, now);
   return eval.Eval(def, p);
 }

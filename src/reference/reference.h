@@ -26,7 +26,8 @@ using ListLookup = std::function<bool(std::string_view list, std::string_view pr
 
 // The profile keys (sorted ascending, bytewise) of every known profile for which `def` is true
 // at `now`, evaluated over every record in `store`. Erased profiles are not known: their ids
-// are skipped and their records are tombstones.
+// are skipped and their records are tombstones. A merged profile is its survivor with the records
+// of every id merged into it (Store::Resolve); merged-away ids are not profiles of their own.
 std::vector<std::string> Members(const store::Store& store, const rules::Expr& def,
                                  const DefinitionLookup& lookup, Millis now,
                                  const ListLookup& lists = {});
@@ -37,7 +38,8 @@ std::vector<std::string> AccountMembers(const store::Store& store, const rules::
                                         const DefinitionLookup& lookup, Millis now,
                                         const ListLookup& lists = {});
 
-// Whether one profile (by dense id) satisfies `def` at `now`; false for an erased id.
+// Whether one profile (by dense id) satisfies `def` at `now`; false for an erased id. A
+// merged-away id answers for its survivor.
 bool IsMember(const store::Store& store, uint32_t profile, const rules::Expr& def,
               const DefinitionLookup& lookup, Millis now, const ListLookup& lists = {});
 

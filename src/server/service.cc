@@ -223,6 +223,15 @@ Status Service::Recover() {
     if (!erased.empty()) {
       auto it = erased.find(msg.ProfileKey());
       if (it != erased.end() && seq < it->second) return Status::Ok();
+      // An erased key named beside a live one (a userId's anonymousId, an alias' previousId):
+      // its calls were skipped, so it must not be linked now either. An erasure covers every key
+      // of a merged profile (Erase), so what is left is exactly what the engine saw.
+      auto gone = [&](const std::string& k) {
+        auto e = k.empty() ? erased.end() : erased.find(k);
+        return e != erased.end() && seq < e->second;
+      };
+      if (msg.type == MessageType::kAlias && gone(msg.previous_id)) return Status::Ok();
+      if (!msg.user_id.empty() && gone(msg.anonymous_id)) msg.anonymous_id.clear();
     }
     if (!msg.message_id.empty() && msg.received_at > now - options_.dedup_window) {
       es.seen->Insert(IdHash(msg.message_id), msg.received_at);
@@ -621,21 +630,27 @@ Status Service::Erase(Txn& txn, std::string_view profile) {
   // The exits this erasure emits keep the id, so that downstream tools learn whom to remove;
   // every earlier change of the profile is redacted.
   uint64_t first_exit = es_->next_change_seq;
+  // A merged profile is erased whole: every key it has (docs/language.md, "Identity").
+  std::vector<std::string> keys = engine_->KeysOf(profile);
   Status st = engine_->EraseProfile(profile);
   if (!st.ok()) return st;
   uint64_t before = es_->next_log_seq;
-  txn.batch().PutErasure(profile, before, first_exit);
-  for (const std::string& list : engine_->Lists()) txn.batch().DeleteListMember(list, profile);
-  txn.OnDurable([this, p = std::string(profile), before, first_exit](const Status& s) {
+  for (const std::string& key : keys) {
+    txn.batch().PutErasure(key, before, first_exit);
+    for (const std::string& list : engine_->Lists()) txn.batch().DeleteListMember(list, key);
+  }
+  txn.OnDurable([this, keys = std::move(keys), before, first_exit](const Status& s) {
     if (!s.ok()) return;
     // Before the DELETE is answered: the id leaves the stored history and the change log (fast,
     // through the profile index); the scan of the call log runs in the background.
-    Status r = db_->RedactProfile(p, first_exit);
-    if (!r.ok()) spdlog::error("event=redact_failed error=\"{}\"", r.ToString());
-    hub_.Redact(p, first_exit);
-    {
-      std::lock_guard lock(purge_mu_);
-      purges_.push_back({p, before, first_exit});
+    for (const std::string& p : keys) {
+      Status r = db_->RedactProfile(p, first_exit);
+      if (!r.ok()) spdlog::error("event=redact_failed error=\"{}\"", r.ToString());
+      hub_.Redact(p, first_exit);
+      {
+        std::lock_guard lock(purge_mu_);
+        purges_.push_back({p, before, first_exit});
+      }
     }
     purge_cv_.notify_one();
   });

@@ -188,6 +188,66 @@ TEST_F(ServiceTest, ErasureSurvivesRestart) {
   EXPECT_EQ(Members("buyers"), (std::vector<std::string>{"u1", "u2"}));
 }
 
+// Identity merges are replayed from the call log on restart: the same survivor, members and no
+// reconciliation changes.
+TEST_F(ServiceTest, MergesAreReplayedOnRestart) {
+  Start(kT0);
+  Create("carts", R"(performed "Product Added" at least 2 times)");
+  Send(
+      {R"({"type":"track","anonymousId":"a1","event":"Product Added","timestamp":"2026-10-30T00:00:00Z","messageId":"m1"})",
+       R"({"type":"track","anonymousId":"a1","event":"Product Added","timestamp":"2026-10-30T00:01:00Z","messageId":"m2"})",
+       R"({"type":"identify","userId":"u1","anonymousId":"a1","timestamp":"2026-10-30T00:02:00Z","messageId":"m3"})",
+       R"({"type":"alias","previousId":"crm-1","userId":"u1","timestamp":"2026-10-30T00:03:00Z","messageId":"m4"})"});
+  EXPECT_EQ(Members("carts"), std::vector<std::string>{"u1"});
+  std::vector<durable::StoredChange> log = Log();
+  ASSERT_EQ(log.size(), 3u);
+  EXPECT_EQ(log[1].change.cause, Cause::kMerged);
+  EXPECT_EQ(log[1].change.profile, "a1");
+  EXPECT_EQ(log[1].change.cause_ref, "u1");
+  EXPECT_EQ(log[2].change.profile, "u1");
+  EXPECT_EQ(log[2].change.cause_ref, "a1");
+
+  Start(kT0);
+  EXPECT_EQ(Members("carts"), std::vector<std::string>{"u1"});
+  EXPECT_EQ(Log().size(), 3u);
+  for (const char* key : {"a1", "crm-1"})
+    EXPECT_EQ(OnEngine<std::string>([&](Txn& t) { return *t.engine().SurvivorOf(key); }), "u1")
+        << key;
+  Send(
+      {R"({"type":"track","anonymousId":"a1","event":"Product Added","timestamp":"2026-10-30T00:04:00Z","messageId":"m5"})"});
+  EXPECT_EQ(OnEngine<size_t>([](Txn& t) { return t.engine().Stats().profiles; }), 1u);
+}
+
+// Erasing a merged profile erases every key of it, also for the replay: an erased anonymousId
+// logged beside another user is not linked to that user on restart.
+TEST_F(ServiceTest, ErasingAMergedProfileSurvivesRestart) {
+  Start(kT0);
+  Create("any", R"(performed "A")");
+  Send(
+      {R"({"type":"track","anonymousId":"a1","event":"A","timestamp":"2026-10-30T00:00:00Z","messageId":"m1"})",
+       R"({"type":"track","userId":"u1","anonymousId":"a1","event":"A","timestamp":"2026-10-30T00:01:00Z","messageId":"m2"})",
+       R"({"type":"track","userId":"u2","anonymousId":"a1","event":"A","timestamp":"2026-10-30T00:02:00Z","messageId":"m3"})"});
+  EXPECT_EQ(Members("any"), (std::vector<std::string>{"u1", "u2"}));
+  std::promise<Status> p;
+  svc_->Run([&](Txn& t) {
+    Status st = svc_->Erase(t, "a1");
+    if (!st.ok()) return p.set_value(st);
+    t.OnDurable([&](const Status& s) { p.set_value(s); });
+  });
+  ASSERT_TRUE(p.get_future().get().ok());
+  auto known = [&](const char* key) {
+    return OnEngine<bool>([&](Txn& t) { return t.engine().HasProfile(key); });
+  };
+  EXPECT_EQ(Members("any"), std::vector<std::string>{"u2"});
+  EXPECT_FALSE(known("a1"));
+  EXPECT_FALSE(known("u1"));
+  Start(kT0);
+  EXPECT_EQ(Members("any"), std::vector<std::string>{"u2"});
+  EXPECT_FALSE(known("a1"));
+  EXPECT_FALSE(known("u1"));
+  EXPECT_TRUE(known("u2"));
+}
+
 TEST_F(ServiceTest, VirtualClockMovesOnlyForward) {
   Start(kT0);
   Result<size_t> r = OnEngine<Result<size_t>>([&](Txn&) { return svc_->SetClock(kT0 - 1); });

@@ -144,12 +144,43 @@ std::optional<StoredValue> Store::Find(size_t i, uint32_t key) const {
   return std::nullopt;
 }
 
+void Store::Merge(uint32_t from, uint32_t into) {
+  const uint32_t top = std::max(from, into);
+  if (survivor_.size() <= top) {
+    const size_t old = survivor_.size();
+    survivor_.resize(std::max<size_t>(top + 1, profiles_.size()));
+    for (size_t i = old; i < survivor_.size(); ++i) survivor_[i] = static_cast<uint32_t>(i);
+  }
+  std::vector<uint32_t>& into_ids = merged_ids_[into];
+  auto it = merged_ids_.find(from);
+  if (it != merged_ids_.end()) {
+    for (uint32_t id : it->second) {
+      survivor_[id] = into;
+      into_ids.push_back(id);
+    }
+    merged_ids_.erase(it);
+  }
+  survivor_[from] = into;
+  into_ids.push_back(from);
+  ++merged_profiles_;
+}
+
 size_t Store::EraseProfile(uint32_t profile) {
   if (erased(profile) || profile >= profiles_.size()) return 0;
+  profile = Resolve(profile);
+  // The survivor and every id merged into it: a set small enough to search linearly.
+  std::vector<uint32_t> ids = {profile};
+  auto merged = merged_ids_.find(profile);
+  if (merged != merged_ids_.end()) {
+    ids.insert(ids.end(), merged->second.begin(), merged->second.end());
+    merged_ids_.erase(merged);
+  }
+  std::sort(ids.begin(), ids.end());
   size_t n = 0;
   const PropEntry pad{PropEntry::kPad, {0, 0}};
   for (size_t i = 0; i < size(); ++i) {
-    if (profile_[i] != profile) continue;
+    const uint32_t p = profile_[i];
+    if (p == kErasedProfile || !std::binary_search(ids.begin(), ids.end(), p)) continue;
     // Overwrite the properties in place: props() trims trailing pads, so the record reads empty.
     uint32_t b = props_begin_[i];
     uint32_t e = i + 1 < size() ? props_begin_[i + 1] : static_cast<uint32_t>(props_.size());
@@ -159,11 +190,17 @@ size_t Store::EraseProfile(uint32_t profile) {
     ts_[i] = 0;
     ++n;
   }
-  if (erased_.size() <= profile) erased_.resize(profile + 1, false);
-  erased_[profile] = true;
-  ++erased_profiles_;
+  if (erased_.size() <= ids.back()) erased_.resize(ids.back() + 1, false);
+  for (uint32_t id : ids) {
+    erased_[id] = true;
+    ++erased_profiles_;
+    if (id != profile) {
+      --merged_profiles_;  // counted once, as erased
+      survivor_[id] = id;  // an erased id resolves to itself, like any unknown one
+    }
+    profiles_.Forget(id);
+  }
   erased_records_ += n;
-  profiles_.Forget(profile);
   return n;
 }
 
@@ -173,7 +210,7 @@ size_t Store::MemoryBytes() const {
   return strings_.MemoryBytes() + profiles_.MemoryBytes() + keys_.MemoryBytes() +
          accounts_.MemoryBytes() + group_account_.capacity() * 8 + ts_.MemoryBytes() +
          profile_.MemoryBytes() + name_.MemoryBytes() + props_begin_.MemoryBytes() +
-         props_.MemoryBytes() + by_name_bytes;
+         props_.MemoryBytes() + by_name_bytes + survivor_.capacity() * 4;
 }
 
 }  // namespace shoal::store

@@ -258,12 +258,35 @@ class Store {
   // forgotten, so a later message with the same key interns a new id. Tombstones keep record
   // indices stable (series and identify lists hold them) at the cost of their columns' bytes.
   // Strings the records interned stay in strings(): they may be shared with other records.
+  // A survivor of merges is erased with every id merged into it (their records and keys too).
   // O(records): one scan of the profile column. Returns the number of records erased.
   size_t EraseProfile(uint32_t profile);
   bool erased(uint32_t profile) const { return profile < erased_.size() && erased_[profile]; }
   // Records and profile ids that are not erased.
   size_t live_records() const { return size() - erased_records_; }
-  size_t live_profiles() const { return profiles_.size() - erased_profiles_; }
+  // Profile ids that are neither erased nor merged into another.
+  size_t live_profiles() const { return profiles_.size() - erased_profiles_ - merged_profiles_; }
+
+  // --- Identity merges (docs/language.md, "Identity") --------------------------------------------
+  // Records keep the dense id they were appended with; a merge only records that `from` now
+  // belongs to `into`, so whoever reads a record's profile resolves it: backfill, Estimate and
+  // the reference group records by Resolve(profile(i)). The table is kept fully compressed (every
+  // merged id points at its survivor, never at another merged id), so Resolve is one load.
+
+  // The survivor id a profile id belongs to: itself unless it was merged.
+  uint32_t Resolve(uint32_t profile) const {
+    return profile < survivor_.size() ? survivor_[profile] : profile;
+  }
+  bool merged(uint32_t profile) const { return Resolve(profile) != profile; }
+  // Merges profile `from` (and every id merged into it) into `into`. Both must be survivors
+  // (Resolve(x) == x), distinct and not erased. Costs the number of ids merged into `from`.
+  void Merge(uint32_t from, uint32_t into);
+  // The ids merged into survivor `profile` (not itself), in merge order; empty when none.
+  std::span<const uint32_t> merged_ids(uint32_t profile) const {
+    auto it = merged_ids_.find(profile);
+    if (it == merged_ids_.end()) return {};
+    return it->second;
+  }
 
   size_t MemoryBytes() const;
 
@@ -284,6 +307,11 @@ class Store {
   std::vector<std::pair<uint32_t, uint32_t>> group_account_;
   std::vector<bool> erased_;  // by profile id
   size_t erased_records_ = 0, erased_profiles_ = 0;
+  // Identity merges: survivor_[id] is the survivor of id (id itself when not merged); ids past
+  // its end are survivors. merged_ids_: survivor -> the ids merged into it.
+  std::vector<uint32_t> survivor_;
+  absl::flat_hash_map<uint32_t, std::vector<uint32_t>> merged_ids_;
+  size_t merged_profiles_ = 0;
 };
 
 }  // namespace shoal::store

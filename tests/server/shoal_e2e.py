@@ -1382,6 +1382,83 @@ class ErasureTest(ServerTest):
 
 
 # --------------------------------------------------------------------------------------------
+# Identity merges (docs/language.md, "Identity")
+# --------------------------------------------------------------------------------------------
+
+class IdentityTest(ServerTest):
+
+    def test_login_merges_anonymous_profile_and_survives_restart(self):
+        s = self.srv
+        a, u, old = "id-anon-1", "id-user-1", "id-crm-1"
+        s.create_segment("id_cart2", 'performed "Id Added" at least 2 times')
+        s.create_segment("id_funnel", 'performed "Id Added" then "Id Bought" within 1d')
+        for i in (4, 3):
+            self.ok(s.call("track", {"anonymousId": a, "event": "Id Added",
+                                     "messageId": mid(), "timestamp": past(i * H)}))
+        self.ok(s.call("identify", {"userId": u, "traits": {"plan": "id"},
+                                    "messageId": mid(), "timestamp": past(3 * H)}))
+        self.assertEqual(s.members("id_cart2"), [a])
+        before = s.last_seq()
+        # Login: the identify carries both ids.
+        self.ok(s.call("identify", {"userId": u, "anonymousId": a, "traits": {"email": "i@d.x"},
+                                    "messageId": mid(), "timestamp": past(2 * H)}))
+        ch = [(c["profile"], c["kind"], c["cause"], c.get("cause_ref"))
+              for c in s.all_changes(segment="id_cart2", after=before)]
+        self.assertEqual(ch, [(a, "exit", "merged", u), (u, "enter", "merged", a)])
+        # The merged-away id answers for the survivor; later anonymous calls go to it.
+        self.ok(s.call("track", {"anonymousId": a, "event": "Id Bought",
+                                 "messageId": mid(), "timestamp": past(H)}))
+        self.ok(s.call("alias", {"previousId": old, "userId": u,
+                                 "messageId": mid(), "timestamp": past(H)}))
+        self.check_merged(a, u, old)
+        seq = s.last_seq()
+        s.restart(hard=True, label="IdentityTest SIGKILL restart")
+        self.check_merged(a, u, old)
+        s.restart(label="IdentityTest SIGTERM restart")
+        self.check_merged(a, u, old)
+        self.assertEqual(s.all_changes(after=seq), [], "a restart must not change membership")
+        self.assert_verify_ok()
+        # Erasing either id erases the merged profile, every id of it.
+        self.ok(s.delete("/v1/profiles/" + q(a)), "erase")
+        for k in (a, u, old):
+            self.expect_error(s.get("/v1/profiles/" + q(k)), 404, "not_found", k)
+        s.restart(label="IdentityTest restart after erasure")
+        for k in (a, u, old):
+            self.expect_error(s.get("/v1/profiles/" + q(k)), 404, "not_found", k)
+        self.assertEqual(s.members("id_cart2"), [])
+        self.assert_verify_ok()
+
+    def test_list_follows_the_merged_profile_across_restart(self):
+        s = self.srv
+        a, u = "id-anon-2", "id-user-2"
+        self.expect(s.post("/v1/lists", {"name": "id_list"}), 201)
+        s.create_segment("id_listed", 'in list "id_list"')
+        self.ok(s.post("/v1/lists/id_list/members", {"add": [a]}))
+        self.ok(s.call("track", {"anonymousId": a, "event": "Id Seen",
+                                 "messageId": mid(), "timestamp": past(2 * H)}))
+        self.ok(s.call("identify", {"userId": u, "anonymousId": a, "traits": {"plan": "id"},
+                                    "messageId": mid(), "timestamp": past(H)}))
+        members = lambda: self.ok(s.get("/v1/lists/id_list/members")).json["members"]
+        self.assertEqual(members(), [u], "the survivor holds the list membership")
+        self.assertEqual(s.members("id_listed"), [u])
+        # Removing the survivor removes the key the profile was added under, also on disk.
+        self.ok(s.post("/v1/lists/id_list/members", {"remove": [u]}))
+        self.assertEqual(members(), [])
+        s.restart(label="IdentityTest lists restart")
+        self.assertEqual(members(), [], "a restart must not bring the removed profile back")
+        self.assertEqual(s.members("id_listed"), [])
+        self.assert_verify_ok()
+
+    def check_merged(self, a, u, old):
+        s = self.srv
+        self.assertEqual(s.members("id_cart2"), [u])
+        self.assertEqual(s.members("id_funnel"), [u])
+        for k in (a, u, old):
+            self.assertEqual(s.profile_segments(k), ["id_cart2", "id_funnel"], k)
+            self.assertEqual(s.traits(k), {"plan": "id", "email": "i@d.x"}, k)
+
+
+# --------------------------------------------------------------------------------------------
 # Accounts (group calls, account segments, users by their account)
 # --------------------------------------------------------------------------------------------
 
