@@ -53,9 +53,12 @@ enum class Cause : uint8_t {
   kErased,      // the profile was erased (EraseProfile); it exits every segment
   kGroup,       // a group call linked a user to an account or changed the account's traits
                 // (cause_ref: its messageId)
+  kRank,        // another profile's value change (or R changing) moved a top-N boundary across
+                // this one (cause_ref: the messageId of the call that did; event: its name)
 };
 
-// "event", "traits", "time", "definition", "segment", "deleted", "list", "erased", "group"
+// "event", "traits", "time", "definition", "segment", "deleted", "list", "erased", "group",
+// "rank"
 const char* CauseName(Cause c);
 
 // One enter or exit. Changes of one segment have consecutive seq numbers from 1.
