@@ -117,9 +117,9 @@ void ExpectChangesEqual(const StoredChange& a, const StoredChange& b) {
 const MessageType kAllTypes[] = {MessageType::kIdentify, MessageType::kTrack, MessageType::kPage,
                                  MessageType::kScreen,   MessageType::kGroup, MessageType::kAlias};
 
-const Cause kAllCauses[] = {Cause::kEvent,      Cause::kTraits,  Cause::kTime,
-                            Cause::kDefinition, Cause::kSegment, Cause::kDeleted,
-                            Cause::kList,       Cause::kErased,  Cause::kGroup};
+const Cause kAllCauses[] = {Cause::kEvent,   Cause::kTraits,  Cause::kTime, Cause::kDefinition,
+                            Cause::kSegment, Cause::kDeleted, Cause::kList, Cause::kErased,
+                            Cause::kGroup,   Cause::kRank};
 
 const Millis kExtremeTimes[] = {0,
                                 1,
@@ -456,9 +456,9 @@ TEST(CodecTest, ChangeBadVersionKindOrCauseIsAnError) {
   bad[kKind] = 2;
   EXPECT_FALSE(DecodeChange(bad, &out).ok());
   bad = enc;
-  bad[kCause] = static_cast<char>(static_cast<uint8_t>(Cause::kGroup) + 1);
+  bad[kCause] = static_cast<char>(static_cast<uint8_t>(Cause::kRank) + 1);
   EXPECT_FALSE(DecodeChange(bad, &out).ok());
-  bad[kCause] = static_cast<char>(Cause::kGroup);
+  bad[kCause] = static_cast<char>(Cause::kRank);
   EXPECT_TRUE(DecodeChange(bad, &out).ok());
 }
 

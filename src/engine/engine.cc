@@ -434,8 +434,9 @@ class Engine::Impl : public engine::CompileContext {
       ++timer_fires_;
       touched_.clear();
       ++stamp_;
-      if (s->ranker) {
-        FireRanker(s, tm);
+      // A rank segment, or a member segment a ranking may read: see FireTogether.
+      if (s->ranker || (s->hidden && !s->dependents.empty())) {
+        FireTogether(s, tm);
         continue;
       }
       Touch(s->id);
@@ -445,10 +446,11 @@ class Engine::Impl : public engine::CompileContext {
     return stats_changes_ - before;
   }
 
-  // A rank segment's due deadline, with every other one of the same segment due at the same
-  // instant: values that change together move in the ranking together (EvalRanker), so nobody
-  // enters and leaves at one instant in between.
-  void FireRanker(Segment* s, const Timer& tm) {
+  // A due deadline of a rank segment (or of a member segment, whose changes move member counts),
+  // with every other one of the same segment due at the same instant, in one pass: values that
+  // change together move in the ranking together (EvalRanker), so nobody enters and leaves a top
+  // set at one instant in between.
+  void FireTogether(Segment* s, const Timer& tm) {
     BeginQueue(UINT32_MAX, UINT32_MAX);
     queue_.push_back({s->id, tm.profile, kNoVia});
     std::vector<Timer> others;

@@ -187,6 +187,13 @@ void Ranking::Note(uint32_t id) {
   noted_.push_back({id, InTop(id)});
 }
 
+uint64_t Ranking::Prefix(std::string_view key) {
+  uint64_t p = 0;
+  for (size_t i = 0; i < 8; ++i)
+    p = p << 8 | (i < key.size() ? static_cast<unsigned char>(key[i]) : 0);
+  return p;
+}
+
 void Ranking::Set(uint32_t id, std::string_view key, std::optional<double> value) {
   if (value && std::isnan(*value)) value.reset();
   if (slots_.size() <= id) slots_.resize(id + 1);
@@ -196,12 +203,13 @@ void Ranking::Set(uint32_t id, std::string_view key, std::optional<double> value
   if (s.ranked && value && s.v == v) return;  // unchanged: nothing moves
   Note(id);
   if (s.ranked) {
-    (s.top ? top_ : rest_).erase(Key{s.v, s.key, id});
+    (s.top ? top_ : rest_).erase(Key{s.v, s.prefix, s.key, id});
     s.ranked = false;
   }
   if (value) {
-    Key k{v, key, id};
+    Key k{v, Prefix(key), key, id};
     s.v = v;
+    s.prefix = k.prefix;
     s.key = key;
     s.ranked = true;
     // Into the top set when ahead of everything outside it; Rebalance then fixes its size.
@@ -242,7 +250,7 @@ void Ranking::TakeFlips(std::vector<std::pair<uint32_t, bool>>* out) {
 std::optional<size_t> Ranking::RankOf(uint32_t id) const {
   if (id >= slots_.size() || !slots_[id].ranked) return std::nullopt;
   const Slot& s = slots_[id];
-  Key k{s.v, s.key, id};
+  Key k{s.v, s.prefix, s.key, id};
   return 1 + (s.top ? top_.order_of_key(k) : top_.size() + rest_.order_of_key(k));
 }
 
@@ -259,7 +267,7 @@ std::optional<double> Ranking::CutoffValue() const {
 }
 
 size_t Ranking::MemoryBytes() const {
-  // A tree node holds the key, three pointers and the subtree size.
+  // A tree node holds the key, three pointers, the colour and the subtree size.
   return ranked() * (sizeof(Key) + 4 * sizeof(void*)) + slots_.capacity() * sizeof(Slot) +
          noted_stamp_.capacity() * sizeof(uint64_t);
 }

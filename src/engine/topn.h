@@ -51,7 +51,9 @@ class RankSource {
 // descending (ascending for `bottom`), then key ascending; the top set is the first N entries, or
 // the first ceil(P/100 x R) of the R ranked. Two order-statistic trees hold the top set and the
 // rest, every entry of the first ahead of every entry of the second, so a value change is one
-// removal, one insertion and O(1) moves across the boundary, each O(log R).
+// removal, one insertion and O(1) moves across the boundary, each O(log R). (absl's B-tree, with
+// fewer cache misses per lookup, measured the same at 200k profiles within the noise, and has no
+// rank query for Explain.)
 class Ranking {
  public:
   // percent: pct in (0, 100] with at most 6 decimals; else n >= 1.
@@ -84,19 +86,25 @@ class Ranking {
  private:
   struct Key {
     double v;  // the value, negated for `bottom` so that both orders are "greatest first"
+    // The key's first 8 bytes, big-endian and zero-padded: unequal prefixes order as the keys
+    // do, so ties on the value (the many profiles with a sum of 0) rarely reach the memcmp.
+    uint64_t prefix;
     std::string_view key;
     uint32_t id;
   };
   struct Ahead {
     bool operator()(const Key& a, const Key& b) const {
       if (a.v != b.v) return a.v > b.v;
+      if (a.prefix != b.prefix) return a.prefix < b.prefix;
       return a.key < b.key;
     }
   };
+  static uint64_t Prefix(std::string_view key);
   using Tree = __gnu_pbds::tree<Key, __gnu_pbds::null_type, Ahead, __gnu_pbds::rb_tree_tag,
                                 __gnu_pbds::tree_order_statistics_node_update>;
   struct Slot {
     double v = 0;
+    uint64_t prefix = 0;
     std::string_view key;
     bool ranked = false;
     bool top = false;

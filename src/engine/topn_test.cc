@@ -191,6 +191,7 @@ TEST_F(TopNEngineTest, AnotherProfilesChangePushesAcrossTheBoundaryWithCauseRank
   Create("top2", "top 2 by ltv");
   EXPECT_EQ(Members("top2"), (V{"u1", "u2"}));
   Changes("top2");
+  EXPECT_STREQ(CauseName(Cause::kRank), "rank");
   // u1 is pushed out by u4's identify: cause rank, naming that call.
   Ingest(Identify("u4", kT0, R"({"ltv": 15})", "m4"));
   EXPECT_EQ(Members("top2"), (V{"u2", "u4"}));
@@ -341,6 +342,33 @@ TEST_F(TopNEngineTest, AccountsByMemberCount) {
   EXPECT_EQ(Members("busy"), (V{"a2"}));
   At(kT0 + 30 * kDay);  // the login leaves the window: back to a tie
   EXPECT_EQ(Members("busy"), (V{"a1"}));
+}
+
+TEST_F(TopNEngineTest, MembersLeavingAtOneInstantMoveAccountsTogether) {
+  auto group = [](const std::string& u, const std::string& a) {
+    return fmt::format(R"({{"type":"group","userId":"{}","groupId":"{}","timestamp":"{}"}})", u,
+                       a, FormatTime(kT0));
+  };
+  Ingest(group("u1", "a1"));
+  Ingest(group("u2", "a2"));
+  Ingest(group("u3", "a2"));
+  ASSERT_TRUE(engine_
+                  .CreateSegment("busy", R"(top 1 by members (performed "Login" within 7d))",
+                                 SegmentTarget::kAccounts)
+                  .ok());
+  Ingest(Track("u1", "Login", kT0 - kDay));
+  Ingest(Track("u2", "Login", kT0 - kDay));
+  Ingest(Track("u3", "Login", kT0 - 2 * kDay));
+  EXPECT_EQ(Members("busy"), (V{"a2"}));  // 2 against 1
+  Changes("busy");
+  At(kT0 + 5 * kDay + 1);  // u3's login leaves: 1 and 1, a1 by key
+  EXPECT_EQ(Members("busy"), (V{"a1"}));
+  EXPECT_EQ(Changes("busy"), (V{"+a1 rank", "-a2 time"}));
+  // u1's and u2's logins leave at one instant: a1 and a2 both drop to 0 and a1 keeps its place,
+  // with no exit and re-entry in between.
+  At(kT0 + 6 * kDay + 1);
+  EXPECT_EQ(Members("busy"), (V{"a1"}));
+  EXPECT_EQ(Changes("busy"), V{});
 }
 
 }  // namespace
