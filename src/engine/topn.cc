@@ -180,13 +180,6 @@ size_t Ranking::Cutoff(size_t r) const {
   return std::min<size_t>(r, static_cast<size_t>(k));
 }
 
-void Ranking::Note(uint32_t id) {
-  if (noted_stamp_.size() <= id) noted_stamp_.resize(id + 1, 0);
-  if (noted_stamp_[id] == stamp_) return;
-  noted_stamp_[id] = stamp_;
-  noted_.push_back({id, InTop(id)});
-}
-
 uint64_t Ranking::Prefix(std::string_view key) {
   uint64_t p = 0;
   for (size_t i = 0; i < 8; ++i)
@@ -194,47 +187,95 @@ uint64_t Ranking::Prefix(std::string_view key) {
   return p;
 }
 
+void Ranking::Note(uint32_t id) {
+  if (noted_stamp_.size() <= id) noted_stamp_.resize(id + 1, 0);
+  if (noted_stamp_[id] == stamp_) return;
+  noted_stamp_[id] = stamp_;
+  noted_.push_back({id, InTop(id)});
+}
+
+void Ranking::Push(bool top, Entry e) {
+  std::vector<Entry>& h = top ? top_ : rest_;
+  size_t& live = top ? n_top_ : n_rest_;
+  // Stale entries outnumber the live ones: rebuild from the live ones, O(live) amortized over as
+  // many changes.
+  if (h.size() >= 64 && h.size() > 2 * live) {
+    std::erase_if(h, [&](const Entry& x) { return !Live(x, top); });
+    top ? std::make_heap(h.begin(), h.end(), Ahead())
+        : std::make_heap(h.begin(), h.end(), Behind());
+  }
+  h.push_back(e);
+  top ? std::push_heap(h.begin(), h.end(), Ahead()) : std::push_heap(h.begin(), h.end(), Behind());
+  ++live;
+}
+
+void Ranking::Clean(bool top) {
+  std::vector<Entry>& h = top ? top_ : rest_;
+  while (!h.empty() && !Live(h.front(), top)) {
+    top ? std::pop_heap(h.begin(), h.end(), Ahead()) : std::pop_heap(h.begin(), h.end(), Behind());
+    h.pop_back();
+  }
+}
+
+Ranking::Entry Ranking::Pop(bool top) {
+  Clean(top);
+  std::vector<Entry>& h = top ? top_ : rest_;
+  Entry e = h.front();
+  top ? std::pop_heap(h.begin(), h.end(), Ahead()) : std::pop_heap(h.begin(), h.end(), Behind());
+  h.pop_back();
+  --(top ? n_top_ : n_rest_);
+  return e;
+}
+
 void Ranking::Set(uint32_t id, std::string_view key, std::optional<double> value) {
   if (value && std::isnan(*value)) value.reset();
   if (slots_.size() <= id) slots_.resize(id + 1);
-  Slot& s = slots_[id];
   double v = value ? (bottom_ ? -*value : *value) : 0;
-  if (!s.ranked && !value) return;
-  if (s.ranked && value && s.v == v) return;  // unchanged: nothing moves
+  {
+    const Slot& s = slots_[id];
+    if (!s.ranked && !value) return;
+    if (s.ranked && value && s.v == v) return;  // unchanged: nothing moves
+  }
   Note(id);
+  Slot& s = slots_[id];
   if (s.ranked) {
-    (s.top ? top_ : rest_).erase(Key{s.v, s.prefix, s.key, id});
+    --(s.top ? n_top_ : n_rest_);  // its entry is stale from here on (gen)
     s.ranked = false;
   }
+  ++s.gen;
   if (value) {
-    Key k{v, Prefix(key), key, id};
     s.v = v;
-    s.prefix = k.prefix;
+    s.prefix = Prefix(key);
     s.key = key;
     s.ranked = true;
+    Entry e{v, s.prefix, key, id, s.gen};
     // Into the top set when ahead of everything outside it; Rebalance then fixes its size.
-    s.top = rest_.empty() || Ahead()(k, *rest_.begin());
-    (s.top ? top_ : rest_).insert(k);
+    Clean(false);
+    s.top = n_rest_ == 0 || Ahead()(e, rest_.front());
+    Push(s.top, e);
   }
   Rebalance();
+  Clean(true);
+  Clean(false);
 }
 
 void Ranking::Rebalance() {
   const size_t k = Cutoff(ranked());
-  while (top_.size() > k) {
-    auto last = std::prev(top_.end());
-    Key e = *last;
+  while (n_top_ > k) {
+    Entry e = Pop(true);
     Note(e.id);
-    top_.erase(last);
-    rest_.insert(e);
-    slots_[e.id].top = false;
+    Slot& s = slots_[e.id];
+    s.top = false;
+    e.gen = ++s.gen;
+    Push(false, e);
   }
-  while (top_.size() < k && !rest_.empty()) {
-    Key e = *rest_.begin();
+  while (n_top_ < k && n_rest_ > 0) {
+    Entry e = Pop(false);
     Note(e.id);
-    rest_.erase(rest_.begin());
-    top_.insert(e);
-    slots_[e.id].top = true;
+    Slot& s = slots_[e.id];
+    s.top = true;
+    e.gen = ++s.gen;
+    Push(true, e);
   }
 }
 
@@ -250,8 +291,13 @@ void Ranking::TakeFlips(std::vector<std::pair<uint32_t, bool>>* out) {
 std::optional<size_t> Ranking::RankOf(uint32_t id) const {
   if (id >= slots_.size() || !slots_[id].ranked) return std::nullopt;
   const Slot& s = slots_[id];
-  Key k{s.v, s.prefix, s.key, id};
-  return 1 + (s.top ? top_.order_of_key(k) : top_.size() + rest_.order_of_key(k));
+  Entry me{s.v, s.prefix, s.key, id, 0};
+  size_t ahead = 0;
+  for (uint32_t i = 0; i < slots_.size(); ++i) {
+    const Slot& o = slots_[i];
+    if (i != id && o.ranked && Ahead()(Entry{o.v, o.prefix, o.key, i, 0}, me)) ++ahead;
+  }
+  return ahead + 1;
 }
 
 std::optional<double> Ranking::ValueOf(uint32_t id) const {
@@ -261,14 +307,13 @@ std::optional<double> Ranking::ValueOf(uint32_t id) const {
 }
 
 std::optional<double> Ranking::CutoffValue() const {
-  if (top_.empty()) return std::nullopt;
-  double v = std::prev(top_.end())->v;
+  if (n_top_ == 0) return std::nullopt;  // else the root is live (Set cleans both roots)
+  double v = top_.front().v;
   return bottom_ ? -v : v;
 }
 
 size_t Ranking::MemoryBytes() const {
-  // A tree node holds the key, three pointers, the colour and the subtree size.
-  return ranked() * (sizeof(Key) + 4 * sizeof(void*)) + slots_.capacity() * sizeof(Slot) +
+  return (top_.capacity() + rest_.capacity()) * sizeof(Entry) + slots_.capacity() * sizeof(Slot) +
          noted_stamp_.capacity() * sizeof(uint64_t);
 }
 
