@@ -4,6 +4,9 @@
 //   BM_EventVsSegments/N   per-event cost with N live segments when each event touches one:
 //                          must stay flat as N grows (no O(segments) work per event).
 //   BM_Expiry/N            N profiles leave a window at the same instant: time to emit N exits.
+//   BM_TopNUpdate/K        200k profiles, events that change one profile's 90-day sum: K=0 with
+//                          `sum(...) > 500`, K=1 with `top 1% by sum(...)`, K=2 both; counters
+//                          give the (segment, profile) evaluations and the changes per event.
 //   BM_ReplayPeers         the shared/peers events (SHOAL_BENCH_NDJSON, first 1M lines) through
 //                          the 7 user segments, pre-decoded.
 //   BM_Merge/N/U           one identity merge (alias) of an anonymous profile with N events into
@@ -100,6 +103,51 @@ const char* const kPeersDefs[] = {
     R"(sum(total) of "Order Completed" within 90d > 500)",
     R"(country in ("DE", "FR") and plan = "pro" and age between 25 and 40)",
     R"(performed "Login" at least 5 times between 90d ago and 30d ago and did not perform "Login" within 30d)"};
+// The cost of keeping a top-N set exact: each event changes one profile's value, which moves it in
+// the ranking and re-evaluates the profiles whose side of the boundary changed (usually none or
+// the profile and one at the boundary), beside the same events with a threshold segment.
+void BM_TopNUpdate(benchmark::State& state) {
+  const int kind = static_cast<int>(state.range(0));
+  constexpr int kProfiles = 200000;
+  VirtualClock clock(kNow);
+  Options opts;
+  opts.keep_changes = false;
+  Engine engine(&clock, opts);
+  uint64_t changes = 0;
+  engine.SetChangeListener([&](const Change&) { ++changes; });
+  auto order = [](int user, double total, Millis ts) {
+    Message m = Track(fmt::format("u{}", user), "Order Completed", ts);
+    m.properties = {{"total", Value::Number(total)}};
+    return m;
+  };
+  // Every profile has one order 10 days ago, of 0.5 to 999.5.
+  for (int i = 0; i < kProfiles; ++i)
+    (void)engine.Ingest(order(i, (i * 7919LL) % 1000 + 0.5, kNow - 10 * kDay));
+  if (kind != 1)
+    (void)engine.CreateSegment("spenders", R"(sum(total) of "Order Completed" within 90d > 500)");
+  if (kind != 0)
+    (void)engine.CreateSegment("whales", R"(top 1% by sum(total) of "Order Completed" within 90d)");
+  // Then orders of 1 to 300 for random profiles, in the last day: values only grow, so profiles
+  // keep crossing both the threshold and the moving top-1% boundary.
+  std::vector<Message> msgs;
+  uint64_t x = 88172645463325252ULL;
+  for (int i = 0; i < 100000; ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    msgs.push_back(
+        order(static_cast<int>(x % kProfiles), static_cast<double>(x % 300 + 1), kNow - kDay + i));
+  }
+  const uint64_t evals0 = engine.Stats().evaluations, changes0 = changes;
+  size_t k = 0;
+  for (auto _ : state) {
+    (void)engine.Ingest(msgs[k]);
+    if (++k == msgs.size()) k = 0;
+  }
+  state.SetItemsProcessed(state.iterations());
+  const double n = static_cast<double>(state.iterations());
+  state.counters["evals_per_event"] = static_cast<double>(engine.Stats().evaluations - evals0) / n;
+  state.counters["changes_per_event"] = static_cast<double>(changes - changes0) / n;
+}
+BENCHMARK(BM_TopNUpdate)->Arg(0)->Arg(1)->Arg(2)->Iterations(200000);
 
 void BM_ReplayPeers(benchmark::State& state) {
   const char* path = std::getenv("SHOAL_BENCH_NDJSON");

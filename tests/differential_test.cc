@@ -448,6 +448,12 @@ class Gen {
   // A leaf of an account segment: account traits, member conditions over a user tree, `in
   // segment` of an earlier account segment; rarely something an account segment rejects.
   std::string AccountLeaf(int self) {
+    if (Chance(0.08)) {  // top-N of accounts: by members, by a trait, rarely by events (rejected)
+      std::string s = TopNHead();
+      if (Chance(0.6)) return s + Kw("members") + " (" + Tree(Int(0, 2), 99, true) + ")";
+      if (Chance(0.9)) return s + Pick(std::vector<std::string>{"age", "plan", "country"});
+      return s + "sum(total) of " + EventSpecText();
+    }
     int k = Int(0, 9);
     if (k <= 2) {
       std::string s = ValuePred(Pick(Traits()), true);
@@ -480,6 +486,25 @@ class Gen {
     for (int i = 0; i < 2; ++i)
       s += (i ? " " + op + " " : "") + "(" + AccountTree(depth - 1, self) + ")";
     return s;
+  }
+
+  // "top N by " / "bottom P% by ": small N and percentages whose cut lands on and between
+  // whole profiles.
+  std::string TopNHead() {
+    static const std::vector<std::string> ns = {"1", "2", "3", "5"};
+    static const std::vector<std::string> ps = {"10%",  "50%",  "33.3%",
+                                                "100%", "0.5%", "66.666667%"};
+    return Kw(Chance(0.7) ? "top" : "bottom") + " " + (Chance(0.5) ? Pick(ns) : Pick(ps)) + " " +
+           Kw("by") + " ";
+  }
+  std::string TopN(bool in_member) {
+    std::string s = TopNHead();
+    if (Chance(0.3)) return s + Pick(std::vector<std::string>{"age", "plan", "country", "age"});
+    if (Chance(0.03)) return s + "members (plan exists)";  // rejected in a user segment
+    static const std::vector<std::string> fns = {"sum", "sum", "avg", "min", "max", "distinct"};
+    std::string fn = Pick(fns);
+    std::string prop = fn == "distinct" && Chance(0.6) ? "cat" : "total";
+    return s + fn + "(" + prop + ") of " + EventSpecText() + Window();
   }
 
   std::string Leaf(int self, bool in_member = false) {
@@ -559,6 +584,8 @@ class Gen {
         if (Chance(0.5)) s += ", " + Quote(Chance(0.5) ? "salt" : "vip-holdout");
         return s + ") " + Pick(ops) + " " + std::to_string(Int(0, n));
       }
+      case 16:
+        return TopN(in_member);
       case 17: {
         if (Chance(0.03)) return "in list \"nope\"";
         return "in list " + Quote(kListNames[Int(0, 1)]);
@@ -804,6 +831,13 @@ void CollectRefs(const rules::Expr& e, std::set<std::string>* out,
           } else if constexpr (std::is_same_v<T, rules::MemberCond>) {
             if (!account) *valid = false;
             CollectRefs(*l.user, out, need, SegmentTarget::kUsers, valid);
+          } else if constexpr (std::is_same_v<T, rules::TopNCond>) {
+            // By a trait: both targets; by events: users; by members: accounts.
+            if (l.source == rules::TopNCond::Source::kAgg && account) *valid = false;
+            if (l.source == rules::TopNCond::Source::kMembers) {
+              if (!account) *valid = false;
+              if (l.members) CollectRefs(*l.members, out, need, SegmentTarget::kUsers, valid);
+            }
           } else if constexpr (!std::is_same_v<T, rules::TraitCond> &&
                                !std::is_same_v<T, rules::TraitHistoryCond>) {
             if (account) *valid = false;  // events, lists, buckets
@@ -819,6 +853,8 @@ void CollectListRefs(const rules::Expr& e, std::set<std::string>* out) {
   if (e.kind == rules::Expr::Kind::kLeaf) {
     if (auto* r = std::get_if<rules::ListRefCond>(&e.leaf)) out->insert(r->list);
     if (auto* m = std::get_if<rules::MemberCond>(&e.leaf)) CollectListRefs(*m->user, out);
+    if (auto* t = std::get_if<rules::TopNCond>(&e.leaf))
+      if (t->members) CollectListRefs(*t->members, out);
     return;
   }
   for (const auto& c : e.children) CollectListRefs(c, out);
@@ -1310,7 +1346,7 @@ TEST(DifferentialTest, GeneratorCoversEveryConstruct) {
   EXPECT_GT(parsed, 300);
   std::vector<std::string> want = {"expr0", "expr1",     "expr2", "expr3",
                                    "nf",    "nf_within", "first", "last"};
-  for (int i = 0; i < 14; ++i) want.push_back("leaf" + std::to_string(i));
+  for (int i = 0; i < 15; ++i) want.push_back("leaf" + std::to_string(i));
   for (int i = 0; i <= 10; ++i) want.push_back("pred" + std::to_string(i));
   for (int i = 0; i <= 4; ++i) want.push_back("agg" + std::to_string(i));
   for (int i = 0; i <= 5; ++i) want.push_back("count" + std::to_string(i));

@@ -56,10 +56,12 @@ enum class Cause : uint8_t {
   kMerged,      // an identity merge (docs/language.md, "Identity"): the merged-away profile
                 // exits (cause_ref: the survivor's key); the survivor's changes name the
                 // merged-away key
+  kRank,        // another profile's value change (or R changing) moved a top-N boundary across
+                // this one (cause_ref: the messageId of the call that did; event: its name)
 };
 
 // "event", "traits", "time", "definition", "segment", "deleted", "list", "erased", "group",
-// "merged"
+// "merged", "rank"
 const char* CauseName(Cause c);
 
 // One enter or exit. Changes of one segment have consecutive seq numbers from 1.

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "engine/accounts.h"
+#include "engine/topn.h"
 #include "fmt/format.h"
 #include "rules/parser.h"
 
@@ -465,6 +466,11 @@ Status CheckFilter(const rules::EventSpec& e) {
 
 Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileContext* ctx) {
   store::Store* st = ctx->store();
+  if (const auto* top = std::get_if<rules::TopNCond>(&leaf)) {
+    auto rank = ctx->RankSegment(*top);
+    if (!rank.ok()) return rank.status();
+    return MakeTopNCondition(rank->first, rank->second, *top);
+  }
   if (std::holds_alternative<rules::MemberCond>(leaf) ||
       std::holds_alternative<rules::AccountSegmentCond>(leaf) ||
       std::holds_alternative<rules::AccountTraitCond>(leaf))

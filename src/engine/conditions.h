@@ -41,6 +41,7 @@ struct ProfileState {
 };
 
 class Accounts;
+class RankerCondition;
 
 struct EvalContext {
   const store::Store& store;
@@ -95,6 +96,13 @@ class CompileContext {
   // segment being compiled (created and backfilled here); returns its id.
   virtual Result<uint32_t> MemberSegment(const rules::Expr& user) {
     return Status::InvalidArgument("member conditions need an engine");
+  }
+  // A top-N leaf's rank segment (engine/topn.h): a hidden segment of the target being compiled,
+  // owned by the segment being compiled, created and ranked here. Returns its id and condition;
+  // in a dry run (Validate) the value is checked but nothing is created: {UINT32_MAX, nullptr}.
+  virtual Result<std::pair<uint32_t, const RankerCondition*>> RankSegment(
+      const rules::TopNCond& c) {
+    return Status::InvalidArgument("top-N conditions need an engine");
   }
 };
 

@@ -17,6 +17,7 @@
 #include "engine/accounts.h"
 #include "engine/conditions.h"
 #include "engine/series.h"
+#include "engine/topn.h"
 #include "ingest/decode.h"
 #include "rules/parser.h"
 #include "store/store.h"
@@ -45,6 +46,8 @@ const char* CauseName(Cause c) {
       return "group";
     case Cause::kMerged:
       return "merged";
+    case Cause::kRank:
+      return "rank";
   }
   return "unknown";
 }
@@ -86,15 +89,21 @@ struct Segment {
   // member counts of the user's accounts (engine/accounts.h).
   bool hidden = false;
   std::vector<uint32_t> hidden_segments;  // an account segment's member conditions
+  // A top-N leaf's rank segment (engine/topn.h; also hidden): its members are the top set, kept
+  // by ranker->ranking() and never by evaluating a definition. Owned by root.cond.
+  engine::RankerCondition* ranker = nullptr;
 };
 
 // One (segment, member id) to re-evaluate; via: the changed segment it was reached through.
+constexpr uint32_t kNoVia = UINT32_MAX;
 struct Item {
   uint32_t seg;
   uint32_t id;
   uint32_t via;
+  // Reached because another profile's value change pushed `id` across a top-N boundary: the
+  // change's cause is kRank (docs/language.md, "Top-N and percentiles").
+  bool rank = false;
 };
-constexpr uint32_t kNoVia = UINT32_MAX;
 
 // A static list: a named set of profile keys. Known profiles are a bitmap of dense ids, so
 // `in list` is one bitmap probe; keys whose profile has not sent a message yet wait in `pending`
@@ -214,11 +223,12 @@ class Engine::Impl : public engine::CompileContext {
     h->expr = std::make_unique<rules::Expr>(user);
     const SegmentTarget saved = compiling_target_;
     compiling_target_ = SegmentTarget::kUsers;
-    h->id = static_cast<uint32_t>(segments_.size());
     Status st = CompileInto(h.get());
     compiling_target_ = saved;
     if (!st.ok()) return st;
     if (dry_run_) return UINT32_MAX;
+    // After compiling: a top-N leaf in C creates its rank segment first.
+    h->id = static_cast<uint32_t>(segments_.size());
     h->text = rules::Print(*h->expr);
     h->created_at = h->updated_at = clock_->Now();
     Segment* raw = h.get();
@@ -228,6 +238,36 @@ class Engine::Impl : public engine::CompileContext {
     Recompute(raw, Cause::kDefinition);
     pending_hidden_.push_back(raw->id);
     return raw->id;
+  }
+
+  // A top-N leaf's rank segment: compiled for the current target, ranked over every known
+  // profile (or account) now, registered like any segment; the owner takes it from
+  // pending_hidden_ as it does member segments.
+  Result<std::pair<uint32_t, const engine::RankerCondition*>> RankSegment(
+      const rules::TopNCond& c) override {
+    auto cond = engine::CompileRanker(c, this);
+    if (!cond.ok()) return cond.status();
+    if (dry_run_) return std::pair<uint32_t, const engine::RankerCondition*>{UINT32_MAX, nullptr};
+    auto h = std::make_unique<Segment>();
+    h->hidden = true;
+    h->name = compiling_name_;
+    h->target = compiling_target_;
+    h->expr = std::make_unique<rules::Expr>();
+    h->expr->leaf = c;
+    h->text = rules::Print(*h->expr);
+    h->id = static_cast<uint32_t>(segments_.size());
+    h->ranker = cond->get();
+    h->root.kind = rules::Expr::Kind::kLeaf;
+    h->root.expr = h->expr.get();
+    h->root.cond = std::move(cond).value();
+    h->conds.push_back(h->root.cond.get());
+    h->created_at = h->updated_at = clock_->Now();
+    Segment* raw = h.get();
+    segments_.push_back(std::move(h));
+    Register(raw);
+    RecomputeRanker(raw);
+    pending_hidden_.push_back(raw->id);
+    return std::pair<uint32_t, const engine::RankerCondition*>{raw->id, raw->ranker};
   }
 
   void DeleteHidden(const std::vector<uint32_t>& ids) {
@@ -533,11 +573,39 @@ class Engine::Impl : public engine::CompileContext {
       ++timer_fires_;
       touched_.clear();
       ++stamp_;
+      // A rank segment, or a member segment a ranking may read: see FireTogether.
+      if (s->ranker || (s->hidden && !s->dependents.empty())) {
+        FireTogether(s, tm);
+        continue;
+      }
       Touch(s->id);
       Process(tm.profile, tm.at, CauseInfo{Cause::kTime, {}, {}, tm.at}, s->target);
     }
     MaybeCompactTimers();
     return stats_changes_ - before;
+  }
+
+  // A due deadline of a rank segment (or of a member segment, whose changes move member counts),
+  // with every other one of the same segment due at the same instant, in one pass: values that
+  // change together move in the ranking together (EvalRanker), so nobody enters and leaves a top
+  // set at one instant in between.
+  void FireTogether(Segment* s, const Timer& tm) {
+    BeginQueue(UINT32_MAX, UINT32_MAX);
+    queue_.push_back({s->id, tm.profile, kNoVia});
+    std::vector<Timer> others;
+    while (!timers_.empty() && timers_.top().at == tm.at) {
+      Timer o = timers_.top();
+      timers_.pop();
+      if (o.segment != s->id || !Live(o)) {
+        others.push_back(o);
+        continue;
+      }
+      s->deadline.erase(o.profile);
+      ++timer_fires_;
+      queue_.push_back({s->id, o.profile, kNoVia});
+    }
+    for (const Timer& o : others) timers_.push(o);
+    Drain(tm.at, CauseInfo{Cause::kTime, {}, {}, tm.at});
   }
 
   std::optional<Millis> NextDeadline() const {
@@ -607,10 +675,12 @@ class Engine::Impl : public engine::CompileContext {
               "segment \"" + s->name + "\" would depend on itself through \"" + through + "\"");
         }
     Unregister(s);
-    DeleteHidden(std::exchange(s->hidden_segments, std::move(fresh)));
+    std::vector<uint32_t> old_hidden = std::exchange(s->hidden_segments, std::move(fresh));
     s->expr = std::move(probe.expr);
     s->root = std::move(probe.root);
     s->conds = std::move(probe.conds);
+    // After the new conditions are in place: deleting drops the series no live condition reads.
+    DeleteHidden(old_hidden);
     s->text = rules::Print(*s->expr);
     s->updated_at = clock_->Now();
     s->deadline.clear();
@@ -677,6 +747,8 @@ class Engine::Impl : public engine::CompileContext {
     }
     probe.root = Node{};
     probe.conds.clear();
+    // The hidden segments the probe created (member conditions, top-N rankings) go with it.
+    DeleteHidden(std::exchange(pending_hidden_, {}));
     DropUnusedSeries();
     if (!st.ok()) return st;
     return n;
@@ -781,7 +853,9 @@ class Engine::Impl : public engine::CompileContext {
       state += p.traits.capacity() * sizeof(engine::TraitSlot) + p.identifies.capacity() * 4;
     for (const auto& [k, s] : series_) state += s->MemoryBytes();
     for (const auto& s : segments_)
-      if (s) state += s->members.getSizeInBytes() + s->deadline.capacity() * 13;
+      if (s)
+        state += s->members.getSizeInBytes() + s->deadline.capacity() * 13 +
+                 (s->ranker ? s->ranker->ranking().MemoryBytes() : 0);
     for (const auto& l : lists_)
       if (l) state += l->members.getSizeInBytes() + l->pending.capacity() * sizeof(std::string);
     state += accounts_.MemoryBytes();
@@ -856,7 +930,8 @@ class Engine::Impl : public engine::CompileContext {
                      [](const Segment* a, const Segment* b) { return a->rank < b->rank; });
     for (Segment* s : order) {
       if (s->target != SegmentTarget::kUsers) continue;
-      s->deadline.erase(pid);  // its heap entries are now stale and skipped when popped
+      s->deadline.erase(pid);   // its heap entries are now stale and skipped when popped
+      if (s->ranker) continue;  // Unrank, below
       if (!s->members.contains(pid)) continue;
       s->members.remove(pid);
       if (s->hidden)
@@ -868,6 +943,7 @@ class Engine::Impl : public engine::CompileContext {
     for (auto& l : lists_)
       if (l) l->members.remove(pid);
     if (pid < profiles_.size()) profiles_[pid] = ProfileState{};
+    Unrank(pid, SegmentTarget::kUsers, now);
     store_.EraseProfile(pid);
     // The user's accounts lose a member and the traits of its group calls. An account none of
     // whose group calls is left is no longer known: it exits everything, like an erased profile.
@@ -889,12 +965,38 @@ class Engine::Impl : public engine::CompileContext {
       for (Segment* s : order) {
         if (s->target != SegmentTarget::kAccounts) continue;
         s->deadline.erase(aid);
+        if (s->ranker) continue;  // Unrank, below
         if (!s->members.contains(aid)) continue;
         s->members.remove(aid);
         Emit(*s, aid, false, CauseInfo{Cause::kErased, {}, {}, now}, now);
       }
+      Unrank(aid, SegmentTarget::kAccounts, now);
     }
     return Status::Ok();
+  }
+
+  // Takes an id that is no longer known (erased) out of every ranking of `target`. Whoever its
+  // leaving pushes across a boundary (R shrank, or it held a top place) is re-evaluated with
+  // cause kRank and no cause_ref: an erased key must not appear in other profiles' changes. The
+  // id itself has already left every segment.
+  void Unrank(uint32_t id, SegmentTarget target, Millis now) {
+    touched_.clear();
+    ++stamp_;
+    BeginQueue(UINT32_MAX, UINT32_MAX);
+    std::vector<std::pair<uint32_t, bool>> flips;
+    for (const auto& s : segments_) {
+      if (!s || !s->ranker || s->target != target) continue;
+      s->ranker->ranking().Set(id, {}, std::nullopt);
+      s->ranker->ranking().TakeFlips(&flips);
+      for (auto [fid, in] : flips) {
+        if (in)
+          s->members.add(fid);
+        else
+          s->members.remove(fid);
+        if (fid != id) PushDependents(*s, fid);
+      }
+    }
+    Drain(now, CauseInfo{Cause::kRank, {}, {}, now});
   }
 
   // --- Static lists -----------------------------------------------------------------------------
@@ -1271,7 +1373,7 @@ class Engine::Impl : public engine::CompileContext {
     if (!queued_.empty()) queued_.clear();
   }
 
-  void Push(uint32_t seg, uint32_t id, uint32_t via) {
+  void Push(uint32_t seg, uint32_t id, uint32_t via, bool rank = false) {
     if (id == primary_[static_cast<int>(segments_[seg]->target)]) {
       if (seg_stamp_.size() <= seg) seg_stamp_.resize(seg + 1, 0);
       if (seg_stamp_[seg] == stamp_) return;
@@ -1279,7 +1381,7 @@ class Engine::Impl : public engine::CompileContext {
     } else if (!queued_.insert(uint64_t{seg} << 32 | id).second) {
       return;
     }
-    queue_.push_back({seg, id, via});
+    queue_.push_back({seg, id, via, rank});
     if (draining_) std::push_heap(queue_.begin(), queue_.end(), ByRank());
   }
 
@@ -1295,11 +1397,11 @@ class Engine::Impl : public engine::CompileContext {
   // The segments that read segment s see id's change: the same id for a segment of the same
   // target, the user's accounts for an account segment reading a user segment (a member
   // condition), the account's users for a user segment reading an account segment.
-  void PushDependents(const Segment& s, uint32_t id) {
+  void PushDependents(const Segment& s, uint32_t id, bool rank = false) {
     for (uint32_t dep : s.dependents) {
       SegmentTarget dt = segments_[dep]->target;
       if (dt == s.target)
-        Push(dep, id, s.id);
+        Push(dep, id, s.id, rank);
       else if (dt == SegmentTarget::kAccounts)
         for (uint32_t a : accounts_.AccountsOf(id)) Push(dep, a, s.id);
       else
@@ -1319,6 +1421,10 @@ class Engine::Impl : public engine::CompileContext {
       Item item = queue_.back();
       queue_.pop_back();
       Segment& s = *segments_[item.seg];
+      if (s.ranker) {
+        EvalRanker(s, item, t);
+        continue;
+      }
       Millis next = kMaxTime;
       ++evaluations_;
       bool in = Eval(s, item.id, t, &next);
@@ -1336,6 +1442,16 @@ class Engine::Impl : public engine::CompileContext {
         CauseInfo c = cause;
         if (item.via != kNoVia && !segments_[item.via]->hidden)
           c = CauseInfo{Cause::kSegment, segments_[item.via]->name, {}, t};
+        // Moved by another profile's change: `rank`, naming the call that made it (its
+        // messageId), never the other profile's key, which would outlive that profile's erasure
+        // in this profile's change records.
+        if (item.rank)
+          c = CauseInfo{Cause::kRank,
+                        cause.cause == Cause::kEvent || cause.cause == Cause::kTraits ||
+                                cause.cause == Cause::kGroup
+                            ? cause.ref
+                            : std::string_view(),
+                        cause.event, t};
         Emit(s, item.id, in, c, t);
       }
       PushDependents(s, item.id);
@@ -1376,6 +1492,7 @@ class Engine::Impl : public engine::CompileContext {
 
   // Evaluates every known profile from scratch (create, update) and emits the differences.
   void Recompute(Segment* s, Cause cause) {
+    if (s->ranker) return RecomputeRanker(s);
     const Millis now = clock_->Now();
     Roaring next_members;
     const bool accounts = s->target == SegmentTarget::kAccounts;
@@ -1406,6 +1523,72 @@ class Engine::Impl : public engine::CompileContext {
       BeginQueue(UINT32_MAX, UINT32_MAX);
       PushDependents(*s, id);
       Drain(now, CauseInfo{Cause::kSegment, s->name, {}, now});
+    }
+  }
+
+  // Ranks every known profile (or account) of a new rank segment, which nothing references yet.
+  void RecomputeRanker(Segment* s) {
+    const Millis now = clock_->Now();
+    const bool accounts = s->target == SegmentTarget::kAccounts;
+    const size_t n = accounts ? accounts_.size() : profiles_.size();
+    engine::Ranking& r = s->ranker->ranking();
+    for (uint32_t id = 0; id < n; ++id) {
+      if (accounts ? !accounts_.known(id) : store_.erased(id)) continue;
+      Millis next = kMaxTime;
+      std::optional<double> v = RankValue(*s, id, now, &next);
+      Schedule(s, id, next);
+      r.Set(id, KeyOf(s->target, id), v);
+    }
+    std::vector<std::pair<uint32_t, bool>> flips;
+    r.TakeFlips(&flips);
+    for (auto [id, in] : flips) in ? s->members.add(id) : s->members.remove(id);
+  }
+
+  std::optional<double> RankValue(const Segment& s, uint32_t id, Millis t, Millis* next) const {
+    static const ProfileState kEmpty;
+    const ProfileState* p = &kEmpty;
+    if (s.target == SegmentTarget::kAccounts) {
+      if (const engine::Accounts::Account* a = accounts_.Find(id)) p = &a->state;
+    } else if (id < profiles_.size()) {
+      p = &profiles_[id];
+    }
+    EvalContext ctx{store_, *p, id, is_member_, in_list_, &accounts_};
+    return s.ranker->source().Value(ctx, t, next);
+  }
+
+  // A rank segment's items in a pass: every queued item of the segment (all of one rank, so none
+  // can be queued later in the pass) moves its profile in the ranking first; the boundary is read
+  // once after, and the profiles that changed sides reach the dependents. A profile moved by
+  // another's change gets cause kRank.
+  void EvalRanker(Segment& s, const Item& first, Millis t) {
+    std::vector<uint32_t> ids = {first.id};
+    size_t before = queue_.size();
+    for (size_t k = 0; k < queue_.size();) {
+      if (queue_[k].seg == s.id) {
+        ids.push_back(queue_[k].id);
+        queue_[k] = queue_.back();
+        queue_.pop_back();
+      } else {
+        ++k;
+      }
+    }
+    if (queue_.size() != before) std::make_heap(queue_.begin(), queue_.end(), ByRank());
+    engine::Ranking& r = s.ranker->ranking();
+    for (uint32_t id : ids) {
+      Millis next = kMaxTime;
+      ++evaluations_;
+      std::optional<double> v = RankValue(s, id, t, &next);
+      Schedule(&s, id, next);
+      r.Set(id, KeyOf(s.target, id), v);
+    }
+    r.TakeFlips(&flips_);
+    for (auto [id, in] : flips_) {
+      if (in)
+        s.members.add(id);
+      else
+        s.members.remove(id);
+      bool own = std::find(ids.begin(), ids.end(), id) != ids.end();
+      PushDependents(s, id, /*rank=*/!own);
     }
   }
 
@@ -1549,7 +1732,8 @@ class Engine::Impl : public engine::CompileContext {
   size_t compact_at_ = 1'000'000;
   uint64_t stats_changes_ = 0, timer_fires_ = 0, evaluations_ = 0;
   std::vector<store::PropEntry> props_;
-  std::vector<uint32_t> backfill_count_;  // Backfill(): reused between series builds
+  std::vector<uint32_t> backfill_count_;          // Backfill(): reused between series builds
+  std::vector<std::pair<uint32_t, bool>> flips_;  // EvalRanker() scratch
   InternCache name_cache_, key_cache_;
   ingest::Decoder decoder_;
   Message scratch_msg_;

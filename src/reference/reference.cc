@@ -42,6 +42,7 @@ using rules::SegmentRefCond;
 using rules::SequenceCond;
 using rules::TimeBound;
 using rules::TimeRange;
+using rules::TopNCond;
 using rules::TraitCond;
 using rules::TraitHistoryCond;
 using rules::ValuePred;
@@ -840,6 +841,117 @@ class Evaluator {
       if (Pred(c.pred, Trait(g.accounts.at(a), c.pred.path))) return true;
     return false;
   }
+
+  // ---- top-N and percentiles
+
+  // "top N by VALUE": every known profile (account) of p's kind gets its value now, the ones with
+  // a number are sorted (value descending, ascending for bottom; ties by key ascending), and the
+  // first N, or the first ceil(P/100 x R) of the R sorted, are the top set. Computed once per
+  // evaluation instant and condition.
+  bool Leaf(const TopNCond& c, const ProfileRecords& p) {
+    auto key = std::make_pair(&c, p.account);
+    auto it = top_sets_.find(key);
+    if (it == top_sets_.end()) it = top_sets_.emplace(key, TopSet(c, p.account)).first;
+    return it->second.count(p.id) > 0;
+  }
+
+  std::set<uint32_t> TopSet(const TopNCond& c, bool account) {
+    struct Ranked {
+      double value;
+      std::string_view key;
+      uint32_t id;
+    };
+    std::vector<Ranked> ranked;
+    const Graph& g = graph();
+    for (const auto& [id, q] : account ? g.accounts : g.users) {
+      std::optional<double> v = RankValue(c, q);
+      if (v && !std::isnan(*v)) ranked.push_back({*v, q.key, id});
+    }
+    std::sort(ranked.begin(), ranked.end(), [&](const Ranked& a, const Ranked& b) {
+      if (a.value != b.value) return c.bottom ? a.value < b.value : a.value > b.value;
+      return a.key < b.key;
+    });
+    size_t r = ranked.size(), k = 0;
+    if (c.percent) {
+      // The smallest k with k >= P/100 x R, in integers: P has at most 6 decimals.
+      __int128 p_micro = std::llround(c.pct * 1e6);
+      while (k < r && static_cast<__int128>(k) * 100000000 < p_micro * static_cast<__int128>(r))
+        ++k;
+    } else {
+      k = std::min<size_t>(r, static_cast<size_t>(c.n));
+    }
+    std::set<uint32_t> top;
+    for (size_t i = 0; i < k; ++i) top.insert(ranked[i].id);
+    return top;
+  }
+
+  // The value ranked: a numeric trait; an aggregate (sum and distinct of nothing are 0, avg, min
+  // and max of nothing are no value; sums in millionths, as the aggregate conditions); for an
+  // account, how many of its members satisfy the user condition.
+  std::optional<double> RankValue(const TopNCond& c, const ProfileRecords& q) {
+    switch (c.source) {
+      case TopNCond::Source::kTrait: {
+        std::optional<Val> v = Trait(q, c.path);
+        if (v && v->type == ValueType::kNumber) return v->num;
+        return std::nullopt;
+      }
+      case TopNCond::Source::kAgg: {
+        if (q.account) return std::nullopt;
+        const AggCond& a = c.agg;
+        std::vector<uint32_t> events = Matching(a.event, a.window, q);
+        if (a.fn == AggCond::Fn::kDistinct) {
+          std::set<std::tuple<int, double, std::string_view>> seen;
+          for (uint32_t r : events) {
+            std::optional<Val> v = PropOf(r, a.prop);
+            if (!v) continue;
+            double num = v->type == ValueType::kNumber ? (v->num == 0 ? 0.0 : v->num)
+                         : v->type == ValueType::kBool ? (v->b ? 1.0 : 0.0)
+                                                       : 0.0;
+            std::string_view text =
+                v->type == ValueType::kString || v->type == ValueType::kList ? v->str : "";
+            seen.emplace(static_cast<int>(v->type), num, text);
+          }
+          return static_cast<double>(seen.size());
+        }
+        std::vector<double> nums;
+        for (uint32_t r : events) {
+          std::optional<Val> v = PropOf(r, a.prop);
+          if (v && v->type == ValueType::kNumber) nums.push_back(v->num);
+        }
+        __int128 sum = 0;
+        for (double x : nums) sum += Fixed(x);
+        switch (a.fn) {
+          case AggCond::Fn::kSum:
+            return static_cast<double>(sum) / 1e6;
+          case AggCond::Fn::kAvg:
+            if (nums.empty()) return std::nullopt;
+            return static_cast<double>(sum) / static_cast<double>(nums.size()) / 1e6;
+          case AggCond::Fn::kMin:
+            if (nums.empty()) return std::nullopt;
+            return *std::min_element(nums.begin(), nums.end());
+          case AggCond::Fn::kMax:
+            if (nums.empty()) return std::nullopt;
+            return *std::max_element(nums.begin(), nums.end());
+          case AggCond::Fn::kDistinct:
+            break;
+        }
+        return std::nullopt;
+      }
+      case TopNCond::Source::kMembers: {
+        if (!q.account || !c.members) return std::nullopt;
+        const Graph& g = graph();
+        auto it = g.users_of.find(q.id);
+        int64_t yes = 0;
+        if (it != g.users_of.end())
+          for (uint32_t u : it->second)
+            if (Eval(*c.members, g.users.at(u))) ++yes;
+        return static_cast<double>(yes);
+      }
+    }
+    return std::nullopt;
+  }
+
+  std::map<std::pair<const TopNCond*, bool>, std::set<uint32_t>> top_sets_;
 
   const Store& store_;
   std::unique_ptr<Graph> graph_;

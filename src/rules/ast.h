@@ -260,9 +260,31 @@ struct AccountTraitCond {
   bool operator==(const AccountTraitCond&) const = default;
 };
 
+// --- Top-N and percentiles (docs/language.md, "Top-N and percentiles") -----------------------
+
+// top N by VALUE, top P% by VALUE, bottom ...: the profile is among the first N (or the first
+// ceil(P/100 x R)) of the R known profiles (accounts) of the segment's target that have a value,
+// ordered by value descending (ascending for bottom), ties by key ascending.
+struct TopNCond {
+  // What the ranking is by. kTrait: a numeric trait (`top 1000 by lifetime_value`), in `path`.
+  // kAgg: an aggregate of events (`top 10% by sum(total) of "Order Completed" within 90d`), in
+  // `agg` (fn, prop, event, window). kMembers: in account segments, how many members satisfy a
+  // user condition (`top 100 by members (performed "Login" within 30d)`), in `members`.
+  enum class Source : uint8_t { kTrait, kAgg, kMembers };
+  bool bottom = false;
+  bool percent = false;
+  int64_t n = 1;     // !percent: N >= 1
+  double pct = 100;  // percent: 0 < P <= 100, at most 6 decimals
+  Source source = Source::kTrait;
+  Path path;
+  AggCond agg;                          // kAgg; op and value stay at their defaults
+  std::shared_ptr<const Expr> members;  // kMembers: the user condition; never null there
+  bool operator==(const TopNCond& o) const;
+};
+
 using Leaf = std::variant<TraitCond, TraitHistoryCond, CountCond, AggCond, FirstLastCond,
                           LastEventCond, SequenceCond, NotFollowedCond, SegmentRefCond, BucketCond,
-                          ListRefCond, MemberCond, AccountSegmentCond, AccountTraitCond>;
+                          ListRefCond, MemberCond, AccountSegmentCond, AccountTraitCond, TopNCond>;
 
 // A segment definition: a boolean tree of leaf conditions.
 struct Expr {
@@ -280,6 +302,12 @@ struct Expr {
 inline bool MemberCond::operator==(const MemberCond& o) const {
   return kind == o.kind && op == o.op && n == o.n &&
          (user == o.user || (user && o.user && *user == *o.user));
+}
+
+inline bool TopNCond::operator==(const TopNCond& o) const {
+  return bottom == o.bottom && percent == o.percent && n == o.n && pct == o.pct &&
+         source == o.source && path == o.path && agg == o.agg &&
+         (members == o.members || (members && o.members && *members == *o.members));
 }
 
 // The stable bucket of a profile key: xxh3_64(salt + "\x1f" + key) % buckets.

@@ -136,6 +136,10 @@ class Lexer {
         ++i_;
         t->kind = TokKind::kDot;
         return Status::Ok();
+      case '%':
+        ++i_;
+        t->kind = TokKind::kPercent;
+        return Status::Ok();
       case '=':
         ++i_;
         t->kind = TokKind::kOp;

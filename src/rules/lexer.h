@@ -25,7 +25,8 @@ enum class TokKind : uint8_t {
   kRParen,
   kComma,
   kDot,
-  kOp,  // = != < <= > >= (op holds which)
+  kOp,       // = != < <= > >= (op holds which)
+  kPercent,  // % (top 10% by ...)
 };
 
 struct Token {

@@ -226,6 +226,9 @@ class Parser {
       if (IsAggWord(w)) return ParseAgg(out);
       if (w == "in") return ParseSegmentRef(out);
       if (w == "bucket") return ParseBucket(out);
+      // Not reserved: `top` and `bottom` start a top-N condition only before a number, where no
+      // trait name can be followed by one, so traits named top keep working.
+      if ((w == "top" || w == "bottom") && Ahead(1).kind == TokKind::kNumber) return ParseTopN(out);
       // Not reserved words: `account`, `any`, `all` and `no` are accounts' conditions only when
       // followed as below, so traits with those names keep working.
       if (w == "account" && (Ahead(1).kind == TokKind::kDot ||
@@ -448,6 +451,23 @@ class Parser {
   Status ParseAgg(Expr* out) {
     AggCond a;
     std::string fn = Cur().str;
+    SHOAL_RETURN_IF_ERROR(ParseAggValue(&a));
+    if (Cur().kind != TokKind::kOp)
+      return Expected("a comparison such as '> 500' after the events of '" + fn + "'");
+    a.op = Cur().op;
+    Advance();
+    if (Cur().kind != TokKind::kNumber) return Expected("a number after " + Quoted(Prev().text));
+    a.value = Cur().num;
+    Advance();
+    out->leaf = std::move(a);
+    return Status::Ok();
+  }
+
+  // ("sum" | "avg" | "min" | "max" | "distinct") "(" path ")" "of" event [window]: the value of
+  // an aggregate (agg_cond without its comparison; also a top-N value).
+  Status ParseAggValue(AggCond* out) {
+    AggCond& a = *out;
+    std::string fn = Cur().str;
     if (fn == "sum")
       a.fn = AggCond::Fn::kSum;
     else if (fn == "avg")
@@ -464,15 +484,64 @@ class Parser {
     SHOAL_RETURN_IF_ERROR(ExpectKind(TokKind::kRParen, "')' after the property name"));
     SHOAL_RETURN_IF_ERROR(ExpectWord("of", "after '" + fn + "(...)'"));
     SHOAL_RETURN_IF_ERROR(ParseEvent(&a.event, "'of'"));
-    SHOAL_RETURN_IF_ERROR(ParseOptionalWindow(&a.window));
-    if (Cur().kind != TokKind::kOp)
-      return Expected("a comparison such as '> 500' after the events of '" + fn + "'");
-    a.op = Cur().op;
+    return ParseOptionalWindow(&a.window);
+  }
+
+  // topn_cond := ("top" | "bottom") (INT | NUMBER "%") "by" rank_value
+  // rank_value := path | agg_value | ("member" | "members") "(" expr ")"
+  Status ParseTopN(Expr* out) {
+    TopNCond c;
+    const size_t start = i_;
+    c.bottom = AtWord("bottom");
+    const std::string word = Cur().str;
     Advance();
-    if (Cur().kind != TokKind::kNumber) return Expected("a number after " + Quoted(Prev().text));
-    a.value = Cur().num;
+    const Token num = Cur();  // a number: checked by ParseCondition
     Advance();
-    out->leaf = std::move(a);
+    if (Cur().kind == TokKind::kPercent) {
+      // At most 6 decimals, so that both evaluators compute ceil(P/100 x R) exactly in integers.
+      std::string_view text = num.text;
+      size_t dot = text.find('.');
+      bool plain = text.find_first_of("eE") == std::string_view::npos &&
+                   (dot == std::string_view::npos || text.size() - dot - 1 <= 6);
+      if (!(num.num > 0 && num.num <= 100) || !plain)
+        return SyntaxError(
+            num.pos,
+            "a percentage above 0 and at most 100, with at most 6 decimals, after '" + word + "'",
+            DescribeToken(num));
+      c.percent = true;
+      c.pct = num.num;
+      Advance();
+    } else {
+      if (!num.is_int || num.int_val < 1)
+        return SyntaxError(
+            num.pos,
+            "a whole number of at least 1 (or a percentage such as 10%) after '" + word + "'",
+            DescribeToken(num));
+      c.n = num.int_val;
+    }
+    SHOAL_RETURN_IF_ERROR(ExpectWord("by", "after " + Quoted(SpanText(start))));
+    if (Cur().kind == TokKind::kWord && IsAggWord(Cur().str)) {
+      c.source = TopNCond::Source::kAgg;
+      SHOAL_RETURN_IF_ERROR(ParseAggValue(&c.agg));
+    } else if ((AtWord("members") || AtWord("member")) && Ahead(1).kind == TokKind::kLParen) {
+      c.source = TopNCond::Source::kMembers;
+      Advance();
+      SourcePos open = Cur().pos;
+      SHOAL_RETURN_IF_ERROR(Enter());
+      Advance();
+      auto user = std::make_shared<Expr>();
+      SHOAL_RETURN_IF_ERROR(ParseExpr(user.get()));
+      Leave();
+      SHOAL_RETURN_IF_ERROR(ExpectKind(TokKind::kRParen, CloseParen(open)));
+      c.members = std::move(user);
+    } else {
+      c.source = TopNCond::Source::kTrait;
+      SHOAL_RETURN_IF_ERROR(
+          ParsePath(&c.path,
+                    "a numeric trait, an aggregate such as 'sum(total) of \"Order Completed\"' or "
+                    "'members (...)' after 'by'"));
+    }
+    out->leaf = std::move(c);
     return Status::Ok();
   }
 

@@ -848,7 +848,7 @@ class RandomDefinition {
     return " " + Kw(words[Pick(7)]) + " " + std::to_string(Pick(10)) + " " + Kw("times");
   }
   std::string Condition() {
-    switch (Pick(15)) {
+    switch (Pick(16)) {
       case 0:
         return Pred();
       case 1:
@@ -890,6 +890,21 @@ class RandomDefinition {
         return Kw("account") + " " + Kw("in segment") + " \"accts\"";
       case 14:
         return Kw("account") + "." + Pred();
+      case 15: {
+        const char* amounts[] = {"1", "1000", "10%", "12.5 %", "100%", "0.000001%"};
+        std::string s =
+            Kw(Pick(3) ? "top" : "bottom") + " " + amounts[Pick(6)] + " " + Kw("by") + " ";
+        switch (Pick(3)) {
+          case 0:
+            return s + (Pick(2) ? "ltv" : "`lifetime value`.usd");
+          case 1: {
+            const char* fns[] = {"sum", "avg", "min", "max", "distinct"};
+            return s + Kw(fns[Pick(5)]) + "(total) " + Kw("of") + " " + Event() + Window();
+          }
+          default:
+            return s + Kw("members") + " (" + Pred() + ")";
+        }
+      }
       default:
         return Kw("bucket") + "(" + std::to_string(1 + Pick(100)) + (Pick(2) ? ", \"salt\"" : "") +
                ") < " + std::to_string(Pick(100));
@@ -964,6 +979,74 @@ TEST(ParserTest, AccountConditions) {
   EXPECT_FALSE(Parse(R"(at least members (x = 1))").ok());
   EXPECT_FALSE(Parse(R"(any member (x = 1)").ok());
   EXPECT_FALSE(Parse(R"(account in segment vip)").ok());
+}
+
+TEST(ParserTest, TopN) {
+  EXPECT_EQ(Canon("TOP 1000 BY lifetime_value"), "top 1000 by lifetime_value");
+  EXPECT_EQ(Canon(R"(top 10% by sum(total) of "Order Completed" within 2160h)"),
+            R"(top 10% by sum(total) of "Order Completed" within 90d)");
+  EXPECT_EQ(Canon(R"(bottom 2.5 % by avg(total) of "O" where currency = "EUR")"),
+            R"(bottom 2.5% by avg(total) of "O" where currency = "EUR")");
+  EXPECT_EQ(Canon(R"(top 0.000001% by x)"), R"(top 0.000001% by x)");
+  EXPECT_EQ(Canon(R"(top 100% by x and country = "DE")"), R"(top 100% by x and country = "DE")");
+  EXPECT_EQ(Canon(R"(top 1000 by member (performed "Login" within 30d))"),
+            R"(top 1000 by members (performed "Login" within 30d))");
+  EXPECT_EQ(Canon(R"(top 5 by distinct(category) of "Viewed" between 60d ago and 30d ago)"),
+            R"(top 5 by distinct(category) of "Viewed" between 60d ago and 30d ago)");
+  // `top` and `bottom` stay trait names, and traits named like keywords are backquoted.
+  EXPECT_EQ(Canon("top = 5 and bottom > 1"), "top = 5 and bottom > 1");
+  EXPECT_EQ(Canon("top 3 by top"), "top 3 by top");
+  EXPECT_EQ(Canon("top 3 by `sum`.x"), "top 3 by `sum`.x");
+  EXPECT_EQ(Canon("top 3 by members"), "top 3 by members");
+
+  auto t = ParseLeaf<TopNCond>(R"(top 10% by sum(total) of "Order Completed" within 90d)");
+  EXPECT_TRUE(t.percent);
+  EXPECT_FALSE(t.bottom);
+  EXPECT_EQ(t.pct, 10);
+  EXPECT_EQ(t.source, TopNCond::Source::kAgg);
+  EXPECT_EQ(t.agg.fn, AggCond::Fn::kSum);
+  EXPECT_EQ(t.agg.prop, (Path{"total"}));
+  EXPECT_EQ(t.agg.event.name, "Order Completed");
+  EXPECT_EQ(t.agg.window.from, TimeBound::Ago(90 * 86400000LL));
+  auto n = ParseLeaf<TopNCond>("bottom 7 by address.rank");
+  EXPECT_TRUE(n.bottom);
+  EXPECT_FALSE(n.percent);
+  EXPECT_EQ(n.n, 7);
+  EXPECT_EQ(n.path, (Path{"address", "rank"}));
+  auto m = ParseLeaf<TopNCond>(R"(top 3 by members (plan = "pro"))");
+  EXPECT_EQ(m.source, TopNCond::Source::kMembers);
+  ASSERT_TRUE(m.members);
+  EXPECT_NE(ParseLeaf<TopNCond>("top 3 by x"), ParseLeaf<TopNCond>("top 4 by x"));
+  EXPECT_NE(ParseLeaf<TopNCond>("top 3 by x"), ParseLeaf<TopNCond>("bottom 3 by x"));
+  EXPECT_NE(ParseLeaf<TopNCond>("top 3 by x"), ParseLeaf<TopNCond>("top 3% by x"));
+}
+
+TEST(ParserTest, ErrorTopN) {
+  EXPECT_EQ(Err("top 0 by x"),
+            "1:5: expected a whole number of at least 1 (or a percentage such as 10%) after "
+            "'top', found '0'");
+  EXPECT_EQ(Err("top -3 by x"),
+            "1:5: expected a whole number of at least 1 (or a percentage such as 10%) after "
+            "'top', found '-3'");
+  EXPECT_EQ(Err("top 2.5 by x"),
+            "1:5: expected a whole number of at least 1 (or a percentage such as 10%) after "
+            "'top', found '2.5'");
+  EXPECT_EQ(Err("top 150% by x"),
+            "1:5: expected a percentage above 0 and at most 100, with at most 6 decimals, after "
+            "'top', found '150'");
+  EXPECT_EQ(Err("bottom 0% by x"),
+            "1:8: expected a percentage above 0 and at most 100, with at most 6 decimals, after "
+            "'bottom', found '0'");
+  EXPECT_NE(Err("top 0.0000001% by x"), "");
+  EXPECT_NE(Err("top 1e1% by x"), "");
+  EXPECT_EQ(Err("top 10 x"), "1:8: expected 'by' after 'top 10', found 'x'");
+  EXPECT_EQ(Err("top 10% x"), "1:9: expected 'by' after 'top 10%', found 'x'");
+  EXPECT_NE(Err("top 10 by"), "");
+  EXPECT_NE(Err("top 10 by 5"), "");
+  EXPECT_NE(Err(R"(top 10 by sum(total) of "O" > 5)"), "");  // no comparison after a rank value
+  EXPECT_NE(Err("top 10 by members (x = 1"), "");
+  EXPECT_NE(Err("top 10 % by"), "");
+  EXPECT_NE(Err("x = 10%"), "");
 }
 
 }  // namespace

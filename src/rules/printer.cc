@@ -258,6 +258,23 @@ struct LeafPrinter {
     return "account in segment " + QuoteString(c.segment);
   }
   std::string operator()(const AccountTraitCond& c) const { return "account." + Print(c.pred); }
+  std::string operator()(const TopNCond& c) const {
+    std::string out = c.bottom ? "bottom " : "top ";
+    out += c.percent ? PrintNumber(c.pct) + "%" : std::to_string(c.n);
+    out += " by ";
+    switch (c.source) {
+      case TopNCond::Source::kTrait:
+        return out + PrintPath(c.path);
+      case TopNCond::Source::kAgg:
+        return out + AggName(c.agg.fn) + "(" + PrintPath(c.agg.prop) + ") of " +
+               PrintEvent(c.agg.event) + PrintWindow(c.agg.window);
+      case TopNCond::Source::kMembers:
+        out += "members (";
+        if (c.members) PrintExpr(*c.members, &out);
+        return out + ")";
+    }
+    return out;
+  }
   std::string operator()(const BucketCond& c) const {
     std::string out = "bucket(" + std::to_string(c.buckets);
     if (!c.salt.empty()) out += ", " + QuoteString(c.salt);
