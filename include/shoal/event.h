@@ -88,7 +88,9 @@ struct Message {
   std::vector<Field> traits;      // identify/group (identify: context.traits when traits is absent)
 
   void Clear();
-  // userId if set, else anonymousId.
+  // userId if set, else anonymousId. The engine resolves it to the profile the key was merged
+  // into, if any; a message with both ids may merge the anonymousId's profile into the userId's
+  // (docs/language.md, "Identity").
   const std::string& ProfileKey() const { return user_id.empty() ? anonymous_id : user_id; }
 };
 
