@@ -501,6 +501,7 @@ class Gen {
     std::string s = TopNHead();
     if (Chance(0.3)) return s + Pick(std::vector<std::string>{"age", "plan", "country", "age"});
     if (Chance(0.03)) return s + "members (plan exists)";  // rejected in a user segment
+    if (Chance(0.2)) return s + Kw("count") + " of " + EventSpecText() + Window();
     static const std::vector<std::string> fns = {"sum", "sum", "avg", "min", "max", "distinct"};
     std::string fn = Pick(fns);
     std::string prop = fn == "distinct" && Chance(0.6) ? "cat" : "total";
@@ -833,7 +834,10 @@ void CollectRefs(const rules::Expr& e, std::set<std::string>* out,
             CollectRefs(*l.user, out, need, SegmentTarget::kUsers, valid);
           } else if constexpr (std::is_same_v<T, rules::TopNCond>) {
             // By a trait: both targets; by events: users; by members: accounts.
-            if (l.source == rules::TopNCond::Source::kAgg && account) *valid = false;
+            if ((l.source == rules::TopNCond::Source::kAgg ||
+                 l.source == rules::TopNCond::Source::kCount) &&
+                account)
+              *valid = false;
             if (l.source == rules::TopNCond::Source::kMembers) {
               if (!account) *valid = false;
               if (l.members) CollectRefs(*l.members, out, need, SegmentTarget::kUsers, valid);

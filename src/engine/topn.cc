@@ -114,6 +114,25 @@ class AggSource final : public RankSource {
   uint32_t key_;
 };
 
+// The number of events in the window: every profile is ranked, 0 included.
+class CountSource final : public RankSource {
+ public:
+  CountSource(Series* s, const rules::TimeRange& window) : s_(s), w_(window) {
+    series.push_back(s);
+  }
+  std::optional<double> Value(const EvalContext& ctx, Millis t, Millis* next) const override {
+    const Timeline& tl = s_->Get(ctx.pid);
+    auto [lo, hi] = w_.Range(tl, t);
+    *next = std::min(*next, w_.NextBoundary(tl, lo, hi));
+    return static_cast<double>(hi - lo);
+  }
+  std::string_view Name() const override { return "count"; }
+
+ private:
+  Series* s_;
+  Window w_;
+};
+
 // The number of the account's members in the hidden user segment `hidden`; every known account
 // is ranked (0 members included). Changes only when a member's membership or a link changes.
 class MembersSource final : public RankSource {
@@ -362,6 +381,20 @@ Result<std::unique_ptr<RankerCondition>> CompileRanker(const rules::TopNCond& c,
       for (size_t i = 0; i < c.agg.prop.size(); ++i) path += (i ? "." : "") + c.agg.prop[i];
       source = std::make_unique<AggSource>((*cond)->series.at(0), c.agg,
                                            ctx->store()->keys().Intern(path));
+      break;
+    }
+    case rules::TopNCond::Source::kCount: {
+      if (accounts)
+        return Status::InvalidArgument(
+            "an account segment cannot rank by events (an account has none): rank accounts by "
+            "'members (...)' or by a trait");
+      // As for an aggregate: the count condition checks the filter and gives the series.
+      rules::CountCond probe;
+      probe.event = c.agg.event;
+      probe.window = c.agg.window;
+      auto cond = CompileLeaf(probe, ctx);
+      if (!cond.ok()) return cond.status();
+      source = std::make_unique<CountSource>((*cond)->series.at(0), c.agg.window);
       break;
     }
     case rules::TopNCond::Source::kMembers: {

@@ -886,8 +886,8 @@ class Evaluator {
   }
 
   // The value ranked: a numeric trait; an aggregate (sum and distinct of nothing are 0, avg, min
-  // and max of nothing are no value; sums in millionths, as the aggregate conditions); for an
-  // account, how many of its members satisfy the user condition.
+  // and max of nothing are no value; sums in millionths, as the aggregate conditions); the number
+  // of matching events; for an account, how many of its members satisfy the user condition.
   std::optional<double> RankValue(const TopNCond& c, const ProfileRecords& q) {
     switch (c.source) {
       case TopNCond::Source::kTrait: {
@@ -937,6 +937,9 @@ class Evaluator {
         }
         return std::nullopt;
       }
+      case TopNCond::Source::kCount:
+        if (q.account) return std::nullopt;
+        return static_cast<double>(Matching(c.agg.event, c.agg.window, q).size());
       case TopNCond::Source::kMembers: {
         if (!q.account || !c.members) return std::nullopt;
         const Graph& g = graph();

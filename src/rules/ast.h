@@ -270,7 +270,9 @@ struct TopNCond {
   // kAgg: an aggregate of events (`top 10% by sum(total) of "Order Completed" within 90d`), in
   // `agg` (fn, prop, event, window). kMembers: in account segments, how many members satisfy a
   // user condition (`top 100 by members (performed "Login" within 30d)`), in `members`.
-  enum class Source : uint8_t { kTrait, kAgg, kMembers };
+  // kCount: the number of events (`top 1000 by count of "Login" within 30d`), in `agg` (event,
+  // window; fn and prop unused).
+  enum class Source : uint8_t { kTrait, kAgg, kMembers, kCount };
   bool bottom = false;
   bool percent = false;
   int64_t n = 1;     // !percent: N >= 1

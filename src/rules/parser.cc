@@ -488,7 +488,8 @@ class Parser {
   }
 
   // topn_cond := ("top" | "bottom") (INT | NUMBER "%") "by" rank_value
-  // rank_value := path | agg_value | ("member" | "members") "(" expr ")"
+  // rank_value := path | agg_value | "count" "of" event [window]
+  //             | ("member" | "members") "(" expr ")"
   Status ParseTopN(Expr* out) {
     TopNCond c;
     const size_t start = i_;
@@ -523,6 +524,13 @@ class Parser {
     if (Cur().kind == TokKind::kWord && IsAggWord(Cur().str)) {
       c.source = TopNCond::Source::kAgg;
       SHOAL_RETURN_IF_ERROR(ParseAggValue(&c.agg));
+    } else if (AtWord("count") && IsWord(Ahead(1), "of")) {
+      // Not reserved: `count` before anything but `of` is a trait.
+      c.source = TopNCond::Source::kCount;
+      Advance();
+      Advance();
+      SHOAL_RETURN_IF_ERROR(ParseEvent(&c.agg.event, "'count of'"));
+      SHOAL_RETURN_IF_ERROR(ParseOptionalWindow(&c.agg.window));
     } else if ((AtWord("members") || AtWord("member")) && Ahead(1).kind == TokKind::kLParen) {
       c.source = TopNCond::Source::kMembers;
       Advance();
@@ -538,8 +546,8 @@ class Parser {
       c.source = TopNCond::Source::kTrait;
       SHOAL_RETURN_IF_ERROR(
           ParsePath(&c.path,
-                    "a numeric trait, an aggregate such as 'sum(total) of \"Order Completed\"' or "
-                    "'members (...)' after 'by'"));
+                    "a numeric trait, an aggregate such as 'sum(total) of \"Order Completed\"', "
+                    "'count of \"Login\"' or 'members (...)' after 'by'"));
     }
     out->leaf = std::move(c);
     return Status::Ok();

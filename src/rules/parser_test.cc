@@ -901,6 +901,9 @@ class RandomDefinition {
             const char* fns[] = {"sum", "avg", "min", "max", "distinct"};
             return s + Kw(fns[Pick(5)]) + "(total) " + Kw("of") + " " + Event() + Window();
           }
+          case 2:
+            if (Pick(3) == 0) return s + Kw("count of") + " " + Event() + Window();
+            return s + Kw("members") + " (" + Pred() + ")";
           default:
             return s + Kw("members") + " (" + Pred() + ")";
         }
@@ -998,6 +1001,14 @@ TEST(ParserTest, TopN) {
   EXPECT_EQ(Canon("top 3 by top"), "top 3 by top");
   EXPECT_EQ(Canon("top 3 by `sum`.x"), "top 3 by `sum`.x");
   EXPECT_EQ(Canon("top 3 by members"), "top 3 by members");
+  EXPECT_EQ(Canon(R"(top 1000 by COUNT OF "Login" where device = "ios" within 30d)"),
+            R"(top 1000 by count of "Login" where device = "ios" within 30d)");
+  EXPECT_EQ(Canon("top 3 by count and count = 1"), "top 3 by count and count = 1");
+  auto k = ParseLeaf<TopNCond>(R"(bottom 5% by count of "Login")");
+  EXPECT_EQ(k.source, TopNCond::Source::kCount);
+  EXPECT_EQ(k.agg.event.name, "Login");
+  EXPECT_TRUE(k.agg.window.IsEver());
+  EXPECT_NE(Err("top 3 by count of"), "");
 
   auto t = ParseLeaf<TopNCond>(R"(top 10% by sum(total) of "Order Completed" within 90d)");
   EXPECT_TRUE(t.percent);

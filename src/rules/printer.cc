@@ -268,6 +268,8 @@ struct LeafPrinter {
       case TopNCond::Source::kAgg:
         return out + AggName(c.agg.fn) + "(" + PrintPath(c.agg.prop) + ") of " +
                PrintEvent(c.agg.event) + PrintWindow(c.agg.window);
+      case TopNCond::Source::kCount:
+        return out + "count of " + PrintEvent(c.agg.event) + PrintWindow(c.agg.window);
       case TopNCond::Source::kMembers:
         out += "members (";
         if (c.members) PrintExpr(*c.members, &out);
