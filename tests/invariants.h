@@ -24,6 +24,98 @@ inline reference::DefinitionLookup LookupFor(const Engine& engine) {
   return [&engine](std::string_view name) { return engine.Definition(name); };
 }
 
+inline reference::ComputedLookup ComputedLookupFor(const Engine& engine) {
+  return [&engine](std::string_view name) { return engine.ComputedDefinition(name); };
+}
+
+// A computed value as JSON text ("null" for no value), for messages and the test files.
+inline std::string ValueJson(const Value& v) {
+  switch (v.type) {
+    case ValueType::kNull:
+      return "null";
+    case ValueType::kBool:
+      return v.b ? "true" : "false";
+    case ValueType::kNumber: {
+      std::ostringstream o;
+      o.precision(17);
+      o << v.num;
+      return o.str();
+    }
+    case ValueType::kString:
+      return "\"" + v.str + "\"";
+    case ValueType::kList:
+      return v.str;
+  }
+  return "?";
+}
+
+// Every computed trait: its values for every known profile equal reference::ComputedValues() at
+// engine.Now(); its definition round-trips and is what GetComputedTrait() reports; and its change
+// stream chains (each change's old value is the previous change's new value for that profile,
+// the latest new value is the current value, seq 1, 2, 3... per creation).
+inline std::string CheckComputed(const Engine& engine, const reference::ListLookup& lists) {
+  std::ostringstream err;
+  std::vector<ComputedChange> all = engine.ComputedChanges();
+  for (const ComputedTraitInfo& info : engine.ListComputedTraits()) {
+    const rules::ComputedDef* def = engine.ComputedDefinition(info.name);
+    if (!def) {
+      err << "computed " << info.name << ": ComputedDefinition() is null\n";
+      continue;
+    }
+    std::string text = rules::Print(*def);
+    Result<rules::ComputedDef> again = rules::ParseComputed(text);
+    if (!again.ok() || !(*again == *def) || rules::Print(*again) != text)
+      err << "computed " << info.name << ": canonical text '" << text << "' does not round-trip\n";
+    if (info.definition != text)
+      err << "computed " << info.name << ": info.definition '" << info.definition
+          << "' is not the canonical text\n";
+    auto ref = reference::ComputedValues(engine.store(), *def, LookupFor(engine), engine.Now(),
+                                         lists, ComputedLookupFor(engine));
+    std::map<std::string, Value> current;
+    for (const auto& [key, want] : ref) {
+      Result<Value> got = engine.ComputedTraitOf(info.name, key);
+      if (!got.ok()) {
+        err << "computed " << info.name << "(" << key << "): " << got.status().ToString() << "\n";
+        continue;
+      }
+      current[key] = *got;
+      if (!(*got == want))
+        err << "computed " << info.name << " (" << text << ") of " << key << " at "
+            << FormatTime(engine.Now()) << ": engine " << ValueJson(*got) << " != reference "
+            << ValueJson(want) << "\n";
+    }
+    std::map<std::string, Value> last;  // this generation: profile -> latest new value
+    uint64_t seq = 0;
+    for (const ComputedChange& c : all) {
+      if (c.trait != info.name) continue;
+      if (c.seq == 1) {
+        last.clear();
+        seq = 0;
+      }
+      if (c.seq != seq + 1)
+        err << "computed " << info.name << ": seq " << c.seq << " after " << seq << "\n";
+      seq = c.seq;
+      auto it = last.find(c.profile);
+      if (it != last.end() && !(it->second == c.old_value))
+        err << "computed " << info.name << ": change seq " << c.seq << " of " << c.profile
+            << " has old value " << ValueJson(c.old_value) << " but the previous new value was "
+            << ValueJson(it->second) << "\n";
+      if (c.old_value == c.new_value)
+        err << "computed " << info.name << ": change seq " << c.seq << " changes nothing\n";
+      last[c.profile] = c.new_value;
+    }
+    if (info.last_seq != seq)
+      err << "computed " << info.name << ": last_seq " << info.last_seq << " != " << seq << "\n";
+    for (const auto& [key, v] : last) {
+      auto it = current.find(key);
+      if (it != current.end() && !(it->second == v))
+        err << "computed " << info.name << ": the latest change of " << key << " says "
+            << ValueJson(v) << " but the value is " << ValueJson(it->second) << "\n";
+    }
+  }
+  return err.str();
+}
+
 // What the test knows independently of the engine: the static lists' keys and the profiles that
 // exist (sent an accepted message since they were last erased). The reference evaluator reads
 // list membership from here, so the engine's list bookkeeping (pending keys, erasure) is checked
@@ -155,8 +247,10 @@ inline std::string CheckAll(const Engine& engine, const std::map<std::string, si
     Result<SegmentInfo> info = engine.GetSegment(name);
     const bool accounts = info.ok() && info->target == SegmentTarget::kAccounts;
     std::vector<std::string> ref =
-        accounts ? reference::AccountMembers(engine.store(), *def, LookupFor(engine), now, lists)
-                 : reference::Members(engine.store(), *def, LookupFor(engine), now, lists);
+        accounts ? reference::AccountMembers(engine.store(), *def, LookupFor(engine), now, lists,
+                                             ComputedLookupFor(engine))
+                 : reference::Members(engine.store(), *def, LookupFor(engine), now, lists,
+                                      ComputedLookupFor(engine));
     if (*members != ref) {
       err << "segment " << name << " (" << rules::Print(*def) << ") at " << FormatTime(now)
           << ": engine members " << JoinKeys(*members) << " != reference " << JoinKeys(ref) << " ("
@@ -236,6 +330,7 @@ inline std::string CheckAll(const Engine& engine, const std::map<std::string, si
             << ", kAccounts) = " << JoinKeys(engine.SegmentsOf(a, SegmentTarget::kAccounts))
             << ", but it is a member of " << JoinKeys(of_account[a]) << "\n";
   }
+  err << CheckComputed(engine, lists);
   return err.str();
 }
 

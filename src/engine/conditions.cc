@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "engine/accounts.h"
+#include "engine/computed.h"
 #include "fmt/format.h"
 #include "rules/parser.h"
 
@@ -463,8 +464,12 @@ Status CheckFilter(const rules::EventSpec& e) {
 
 }  // namespace
 
+Status CheckEventFilter(const rules::EventSpec& e) { return CheckFilter(e); }
+
 Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileContext* ctx) {
   store::Store* st = ctx->store();
+  if (const auto* computed = std::get_if<rules::ComputedTraitCond>(&leaf))
+    return CompileComputedLeaf(*computed, ctx);
   if (std::holds_alternative<rules::MemberCond>(leaf) ||
       std::holds_alternative<rules::AccountSegmentCond>(leaf) ||
       std::holds_alternative<rules::AccountTraitCond>(leaf))

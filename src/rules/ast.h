@@ -260,9 +260,20 @@ struct AccountTraitCond {
   bool operator==(const AccountTraitCond&) const = default;
 };
 
-using Leaf = std::variant<TraitCond, TraitHistoryCond, CountCond, AggCond, FirstLastCond,
-                          LastEventCond, SequenceCond, NotFollowedCond, SegmentRefCond, BucketCond,
-                          ListRefCond, MemberCond, AccountSegmentCond, AccountTraitCond>;
+// --- Computed traits (docs/language.md, "Computed traits and scores") -------------------------
+
+// In a user segment: `computed.lifetime_value > 500`, a value predicate on the profile's current
+// value of a computed trait. pred.path is the computed trait's name (one name: computed trait
+// names are plain identifiers), so the predicate forms and missing/type rules are the traits'.
+struct ComputedTraitCond {
+  ValuePred pred;
+  bool operator==(const ComputedTraitCond&) const = default;
+};
+
+using Leaf =
+    std::variant<TraitCond, TraitHistoryCond, CountCond, AggCond, FirstLastCond, LastEventCond,
+                 SequenceCond, NotFollowedCond, SegmentRefCond, BucketCond, ListRefCond, MemberCond,
+                 AccountSegmentCond, AccountTraitCond, ComputedTraitCond>;
 
 // A segment definition: a boolean tree of leaf conditions.
 struct Expr {
@@ -281,6 +292,47 @@ inline bool MemberCond::operator==(const MemberCond& o) const {
   return kind == o.kind && op == o.op && n == o.n &&
          (user == o.user || (user && o.user && *user == *o.user));
 }
+
+// A value over a profile's matching events in a window: `count of E [window]`,
+// `sum(p) of E [window]` (avg, min, max), `distinct(p)` (how many distinct values), `unique(p)`
+// (the list of distinct values), `first(p)` / `last(p)` (p of the earliest / latest event) and
+// `most frequent(p)`.
+struct ComputedValueDef {
+  enum class Fn : uint8_t {
+    kCount,
+    kSum,
+    kAvg,
+    kMin,
+    kMax,
+    kDistinct,
+    kUnique,
+    kFirst,
+    kLast,
+    kMostFrequent
+  };
+  Fn fn = Fn::kCount;
+  Path prop;  // empty for kCount
+  EventSpec event;
+  TimeRange window;
+  bool operator==(const ComputedValueDef&) const = default;
+};
+
+// One term of a score: `25 points if performed "Demo Requested"`; points may be negative.
+struct ScoreTerm {
+  double points = 0;
+  Expr cond;
+  bool operator==(const ScoreTerm&) const = default;
+};
+
+// The definition of a computed trait: a value over events, or a score (the sum of the points of
+// the terms whose condition is true).
+struct ComputedDef {
+  enum class Kind : uint8_t { kValue, kScore };
+  Kind kind = Kind::kValue;
+  ComputedValueDef value;        // kValue
+  std::vector<ScoreTerm> terms;  // kScore: at least one
+  bool operator==(const ComputedDef&) const = default;
+};
 
 // The stable bucket of a profile key: xxh3_64(salt + "\x1f" + key) % buckets.
 int64_t BucketOf(std::string_view profile_key, std::string_view salt, int64_t buckets);

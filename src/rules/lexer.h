@@ -25,7 +25,9 @@ enum class TokKind : uint8_t {
   kRParen,
   kComma,
   kDot,
-  kOp,  // = != < <= > >= (op holds which)
+  kOp,     // = != < <= > >= (op holds which)
+  kPlus,   // + (between the terms of a score)
+  kMinus,  // - not followed by a digit (between the terms of a score; -5 is a kNumber)
 };
 
 struct Token {
