@@ -464,6 +464,7 @@ class FileRunner {
       if (ok) {
         if (!st.ok()) Fail() << "erase " << key << " failed: " << st.ToString();
         model_.Erase(key);
+        model_.erased_at[key] = engine_->ComputedChanges().size();
       } else {
         std::vector<std::string> subs;
         if (pos_ < lines_.size() && Trim(lines_[pos_]) == "----") subs = Expected();
@@ -632,12 +633,13 @@ class FileRunner {
       if (ok && !st.ok()) Fail() << cmd << " " << w[2] << " failed: " << st.ToString();
       if (!ok) ExpectErrorContains(st, subs, cmd + " " + w[2]);
       if (ok && st.ok() && cmd == "computed")
-        computed_seen_[w[2]] = engine_->ComputedChanges().size();
+        computed_seen_[w[2]] = model_.computed_born[w[2]] = engine_->ComputedChanges().size();
     } else if (cmd == "computed-delete") {
       if (!need(3)) return true;
       Status st = engine_->DeleteComputedTrait(w[2]);
       if (w[1] == "ok") {
         if (!st.ok()) Fail() << "computed-delete " << w[2] << " failed: " << st.ToString();
+        if (st.ok()) model_.computed_born.erase(w[2]);
       } else {
         std::vector<std::string> subs;
         if (pos_ < lines_.size() && Trim(lines_[pos_]) == "----") subs = Expected();

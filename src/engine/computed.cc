@@ -114,7 +114,7 @@ class ValueSource final : public ComputedSource {
   StoredValue Value(const EvalContext& ctx, Millis t, Millis* next) const override {
     std::string list;
     StoredValue v = Compute(ctx, t, next, &list);
-    if (v.type == ValueType::kList) v.str = store_->strings().Intern(list);
+    if (fn_ == Fn::kUnique) v.str = store_->strings().Intern(list);
     return v;
   }
 

@@ -56,7 +56,7 @@ class ComputedValues {
   // A new definition's empty value, for profiles created from now on. The `known` profiles keep
   // their current value (the old empty one if never evaluated) until the caller recomputes them.
   void SetEmpty(const store::StoredValue& e, size_t known) {
-    if (values_.size() < known) values_.resize(known, empty_);
+    values_.resize(known, empty_);  // also drops slots of ids that do not exist yet
     empty_ = e;
   }
   size_t MemoryBytes() const { return values_.capacity() * sizeof(store::StoredValue); }

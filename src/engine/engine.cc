@@ -759,8 +759,15 @@ class Engine::Impl : public engine::CompileContext {
       else
         Emit(*s, pid, false, CauseInfo{Cause::kErased, {}, {}, now}, now);
     }
-    for (auto& s : segments_)
-      if (s && s->computed) s->computed->values.Set(pid, s->computed->values.empty());
+    // Its computed values are gone: a change to no value (cause erased) for each that had one.
+    for (auto& s : segments_) {
+      if (!s || !s->computed) continue;
+      const store::StoredValue old = s->computed->values.Get(pid);
+      if (old.type != ValueType::kNull)
+        EmitComputed(*s, pid, old, store::StoredValue{}, CauseInfo{Cause::kErased, {}, {}, now},
+                     now);
+      s->computed->values.Set(pid, s->computed->values.empty());
+    }
     for (auto& [k, se] : series_) se->Erase(pid);
     for (auto& l : lists_)
       if (l) l->members.remove(pid);
