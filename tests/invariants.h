@@ -24,65 +24,6 @@ inline reference::DefinitionLookup LookupFor(const Engine& engine) {
   return [&engine](std::string_view name) { return engine.Definition(name); };
 }
 
-inline reference::ComputedLookup ComputedLookupFor(const Engine& engine) {
-  return [&engine](std::string_view name) { return engine.ComputedDefinition(name); };
-}
-
-// A computed value as JSON text ("null" for no value), for messages and the test files.
-inline std::string ValueJson(const Value& v) {
-  switch (v.type) {
-    case ValueType::kNull:
-      return "null";
-    case ValueType::kBool:
-      return v.b ? "true" : "false";
-    case ValueType::kNumber: {
-      std::ostringstream o;
-      o.precision(17);
-      o << v.num;
-      return o.str();
-    }
-    case ValueType::kString:
-      return "\"" + v.str + "\"";
-    case ValueType::kList:
-      return v.str;
-  }
-  return "?";
-}
-
-inline std::string JoinKeys(const std::vector<std::string>& v) {
-  std::string out = "[";
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? " " : "") + v[i];
-  return out + "]";
-}
-
-// "engine has [...] that the reference lacks; reference has [...] that the engine lacks".
-inline std::string DiffKeys(const std::vector<std::string>& engine,
-                            const std::vector<std::string>& ref) {
-  std::vector<std::string> only_e, only_r;
-  std::set<std::string> se(engine.begin(), engine.end()), sr(ref.begin(), ref.end());
-  for (const auto& k : se)
-    if (!sr.count(k)) only_e.push_back(k);
-  for (const auto& k : sr)
-    if (!se.count(k)) only_r.push_back(k);
-  return "only in engine " + JoinKeys(only_e) + ", only in reference " + JoinKeys(only_r);
-}
-
-inline const char* KindSign(ChangeKind k) { return k == ChangeKind::kEnter ? "+" : "-"; }
-
-// The print/parse round trip of one parsed definition. Empty when it holds.
-inline std::string CheckRoundTrip(const rules::Expr& def) {
-  std::string text = rules::Print(def);
-  Result<rules::Expr> again = rules::Parse(text);
-  if (!again.ok())
-    return "canonical text does not re-parse: '" + text + "': " + again.status().ToString();
-  if (!(*again == def))
-    return "canonical text re-parses to a different definition: '" + text + "' prints back as '" +
-           rules::Print(*again) + "'";
-  std::string twice = rules::Print(*again);
-  if (twice != text) return "printing is not stable: '" + text + "' then '" + twice + "'";
-  return "";
-}
-
 // What the test knows independently of the engine: the static lists' keys and the profiles that
 // exist (sent an accepted message since they were last erased). The reference evaluator reads
 // list membership from here, so the engine's list bookkeeping (pending keys, erasure) is checked
@@ -116,6 +57,31 @@ struct Model {
     };
   }
 };
+
+inline reference::ComputedLookup ComputedLookupFor(const Engine& engine) {
+  return [&engine](std::string_view name) { return engine.ComputedDefinition(name); };
+}
+
+// A computed value as JSON text ("null" for no value), for messages and the test files.
+inline std::string ValueJson(const Value& v) {
+  switch (v.type) {
+    case ValueType::kNull:
+      return "null";
+    case ValueType::kBool:
+      return v.b ? "true" : "false";
+    case ValueType::kNumber: {
+      std::ostringstream o;
+      o.precision(17);
+      o << v.num;
+      return o.str();
+    }
+    case ValueType::kString:
+      return "\"" + v.str + "\"";
+    case ValueType::kList:
+      return v.str;
+  }
+  return "?";
+}
 
 // Every computed trait: its values for every known profile equal reference::ComputedValues() at
 // engine.Now(); its definition round-trips and is what GetComputedTrait() reports; and its change
@@ -199,6 +165,40 @@ inline std::string CheckComputed(const Engine& engine, const reference::ListLook
     }
   }
   return err.str();
+}
+
+inline std::string JoinKeys(const std::vector<std::string>& v) {
+  std::string out = "[";
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? " " : "") + v[i];
+  return out + "]";
+}
+
+// "engine has [...] that the reference lacks; reference has [...] that the engine lacks".
+inline std::string DiffKeys(const std::vector<std::string>& engine,
+                            const std::vector<std::string>& ref) {
+  std::vector<std::string> only_e, only_r;
+  std::set<std::string> se(engine.begin(), engine.end()), sr(ref.begin(), ref.end());
+  for (const auto& k : se)
+    if (!sr.count(k)) only_e.push_back(k);
+  for (const auto& k : sr)
+    if (!se.count(k)) only_r.push_back(k);
+  return "only in engine " + JoinKeys(only_e) + ", only in reference " + JoinKeys(only_r);
+}
+
+inline const char* KindSign(ChangeKind k) { return k == ChangeKind::kEnter ? "+" : "-"; }
+
+// The print/parse round trip of one parsed definition. Empty when it holds.
+inline std::string CheckRoundTrip(const rules::Expr& def) {
+  std::string text = rules::Print(def);
+  Result<rules::Expr> again = rules::Parse(text);
+  if (!again.ok())
+    return "canonical text does not re-parse: '" + text + "': " + again.status().ToString();
+  if (!(*again == def))
+    return "canonical text re-parses to a different definition: '" + text + "' prints back as '" +
+           rules::Print(*again) + "'";
+  std::string twice = rules::Print(*again);
+  if (twice != text) return "printing is not stable: '" + text + "' then '" + twice + "'";
+  return "";
 }
 
 // Every check for every live segment. `born` maps each live segment to the index in

@@ -117,10 +117,9 @@ void ExpectChangesEqual(const StoredChange& a, const StoredChange& b) {
 const MessageType kAllTypes[] = {MessageType::kIdentify, MessageType::kTrack, MessageType::kPage,
                                  MessageType::kScreen,   MessageType::kGroup, MessageType::kAlias};
 
-const Cause kAllCauses[] = {Cause::kEvent,      Cause::kTraits,  Cause::kTime,
-                            Cause::kDefinition, Cause::kSegment, Cause::kDeleted,
-                            Cause::kList,       Cause::kErased,  Cause::kGroup,
-                            Cause::kComputed};
+const Cause kAllCauses[] = {Cause::kEvent,   Cause::kTraits,  Cause::kTime, Cause::kDefinition,
+                            Cause::kSegment, Cause::kDeleted, Cause::kList, Cause::kErased,
+                            Cause::kGroup,   Cause::kComputed};
 
 const Millis kExtremeTimes[] = {0,
                                 1,

@@ -100,8 +100,9 @@ struct Segment {
   // user segment that emits no changes and is not listed, whose membership changes adjust the
   // member counts of the user's accounts (engine/accounts.h).
   bool hidden = false;
-  std::vector<uint32_t> hidden_segments;    // an account segment's member conditions
-  std::unique_ptr<ComputedState> computed;  // a computed trait (then hidden too)
+  std::vector<uint32_t> hidden_segments;  // an account segment's member conditions
+  // A computed trait (then hidden too), see ComputedState.
+  std::unique_ptr<ComputedState> computed;
 };
 
 // One (segment, member id) to re-evaluate; via: the changed segment it was reached through.
@@ -688,17 +689,19 @@ class Engine::Impl : public engine::CompileContext {
   std::function<void(const Change&)> listener_;
   std::function<bool(uint32_t, uint32_t)> is_member_;
   std::function<bool(uint32_t, uint32_t)> in_list_;
-  std::vector<std::unique_ptr<List>> lists_;                     // by id; null once deleted
-  absl::flat_hash_map<std::string, uint32_t> computed_by_name_;  // computed trait -> segments_ id
+  std::vector<std::unique_ptr<List>> lists_;  // by id; null once deleted
+  absl::flat_hash_map<std::string, uint32_t> list_by_name_;
+  // Keys waiting for their first message -> the lists that hold them (List::pending, inverted).
+  absl::flat_hash_map<std::string, std::vector<uint32_t>> pending_lists_;
+
+  // Computed traits: name -> segments_ id, the kept value changes and their listener.
+  absl::flat_hash_map<std::string, uint32_t> computed_by_name_;
   std::vector<ComputedChange> computed_changes_;
   std::function<void(const ComputedChange&)> computed_listener_;
   // Fires on every change of a computed value, with the trait's segments_ id and the profile,
   // after the new value is stored (ComputedNumber reads it): the hook for ranking by a computed
-  // trait.
+  // trait. Creating a trait fires nothing (read every value with ComputedNumber then).
   std::function<void(uint32_t trait, uint32_t pid)> computed_hook_;
-  absl::flat_hash_map<std::string, uint32_t> list_by_name_;
-  // Keys waiting for their first message -> the lists that hold them (List::pending, inverted).
-  absl::flat_hash_map<std::string, std::vector<uint32_t>> pending_lists_;
 
   // --- Profiles ---------------------------------------------------------------------------------
   Result<std::vector<Field>> Traits(std::string_view profile) const {
