@@ -25,6 +25,11 @@ StoredValue Number(double x) {
   return v;
 }
 
+// unique(p) keeps the first values in its order only: each value is interned whole into the
+// store's string pool, so a list that could grow without bound (unique(order_id)) would make the
+// pool grow quadratically with the events.
+constexpr size_t kMaxUniqueValues = 100;
+
 // Money-safe fixed point, as AggCond: values rounded to millionths and added as integers.
 int64_t Fixed(double v) { return std::llround(v * 1e6); }
 
@@ -188,7 +193,7 @@ class ValueSource final : public ComputedSource {
       std::string out = "[";
       for (size_t i = 0; i < seen.size(); ++i) {
         if (i && CompareValues(seen[i - 1].v, seen[i].v, st) == 0) continue;
-        if (fn_ == Fn::kUnique) {
+        if (fn_ == Fn::kUnique && distinct < kMaxUniqueValues) {
           if (distinct) out.push_back(',');
           const StoredValue& v = seen[i].v;
           if (v.type == ValueType::kString)

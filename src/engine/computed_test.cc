@@ -122,6 +122,17 @@ TEST_F(ComputedEngineTest, SegmentsReadComputedTraitsInRankOrder) {
   EXPECT_EQ(*engine_.Estimate("computed.score = 15"), 1u);  // the failed update changed nothing
 }
 
+TEST_F(ComputedEngineTest, UniqueKeepsTheFirstHundredValues) {
+  Define("ids", R"(unique(id) of "O")");
+  Define("n", R"(distinct(id) of "O")");
+  for (int i = 150; i > 0; --i)
+    Ingest(Track("u1", "O", kT0 - 1000 + i, fmt::format(R"({{"id":{}}})", i)));
+  EXPECT_EQ(Of("n", "u1"), Value::Number(150));
+  std::string want = "[";
+  for (int i = 1; i <= 100; ++i) want += (i > 1 ? "," : "") + std::to_string(i);
+  EXPECT_EQ(Of("ids", "u1"), Value::List(want + "]"));
+}
+
 TEST_F(ComputedEngineTest, LifecycleErrors) {
   EXPECT_EQ(engine_.CreateComputedTrait("", "count of \"X\"").status().code(),
             Status::Code::kInvalidArgument);

@@ -912,9 +912,11 @@ class Evaluator {
           return Value::List(std::get<2>(k));
       }
     };
-    if (d.fn == Fn::kUnique) {
+    if (d.fn == Fn::kUnique) {  // the first 100 values in the doc's order
       std::string json = "[";
+      size_t written = 0;
       for (const auto& [k, n] : seen) {
+        if (written++ == 100) break;
         if (json.size() > 1) json += ",";
         json += JsonText(value_of(k));
       }
