@@ -3,6 +3,9 @@
 //
 //   BM_EventVsSegments/N   per-event cost with N live segments when each event touches one:
 //                          must stay flat as N grows (no O(segments) work per event).
+//   BM_EventWithComputed/N per-event cost with 10 segments and N live computed traits (counts,
+//                          sums, max and scores over the same events, one segment reading one):
+//                          compare N=0 with N=4 and 16 in one run.
 //   BM_Expiry/N            N profiles leave a window at the same instant: time to emit N exits.
 //   BM_TopNUpdate/K        200k profiles, events that change one profile's 90-day sum: K=0 with
 //                          `sum(...) > 500`, K=1 with `top 1% by sum(...)`, K=2 both; counters
@@ -68,6 +71,55 @@ void BM_EventVsSegments(benchmark::State& state) {
       static_cast<double>(engine.Stats().evaluations) / static_cast<double>(state.iterations());
 }
 BENCHMARK(BM_EventVsSegments)->Arg(10)->Arg(100)->Arg(1000);
+
+void BM_EventWithComputed(benchmark::State& state) {
+  const int computed = static_cast<int>(state.range(0));
+  VirtualClock clock(kNow);
+  Options opts;
+  opts.keep_changes = false;
+  Engine engine(&clock, opts);
+  for (int i = 0; i < 10; ++i)
+    (void)engine.CreateSegment(fmt::format("s{}", i),
+                               fmt::format(R"(performed "E{}" at least 3 times within 30d)", i));
+  for (int i = 0; i < computed; ++i) {
+    const int e = i % 4;
+    std::string def;
+    switch (i / 4 % 4) {
+      case 0:
+        def = fmt::format(R"(count of "E{}" within 30d)", e);
+        break;
+      case 1:
+        def = fmt::format(R"(sum(price) of "E{}" within 30d)", e);
+        break;
+      case 2:
+        def = fmt::format(R"(max(price) of "E{}" within 7d)", e);
+        break;
+      default:
+        def = fmt::format(R"(10 points if performed "E{}" within 7d + 5 points if performed "E{}")",
+                          e, (e + 1) % 4);
+    }
+    (void)engine.CreateComputedTrait(fmt::format("c{}", i), def);
+  }
+  if (computed > 0) (void)engine.CreateSegment("reads_c0", "computed.c0 >= 3");
+  std::vector<Message> msgs;
+  for (int i = 0; i < 100000; ++i)
+    msgs.push_back(
+        Track(fmt::format("u{}", i % 10000), fmt::format("E{}", i % 4), kNow - kDay + i * 100));
+  size_t k = 0;
+  for (auto _ : state) {
+    (void)engine.Ingest(msgs[k]);
+    if (++k == msgs.size()) {
+      k = 0;
+      state.PauseTiming();
+      for (Message& m : msgs) m.timestamp += 100000 * 100;
+      state.ResumeTiming();
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.counters["evals_per_event"] =
+      static_cast<double>(engine.Stats().evaluations) / static_cast<double>(state.iterations());
+}
+BENCHMARK(BM_EventWithComputed)->Arg(0)->Arg(4)->Arg(16);
 
 void BM_Expiry(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));

@@ -49,6 +49,7 @@ const char* const kAccountSegNames[] = {"a0", "a1", "a2"};
 constexpr int kNumAccountSegs = 3;
 const char* const kGroupIds[] = {"g0", "g1", "g2"};
 const char* const kListNames[] = {"l0", "l1"};
+const char* const kComputedNames[] = {"c0", "c1", "c2"};
 
 std::string Quote(std::string_view s) {
   std::string out = "\"";
@@ -138,7 +139,10 @@ struct Step {
     kListCreate,
     kListDelete,
     kListAdd,
-    kListRemove
+    kListRemove,
+    kComputedCreate,  // computed traits (name: c0..c2, def: a value or a score)
+    kComputedUpdate,
+    kComputedDelete
   } kind = kEvent;
   Msg msg;
   Millis clock = 0;               // kClock: the absolute target
@@ -179,6 +183,10 @@ class Gen {
     use_accounts_ = Chance(0.4);
     // Identity merges in about half: anonymous keys, messages with both ids, alias calls.
     use_merges_ = Chance(0.5);
+    // Computed traits and scores in about 40% of the cases, one of them defined up front so that
+    // segments can read it.
+    use_computed_ = Chance(0.4);
+    if (use_computed_) c.steps.push_back(ComputedStep());
     c.steps.push_back(CreateStep());
     for (int i = 1; i < nsteps; ++i) {
       double r = Real();
@@ -186,6 +194,8 @@ class Gen {
         c.steps.push_back(EventStep());
       else if (r < 0.80)
         c.steps.push_back(ClockStep());
+      else if (use_computed_ && r < 0.86)
+        c.steps.push_back(ComputedStep());
       else if (r < 0.92 || (!use_lists_ && r < 0.97))
         c.steps.push_back(SegmentStep());
       else
@@ -508,7 +518,37 @@ class Gen {
     return s + fn + "(" + prop + ") of " + EventSpecText() + Window();
   }
 
+  // computed.NAME <pred>: number comparisons mostly (counts, sums, scores), strings and lists too.
+  std::string ComputedPred() {
+    std::vector<std::string> names(live_computed_.begin(), live_computed_.end());
+    if (names.empty() || Chance(0.03)) names.push_back("nope");
+    std::string n = "computed." + Pick(names) + " ";
+    static const std::vector<std::string> ops = {"=", "!=", "<", "<=", ">", ">="};
+    static const std::vector<std::string> nums = {"0",   "1",     "2",  "3",   "10",
+                                                  "100", "250.5", "-3", "0.3", "25"};
+    static const std::vector<std::string> strs = {"\"x\"", "\"y\"", "\"/pricing\"", "\"1\""};
+    switch (Int(0, 8)) {
+      case 0:
+      case 1:
+      case 2:
+        return n + Pick(ops) + " " + Pick(nums);
+      case 3:
+        return n + (Chance(0.5) ? "= " : "!= ") + Pick(strs);
+      case 4:
+        return n + "contains " + Pick(strs);
+      case 5:
+        return n + (Chance(0.5) ? "exists" : "missing");
+      case 6:
+        return n + "in (" + Pick(strs) + ", " + Pick(nums) + ")";
+      case 7:
+        return n + "between " + Pick(nums) + " and 100";
+      default:
+        return n + "> " + Pick(nums);
+    }
+  }
+
   std::string Leaf(int self, bool in_member = false) {
+    if (use_computed_ && Chance(0.12)) return ComputedPred();
     if (use_accounts_ && Chance(0.15)) {
       std::vector<std::string> refs(live_accounts_.begin(), live_accounts_.end());
       if (Chance(0.05) && !live_.empty()) refs.push_back(*live_.begin());  // wrong target
@@ -619,6 +659,57 @@ class Gen {
     if (Chance(0.03)) d = d.substr(0, d.size() / 2);  // usually a parse error
     if (Chance(0.03)) d = "# a comment\n" + d;
     return d;
+  }
+
+  // -- computed traits
+  std::string ComputedDefinition() {
+    std::string d;
+    if (Chance(0.35)) {
+      int n = Int(1, 3);
+      for (int i = 0; i < n; ++i) {
+        int pts = Int(-30, 30);
+        std::string num = std::to_string(pts < 0 ? -pts : pts) + (Chance(0.15) ? ".5" : "");
+        if (i == 0)
+          d += (pts < 0 ? "-" : "") + num;
+        else
+          d += pts < 0 ? (Chance(0.5) ? " -" : " - ") + num : " + " + num;
+        d += (Chance(0.5) ? " points if " : " point if ") + Tree(Int(0, 2), 99);
+      }
+    } else {
+      static const std::vector<std::string> fns = {"count", "sum",          "avg",    "min",
+                                                   "max",   "distinct",     "unique", "first",
+                                                   "last",  "most frequent"};
+      std::string fn = Pick(fns);
+      std::string prop =
+          Chance(0.4) ? (fn == "sum" || fn == "avg" || fn == "min" || fn == "max" ? "total" : "cat")
+                      : Pick(Props()).text;
+      d = (fn == "count" ? fn : fn + "(" + prop + ")") + " of " + EventSpecText() + Window();
+    }
+    if (Chance(0.03)) d = d.substr(0, d.size() / 2);  // usually a parse error
+    return d;
+  }
+  Step ComputedStep() {
+    Step s;
+    std::vector<std::string> free;
+    for (const char* n : kComputedNames)
+      if (!live_computed_.count(n)) free.push_back(n);
+    double r = Real();
+    if (live_computed_.empty() || r < 0.45) {
+      s.kind = Step::kComputedCreate;
+      s.name = free.empty() || Chance(0.03) ? kComputedNames[Int(0, 2)] : Pick(free);
+      s.def = ComputedDefinition();
+      live_computed_.insert(s.name);
+      return s;
+    }
+    s.name = Pick(std::vector<std::string>(live_computed_.begin(), live_computed_.end()));
+    if (r < 0.9) {
+      s.kind = Step::kComputedUpdate;
+      s.def = ComputedDefinition();
+    } else {
+      s.kind = Step::kComputedDelete;
+      live_computed_.erase(s.name);
+    }
+    return s;
   }
 
   // -- steps
@@ -800,6 +891,8 @@ class Gen {
   bool use_accounts_ = false;
   bool use_merges_ = false;
   inline static const std::vector<std::string> kAnonKeys = {"a0", "a1", "a2"};
+  std::set<std::string> live_computed_;
+  bool use_computed_ = false;
   std::set<std::string> lists_;
   bool use_lists_ = false;
   std::vector<Millis> interesting_;
@@ -829,6 +922,11 @@ void CollectRefs(const rules::Expr& e, std::set<std::string>* out,
             if (need) (*need)[l.segment].insert(SegmentTarget::kAccounts);
           } else if constexpr (std::is_same_v<T, rules::AccountTraitCond>) {
             if (account) *valid = false;
+          } else if constexpr (std::is_same_v<T, rules::ComputedTraitCond>) {
+            if (account) *valid = false;  // computed traits are per user
+            std::string name;
+            for (size_t i = 0; i < l.pred.path.size(); ++i) name += (i ? "." : "") + l.pred.path[i];
+            out->insert("computed." + name);  // a node of the reference graph like a segment
           } else if constexpr (std::is_same_v<T, rules::MemberCond>) {
             if (!account) *valid = false;
             CollectRefs(*l.user, out, need, SegmentTarget::kUsers, valid);
@@ -920,6 +1018,37 @@ struct Model {
     return std::none_of(new_refs->begin(), new_refs->end(),
                         [&](const std::string& r) { return Reaches(r, name, g); });
   }
+  // Whether defining computed trait `name` as `def` must succeed. Its node in the reference graph
+  // is "computed.NAME"; a score references what its conditions reference.
+  bool DefineComputedOk(const std::string& name, const std::string& def, bool creating,
+                        std::set<std::string>* new_refs) const {
+    const std::string node = "computed." + name;
+    if (creating == (refs.count(node) > 0)) return false;
+    Result<rules::ComputedDef> d = rules::ParseComputed(def);
+    if (!d.ok()) return false;
+    std::set<std::string> lists;
+    for (const rules::ScoreTerm& t : d->terms) {
+      std::map<std::string, std::set<SegmentTarget>> need;
+      bool valid = true;
+      CollectRefs(t.cond, new_refs, &need, SegmentTarget::kUsers, &valid);
+      if (!valid) return false;
+      for (const auto& [ref, ts] : need) {
+        auto it = targets.find(ref);
+        if (it == targets.end()) continue;
+        for (SegmentTarget tg : ts)
+          if (tg != it->second) return false;
+      }
+      CollectListRefs(t.cond, &lists);
+    }
+    for (const auto& l : lists)
+      if (!data.lists.count(l)) return false;
+    for (const auto& r : *new_refs)
+      if (!refs.count(r) || r == node) return false;
+    auto g = refs;
+    g[node] = *new_refs;
+    return std::none_of(new_refs->begin(), new_refs->end(),
+                        [&](const std::string& r) { return Reaches(r, node, g); });
+  }
   bool ListDeleteOk(const std::string& name) const {
     if (!data.lists.count(name)) return false;
     for (const auto& [seg, ls] : list_refs)
@@ -967,7 +1096,10 @@ std::optional<Failure> Run(const Case& c, std::vector<Expectation>* expect = nul
         if (st.ok() != want_ok)
           what = "EraseProfile(" + s.name + ") " +
                  (want_ok ? "failed: " + st.ToString() : "succeeded but must fail");
-        if (st.ok()) model.data.Erase(s.name);
+        if (st.ok()) {
+          model.data.Erase(s.name);
+          model.data.erased_at[s.name] = engine.ComputedChanges().size();
+        }
         break;
       }
       case Step::kListCreate:
@@ -1031,6 +1163,41 @@ std::optional<Failure> Run(const Case& c, std::vector<Expectation>* expect = nul
           model.list_refs[s.name].clear();
           if (e.ok()) CollectListRefs(*e, &model.list_refs[s.name]);
           if (creating) born[s.name] = before;
+        }
+        break;
+      }
+      case Step::kComputedCreate:
+      case Step::kComputedUpdate: {
+        const bool creating = s.kind == Step::kComputedCreate;
+        std::set<std::string> new_refs;
+        want_ok = model.DefineComputedOk(s.name, s.def, creating, &new_refs);
+        Status st = creating ? engine.CreateComputedTrait(s.name, s.def).status()
+                             : engine.UpdateComputedTrait(s.name, s.def).status();
+        if (st.ok() != want_ok)
+          what += std::string(creating ? "CreateComputedTrait" : "UpdateComputedTrait") + "(" +
+                  s.name + ", '" + s.def + "') " +
+                  (want_ok ? "failed: " + st.ToString() : "succeeded but must fail") + "\n";
+        if (st.ok() && creating) model.data.computed_born[s.name] = engine.ComputedChanges().size();
+        if (st.ok()) {
+          model.refs["computed." + s.name] = new_refs;
+          std::set<std::string>& ls = model.list_refs["computed." + s.name];
+          ls.clear();
+          Result<rules::ComputedDef> d = rules::ParseComputed(s.def);
+          if (d.ok())
+            for (const auto& t : d->terms) CollectListRefs(t.cond, &ls);
+        }
+        break;
+      }
+      case Step::kComputedDelete: {
+        want_ok = model.DeleteOk("computed." + s.name);
+        Status st = engine.DeleteComputedTrait(s.name);
+        if (st.ok() != want_ok)
+          what = "DeleteComputedTrait(" + s.name + ") " +
+                 (want_ok ? "failed: " + st.ToString() : "succeeded but must fail");
+        if (st.ok()) {
+          model.data.computed_born.erase(s.name);
+          model.refs.erase("computed." + s.name);
+          model.list_refs.erase("computed." + s.name);
         }
         break;
       }
@@ -1237,6 +1404,16 @@ std::string ToSegmentFile(const Case& c, const Failure& f) {
       case Step::kDelete:
         out << "delete " << (ok ? "ok " : "error ") << s.name << "\n\n";
         break;
+      case Step::kComputedCreate:
+      case Step::kComputedUpdate:
+        out << (s.kind == Step::kComputedCreate ? "computed " : "computed-update ")
+            << (ok ? "ok " : "error ") << s.name << "\n"
+            << s.def << "\n"
+            << (ok ? "" : "----\n") << "\n";
+        break;
+      case Step::kComputedDelete:
+        out << "computed-delete " << (ok ? "ok " : "error ") << s.name << "\n\n";
+        break;
       case Step::kErase:
         out << "erase " << (ok ? "ok " : "error ") << s.name << "\n\n";
         break;
@@ -1340,6 +1517,17 @@ TEST(DifferentialTest, GeneratorCoversEveryConstruct) {
     Gen gen(seed);
     Case c = gen.Make(seed);
     for (const auto& s : c.steps) {
+      if (s.kind == Step::kComputedCreate || s.kind == Step::kComputedUpdate) {
+        Result<rules::ComputedDef> d = rules::ParseComputed(s.def);
+        if (!d.ok()) continue;
+        if (d->kind == rules::ComputedDef::Kind::kScore) {
+          seen.insert("score");
+          for (const auto& t : d->terms) walk(t.cond);
+        } else {
+          seen.insert("cfn" + std::to_string(static_cast<int>(d->value.fn)));
+        }
+        continue;
+      }
       if (s.kind != Step::kCreate && s.kind != Step::kUpdate) continue;
       Result<rules::Expr> e = rules::Parse(s.def);
       if (!e.ok()) continue;
@@ -1351,6 +1539,8 @@ TEST(DifferentialTest, GeneratorCoversEveryConstruct) {
   std::vector<std::string> want = {"expr0", "expr1",     "expr2", "expr3",
                                    "nf",    "nf_within", "first", "last"};
   for (int i = 0; i < 15; ++i) want.push_back("leaf" + std::to_string(i));
+  for (int i = 0; i <= 9; ++i) want.push_back("cfn" + std::to_string(i));
+  want.push_back("score");
   for (int i = 0; i <= 10; ++i) want.push_back("pred" + std::to_string(i));
   for (int i = 0; i <= 4; ++i) want.push_back("agg" + std::to_string(i));
   for (int i = 0; i <= 5; ++i) want.push_back("count" + std::to_string(i));

@@ -92,6 +92,13 @@ struct Model {
       if (users.erase(from)) users.insert(into);
   }
 
+  // Live computed traits -> the index in engine.ComputedChanges() at their (last) creation, so a
+  // deleted-and-recreated name starts a new change stream.
+  std::map<std::string, size_t> computed_born;
+  // Erased keys -> engine.ComputedChanges().size() right after the erasure: a later profile with
+  // the key is a new profile, whose computed values start from scratch.
+  std::map<std::string, size_t> erased_at;
+
   // A profile is erased: it is no longer known, leaves every list, and its group calls are gone.
   // A merged profile goes whole, whichever of its keys names it.
   void Erase(const std::string& named) {
@@ -116,6 +123,115 @@ struct Model {
     };
   }
 };
+
+inline reference::ComputedLookup ComputedLookupFor(const Engine& engine) {
+  return [&engine](std::string_view name) { return engine.ComputedDefinition(name); };
+}
+
+// A computed value as JSON text ("null" for no value), for messages and the test files.
+inline std::string ValueJson(const Value& v) {
+  switch (v.type) {
+    case ValueType::kNull:
+      return "null";
+    case ValueType::kBool:
+      return v.b ? "true" : "false";
+    case ValueType::kNumber: {
+      std::ostringstream o;
+      o.precision(17);
+      o << v.num;
+      return o.str();
+    }
+    case ValueType::kString:
+      return "\"" + v.str + "\"";
+    case ValueType::kList:
+      return v.str;
+  }
+  return "?";
+}
+
+// Every computed trait: its values for every known profile equal reference::ComputedValues() at
+// engine.Now(); its definition round-trips and is what GetComputedTrait() reports; and its change
+// stream chains (each change's old value is the previous change's new value for that profile,
+// the latest new value is the current value, seq 1, 2, 3... per creation).
+inline std::string CheckComputed(const Engine& engine, const reference::ListLookup& lists,
+                                 const Model* model) {
+  std::ostringstream err;
+  std::vector<ComputedChange> all = engine.ComputedChanges();
+  for (const ComputedTraitInfo& info : engine.ListComputedTraits()) {
+    const rules::ComputedDef* def = engine.ComputedDefinition(info.name);
+    if (!def) {
+      err << "computed " << info.name << ": ComputedDefinition() is null\n";
+      continue;
+    }
+    std::string text = rules::Print(*def);
+    Result<rules::ComputedDef> again = rules::ParseComputed(text);
+    if (!again.ok() || !(*again == *def) || rules::Print(*again) != text)
+      err << "computed " << info.name << ": canonical text '" << text << "' does not round-trip\n";
+    if (info.definition != text)
+      err << "computed " << info.name << ": info.definition '" << info.definition
+          << "' is not the canonical text\n";
+    auto ref = reference::ComputedValues(engine.store(), *def, LookupFor(engine), engine.Now(),
+                                         lists, ComputedLookupFor(engine));
+    std::map<std::string, Value> current;
+    for (const auto& [key, want] : ref) {
+      Result<Value> got = engine.ComputedTraitOf(info.name, key);
+      if (!got.ok()) {
+        err << "computed " << info.name << "(" << key << "): " << got.status().ToString() << "\n";
+        continue;
+      }
+      current[key] = *got;
+      if (!(*got == want))
+        err << "computed " << info.name << " (" << text << ") of " << key << " at "
+            << FormatTime(engine.Now()) << ": engine " << ValueJson(*got) << " != reference "
+            << ValueJson(want) << "\n";
+    }
+    std::map<std::string, Value> last;  // this generation: profile -> latest new value
+    uint64_t seq = 0;
+    size_t from = 0;
+    if (model) {
+      auto it = model->computed_born.find(info.name);
+      if (it == model->computed_born.end())
+        err << "computed " << info.name << " is live but the test did not create it\n";
+      else
+        from = it->second;
+    }
+    for (size_t i = from; i < all.size(); ++i) {
+      const ComputedChange& c = all[i];
+      if (c.trait != info.name) continue;
+      if (model && model->erased_at.count(c.profile) && i < model->erased_at.at(c.profile)) {
+        seq = c.seq;
+        continue;  // a change of an erased profile that had the same key
+      }
+      if (c.seq == 1) {
+        last.clear();
+        seq = 0;
+      }
+      if (c.seq != seq + 1)
+        err << "computed " << info.name << ": seq " << c.seq << " after " << seq << "\n";
+      seq = c.seq;
+      auto it = last.find(c.profile);
+      if (it != last.end() && !(it->second == c.old_value))
+        err << "computed " << info.name << ": change seq " << c.seq << " of " << c.profile
+            << " has old value " << ValueJson(c.old_value) << " but the previous new value was "
+            << ValueJson(it->second) << "\n";
+      if (c.old_value == c.new_value)
+        err << "computed " << info.name << ": change seq " << c.seq << " changes nothing\n";
+      if (c.cause == Cause::kErased)
+        last.erase(c.profile);  // a later profile with the key starts from the empty value
+      else
+        last[c.profile] = c.new_value;
+    }
+    if (info.last_seq != seq)
+      err << "computed " << info.name << ": last_seq " << info.last_seq << " != " << seq << "\n";
+    for (const auto& [key, v] : last) {
+      auto it = current.find(key);
+      if (it != current.end() && !(it->second == v))
+        err << "computed " << info.name << ": the latest change of " << key << " says "
+            << ValueJson(v) << " but the value is " << ValueJson(it->second) << "\n";
+    }
+  }
+  return err.str();
+}
 
 inline std::string JoinKeys(const std::vector<std::string>& v) {
   std::string out = "[";
@@ -231,8 +347,10 @@ inline std::string CheckAll(const Engine& engine, const std::map<std::string, si
     Result<SegmentInfo> info = engine.GetSegment(name);
     const bool accounts = info.ok() && info->target == SegmentTarget::kAccounts;
     std::vector<std::string> ref =
-        accounts ? reference::AccountMembers(engine.store(), *def, LookupFor(engine), now, lists)
-                 : reference::Members(engine.store(), *def, LookupFor(engine), now, lists);
+        accounts ? reference::AccountMembers(engine.store(), *def, LookupFor(engine), now, lists,
+                                             ComputedLookupFor(engine))
+                 : reference::Members(engine.store(), *def, LookupFor(engine), now, lists,
+                                      ComputedLookupFor(engine));
     if (*members != ref) {
       err << "segment " << name << " (" << rules::Print(*def) << ") at " << FormatTime(now)
           << ": engine members " << JoinKeys(*members) << " != reference " << JoinKeys(ref) << " ("
@@ -312,6 +430,7 @@ inline std::string CheckAll(const Engine& engine, const std::map<std::string, si
             << ", kAccounts) = " << JoinKeys(engine.SegmentsOf(a, SegmentTarget::kAccounts))
             << ", but it is a member of " << JoinKeys(of_account[a]) << "\n";
   }
+  err << CheckComputed(engine, lists, model);
   return err.str();
 }
 

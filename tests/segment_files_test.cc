@@ -56,6 +56,17 @@
 //   account ACCOUNT              "----", then the account's traits as for `traits` ("not found")
 //   account-users ACCOUNT        "----", then the account's members ("not found")
 //   accounts PROFILE             "----", then the user's accounts
+//   computed ok|error NAME       CreateComputedTrait, as `segment` (docs/language.md, "Computed
+//                                traits and scores")
+//   computed-update ok|error NAME  UpdateComputedTrait, as `update`
+//   computed-delete ok|error NAME  DeleteComputedTrait, as `delete`
+//   values NAME                  "----", then "PROFILE = JSON" for every known profile in key order
+//                                (JSON as for `traits`; null: no value)
+//   computed-traits PROFILE      "----", then "NAME = JSON" lines (ComputedTraits), or "not found"
+//   computed-changes NAME        "----", then the value changes since the previous
+//                                `computed-changes NAME`: "PROFILE OLD -> NEW CAUSE [CAUSE_REF]",
+//                                in order per profile
+//   computed-print [error]       as `print`, for a computed trait definition
 //
 // After EVERY step the runner checks, for every live segment: Members() equals
 // reference::Members() over engine.store() at engine.Now(); the definition's canonical text
@@ -265,6 +276,7 @@ class FileRunner {
   }
 
   void Step(const std::vector<std::string>& w) {
+    if (ComputedStep(w)) return;
     const std::string& cmd = w[0];
     auto need = [&](size_t n) {
       if (w.size() < n) {
@@ -452,6 +464,7 @@ class FileRunner {
       if (ok) {
         if (!st.ok()) Fail() << "erase " << key << " failed: " << st.ToString();
         model_.Erase(key);
+        model_.erased_at[key] = engine_->ComputedChanges().size();
       } else {
         std::vector<std::string> subs;
         if (pos_ < lines_.size() && Trim(lines_[pos_]) == "----") subs = Expected();
@@ -595,6 +608,109 @@ class FileRunner {
     }
   }
 
+  // The computed-trait commands; false when `w` is not one of them.
+  bool ComputedStep(const std::vector<std::string>& w) {
+    const std::string& cmd = w[0];
+    auto need = [&](size_t n) {
+      if (w.size() < n) Fail() << "'" << cmd << "' needs " << n - 1 << " argument(s)";
+      return w.size() >= n;
+    };
+    if (cmd == "computed" || cmd == "computed-update") {
+      if (!need(3)) return true;
+      bool ok = w[1] == "ok";
+      bool sep = false;
+      std::string def = Join(Block(!ok, &sep), "\n");
+      std::vector<std::string> subs;
+      if (!ok) {
+        if (!sep) return (void)(Fail() << "'" << cmd << " error' needs ----"), true;
+        subs = Block(false);
+        for (auto& x : subs) x = Trim(x);
+      }
+      Status st = cmd == "computed" ? engine_->CreateComputedTrait(w[2], def).status()
+                                    : engine_->UpdateComputedTrait(w[2], def).status();
+      if (ok && !st.ok()) Fail() << cmd << " " << w[2] << " failed: " << st.ToString();
+      if (!ok) ExpectErrorContains(st, subs, cmd + " " + w[2]);
+      if (ok && st.ok() && cmd == "computed")
+        computed_seen_[w[2]] = model_.computed_born[w[2]] = engine_->ComputedChanges().size();
+    } else if (cmd == "computed-delete") {
+      if (!need(3)) return true;
+      Status st = engine_->DeleteComputedTrait(w[2]);
+      if (w[1] == "ok") {
+        if (!st.ok()) Fail() << "computed-delete " << w[2] << " failed: " << st.ToString();
+        if (st.ok()) model_.computed_born.erase(w[2]);
+      } else {
+        std::vector<std::string> subs;
+        if (pos_ < lines_.size() && Trim(lines_[pos_]) == "----") subs = Expected();
+        ExpectErrorContains(st, subs, "computed-delete " + w[2]);
+      }
+    } else if (cmd == "values") {
+      if (!need(2)) return true;
+      std::vector<std::string> want = Expected();
+      std::vector<std::string> got;
+      for (const std::string& p : model_.profiles) {
+        Result<Value> v = engine_->ComputedTraitOf(w[1], p);
+        got.push_back(p + " = " + (v.ok() ? ValueText(*v) : v.status().ToString()));
+      }
+      if (got != want)
+        Fail() << "values " << w[1] << " at " << FormatTime(clock_.Now()) << ":\n  got      "
+               << Join(got, "\n           ") << "\n  expected " << Join(want, "\n           ");
+    } else if (cmd == "computed-traits") {
+      if (!need(2)) return true;
+      std::vector<std::string> want = Expected();
+      Result<std::vector<ComputedTraitValue>> r = engine_->ComputedTraits(w[1]);
+      std::vector<std::string> got;
+      if (!r.ok())
+        got.push_back(r.status().code() == Status::Code::kNotFound ? "not found"
+                                                                   : r.status().ToString());
+      else
+        for (const auto& v : *r) got.push_back(v.name + " = " + ValueText(v.value));
+      if (got != want)
+        Fail() << "computed-traits " << w[1] << ":\n  got      " << Join(got, "\n           ")
+               << "\n  expected " << Join(want, "\n           ");
+    } else if (cmd == "computed-changes") {
+      if (!need(2)) return true;
+      std::vector<std::string> want = Expected();
+      std::vector<ComputedChange> all = engine_->ComputedChanges();
+      size_t& from = computed_seen_[w[1]];
+      std::map<std::string, std::vector<std::string>> got_by, want_by;
+      std::string got_text;
+      for (size_t i = from; i < all.size(); ++i) {
+        const ComputedChange& c = all[i];
+        if (c.trait != w[1]) continue;
+        std::string line = c.profile + " " + ValueText(c.old_value) + " -> " +
+                           ValueText(c.new_value) + " " + CauseName(c.cause) +
+                           (c.cause_ref.empty() ? "" : " " + c.cause_ref);
+        got_by[c.profile].push_back(line);
+        got_text += "\n  " + line;
+      }
+      from = all.size();
+      for (const auto& l : want)
+        want_by[Words(l).empty() ? "" : Words(l)[0]].push_back(Join(Words(l), " "));
+      for (auto& [p, lines] : got_by)
+        for (auto& l : lines) l = Join(Words(l), " ");
+      if (got_by != want_by)
+        Fail() << "computed-changes " << w[1] << " at " << FormatTime(clock_.Now()) << ": got"
+               << (got_text.empty() ? " none" : got_text) << "\nexpected"
+               << (want.empty() ? " none" : "\n  " + Join(want, "\n  "));
+    } else if (cmd == "computed-print") {
+      bool err = w.size() > 1 && w[1] == "error";
+      bool sep = false;
+      std::string def = Join(Block(true, &sep), "\n");
+      if (!sep) return (void)(Fail() << "'computed-print' needs ----"), true;
+      std::vector<std::string> want = Block(false);
+      for (auto& x : want) x = Trim(x);
+      Result<rules::ComputedDef> d = rules::ParseComputed(def);
+      if (err) return ExpectErrorContains(d.status(), want, "parse"), true;
+      if (!d.ok()) return (void)(Fail() << "parse failed: " << d.status().ToString()), true;
+      if (rules::Print(*d) != Join(want, "\n"))
+        Fail() << "canonical text:\n  got      " << rules::Print(*d) << "\n  expected "
+               << Join(want, "\n");
+    } else {
+      return false;
+    }
+    return true;
+  }
+
   // The model's known profiles: every accepted message creates its profile (alias: the
   // userId's) and may merge two (Model::Accept); a group call also makes its account known.
   void NoteProfile(const std::string& json) {
@@ -611,8 +727,9 @@ class FileRunner {
   int step_line_ = 0;
   VirtualClock clock_;
   std::unique_ptr<Engine> engine_;
-  std::map<std::string, size_t> born_;  // live segment -> Changes() index at its creation
-  std::map<std::string, size_t> seen_;  // segment -> Changes() index consumed by `changes`
+  std::map<std::string, size_t> born_;           // live segment -> Changes() index at its creation
+  std::map<std::string, size_t> seen_;           // segment -> Changes() index consumed by `changes`
+  std::map<std::string, size_t> computed_seen_;  // computed trait -> ComputedChanges() index
   testing_util::Model model_;
   ingest::Decoder decoder_;
 };

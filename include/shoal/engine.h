@@ -25,7 +25,8 @@ class Store;
 }
 namespace rules {
 struct Expr;
-}
+struct ComputedDef;
+}  // namespace rules
 
 // All tunables of the engine, each with its default.
 struct Options {
@@ -58,10 +59,11 @@ enum class Cause : uint8_t {
                 // merged-away key
   kRank,        // another profile's value change (or R changing) moved a top-N boundary across
                 // this one (cause_ref: the messageId of the call that did; event: its name)
+  kComputed,    // the definition of a computed trait this one reads changed (cause_ref: its name)
 };
 
 // "event", "traits", "time", "definition", "segment", "deleted", "list", "erased", "group",
-// "merged", "rank"
+// "merged", "rank", "computed"
 const char* CauseName(Cause c);
 
 // One enter or exit. Changes of one segment have consecutive seq numbers from 1.
@@ -97,6 +99,38 @@ struct ExplainNode {
   std::string detail;  // what it saw: "count = 3", "sum = 612.50", "plan = \"pro\"", ...
   std::optional<Millis> next_change;  // when its truth can next change with no new data
   std::vector<ExplainNode> children;
+};
+
+// A computed trait (docs/language.md, "Computed traits and scores").
+struct ComputedTraitInfo {
+  std::string name;
+  std::string definition;  // canonical text
+  bool score = false;      // a weighted sum of conditions
+  uint64_t last_seq = 0;   // seq of the latest value change (0: none yet)
+  Millis created_at = 0;
+  Millis updated_at = 0;
+};
+
+// A profile's value of one computed trait. kNull: no value (e.g. avg of no events).
+struct ComputedTraitValue {
+  std::string name;
+  Value value;
+};
+
+// One change of a profile's value of a computed trait. Changes of one trait have consecutive seq
+// numbers from 1. Creating a trait emits none (its values are readable at once); updating its
+// definition emits one per profile whose value changed (cause kDefinition).
+struct ComputedChange {
+  uint64_t seq = 0;
+  std::string trait;
+  std::string profile;
+  Value old_value;
+  Value new_value;
+  Cause cause = Cause::kEvent;  // as Change: event, traits, time, definition, segment, list, group
+  std::string cause_ref;
+  std::string event;
+  Millis event_time = 0;
+  Millis processed_at = 0;
 };
 
 struct EngineStats {
@@ -225,6 +259,37 @@ class Engine {
   // Member keys, sorted. kNotFound for the list.
   Result<std::vector<std::string>> ListMembers(std::string_view name) const;
   std::vector<std::string> Lists() const;  // names, sorted
+
+  // --- Computed traits --------------------------------------------------------------------------
+  // A computed trait is a named per-profile value defined in the language (a count, sum, avg, min,
+  // max, distinct count, unique values, first or last value or most frequent value of a property
+  // over a window, or a score), kept exact in time and incremental like a segment, and read in
+  // segments as `computed.NAME`. Names are [A-Za-z_][A-Za-z0-9_$-]* and a namespace of their own.
+  // Errors: kInvalidArgument (bad name, or definition text with line:col), kAlreadyExists,
+  // kNotFound (an `in segment`, `in list` or `computed.X` in a score that does not exist).
+  Result<ComputedTraitInfo> CreateComputedTrait(std::string_view name, std::string_view definition);
+  // Replaces the definition and recomputes every profile; emits a ComputedChange for each profile
+  // whose value changed, and re-evaluates the segments reading it for those profiles (their
+  // changes have cause kComputed). Errors as Create, plus kNotFound for the trait and
+  // kFailedPrecondition for a reference cycle.
+  Result<ComputedTraitInfo> UpdateComputedTrait(std::string_view name, std::string_view definition);
+  // kNotFound; kFailedPrecondition while a segment or a score references it. Emits no change.
+  Status DeleteComputedTrait(std::string_view name);
+  Result<ComputedTraitInfo> GetComputedTrait(std::string_view name) const;
+  std::vector<ComputedTraitInfo> ListComputedTraits() const;  // sorted by name
+  // The profile's current value of every computed trait, sorted by name. kNotFound for an
+  // unknown profile.
+  Result<std::vector<ComputedTraitValue>> ComputedTraits(std::string_view profile) const;
+  // One value. kNotFound for an unknown trait or profile.
+  Result<Value> ComputedTraitOf(std::string_view name, std::string_view profile) const;
+  // Kept computed changes (Options::keep_changes) in emission order; for one trait when `trait`
+  // is not empty, only those with seq > after_seq.
+  std::vector<ComputedChange> ComputedChanges(std::string_view trait = {},
+                                              uint64_t after_seq = 0) const;
+  // Called synchronously for every computed value change as it is emitted.
+  void SetComputedChangeListener(std::function<void(const ComputedChange&)> listener);
+  // The parsed definition of a computed trait (null if unknown), valid until it changes.
+  const rules::ComputedDef* ComputedDefinition(std::string_view name) const;
 
   // --- Changes --------------------------------------------------------------------------------
   // Kept changes (Options::keep_changes) in emission order; for one segment when `segment` is not

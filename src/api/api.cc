@@ -363,6 +363,7 @@ void Api::Handle(Request req, Reply reply) {
                                "this route needs the admin token: Authorization: Bearer TOKEN"));
   }
   if (parts.size() >= 2 && parts[1] == "segments") return Segments(req, parts, reply);
+  if (parts.size() >= 2 && parts[1] == "computed-traits") return ComputedTraits(req, parts, reply);
   if (parts.size() >= 3 && parts[1] == "profiles") return Profiles(req, parts, reply);
   if (parts.size() >= 3 && parts[1] == "accounts") return Accounts(req, parts, reply);
   if (parts.size() >= 2 && parts[1] == "lists") return Lists(req, parts, reply);
@@ -663,6 +664,93 @@ void Api::Segments(Request& req, const std::vector<std::string>& parts, Reply& r
   reply(ErrorResponse(404, "not_found", "no such route: " + m + " " + req.path));
 }
 
+// --- Computed traits ----------------------------------------------------------------------------
+
+void WriteComputedTrait(const ComputedTraitInfo& c, JsonWriter* w) {
+  w->BeginObject()
+      .Key("name")
+      .String(c.name)
+      .Key("definition")
+      .String(c.definition)
+      .Key("score")
+      .Bool(c.score)
+      .Key("last_seq")
+      .Uint(c.last_seq)
+      .Key("created_at")
+      .Time(c.created_at)
+      .Key("updated_at")
+      .Time(c.updated_at)
+      .EndObject();
+}
+
+// GET/POST /v1/computed-traits, GET/PUT/DELETE /v1/computed-traits/{name}: as the segment routes.
+void Api::ComputedTraits(Request& req, const std::vector<std::string>& parts, Reply& reply) {
+  const std::string& m = req.method;
+  server::Service* svc = service_;
+  if (parts.size() == 2 && m == "GET") {
+    return svc->Read([&reply](const Engine& e) {
+      JsonWriter w;
+      w.BeginObject().Key("computed_traits").BeginArray();
+      for (const ComputedTraitInfo& c : e.ListComputedTraits()) WriteComputedTrait(c, &w);
+      w.EndArray().EndObject();
+      reply(JsonResponse(200, std::move(w.str())));
+    });
+  }
+  if (parts.size() == 3 && m == "GET") {
+    std::string name(parts[2]);
+    return svc->Read([&reply, &name](const Engine& e) {
+      Result<ComputedTraitInfo> info = e.GetComputedTrait(name);
+      if (!info.ok()) return reply(FromStatus(info.status()));
+      JsonWriter w;
+      WriteComputedTrait(*info, &w);
+      reply(JsonResponse(200, std::move(w.str())));
+    });
+  }
+  if ((parts.size() == 2 && m == "POST") || (parts.size() == 3 && m == "PUT")) {
+    ParsedBody body;
+    Response err;
+    std::string name = parts.size() == 3 ? std::string(parts[2]) : std::string(), definition;
+    if (!ParseObject(req.body, &body, &err) ||
+        (parts.size() == 2 && !GetString(body.root, "name", true, &name, &err)) ||
+        !GetString(body.root, "definition", true, &definition, &err)) {
+      return reply(std::move(err));
+    }
+    const bool put = parts.size() == 3;
+    return svc->Run([reply, svc, name, definition, put](Txn& t) {
+      const bool exists = put && t.engine().GetComputedTrait(name).ok();
+      Result<ComputedTraitInfo> info = exists ? t.engine().UpdateComputedTrait(name, definition)
+                                              : t.engine().CreateComputedTrait(name, definition);
+      if (!info.ok()) return reply(DefinitionError(info.status()));
+      svc->SaveComputed(t, name);
+      t.OnDurable([reply, info = *info, exists](const Status& st) {
+        if (!st.ok()) return reply(FromStatus(st));
+        JsonWriter w;
+        WriteComputedTrait(info, &w);
+        reply(JsonResponse(exists ? 200 : 201, std::move(w.str())));
+      });
+    });
+  }
+  if (parts.size() == 3 && m == "DELETE") {
+    std::string name(parts[2]);
+    return svc->Run([reply, name](Txn& t) {
+      Status st = t.engine().DeleteComputedTrait(name);
+      if (!st.ok()) return reply(FromStatus(st));
+      t.batch().DeleteComputed(name);
+      t.OnDurable([reply](const Status& st) {
+        if (!st.ok()) return reply(FromStatus(st));
+        Response r;
+        r.status = 204;
+        r.content_type.clear();
+        reply(std::move(r));
+      });
+    });
+  }
+  if (parts.size() <= 3)
+    return reply(ErrorResponse(405, "method_not_allowed",
+                               parts.size() == 2 ? "use GET or POST" : "use GET, PUT or DELETE"));
+  reply(ErrorResponse(404, "not_found", "no such route: " + m + " " + req.path));
+}
+
 // --- Profiles ---------------------------------------------------------------------------------
 
 void Api::Profiles(Request& req, const std::vector<std::string>& parts, Reply& reply) {
@@ -680,7 +768,11 @@ void Api::Profiles(Request& req, const std::vector<std::string>& parts, Reply& r
       for (const std::string& s : e.SegmentsOf(id)) w.String(s);
       w.EndArray().Key("accounts").BeginArray();
       for (const std::string& a : e.AccountsOf(id)) w.String(a);
-      w.EndArray().EndObject();
+      w.EndArray().Key("computed").BeginObject();
+      Result<std::vector<ComputedTraitValue>> computed = e.ComputedTraits(id);
+      if (computed.ok())
+        for (const ComputedTraitValue& v : *computed) w.Key(v.name).Value(v.value);
+      w.EndObject().EndObject();
       reply(JsonResponse(200, std::move(w.str())));
     });
   }

@@ -74,6 +74,8 @@ class Api {
   void Ingest(Request& req, std::string_view type, std::function<void(Response)>& reply);
   void Segments(Request& req, const std::vector<std::string>& parts,
                 std::function<void(Response)>& reply);
+  void ComputedTraits(Request& req, const std::vector<std::string>& parts,
+                      std::function<void(Response)>& reply);
   void Profiles(Request& req, const std::vector<std::string>& parts,
                 std::function<void(Response)>& reply);
   void Explain(Request& req, const std::string& id, const char* key,

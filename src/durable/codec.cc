@@ -218,7 +218,7 @@ Status DecodeChange(std::string_view in, StoredChange* out) {
   }
   if (!r.Varint(&out->segment_seq) || !r.Varint(&out->size_after) ||
       !r.String(&out->change.segment) || !r.String(&out->change.profile) || !r.Byte(&kind) ||
-      kind > 1 || !r.Byte(&cause) || cause > static_cast<uint8_t>(Cause::kRank) ||
+      kind > 1 || !r.Byte(&cause) || cause > static_cast<uint8_t>(Cause::kComputed) ||
       (version >= 2 && (!r.Byte(&target) || target > 1)) || !r.String(&out->change.cause_ref) ||
       !r.String(&out->change.event) || !r.Signed(&out->change.event_time) ||
       !r.Signed(&out->change.processed_at) || !r.AtEnd()) {

@@ -119,7 +119,8 @@ const MessageType kAllTypes[] = {MessageType::kIdentify, MessageType::kTrack, Me
 
 const Cause kAllCauses[] = {Cause::kEvent,   Cause::kTraits,  Cause::kTime, Cause::kDefinition,
                             Cause::kSegment, Cause::kDeleted, Cause::kList, Cause::kErased,
-                            Cause::kGroup,   Cause::kMerged, Cause::kRank};
+                            Cause::kGroup,   Cause::kMerged, Cause::kRank,
+                            Cause::kComputed};
 
 const Millis kExtremeTimes[] = {0,
                                 1,
@@ -456,9 +457,9 @@ TEST(CodecTest, ChangeBadVersionKindOrCauseIsAnError) {
   bad[kKind] = 2;
   EXPECT_FALSE(DecodeChange(bad, &out).ok());
   bad = enc;
-  bad[kCause] = static_cast<char>(static_cast<uint8_t>(Cause::kRank) + 1);
+  bad[kCause] = static_cast<char>(static_cast<uint8_t>(Cause::kComputed) + 1);
   EXPECT_FALSE(DecodeChange(bad, &out).ok());
-  bad[kCause] = static_cast<char>(Cause::kRank);
+  bad[kCause] = static_cast<char>(Cause::kComputed);
   EXPECT_TRUE(DecodeChange(bad, &out).ok());
 }
 

@@ -144,6 +144,15 @@ void Batch::PutChange(const StoredChange& c) {
   wb_->Put(db_->handles_[kDefault], MetaKey("segseq", ch.segment), value_);
 }
 
+void Batch::PutComputed(const SegmentRecord& s) {
+  EncodeSegmentRecord(s, &value_);
+  wb_->Put(db_->handles_[kDefault], MetaKey("computed", s.name), value_);
+}
+
+void Batch::DeleteComputed(std::string_view name) {
+  wb_->Delete(db_->handles_[kDefault], MetaKey("computed", name));
+}
+
 void Batch::PutSegment(const SegmentRecord& s) {
   EncodeSegmentRecord(s, &value_);
   wb_->Put(db_->handles_[kDefault], MetaKey("seg", s.name), value_);
@@ -243,19 +252,23 @@ Status Db::ForEachEvent(uint64_t after,
   return FromRocks(it->status(), "reading the event log");
 }
 
-Result<std::vector<SegmentRecord>> Db::Segments() const {
+Result<std::vector<SegmentRecord>> Db::Segments() const { return Definitions("seg"); }
+
+Result<std::vector<SegmentRecord>> Db::ComputedTraits() const { return Definitions("computed"); }
+
+Result<std::vector<SegmentRecord>> Db::Definitions(std::string_view kind) const {
   std::vector<SegmentRecord> out;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, handles_[kDefault]));
-  const std::string prefix = MetaKey("seg", "");
+  const std::string prefix = MetaKey(kind, "");
   for (it->Seek(prefix); it->Valid() && StartsWith(it->key(), prefix); it->Next()) {
     SegmentRecord r;
     std::string_view name = it->key().ToStringView().substr(prefix.size());
     if (!DecodeSegmentRecord(name, it->value().ToStringView(), &r)) {
-      return Status::Internal("corrupt segment record for " + std::string(name));
+      return Status::Internal("corrupt " + std::string(kind) + " record for " + std::string(name));
     }
     out.push_back(std::move(r));
   }
-  if (!it->status().ok()) return FromRocks(it->status(), "reading segments");
+  if (!it->status().ok()) return FromRocks(it->status(), "reading definitions");
   std::sort(out.begin(), out.end(),
             [](const SegmentRecord& a, const SegmentRecord& b) { return a.order < b.order; });
   return out;

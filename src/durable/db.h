@@ -68,6 +68,10 @@ class Batch {
   void PutChange(const StoredChange& c);
   void PutSegment(const SegmentRecord& s);
   void DeleteSegment(std::string_view name);
+  // A computed trait's definition (its record's target is unused); `order` is drawn from the
+  // segments' counter, so that recovery re-creates both in one creation order.
+  void PutComputed(const SegmentRecord& s);
+  void DeleteComputed(std::string_view name);
   void PutList(std::string_view name);
   void DeleteList(std::string_view name);  // the list's member keys are deleted by the caller
   void PutListMember(std::string_view list, std::string_view profile);
@@ -102,7 +106,8 @@ class Db {
   // Calls fn for every logged call with log seq > after, in log order; stops at fn's first error.
   Status ForEachEvent(uint64_t after,
                       const std::function<Status(uint64_t seq, std::string_view rec)>& fn) const;
-  Result<std::vector<SegmentRecord>> Segments() const;  // in creation order
+  Result<std::vector<SegmentRecord>> Segments() const;        // in creation order
+  Result<std::vector<SegmentRecord>> ComputedTraits() const;  // in creation order
   // The last segment seq of every segment that ever had a change (deleted ones included).
   Result<std::vector<std::pair<std::string, uint64_t>>> SegmentSeqs() const;
   // Each list with its members.
@@ -145,6 +150,8 @@ class Db {
  private:
   Db() = default;
   friend class Batch;
+  // The definition records of one kind ("seg" or "computed"), in creation order.
+  Result<std::vector<SegmentRecord>> Definitions(std::string_view kind) const;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // owned; destroyed before db_
   uint64_t last_event_seq_ = 0;

@@ -4,6 +4,7 @@
 
 #include "engine/accounts.h"
 #include "engine/topn.h"
+#include "engine/computed.h"
 #include "fmt/format.h"
 #include "rules/parser.h"
 
@@ -464,6 +465,8 @@ Status CheckFilter(const rules::EventSpec& e) {
 
 }  // namespace
 
+Status CheckEventFilter(const rules::EventSpec& e) { return CheckFilter(e); }
+
 Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileContext* ctx) {
   store::Store* st = ctx->store();
   if (const auto* top = std::get_if<rules::TopNCond>(&leaf)) {
@@ -471,6 +474,8 @@ Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileC
     if (!rank.ok()) return rank.status();
     return MakeTopNCondition(rank->first, rank->second, *top);
   }
+  if (const auto* computed = std::get_if<rules::ComputedTraitCond>(&leaf))
+    return CompileComputedLeaf(*computed, ctx);
   if (std::holds_alternative<rules::MemberCond>(leaf) ||
       std::holds_alternative<rules::AccountSegmentCond>(leaf) ||
       std::holds_alternative<rules::AccountTraitCond>(leaf))

@@ -42,6 +42,14 @@ struct ProfileState {
 
 class Accounts;
 class RankerCondition;
+class ComputedValues;
+
+// A live computed trait as a condition sees it: its id in the engine's dependency index (a
+// `computed.NAME` condition depends on it as on a referenced segment) and its current values.
+struct ComputedRef {
+  uint32_t id;
+  const ComputedValues* values;
+};
 
 struct EvalContext {
   const store::Store& store;
@@ -92,6 +100,8 @@ class CompileContext {
   // Whom the definition being compiled describes, and whom a live segment's members are.
   virtual SegmentTarget target() const { return SegmentTarget::kUsers; }
   virtual SegmentTarget TargetOf(uint32_t segment) const { return SegmentTarget::kUsers; }
+  // A live computed trait by name (Engine::CreateComputedTrait), or nullopt.
+  virtual std::optional<ComputedRef> ComputedTrait(const std::string& name) { return std::nullopt; }
   // A member condition's user condition, compiled as a hidden user segment owned by the account
   // segment being compiled (created and backfilled here); returns its id.
   virtual Result<uint32_t> MemberSegment(const rules::Expr& user) {
@@ -109,5 +119,8 @@ class CompileContext {
 // Compiles one leaf. Errors: unknown segment or list (kNotFound), a relative time predicate inside
 // an event filter (kInvalidArgument: the filter is decided when the event arrives).
 Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileContext* ctx);
+
+// kInvalidArgument when an event filter holds a relative time predicate (see CompileLeaf).
+Status CheckEventFilter(const rules::EventSpec& e);
 
 }  // namespace shoal::engine

@@ -9,12 +9,14 @@
 #include "shoal/engine.h"
 
 #include <algorithm>
+#include <cctype>
 #include <queue>
 #include <roaring/roaring.hh>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "engine/accounts.h"
+#include "engine/computed.h"
 #include "engine/conditions.h"
 #include "engine/series.h"
 #include "engine/topn.h"
@@ -48,6 +50,8 @@ const char* CauseName(Cause c) {
       return "merged";
     case Cause::kRank:
       return "rank";
+    case Cause::kComputed:
+      return "computed";
   }
   return "unknown";
 }
@@ -65,6 +69,19 @@ struct Node {
   std::vector<Node> children;
   std::unique_ptr<Condition> cond;
   const rules::Expr* expr = nullptr;  // for Explain's text
+};
+
+// A computed trait lives in segments_ as a hidden entry (its name "computed.NAME") so that it
+// shares the segments' machinery: the dependency index (series, traits, lists, `in segment`
+// references), ranks, deadlines and the rank-ordered Drain. Instead of a membership it keeps a
+// value per profile; a `computed.NAME` condition references it like an `in segment`.
+struct ComputedState {
+  std::string name;  // without "computed."
+  std::unique_ptr<rules::ComputedDef> def;
+  std::vector<int64_t> points;  // a score: the points of each term in millionths (root.children)
+  engine::ComputedValues values;
+  uint64_t seq = 0;
+  Millis last_change_at = 0;
 };
 
 struct Segment {
@@ -92,6 +109,8 @@ struct Segment {
   // A top-N leaf's rank segment (engine/topn.h; also hidden): its members are the top set, kept
   // by ranker->ranking() and never by evaluating a definition. Owned by root.cond.
   engine::RankerCondition* ranker = nullptr;
+  // A computed trait (then hidden too), see ComputedState.
+  std::unique_ptr<ComputedState> computed;
 };
 
 // One (segment, member id) to re-evaluate; via: the changed segment it was reached through.
@@ -209,6 +228,12 @@ class Engine::Impl : public engine::CompileContext {
     auto it = list_by_name_.find(name);
     if (it == list_by_name_.end()) return std::nullopt;
     return it->second;
+  }
+
+  std::optional<engine::ComputedRef> ComputedTrait(const std::string& name) override {
+    auto it = computed_by_name_.find(name);
+    if (it == computed_by_name_.end()) return std::nullopt;
+    return engine::ComputedRef{it->second, &segments_[it->second]->computed->values};
   }
 
   SegmentTarget target() const override { return compiling_target_; }
@@ -859,6 +884,8 @@ class Engine::Impl : public engine::CompileContext {
     for (const auto& l : lists_)
       if (l) state += l->members.getSizeInBytes() + l->pending.capacity() * sizeof(std::string);
     state += accounts_.MemoryBytes();
+    for (const auto& s : segments_)
+      if (s && s->computed) state += s->computed->values.MemoryBytes();
     st.state_bytes = state;
     return st;
   }
@@ -878,6 +905,15 @@ class Engine::Impl : public engine::CompileContext {
   absl::flat_hash_map<std::string, uint32_t> list_by_name_;
   // Keys waiting for their first message -> the lists that hold them (List::pending, inverted).
   absl::flat_hash_map<std::string, std::vector<uint32_t>> pending_lists_;
+
+  // Computed traits: name -> segments_ id, the kept value changes and their listener.
+  absl::flat_hash_map<std::string, uint32_t> computed_by_name_;
+  std::vector<ComputedChange> computed_changes_;
+  std::function<void(const ComputedChange&)> computed_listener_;
+  // Fires on every change of a computed value, with the trait's segments_ id and the profile,
+  // after the new value is stored (ComputedNumber reads it): the hook for ranking by a computed
+  // trait. Creating a trait fires nothing (read every value with ComputedNumber then).
+  std::function<void(uint32_t trait, uint32_t pid)> computed_hook_;
 
   // --- Profiles ---------------------------------------------------------------------------------
   Result<std::vector<Field>> Traits(std::string_view profile) const {
@@ -939,6 +975,15 @@ class Engine::Impl : public engine::CompileContext {
       else
         Emit(*s, pid, false, CauseInfo{Cause::kErased, {}, {}, now}, now);
     }
+    // Its computed values are gone: a change to no value (cause erased) for each that had one.
+    for (auto& s : segments_) {
+      if (!s || !s->computed) continue;
+      const store::StoredValue old = s->computed->values.Get(pid);
+      if (old.type != ValueType::kNull)
+        EmitComputed(*s, pid, old, store::StoredValue{}, CauseInfo{Cause::kErased, {}, {}, now},
+                     now);
+      s->computed->values.Set(pid, s->computed->values.empty());
+    }
     for (auto& [k, se] : series_) se->Erase(pid);
     for (auto& l : lists_)
       if (l) l->members.remove(pid);
@@ -997,6 +1042,273 @@ class Engine::Impl : public engine::CompileContext {
       }
     }
     Drain(now, CauseInfo{Cause::kRank, {}, {}, now});
+  }
+
+  // --- Computed traits (docs/language.md, "Computed traits and scores") ------------------------
+  Segment* FindComputed(std::string_view name) const {
+    auto it = computed_by_name_.find(std::string(name));
+    return it == computed_by_name_.end() ? nullptr : segments_[it->second].get();
+  }
+
+  static Status ComputedNotFound(std::string_view name) {
+    return Status::NotFound("computed trait \"" + std::string(name) + "\" does not exist");
+  }
+
+  // Names are plain identifiers so that `computed.NAME` always reads back as the same name.
+  static Status CheckComputedName(std::string_view name) {
+    auto start = [](char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; };
+    auto rest = [&](char c) {
+      return start(c) || std::isdigit(static_cast<unsigned char>(c)) || c == '$' || c == '-';
+    };
+    if (name.empty() || name.size() > 200 || !start(name[0]) ||
+        !std::all_of(name.begin(), name.end(), rest))
+      return Status::InvalidArgument(
+          "computed trait name: must match [A-Za-z_][A-Za-z0-9_$-]* (at most 200 bytes), got \"" +
+          std::string(name.substr(0, 200)) + "\"");
+    return Status::Ok();
+  }
+
+  ComputedTraitInfo ComputedInfo(const Segment& s) const {
+    ComputedTraitInfo i;
+    i.name = s.computed->name;
+    i.definition = s.text;
+    i.score = s.computed->def->kind == rules::ComputedDef::Kind::kScore;
+    i.last_seq = s.computed->seq;
+    i.created_at = s.created_at;
+    i.updated_at = s.updated_at;
+    return i;
+  }
+
+  // Compiles s->computed->def into s->root: a value source as its only leaf, or a score's terms
+  // as the children of an `and` node that is never evaluated as such (ComputeValue sums them).
+  Status CompileComputed(Segment* s) {
+    compiling_target_ = SegmentTarget::kUsers;
+    compiling_name_ = s->name;
+    pending_hidden_.clear();
+    ComputedState& c = *s->computed;
+    s->root = Node{};
+    Status st;
+    if (c.def->kind == rules::ComputedDef::Kind::kValue) {
+      auto src = engine::CompileComputedValue(c.def->value, this);
+      if (src.ok())
+        s->root.cond = std::move(src).value();
+      else
+        st = src.status();
+    } else {
+      s->root.kind = rules::Expr::Kind::kAnd;
+      s->root.children.resize(c.def->terms.size());
+      c.points.clear();
+      for (size_t i = 0; i < c.def->terms.size() && st.ok(); ++i) {
+        st = CompileNode(c.def->terms[i].cond, &s->root.children[i]);
+        c.points.push_back(std::llround(c.def->terms[i].points * 1e6));
+      }
+    }
+    if (!st.ok()) {
+      s->root = Node{};
+      DropUnusedSeries();
+      return st;
+    }
+    s->conds.clear();
+    CollectConds(s->root, &s->conds);
+    return Status::Ok();
+  }
+
+  // The value of computed trait `s` for the profile of `ctx` at t; lowers *next.
+  store::StoredValue ComputeValue(const Segment& s, const EvalContext& ctx, Millis t,
+                                  Millis* next) const {
+    const ComputedState& c = *s.computed;
+    if (c.def->kind == rules::ComputedDef::Kind::kValue)
+      return static_cast<const engine::ComputedSource*>(s.root.cond.get())->Value(ctx, t, next);
+    __int128 sum = 0;  // millionths, as sums of money: 0.1 + 0.2 points is 0.3
+    for (size_t i = 0; i < s.root.children.size(); ++i) {
+      Millis n = kMaxTime;
+      if (EvalNodeCtx(s.root.children[i], ctx, t, &n)) sum += c.points[i];
+      *next = std::min(*next, n);
+    }
+    store::StoredValue v;
+    v.type = ValueType::kNumber;
+    v.num = sum == 0 ? 0.0 : static_cast<double>(sum) / 1e6;
+    return v;
+  }
+
+  store::StoredValue ComputeFor(const Segment& s, uint32_t pid, Millis t, Millis* next) const {
+    static const ProfileState kEmpty;
+    const ProfileState& p = pid < profiles_.size() ? profiles_[pid] : kEmpty;
+    EvalContext ctx{store_, p, pid, is_member_, in_list_, &accounts_};
+    return ComputeValue(s, ctx, t, next);
+  }
+
+  // Drain's step for a computed trait: recompute, reschedule, and on a change record it and queue
+  // the segments (and scores) that read it.
+  void DrainComputed(Segment& s, const Item& item, Millis t, const CauseInfo& cause) {
+    Millis next = kMaxTime;
+    store::StoredValue v = ComputeFor(s, item.id, t, &next);
+    Schedule(&s, item.id, next);
+    ComputedState& c = *s.computed;
+    const store::StoredValue old = c.values.Get(item.id);
+    if (old == v) return;
+    c.values.Set(item.id, v);
+    CauseInfo ci = cause;
+    if (item.via != kNoVia && !segments_[item.via]->hidden)
+      ci = CauseInfo{Cause::kSegment, segments_[item.via]->name, {}, t};
+    EmitComputed(s, item.id, old, v, ci, t);
+    PushDependents(s, item.id);
+  }
+
+  void EmitComputed(Segment& s, uint32_t pid, const store::StoredValue& old,
+                    const store::StoredValue& now_value, const CauseInfo& cause, Millis t) {
+    ComputedState& c = *s.computed;
+    ++c.seq;
+    c.last_change_at = clock_->Now();
+    if (computed_hook_) computed_hook_(s.id, pid);
+    if (!computed_listener_ && !options_.keep_changes) return;
+    ComputedChange ch;
+    ch.seq = c.seq;
+    ch.trait = c.name;
+    ch.profile = std::string(store_.profiles().Get(pid));
+    ch.old_value = engine::ToValue(old, store_);
+    ch.new_value = engine::ToValue(now_value, store_);
+    ch.cause = cause.cause;
+    ch.cause_ref = std::string(cause.ref);
+    ch.event = std::string(cause.event);
+    ch.event_time = cause.cause == Cause::kEvent || cause.cause == Cause::kTraits ||
+                            cause.cause == Cause::kGroup
+                        ? cause.event_time
+                        : t;
+    ch.processed_at = clock_->Now();
+    if (computed_listener_) computed_listener_(ch);
+    if (options_.keep_changes) computed_changes_.push_back(std::move(ch));
+  }
+
+  // Evaluates every known profile (create, update). On update (`emit`) each changed value is a
+  // change with cause definition, and the segments reading the trait are re-evaluated for the
+  // changed profiles with cause computed.
+  void RecomputeComputed(Segment* s, bool emit) {
+    const Millis now = clock_->Now();
+    ComputedState& c = *s->computed;
+    std::vector<uint32_t> changed;
+    for (uint32_t pid = 0; pid < profiles_.size(); ++pid) {
+      if (store_.erased(pid)) continue;
+      Millis next = kMaxTime;
+      store::StoredValue v = ComputeFor(*s, pid, now, &next);
+      Schedule(s, pid, next);
+      const store::StoredValue old = c.values.Get(pid);
+      if (old == v) continue;
+      c.values.Set(pid, v);
+      if (!emit) continue;
+      EmitComputed(*s, pid, old, v, CauseInfo{Cause::kDefinition, {}, {}, now}, now);
+      changed.push_back(pid);
+    }
+    if (s->dependents.empty()) return;
+    for (uint32_t pid : changed) {
+      touched_.clear();
+      ++stamp_;
+      BeginQueue(UINT32_MAX, UINT32_MAX);
+      PushDependents(*s, pid);
+      Drain(now, CauseInfo{Cause::kComputed, c.name, {}, now});
+    }
+  }
+
+  Result<ComputedTraitInfo> CreateComputed(std::string_view name, std::string_view text) {
+    SHOAL_RETURN_IF_ERROR(CheckComputedName(name));
+    if (FindComputed(name))
+      return Status::AlreadyExists("computed trait \"" + std::string(name) + "\" already exists");
+    AdvanceTime();
+    auto parsed = rules::ParseComputed(text);
+    if (!parsed.ok()) return parsed.status();
+    auto seg = std::make_unique<Segment>();
+    seg->name = "computed." + std::string(name);
+    seg->hidden = true;
+    seg->computed = std::make_unique<ComputedState>();
+    seg->computed->name = std::string(name);
+    seg->computed->def = std::make_unique<rules::ComputedDef>(std::move(parsed).value());
+    seg->id = static_cast<uint32_t>(segments_.size());
+    SHOAL_RETURN_IF_ERROR(CompileComputed(seg.get()));
+    seg->text = rules::Print(*seg->computed->def);
+    seg->created_at = seg->updated_at = clock_->Now();
+    seg->computed->values.SetEmpty(engine::EmptyComputedValue(*seg->computed->def, &store_), 0);
+    Segment* s = seg.get();
+    segments_.push_back(std::move(seg));
+    computed_by_name_[s->computed->name] = s->id;
+    Register(s);
+    RecomputeComputed(s, false);
+    return ComputedInfo(*s);
+  }
+
+  Result<ComputedTraitInfo> UpdateComputed(std::string_view name, std::string_view text) {
+    Segment* s = FindComputed(name);
+    if (!s) return ComputedNotFound(name);
+    AdvanceTime();
+    auto parsed = rules::ParseComputed(text);
+    if (!parsed.ok()) return parsed.status();
+    Segment probe;
+    probe.id = s->id;
+    probe.name = s->name;
+    probe.hidden = true;
+    probe.computed = std::make_unique<ComputedState>();
+    probe.computed->def = std::make_unique<rules::ComputedDef>(std::move(parsed).value());
+    SHOAL_RETURN_IF_ERROR(CompileComputed(&probe));
+    for (Condition* c : probe.conds)
+      for (uint32_t ref : c->segment_refs)
+        if (Reaches(ref, s->id)) {
+          std::string through = segments_[ref]->name;
+          probe.root = Node{};
+          probe.conds.clear();
+          DropUnusedSeries();
+          return Status::FailedPrecondition("computed trait \"" + s->computed->name +
+                                            "\" would depend on itself through \"" + through +
+                                            "\"");
+        }
+    Unregister(s);
+    s->computed->def = std::move(probe.computed->def);
+    s->computed->points = std::move(probe.computed->points);
+    s->root = std::move(probe.root);
+    s->conds = std::move(probe.conds);
+    s->text = rules::Print(*s->computed->def);
+    s->updated_at = clock_->Now();
+    s->deadline.clear();
+    s->computed->values.SetEmpty(engine::EmptyComputedValue(*s->computed->def, &store_),
+                                 profiles_.size());
+    Register(s);
+    DropUnusedSeries();
+    RecomputeComputed(s, true);
+    return ComputedInfo(*s);
+  }
+
+  Status DeleteComputed(std::string_view name) {
+    Segment* s = FindComputed(name);
+    if (!s) return ComputedNotFound(name);
+    if (!s->dependents.empty()) {
+      const Segment& dep = *segments_[s->dependents[0]];
+      return Status::FailedPrecondition(
+          "computed trait \"" + s->computed->name + "\" is referenced by " +
+          (dep.computed ? "computed trait \"" + dep.computed->name + "\""
+                        : "segment \"" + dep.name + "\""));
+    }
+    AdvanceTime();
+    Unregister(s);
+    computed_by_name_.erase(s->computed->name);
+    segments_[s->id].reset();
+    DropUnusedSeries();
+    return Status::Ok();
+  }
+
+  std::vector<ComputedTraitValue> ComputedValuesOf(uint32_t pid) const {
+    std::vector<ComputedTraitValue> out;
+    for (const auto& [name, id] : computed_by_name_)
+      out.push_back({name, engine::ToValue(segments_[id]->computed->values.Get(pid), store_)});
+    std::sort(out.begin(), out.end(), [](const ComputedTraitValue& a, const ComputedTraitValue& b) {
+      return a.name < b.name;
+    });
+    return out;
+  }
+
+  // For ranking by a computed trait (top N): the profile's current value of computed trait `id`
+  // (a segments_ id, see ComputedRef) if it is a number. O(1).
+  std::optional<double> ComputedNumber(uint32_t id, uint32_t pid) const {
+    const Segment* s = id < segments_.size() ? segments_[id].get() : nullptr;
+    if (!s || !s->computed) return std::nullopt;
+    return engine::NumberOf(s->computed->values.Get(pid));
   }
 
   // --- Static lists -----------------------------------------------------------------------------
@@ -1206,6 +1518,14 @@ class Engine::Impl : public engine::CompileContext {
           every_identify_segments_.push_back(s->id);
       }
       Millis next = kMaxTime;
+      if (s->computed && s->conds.empty()) continue;  // being replaced (Unregister)
+      if (s->computed) {  // a value default-fills with its empty value; a score may differ
+        s->on_new_profile =
+            flag || (s->computed->def->kind == rules::ComputedDef::Kind::kScore &&
+                     !(ComputeValue(*s, ctx, clock_->Now(), &next) == s->computed->values.empty()));
+        if (s->on_new_profile) new_profile_segments_.push_back(s->id);
+        continue;
+      }
       s->on_new_profile =
           flag || (!s->conds.empty() && EvalNodeCtx(s->root, ctx, clock_->Now(), &next));
       if (s->on_new_profile) new_profile_segments_.push_back(s->id);
@@ -1427,6 +1747,10 @@ class Engine::Impl : public engine::CompileContext {
       }
       Millis next = kMaxTime;
       ++evaluations_;
+      if (s.computed) {
+        DrainComputed(s, item, t, cause);
+        continue;
+      }
       bool in = Eval(s, item.id, t, &next);
       Schedule(&s, item.id, next);
       if (in == s.members.contains(item.id)) continue;
@@ -1892,6 +2216,55 @@ void Engine::SetChangeListener(std::function<void(const Change&)> listener) {
 EngineStats Engine::Stats() const { return impl_->Stats(); }
 Millis Engine::Now() const { return impl_->clock_->Now(); }
 const store::Store& Engine::store() const { return impl_->store_; }
+Result<ComputedTraitInfo> Engine::CreateComputedTrait(std::string_view name,
+                                                      std::string_view definition) {
+  return impl_->CreateComputed(name, definition);
+}
+Result<ComputedTraitInfo> Engine::UpdateComputedTrait(std::string_view name,
+                                                      std::string_view definition) {
+  return impl_->UpdateComputed(name, definition);
+}
+Status Engine::DeleteComputedTrait(std::string_view name) { return impl_->DeleteComputed(name); }
+Result<ComputedTraitInfo> Engine::GetComputedTrait(std::string_view name) const {
+  auto* s = impl_->FindComputed(name);
+  if (!s) return Impl::ComputedNotFound(name);
+  return impl_->ComputedInfo(*s);
+}
+std::vector<ComputedTraitInfo> Engine::ListComputedTraits() const {
+  std::vector<ComputedTraitInfo> out;
+  for (const auto& [name, id] : impl_->computed_by_name_)
+    out.push_back(impl_->ComputedInfo(*impl_->segments_[id]));
+  std::sort(out.begin(), out.end(),
+            [](const ComputedTraitInfo& a, const ComputedTraitInfo& b) { return a.name < b.name; });
+  return out;
+}
+Result<std::vector<ComputedTraitValue>> Engine::ComputedTraits(std::string_view profile) const {
+  auto pid = impl_->store_.profiles().Find(profile);
+  if (!pid) return Status::NotFound("profile \"" + std::string(profile) + "\" does not exist");
+  return impl_->ComputedValuesOf(*pid);
+}
+Result<Value> Engine::ComputedTraitOf(std::string_view name, std::string_view profile) const {
+  auto* s = impl_->FindComputed(name);
+  if (!s) return Impl::ComputedNotFound(name);
+  auto pid = impl_->store_.profiles().Find(profile);
+  if (!pid) return Status::NotFound("profile \"" + std::string(profile) + "\" does not exist");
+  return engine::ToValue(s->computed->values.Get(*pid), impl_->store_);
+}
+std::vector<ComputedChange> Engine::ComputedChanges(std::string_view trait,
+                                                    uint64_t after_seq) const {
+  std::vector<ComputedChange> out;
+  for (const ComputedChange& c : impl_->computed_changes_)
+    if (trait.empty() || (c.trait == trait && c.seq > after_seq)) out.push_back(c);
+  return out;
+}
+void Engine::SetComputedChangeListener(std::function<void(const ComputedChange&)> listener) {
+  impl_->computed_listener_ = std::move(listener);
+}
+const rules::ComputedDef* Engine::ComputedDefinition(std::string_view name) const {
+  auto* s = impl_->FindComputed(name);
+  return s ? s->computed->def.get() : nullptr;
+}
+
 const rules::Expr* Engine::Definition(std::string_view segment) const {
   auto* s = impl_->Find(segment);
   return s ? s->expr.get() : nullptr;

@@ -6,6 +6,7 @@
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <map>
@@ -27,6 +28,9 @@ using rules::AccountTraitCond;
 using rules::AggCond;
 using rules::BucketCond;
 using rules::CmpOp;
+using rules::ComputedDef;
+using rules::ComputedTraitCond;
+using rules::ComputedValueDef;
 using rules::CountCond;
 using rules::EventSpec;
 using rules::Expr;
@@ -415,8 +419,9 @@ struct Graph {
 
 class Evaluator {
  public:
-  Evaluator(const Store& store, const DefinitionLookup& lookup, const ListLookup& lists, Millis now)
-      : store_(store), lookup_(lookup), lists_(lists), now_(now) {}
+  Evaluator(const Store& store, const DefinitionLookup& lookup, const ListLookup& lists, Millis now,
+            const ComputedLookup& computed)
+      : store_(store), lookup_(lookup), lists_(lists), computed_(computed), now_(now) {}
 
   const Graph& graph() {
     if (!graph_) graph_ = std::make_unique<Graph>(store_);
@@ -832,6 +837,174 @@ class Evaluator {
     return any;
   }
 
+  // ---- computed traits
+
+  // The doc's reading, transcribed: the matching events in the window ordered by (time,
+  // arrival); count, sum... over them; first/last is the property of the first/last of them.
+  Value Computed(const ComputedDef& def, const ProfileRecords& p) {
+    if (def.kind == ComputedDef::Kind::kScore) {
+      int64_t total = 0;  // millionths
+      for (const rules::ScoreTerm& t : def.terms)
+        if (Eval(t.cond, p)) total += Fixed(t.points);
+      return Value::Number(total == 0 ? 0.0 : static_cast<double>(total) / 1e6);
+    }
+    const ComputedValueDef& d = def.value;
+    std::vector<uint32_t> events = Matching(d.event, d.window, p);  // arrival order
+    std::stable_sort(events.begin(), events.end(),
+                     [&](uint32_t a, uint32_t b) { return store_.ts(a) < store_.ts(b); });
+    using Fn = ComputedValueDef::Fn;
+    if (d.fn == Fn::kCount) return Value::Number(static_cast<double>(events.size()));
+    if (d.fn == Fn::kFirst || d.fn == Fn::kLast) {
+      if (events.empty()) return Value::Null();
+      std::optional<Val> v = PropOf(d.fn == Fn::kFirst ? events.front() : events.back(), d.prop);
+      return v ? ToValue(*v) : Value::Null();
+    }
+    if (d.fn == Fn::kSum || d.fn == Fn::kAvg || d.fn == Fn::kMin || d.fn == Fn::kMax) {
+      std::vector<double> nums;
+      for (uint32_t r : events) {
+        std::optional<Val> v = PropOf(r, d.prop);
+        if (v && v->type == ValueType::kNumber) nums.push_back(v->num);
+      }
+      __int128 sum = 0;
+      for (double x : nums) sum += Fixed(x);
+      if (d.fn == Fn::kSum) return Value::Number(sum == 0 ? 0.0 : static_cast<double>(sum) / 1e6);
+      if (nums.empty()) return Value::Null();
+      if (d.fn == Fn::kAvg) {
+        double avg = static_cast<double>(sum) / static_cast<double>(nums.size()) / 1e6;
+        return Value::Number(avg == 0 ? 0.0 : avg);
+      }
+      double x = d.fn == Fn::kMin ? *std::min_element(nums.begin(), nums.end())
+                                  : *std::max_element(nums.begin(), nums.end());
+      return Value::Number(x == 0 ? 0.0 : x);
+    }
+    // distinct / unique / most frequent: the typed values in (time, arrival) order.
+    // Key: (type rank, number, text); the doc's order: numbers, strings, false, true, lists.
+    std::map<std::tuple<int, double, std::string>, std::pair<int64_t, size_t>> seen;
+    for (size_t i = 0; i < events.size(); ++i) {
+      std::optional<Val> v = PropOf(events[i], d.prop);
+      if (!v) continue;
+      std::tuple<int, double, std::string> key;
+      switch (v->type) {
+        case ValueType::kNumber:
+          key = {0, v->num == 0 ? 0.0 : v->num, ""};
+          break;
+        case ValueType::kString:
+          key = {1, 0, std::string(v->str)};
+          break;
+        case ValueType::kBool:
+          key = {2, v->b ? 1 : 0, ""};
+          break;
+        default:
+          key = {3, 0, std::string(v->str)};
+      }
+      auto& [n, last] = seen[key];
+      ++n;
+      last = i;
+    }
+    if (d.fn == Fn::kDistinct) return Value::Number(static_cast<double>(seen.size()));
+    auto value_of = [](const std::tuple<int, double, std::string>& k) {
+      switch (std::get<0>(k)) {
+        case 0:
+          return Value::Number(std::get<1>(k));
+        case 1:
+          return Value::String(std::get<2>(k));
+        case 2:
+          return Value::Bool(std::get<1>(k) != 0);
+        default:
+          return Value::List(std::get<2>(k));
+      }
+    };
+    if (d.fn == Fn::kUnique) {  // the first 100 values in the doc's order
+      std::string json = "[";
+      size_t written = 0;
+      for (const auto& [k, n] : seen) {
+        if (written++ == 100) break;
+        if (json.size() > 1) json += ",";
+        json += JsonText(value_of(k));
+      }
+      return Value::List(json + "]");
+    }
+    // most frequent: most occurrences, then the latest occurrence.
+    const std::tuple<int, double, std::string>* best = nullptr;
+    std::pair<int64_t, size_t> best_rank{0, 0};
+    for (const auto& [k, rank] : seen)
+      if (!best || rank > best_rank) {
+        best = &k;
+        best_rank = rank;
+      }
+    return best ? value_of(*best) : Value::Null();
+  }
+
+  Value ToValue(const Val& v) {
+    switch (v.type) {
+      case ValueType::kBool:
+        return Value::Bool(v.b);
+      case ValueType::kNumber:
+        return Value::Number(v.num);
+      case ValueType::kString:
+        return Value::String(std::string(v.str));
+      default:
+        return Value::List(std::string(v.str));
+    }
+  }
+
+  // JSON for an element of unique(p): shortest round-trip numbers, strings with ", \ and control
+  // characters escaped (\u00XX), lists as stored.
+  static std::string JsonText(const Value& v) {
+    switch (v.type) {
+      case ValueType::kNumber: {
+        char buf[64];
+        auto r = std::to_chars(buf, buf + sizeof buf, v.num);
+        return std::string(buf, r.ptr);
+      }
+      case ValueType::kBool:
+        return v.b ? "true" : "false";
+      case ValueType::kString: {
+        std::string out = "\"";
+        for (unsigned char c : v.str) {
+          if (c == '"' || c == '\\') {
+            out += '\\';
+            out += static_cast<char>(c);
+          } else if (c < 0x20) {
+            static const char* kHex = "0123456789abcdef";
+            out += "\\u00";
+            out += kHex[c >> 4];
+            out += kHex[c & 15];
+          } else {
+            out += static_cast<char>(c);
+          }
+        }
+        return out + "\"";
+      }
+      default:
+        return v.str;
+    }
+  }
+
+ public:
+  Value ComputedOf(const ComputedDef& def, const ProfileRecords& p) { return Computed(def, p); }
+
+ private:
+  bool Leaf(const ComputedTraitCond& c, const ProfileRecords& p) {
+    if (p.account) return false;
+    std::string name;
+    for (size_t i = 0; i < c.pred.path.size(); ++i) name += (i ? "." : "") + c.pred.path[i];
+    const ComputedDef* def = computed_ ? computed_(name) : nullptr;
+    std::string key = "computed." + name;
+    if (!def || std::find(active_.begin(), active_.end(), key) != active_.end())
+      return Pred(c.pred, std::nullopt);
+    active_.push_back(key);
+    Value v = Computed(*def, p);
+    active_.pop_back();
+    if (v.type == ValueType::kNull) return Pred(c.pred, std::nullopt);
+    Val val;
+    val.type = v.type;
+    val.b = v.b;
+    val.num = v.num;
+    val.str = v.str;
+    return Pred(c.pred, val);
+  }
+
   bool Leaf(const AccountTraitCond& c, const ProfileRecords& p) {
     if (p.account) return false;
     const Graph& g = graph();
@@ -960,6 +1133,7 @@ class Evaluator {
   std::unique_ptr<Graph> graph_;
   const DefinitionLookup& lookup_;
   const ListLookup& lists_;
+  const ComputedLookup& computed_;
   const Millis now_;
   std::unordered_map<const Path*, std::pair<Path, std::optional<uint32_t>>> key_cache_;
   std::map<std::string, std::unique_ptr<RE2>> regex_cache_;
@@ -970,7 +1144,7 @@ class Evaluator {
 
 std::vector<std::string> Members(const store::Store& store, const rules::Expr& def,
                                  const DefinitionLookup& lookup, Millis now,
-                                 const ListLookup& lists) {
+                                 const ListLookup& lists, const ComputedLookup& computed) {
   const size_t n_profiles = store.profiles().size();
   std::vector<ProfileRecords> profiles(n_profiles);
   for (uint32_t id = 0; id < n_profiles; ++id) {
@@ -983,7 +1157,7 @@ std::vector<std::string> Members(const store::Store& store, const rules::Expr& d
     uint32_t id = store.profile(i);
     if (id < n_profiles) profiles[store.Resolve(id)].records.push_back(static_cast<uint32_t>(i));
   }
-  Evaluator eval(store, lookup, lists, now);
+  Evaluator eval(store, lookup, lists, now, computed);
   std::vector<std::string> out;
   for (const ProfileRecords& p : profiles)
     if (!store.erased(p.id) && !store.merged(p.id) && eval.Eval(def, p)) out.emplace_back(p.key);
@@ -993,8 +1167,8 @@ std::vector<std::string> Members(const store::Store& store, const rules::Expr& d
 
 std::vector<std::string> AccountMembers(const store::Store& store, const rules::Expr& def,
                                         const DefinitionLookup& lookup, Millis now,
-                                        const ListLookup& lists) {
-  Evaluator eval(store, lookup, lists, now);
+                                        const ListLookup& lists, const ComputedLookup& computed) {
+  Evaluator eval(store, lookup, lists, now, computed);
   std::vector<std::string> out;
   for (const auto& [id, a] : eval.graph().accounts)
     if (eval.Eval(def, a)) out.emplace_back(a.key);
@@ -1003,7 +1177,8 @@ std::vector<std::string> AccountMembers(const store::Store& store, const rules::
 }
 
 bool IsMember(const store::Store& store, uint32_t profile, const rules::Expr& def,
-              const DefinitionLookup& lookup, Millis now, const ListLookup& lists) {
+              const DefinitionLookup& lookup, Millis now, const ListLookup& lists,
+              const ComputedLookup& computed) {
   if (profile >= store.profiles().size() || store.erased(profile)) return false;
   profile = store.Resolve(profile);  // a merged-away id answers for its survivor
   ProfileRecords p;
@@ -1012,8 +1187,31 @@ bool IsMember(const store::Store& store, uint32_t profile, const rules::Expr& de
   for (size_t i = 0; i < store.size(); ++i)
     if (store.profile(i) < store.profiles().size() && store.Resolve(store.profile(i)) == profile)
       p.records.push_back(static_cast<uint32_t>(i));
-  Evaluator eval(store, lookup, lists, now);
+  Evaluator eval(store, lookup, lists, now, computed);
   return eval.Eval(def, p);
+}
+
+std::vector<std::pair<std::string, Value>> ComputedValues(const store::Store& store,
+                                                          const rules::ComputedDef& def,
+                                                          const DefinitionLookup& lookup,
+                                                          Millis now, const ListLookup& lists,
+                                                          const ComputedLookup& computed) {
+  const size_t n_profiles = store.profiles().size();
+  std::vector<ProfileRecords> profiles(n_profiles);
+  for (uint32_t id = 0; id < n_profiles; ++id) {
+    profiles[id].id = id;
+    profiles[id].key = store.profiles().Get(id);
+  }
+  for (size_t i = 0; i < store.size(); ++i) {
+    uint32_t id = store.profile(i);
+    if (id < n_profiles) profiles[id].records.push_back(static_cast<uint32_t>(i));
+  }
+  Evaluator eval(store, lookup, lists, now, computed);
+  std::vector<std::pair<std::string, Value>> out;
+  for (const ProfileRecords& p : profiles)
+    if (!store.erased(p.id)) out.emplace_back(std::string(p.key), eval.ComputedOf(def, p));
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return out;
 }
 
 }  // namespace shoal::reference

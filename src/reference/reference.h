@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "rules/ast.h"
+#include "shoal/event.h"
 #include "shoal/time.h"
 #include "store/store.h"
 
@@ -24,23 +25,37 @@ using DefinitionLookup = std::function<const rules::Expr*(std::string_view name)
 // keep their own model of them, so the engine's list bookkeeping is checked too).
 using ListLookup = std::function<bool(std::string_view list, std::string_view profile_key)>;
 
+// Resolves `computed.NAME` to that computed trait's definition; nullptr if unknown (the condition
+// then reads no value).
+using ComputedLookup = std::function<const rules::ComputedDef*(std::string_view name)>;
+
 // The profile keys (sorted ascending, bytewise) of every known profile for which `def` is true
 // at `now`, evaluated over every record in `store`. Erased profiles are not known: their ids
 // are skipped and their records are tombstones. A merged profile is its survivor with the records
 // of every id merged into it (Store::Resolve); merged-away ids are not profiles of their own.
 std::vector<std::string> Members(const store::Store& store, const rules::Expr& def,
                                  const DefinitionLookup& lookup, Millis now,
-                                 const ListLookup& lists = {});
+                                 const ListLookup& lists = {}, const ComputedLookup& computed = {});
 
 // The account keys (groupIds, sorted) of every known account (one with a group call that is not
 // erased) for which the account definition `def` is true at `now`.
 std::vector<std::string> AccountMembers(const store::Store& store, const rules::Expr& def,
                                         const DefinitionLookup& lookup, Millis now,
-                                        const ListLookup& lists = {});
+                                        const ListLookup& lists = {},
+                                        const ComputedLookup& computed = {});
 
 // Whether one profile (by dense id) satisfies `def` at `now`; false for an erased id. A
 // merged-away id answers for its survivor.
 bool IsMember(const store::Store& store, uint32_t profile, const rules::Expr& def,
-              const DefinitionLookup& lookup, Millis now, const ListLookup& lists = {});
+              const DefinitionLookup& lookup, Millis now, const ListLookup& lists = {},
+              const ComputedLookup& computed = {});
+
+// The value of the computed trait `def` for every known profile at `now` (docs/language.md,
+// "Computed traits and scores"), as (profile key, value) sorted by key; kNull is no value.
+std::vector<std::pair<std::string, Value>> ComputedValues(const store::Store& store,
+                                                          const rules::ComputedDef& def,
+                                                          const DefinitionLookup& lookup,
+                                                          Millis now, const ListLookup& lists = {},
+                                                          const ComputedLookup& computed = {});
 
 }  // namespace shoal::reference

@@ -260,6 +260,16 @@ struct AccountTraitCond {
   bool operator==(const AccountTraitCond&) const = default;
 };
 
+// --- Computed traits (docs/language.md, "Computed traits and scores") -------------------------
+
+// In a user segment: `computed.lifetime_value > 500`, a value predicate on the profile's current
+// value of a computed trait. pred.path is the computed trait's name (one name: computed trait
+// names are plain identifiers), so the predicate forms and missing/type rules are the traits'.
+struct ComputedTraitCond {
+  ValuePred pred;
+  bool operator==(const ComputedTraitCond&) const = default;
+};
+
 // --- Top-N and percentiles (docs/language.md, "Top-N and percentiles") -----------------------
 
 // top N by VALUE, top P% by VALUE, bottom ...: the profile is among the first N (or the first
@@ -284,9 +294,10 @@ struct TopNCond {
   bool operator==(const TopNCond& o) const;
 };
 
-using Leaf = std::variant<TraitCond, TraitHistoryCond, CountCond, AggCond, FirstLastCond,
-                          LastEventCond, SequenceCond, NotFollowedCond, SegmentRefCond, BucketCond,
-                          ListRefCond, MemberCond, AccountSegmentCond, AccountTraitCond, TopNCond>;
+using Leaf =
+    std::variant<TraitCond, TraitHistoryCond, CountCond, AggCond, FirstLastCond, LastEventCond,
+                 SequenceCond, NotFollowedCond, SegmentRefCond, BucketCond, ListRefCond, MemberCond,
+                 AccountSegmentCond, AccountTraitCond, TopNCond, ComputedTraitCond>;
 
 // A segment definition: a boolean tree of leaf conditions.
 struct Expr {
@@ -311,6 +322,47 @@ inline bool TopNCond::operator==(const TopNCond& o) const {
          source == o.source && path == o.path && agg == o.agg &&
          (members == o.members || (members && o.members && *members == *o.members));
 }
+
+// A value over a profile's matching events in a window: `count of E [window]`,
+// `sum(p) of E [window]` (avg, min, max), `distinct(p)` (how many distinct values), `unique(p)`
+// (the list of distinct values), `first(p)` / `last(p)` (p of the earliest / latest event) and
+// `most frequent(p)`.
+struct ComputedValueDef {
+  enum class Fn : uint8_t {
+    kCount,
+    kSum,
+    kAvg,
+    kMin,
+    kMax,
+    kDistinct,
+    kUnique,
+    kFirst,
+    kLast,
+    kMostFrequent
+  };
+  Fn fn = Fn::kCount;
+  Path prop;  // empty for kCount
+  EventSpec event;
+  TimeRange window;
+  bool operator==(const ComputedValueDef&) const = default;
+};
+
+// One term of a score: `25 points if performed "Demo Requested"`; points may be negative.
+struct ScoreTerm {
+  double points = 0;
+  Expr cond;
+  bool operator==(const ScoreTerm&) const = default;
+};
+
+// The definition of a computed trait: a value over events, or a score (the sum of the points of
+// the terms whose condition is true).
+struct ComputedDef {
+  enum class Kind : uint8_t { kValue, kScore };
+  Kind kind = Kind::kValue;
+  ComputedValueDef value;        // kValue
+  std::vector<ScoreTerm> terms;  // kScore: at least one
+  bool operator==(const ComputedDef&) const = default;
+};
 
 // The stable bucket of a profile key: xxh3_64(salt + "\x1f" + key) % buckets.
 int64_t BucketOf(std::string_view profile_key, std::string_view salt, int64_t buckets);

@@ -140,6 +140,14 @@ class Lexer {
         ++i_;
         t->kind = TokKind::kPercent;
         return Status::Ok();
+      case '+':
+        ++i_;
+        t->kind = TokKind::kPlus;
+        return Status::Ok();
+      case '-':  // a '-' before a digit was a number above
+        ++i_;
+        t->kind = TokKind::kMinus;
+        return Status::Ok();
       case '=':
         ++i_;
         t->kind = TokKind::kOp;

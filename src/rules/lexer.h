@@ -27,6 +27,8 @@ enum class TokKind : uint8_t {
   kDot,
   kOp,       // = != < <= > >= (op holds which)
   kPercent,  // % (top 10% by ...)
+  kPlus,     // + (between the terms of a score)
+  kMinus,    // - not followed by a digit (between the terms of a score; -5 is a kNumber)
 };
 
 struct Token {

@@ -6,6 +6,7 @@
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <cmath>
 #include <type_traits>
 #include <utility>
 
@@ -234,6 +235,8 @@ class Parser {
       if (w == "account" && (Ahead(1).kind == TokKind::kDot ||
                              (IsWord(Ahead(1), "in") && IsWord(Ahead(2), "segment"))))
         return ParseAccount(out);
+      // `computed` is not reserved either: `computed.NAME` reads a computed trait.
+      if (w == "computed" && Ahead(1).kind == TokKind::kDot) return ParseComputedRef(out);
       if ((w == "any" || w == "all" || w == "no") &&
           (IsWord(Ahead(1), "member") || IsWord(Ahead(1), "members")))
         return ParseMembers(out);
@@ -479,12 +482,7 @@ class Parser {
     else
       a.fn = AggCond::Fn::kDistinct;
     Advance();
-    SHOAL_RETURN_IF_ERROR(ExpectKind(TokKind::kLParen, "'(' after '" + fn + "'"));
-    SHOAL_RETURN_IF_ERROR(ParsePath(&a.prop, "a property name after '" + fn + "('"));
-    SHOAL_RETURN_IF_ERROR(ExpectKind(TokKind::kRParen, "')' after the property name"));
-    SHOAL_RETURN_IF_ERROR(ExpectWord("of", "after '" + fn + "(...)'"));
-    SHOAL_RETURN_IF_ERROR(ParseEvent(&a.event, "'of'"));
-    return ParseOptionalWindow(&a.window);
+    return ParseAggHead(fn, &a.prop, &a.event, &a.window);
   }
 
   // topn_cond := ("top" | "bottom") (INT | NUMBER "%") "by" rank_value
@@ -553,6 +551,120 @@ class Parser {
     return Status::Ok();
   }
 
+  // The part of an aggregate after its function name: "(" path ")" "of" event [window]. Shared by
+  // agg_cond and the values of computed traits.
+  Status ParseAggHead(const std::string& fn, Path* prop, EventSpec* event, TimeRange* window) {
+    SHOAL_RETURN_IF_ERROR(ExpectKind(TokKind::kLParen, "'(' after '" + fn + "'"));
+    SHOAL_RETURN_IF_ERROR(ParsePath(prop, "a property name after '" + fn + "('"));
+    SHOAL_RETURN_IF_ERROR(ExpectKind(TokKind::kRParen, "')' after the property name"));
+    SHOAL_RETURN_IF_ERROR(ExpectWord("of", "after '" + fn + "(...)'"));
+    SHOAL_RETURN_IF_ERROR(ParseEvent(event, "'of'"));
+    return ParseOptionalWindow(window);
+  }
+
+  // computed_ref := "computed" "." NAME pred
+  Status ParseComputedRef(Expr* out) {
+    Advance();  // computed
+    Advance();  // .
+    ComputedTraitCond c;
+    SHOAL_RETURN_IF_ERROR(ParsePathAndPred(&c.pred, "a computed trait name after 'computed.'"));
+    if (AtWord("for"))
+      return Expected(
+          "'and', 'or' or the end of the definition ('for at least' applies to traits, not to "
+          "computed traits)");
+    out->leaf = std::move(c);
+    return Status::Ok();
+  }
+
+ public:
+  // computed := value_def | score (docs/language.md, "Computed traits and scores")
+  Result<ComputedDef> RunComputed() {
+    ComputedDef d;
+    if (Cur().kind == TokKind::kNumber &&
+        (IsWord(Ahead(1), "points") || IsWord(Ahead(1), "point"))) {
+      d.kind = ComputedDef::Kind::kScore;
+      SHOAL_RETURN_IF_ERROR(ParseScore(&d.terms));
+    } else {
+      d.kind = ComputedDef::Kind::kValue;
+      SHOAL_RETURN_IF_ERROR(ParseComputedValue(&d.value));
+      if (Cur().kind != TokKind::kEnd) return Expected("the end of the computed trait definition");
+    }
+    return d;
+  }
+
+ private:
+  // value_def := "count" "of" event [window]
+  //            | fn "(" path ")" "of" event [window]   fn: sum avg min max distinct unique first
+  //                                                        last "most frequent"
+  Status ParseComputedValue(ComputedValueDef* v) {
+    using Fn = ComputedValueDef::Fn;
+    static const std::pair<std::string_view, Fn> kFns[] = {
+        {"sum", Fn::kSum},     {"avg", Fn::kAvg},           {"min", Fn::kMin},
+        {"max", Fn::kMax},     {"distinct", Fn::kDistinct}, {"unique", Fn::kUnique},
+        {"first", Fn::kFirst}, {"last", Fn::kLast}};
+    if (AtWord("count")) {
+      v->fn = Fn::kCount;
+      Advance();
+      SHOAL_RETURN_IF_ERROR(ExpectWord("of", "after 'count'"));
+      SHOAL_RETURN_IF_ERROR(ParseEvent(&v->event, "'count of'"));
+      return ParseOptionalWindow(&v->window);
+    }
+    if (AtWord("most")) {
+      v->fn = Fn::kMostFrequent;
+      Advance();
+      SHOAL_RETURN_IF_ERROR(ExpectWord("frequent", "after 'most'"));
+      return ParseAggHead("most frequent", &v->prop, &v->event, &v->window);
+    }
+    for (const auto& [word, fn] : kFns) {
+      if (!AtWord(word)) continue;
+      v->fn = fn;
+      Advance();
+      return ParseAggHead(std::string(word), &v->prop, &v->event, &v->window);
+    }
+    return Expected(
+        "a computed value such as 'count of \"Order Completed\" within 30d' or "
+        "'sum(total) of \"Order Completed\"', or a score such as '10 points if ...'");
+  }
+
+  // score := term (("+" | "-") term)*;  term := NUMBER ("points" | "point") "if" expr
+  // A negative first term is a negative number (-20 points if ...); later ones are written
+  // "- 20 points", and "-20 points" glued to the sign (a negative number token) reads the same.
+  Status ParseScore(std::vector<ScoreTerm>* terms) {
+    double sign = 1;
+    bool first = true;
+    while (true) {
+      if (Cur().kind != TokKind::kNumber)
+        return Expected(first ? "a number of points" : "a number of points after '+' or '-'");
+      ScoreTerm t;
+      t.points = sign * Cur().num;
+      if (!std::isfinite(t.points)) return Expected("a finite number of points");
+      if (t.points == 0) t.points = 0;  // -0 is 0
+      Advance();
+      if (!AtWord("points") && !AtWord("point"))
+        return Expected("'points' after " + Quoted(Prev().text));
+      Advance();
+      SHOAL_RETURN_IF_ERROR(ExpectWord("if", "after 'points'"));
+      SHOAL_RETURN_IF_ERROR(ParseExpr(&t.cond));
+      terms->push_back(std::move(t));
+      first = false;
+      if (Cur().kind == TokKind::kEnd) return Status::Ok();
+      if (Cur().kind == TokKind::kPlus || Cur().kind == TokKind::kMinus) {
+        sign = Cur().kind == TokKind::kPlus ? 1 : -1;
+        Advance();
+        if (Cur().kind == TokKind::kNumber && Cur().text.starts_with("-"))
+          return Expected("a number of points without a sign after " + Quoted(Prev().text));
+        continue;
+      }
+      if (Cur().kind == TokKind::kNumber && Cur().text.starts_with("-") &&
+          (IsWord(Ahead(1), "points") || IsWord(Ahead(1), "point"))) {
+        sign = 1;  // the number carries the sign
+        continue;
+      }
+      return Expected("'+', '-', 'and', 'or' or the end of the definition");
+    }
+  }
+
+ private:
   // first_last := ("first" | "last") "performed" event time_pred
   Status ParseFirstLast(Expr* out) {
     FirstLastCond f;
@@ -903,6 +1015,16 @@ Result<Expr> Parse(std::string_view text) {
   Result<std::vector<Token>> tokens = Lex(text);
   if (!tokens.ok()) return tokens.status();
   return Parser(std::move(tokens).value()).Run();
+}
+
+Result<ComputedDef> ParseComputed(std::string_view text) {
+  if (text.size() > kMaxInputBytes)
+    return SyntaxError({1, 1},
+                       "a definition of at most " + std::to_string(kMaxInputBytes) + " bytes",
+                       std::to_string(text.size()) + " bytes");
+  Result<std::vector<Token>> tokens = Lex(text);
+  if (!tokens.ok()) return tokens.status();
+  return Parser(std::move(tokens).value()).RunComputed();
 }
 
 }  // namespace shoal::rules

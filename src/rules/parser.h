@@ -18,6 +18,12 @@ namespace shoal::rules {
 // empty time ranges, count n >= 0. `in segment` names are not resolved here.
 Result<Expr> Parse(std::string_view text);
 
+// Parses the definition of a computed trait (docs/language.md, "Computed traits and scores"): a
+// value such as `sum(total) of "Order Completed" within 90d`, or a score such as
+// `10 points if performed "Demo Requested" - 20 points if title = "student"`. Errors as Parse.
+// `computed.NAME` references are not resolved here.
+Result<ComputedDef> ParseComputed(std::string_view text);
+
 // The canonical text of a definition (docs/language.md, "Canonical form").
 // Parse(Print(e)) == e for every e that Parse can return.
 std::string Print(const Expr& e);
@@ -25,5 +31,6 @@ std::string Print(const PropExpr& e);
 std::string Print(const ValuePred& p);
 std::string Print(const TimeRange& r);  // "within 30d", "between 90d ago and 30d ago", ...
 std::string Print(const Literal& l);
+std::string Print(const ComputedDef& d);  // Parse(Print(d)) == d as for Expr
 
 }  // namespace shoal::rules

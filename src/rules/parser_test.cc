@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
 #include <random>
 #include <string>
@@ -848,7 +849,7 @@ class RandomDefinition {
     return " " + Kw(words[Pick(7)]) + " " + std::to_string(Pick(10)) + " " + Kw("times");
   }
   std::string Condition() {
-    switch (Pick(16)) {
+    switch (Pick(17)) {
       case 0:
         return Pred();
       case 1:
@@ -907,6 +908,13 @@ class RandomDefinition {
           default:
             return s + Kw("members") + " (" + Pred() + ")";
         }
+      }
+      case 16: {  // computed.NAME: the name is one plain name, a keyword in backquotes
+        const char* names[] = {"ltv", "`min`", "lead_score", "fav-cat$2"};
+        std::string pred;  // a predicate whose path has no space: cut the path off at the space
+        do pred = Pred();
+        while (std::count(pred.begin(), pred.begin() + pred.find(' '), '`') % 2 != 0);
+        return Kw("computed") + "." + names[Pick(4)] + pred.substr(pred.find(' '));
       }
       default:
         return Kw("bucket") + "(" + std::to_string(1 + Pick(100)) + (Pick(2) ? ", \"salt\"" : "") +

@@ -194,7 +194,8 @@ std::string PrintTraitPred(const ValuePred& p) {
   if (p.path.size() > 1 && IsPlainIdentifier(p.path[0]) && !IsReservedWord(p.path[0])) {
     std::string lower = p.path[0];
     for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    if (lower == "account") out = "`" + p.path[0] + "`" + out.substr(p.path[0].size());
+    if (lower == "account" || lower == "computed")
+      out = "`" + p.path[0] + "`" + out.substr(p.path[0].size());
   }
   return out;
 }
@@ -277,6 +278,8 @@ struct LeafPrinter {
     }
     return out;
   }
+
+  std::string operator()(const ComputedTraitCond& c) const { return "computed." + Print(c.pred); }
   std::string operator()(const BucketCond& c) const {
     std::string out = "bucket(" + std::to_string(c.buckets);
     if (!c.salt.empty()) out += ", " + QuoteString(c.salt);
@@ -388,6 +391,60 @@ std::string Print(const PropExpr& e) {
 std::string Print(const Expr& e) {
   std::string out;
   PrintExpr(e, &out);
+  return out;
+}
+
+// --- Computed traits ----------------------------------------------------------------------------
+
+namespace {
+const char* ComputedFnName(ComputedValueDef::Fn fn) {
+  switch (fn) {
+    case ComputedValueDef::Fn::kCount:
+      return "count";
+    case ComputedValueDef::Fn::kSum:
+      return "sum";
+    case ComputedValueDef::Fn::kAvg:
+      return "avg";
+    case ComputedValueDef::Fn::kMin:
+      return "min";
+    case ComputedValueDef::Fn::kMax:
+      return "max";
+    case ComputedValueDef::Fn::kDistinct:
+      return "distinct";
+    case ComputedValueDef::Fn::kUnique:
+      return "unique";
+    case ComputedValueDef::Fn::kFirst:
+      return "first";
+    case ComputedValueDef::Fn::kLast:
+      return "last";
+    case ComputedValueDef::Fn::kMostFrequent:
+      return "most frequent";
+  }
+  return "count";
+}
+
+std::string PointsText(double magnitude_or_signed) {
+  double m = magnitude_or_signed < 0 ? -magnitude_or_signed : magnitude_or_signed;
+  return PrintNumber(magnitude_or_signed) + (m == 1 ? " point if " : " points if ");
+}
+}  // namespace
+
+std::string Print(const ComputedDef& d) {
+  if (d.kind == ComputedDef::Kind::kValue) {
+    const ComputedValueDef& v = d.value;
+    std::string out = ComputedFnName(v.fn);
+    if (v.fn != ComputedValueDef::Fn::kCount) out += "(" + PrintPath(v.prop) + ")";
+    return out + " of " + PrintEvent(v.event) + PrintWindow(v.window);
+  }
+  std::string out;
+  for (size_t i = 0; i < d.terms.size(); ++i) {
+    double p = d.terms[i].points;
+    if (i == 0)
+      out += PointsText(p);
+    else
+      out += p < 0 ? " - " + PointsText(-p) : " + " + PointsText(p);
+    PrintExpr(d.terms[i].cond, &out);
+  }
   return out;
 }
 

@@ -140,6 +140,7 @@ struct Service::EngineState {
   absl::flat_hash_map<std::string, uint64_t> segment_seq;   // last segment_seq per segment
   absl::flat_hash_map<std::string, uint64_t> segment_size;  // members, as the changes say
   absl::flat_hash_map<std::string, uint64_t> segment_order;
+  absl::flat_hash_map<std::string, uint64_t> computed_order;  // computed traits, same counter
   // Deduplication: XXH3 hashes of the messageIds received within the window.
   std::unique_ptr<RecentIds> seen;
 };
@@ -247,25 +248,42 @@ Status Service::Recover() {
 
   Result<std::vector<durable::SegmentRecord>> segments = db_->Segments();
   if (!segments.ok()) return segments.status();
-  // Create in saved order; a segment whose reference was created later (by an update) waits for
-  // the next pass.
-  std::vector<durable::SegmentRecord> todo = std::move(*segments);
-  for (const auto& r : todo) {
+  Result<std::vector<durable::SegmentRecord>> computed = db_->ComputedTraits();
+  if (!computed.ok()) return computed.status();
+  // Create segments and computed traits (which read each other) in saved order; one whose
+  // reference was created later (by an update) waits for the next pass.
+  struct Def {
+    durable::SegmentRecord r;
+    bool computed = false;
+  };
+  std::vector<Def> todo;
+  for (auto& r : *segments) {
     es.segment_order[r.name] = r.order;
-    es.next_segment_order = std::max(es.next_segment_order, r.order + 1);
+    todo.push_back({std::move(r), false});
   }
+  for (auto& r : *computed) {
+    es.computed_order[r.name] = r.order;
+    todo.push_back({std::move(r), true});
+  }
+  std::stable_sort(todo.begin(), todo.end(),
+                   [](const Def& a, const Def& b) { return a.r.order < b.r.order; });
+  for (const auto& d : todo) es.next_segment_order = std::max(es.next_segment_order, d.r.order + 1);
   while (!todo.empty()) {
-    std::vector<durable::SegmentRecord> later;
+    std::vector<Def> later;
     Status last;
-    for (auto& r : todo) {
-      Result<SegmentInfo> info = engine_->CreateSegment(r.name, r.definition, r.target);
-      if (!info.ok()) {
-        last = info.status();
-        later.push_back(std::move(r));
+    for (auto& d : todo) {
+      Status st = d.computed
+                      ? engine_->CreateComputedTrait(d.r.name, d.r.definition).status()
+                      : engine_->CreateSegment(d.r.name, d.r.definition, d.r.target).status();
+      if (!st.ok()) {
+        last = st;
+        later.push_back(std::move(d));
       }
     }
     if (later.size() == todo.size()) {
-      return Status::Internal("restoring segment " + later.front().name + ": " + last.ToString());
+      return Status::Internal(
+          std::string(later.front().computed ? "restoring computed trait " : "restoring segment ") +
+          later.front().r.name + ": " + last.ToString());
     }
     todo = std::move(later);
   }
@@ -613,6 +631,21 @@ void Service::SaveSegment(Txn& txn, std::string_view name) {
   r.updated_at = info->updated_at;
   r.target = info->target;
   txn.batch().PutSegment(r);
+}
+
+void Service::SaveComputed(Txn& txn, std::string_view name) {
+  Result<ComputedTraitInfo> info = engine_->GetComputedTrait(name);
+  if (!info.ok()) return;
+  EngineState& es = *es_;
+  durable::SegmentRecord r;
+  r.name = info->name;
+  r.definition = info->definition;
+  auto [it, fresh] = es.computed_order.try_emplace(r.name, es.next_segment_order);
+  if (fresh) ++es.next_segment_order;
+  r.order = it->second;
+  r.created_at = info->created_at;
+  r.updated_at = info->updated_at;
+  txn.batch().PutComputed(r);
 }
 
 Result<size_t> Service::SetClock(Millis t) {

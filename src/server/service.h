@@ -164,6 +164,8 @@ class Service {
   // --- For tasks (engine thread only) ---------------------------------------------------------
   // Saves a segment's definition after a successful Create/Update on the engine.
   void SaveSegment(Txn& txn, std::string_view name);
+  // Saves a computed trait's definition after a successful Create/Update on the engine.
+  void SaveComputed(Txn& txn, std::string_view name);
   bool IsDuplicate(std::string_view message_id) const;
   bool VirtualClock() const { return virtual_clock_ != nullptr; }
   // Moves the virtual clock (never backwards) and fires the deadlines; returns the changes.

@@ -256,5 +256,46 @@ TEST_F(ServiceTest, VirtualClockMovesOnlyForward) {
   EXPECT_TRUE(r.ok());
 }
 
+// Computed traits are saved with the segments and re-created in one creation order at restart
+// (the segment reads the trait, the score reads a segment), with their values recomputed.
+TEST_F(ServiceTest, ComputedTraitsSurviveRestart) {
+  Start(kT0);
+  auto define = [&](const std::string& name, const std::string& def) {
+    std::promise<Status> p;
+    svc_->Run([&](Txn& t) {
+      Result<ComputedTraitInfo> info = t.engine().CreateComputedTrait(name, def);
+      if (!info.ok()) return p.set_value(info.status());
+      svc_->SaveComputed(t, name);
+      t.OnDurable([&](const Status& s) { p.set_value(s); });
+    });
+    Status st = p.get_future().get();
+    ASSERT_TRUE(st.ok()) << st.ToString();
+  };
+  define("orders", R"(count of "Order Completed" within 30d)");
+  Create("repeat", "computed.orders >= 2");
+  define("score", R"(10 points if in segment "repeat" + 1 point if performed "Order Completed")");
+  Send({Track("u1", "Order Completed", "2026-10-30T00:00:00Z", "m1"),
+        Track("u1", "Order Completed", "2026-10-31T00:00:00Z", "m2")});
+  auto value = [&](const std::string& name) {
+    return OnEngine<Value>([&](Txn& t) { return *t.engine().ComputedTraitOf(name, "u1"); });
+  };
+  EXPECT_EQ(value("score"), Value::Number(11));
+  Start(kT0);
+  EXPECT_EQ(value("orders"), Value::Number(2));
+  EXPECT_EQ(value("score"), Value::Number(11));
+  EXPECT_EQ(Members("repeat"), (std::vector<std::string>{"u1"}));
+  // Deleted definitions stay deleted.
+  std::promise<Status> p;
+  svc_->Run([&](Txn& t) {
+    Status st = t.engine().DeleteComputedTrait("score");
+    if (!st.ok()) return p.set_value(st);
+    t.batch().DeleteComputed("score");
+    t.OnDurable([&](const Status& s) { p.set_value(s); });
+  });
+  ASSERT_TRUE(p.get_future().get().ok());
+  Start(kT0);
+  EXPECT_EQ(OnEngine<size_t>([](Txn& t) { return t.engine().ListComputedTraits().size(); }), 1u);
+}
+
 }  // namespace
 }  // namespace shoal::server

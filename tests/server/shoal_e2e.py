@@ -1216,6 +1216,53 @@ class SegmentsTest(ServerTest):
 
 
 # --------------------------------------------------------------------------------------------
+# Computed traits
+# --------------------------------------------------------------------------------------------
+
+class ComputedTraitsTest(ServerTest):
+
+    def test_crud_profile_values_segments_and_restart(self):
+        srv = self.srv
+        r = srv.post("/v1/computed-traits", {"name": "ct_spend",
+                                             "definition": 'SUM(total) OF "Order Completed"'})
+        self.expect(r, 201, "create")
+        self.assertEqual(r.json["definition"], 'sum(total) of "Order Completed"', r.describe())
+        self.assertEqual(r.json["score"], False, r.describe())
+        r = srv.post("/v1/computed-traits", {"name": "ct_spend", "definition": 'count of "X"'})
+        self.expect_error(r, 409, "already_exists", "same name again")
+        r = srv.post("/v1/computed-traits", {"name": "ct_bad", "definition": 'count of "X" within 3'})
+        self.expect_error(r, 400, "invalid_definition", "bad text")
+        r = srv.post("/v1/computed-traits", {"name": "bad name", "definition": 'count of "X"'})
+        self.expect(r, 400, "bad name")
+        self.expect_error(srv.get("/v1/computed-traits/ct_nope"), 404, "not_found", "unknown")
+        for total in (100, 20.5):
+            self.ok(srv.call("track", {"userId": "ct-u1", "event": "Order Completed",
+                                       "properties": {"total": total}, "timestamp": past(H)}))
+        p = self.ok(srv.get("/v1/profiles/ct-u1"))
+        self.assertEqual(p.json.get("computed", {}).get("ct_spend"), 120.5, p.describe())
+        self.expect(srv.post("/v1/segments", {"name": "ct_big", "definition":
+                                              "computed.ct_spend > 100"}), 201, "segment")
+        self.assertEqual(srv.members("ct_big"), ["ct-u1"])
+        self.expect_error(srv.delete("/v1/computed-traits/ct_spend"), 409, "failed_precondition",
+                          "delete while a segment reads it")
+        r = srv.put("/v1/computed-traits/ct_score",
+                    {"definition": '10 points if in segment "ct_big" - 2.5 points if plan = "x"'})
+        self.expect(r, 201, "put creates")
+        self.assertEqual(r.json["score"], True, r.describe())
+        lst = self.ok(srv.get("/v1/computed-traits"))
+        self.assertEqual([c["name"] for c in lst.json["computed_traits"]], ["ct_score", "ct_spend"])
+        srv.restart(label="ComputedTraitsTest restart")
+        p = self.ok(srv.get("/v1/profiles/ct-u1"))
+        self.assertEqual(p.json.get("computed"), {"ct_score": 10, "ct_spend": 120.5}, p.describe())
+        self.assertEqual(srv.members("ct_big"), ["ct-u1"])
+        r = srv.put("/v1/computed-traits/ct_spend", {"definition": 'max(total) of "Order Completed"'})
+        self.expect(r, 200, "put replaces")
+        self.assertEqual(srv.members("ct_big"), [], "max is 100, not > 100")
+        self.expect(srv.delete("/v1/computed-traits/ct_score"), 204, "delete")
+        self.expect_error(srv.get("/v1/computed-traits/ct_score"), 404, "not_found", "deleted")
+
+
+# --------------------------------------------------------------------------------------------
 # Profiles
 # --------------------------------------------------------------------------------------------
 
