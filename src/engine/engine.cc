@@ -531,6 +531,7 @@ class Engine::Impl : public engine::CompileContext {
     // re-evaluated for it, so a segment reading another sees no intermediate state.
     for (Segment* s : order) {
       s->deadline.erase(from);  // its heap entries are now stale and skipped when popped
+      if (s->ranker) continue;  // Unrank, below
       if (!s->members.contains(from)) continue;
       s->members.remove(from);
       if (s->hidden)
@@ -538,6 +539,18 @@ class Engine::Impl : public engine::CompileContext {
       else
         Emit(*s, from, false, CauseInfo{Cause::kMerged, into_key, {}, now}, now);
     }
+    // Its computed values go with it (a change to no value, cause merged); the survivor's are
+    // recomputed below. It leaves every ranking; whoever that moves across a boundary is
+    // re-evaluated (cause rank) before the survivor takes its combined place.
+    for (auto& s : segments_) {
+      if (!s || !s->computed) continue;
+      const store::StoredValue old = s->computed->values.Get(from);
+      if (old.type != ValueType::kNull)
+        EmitComputed(*s, from, old, store::StoredValue{},
+                     CauseInfo{Cause::kMerged, into_key, {}, now}, now);
+      s->computed->values.Set(from, s->computed->values.empty());
+    }
+    Unrank(from, SegmentTarget::kUsers, now);
     for (auto& [k, se] : series_) se->MergeInto(from, into);
     ProfileState gone = std::exchange(profiles_[from], ProfileState{});
     if (!gone.identifies.empty()) {
@@ -1188,7 +1201,7 @@ class Engine::Impl : public engine::CompileContext {
     ComputedState& c = *s->computed;
     std::vector<uint32_t> changed;
     for (uint32_t pid = 0; pid < profiles_.size(); ++pid) {
-      if (store_.erased(pid)) continue;
+      if (store_.erased(pid) || store_.merged(pid)) continue;
       Millis next = kMaxTime;
       store::StoredValue v = ComputeFor(*s, pid, now, &next);
       Schedule(s, pid, next);
@@ -1857,7 +1870,7 @@ class Engine::Impl : public engine::CompileContext {
     const size_t n = accounts ? accounts_.size() : profiles_.size();
     engine::Ranking& r = s->ranker->ranking();
     for (uint32_t id = 0; id < n; ++id) {
-      if (accounts ? !accounts_.known(id) : store_.erased(id)) continue;
+      if (accounts ? !accounts_.known(id) : store_.erased(id) || store_.merged(id)) continue;
       Millis next = kMaxTime;
       std::optional<double> v = RankValue(*s, id, now, &next);
       Schedule(s, id, next);

@@ -1202,14 +1202,16 @@ std::vector<std::pair<std::string, Value>> ComputedValues(const store::Store& st
     profiles[id].id = id;
     profiles[id].key = store.profiles().Get(id);
   }
+  // As in Members: a merged-away id's records are its survivor's, and it has no value of its own.
   for (size_t i = 0; i < store.size(); ++i) {
     uint32_t id = store.profile(i);
-    if (id < n_profiles) profiles[id].records.push_back(static_cast<uint32_t>(i));
+    if (id < n_profiles) profiles[store.Resolve(id)].records.push_back(static_cast<uint32_t>(i));
   }
   Evaluator eval(store, lookup, lists, now, computed);
   std::vector<std::pair<std::string, Value>> out;
   for (const ProfileRecords& p : profiles)
-    if (!store.erased(p.id)) out.emplace_back(std::string(p.key), eval.ComputedOf(def, p));
+    if (!store.erased(p.id) && !store.merged(p.id))
+      out.emplace_back(std::string(p.key), eval.ComputedOf(def, p));
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   return out;
 }
