@@ -1097,8 +1097,8 @@ std::optional<Failure> Run(const Case& c, std::vector<Expectation>* expect = nul
           what = "EraseProfile(" + s.name + ") " +
                  (want_ok ? "failed: " + st.ToString() : "succeeded but must fail");
         if (st.ok()) {
-          model.data.Erase(s.name);
-          model.data.erased_at[s.name] = engine.ComputedChanges().size();
+          for (const std::string& key : model.data.Erase(s.name))
+            model.data.erased_at[key] = engine.ComputedChanges().size();
         }
         break;
       }

@@ -101,7 +101,8 @@ struct Model {
 
   // A profile is erased: it is no longer known, leaves every list, and its group calls are gone.
   // A merged profile goes whole, whichever of its keys names it.
-  void Erase(const std::string& named) {
+  // Returns every key erased (the merged profile's keys).
+  std::vector<std::string> Erase(const std::string& named) {
     const std::string root = Resolve(named);
     std::vector<std::string> keys = {root};
     for (const auto& [k, s] : merged)
@@ -115,6 +116,7 @@ struct Model {
         it = it->second.empty() ? accounts.erase(it) : std::next(it);
       }
     }
+    return keys;
   }
   reference::ListLookup Lookup() const {
     return [this](std::string_view list, std::string_view key) {

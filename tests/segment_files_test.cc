@@ -463,8 +463,8 @@ class FileRunner {
       Status st = engine_->EraseProfile(key);
       if (ok) {
         if (!st.ok()) Fail() << "erase " << key << " failed: " << st.ToString();
-        model_.Erase(key);
-        model_.erased_at[key] = engine_->ComputedChanges().size();
+        for (const std::string& k : model_.Erase(key))
+          model_.erased_at[k] = engine_->ComputedChanges().size();
       } else {
         std::vector<std::string> subs;
         if (pos_ < lines_.size() && Trim(lines_[pos_]) == "----") subs = Expected();

@@ -1118,12 +1118,13 @@ class Engine::Impl : public engine::CompileContext {
     }
     if (!st.ok()) {
       s->root = Node{};
+      DeleteHidden(std::exchange(pending_hidden_, {}));
       DropUnusedSeries();
       return st;
     }
     s->conds.clear();
     CollectConds(s->root, &s->conds);
-    return Status::Ok();
+    return Status::Ok();  // the hidden segments it made (a score's top-N) wait in pending_hidden_
   }
 
   // The value of computed trait `s` for the profile of `ctx` at t; lowers *next.
@@ -1235,8 +1236,10 @@ class Engine::Impl : public engine::CompileContext {
     seg->computed = std::make_unique<ComputedState>();
     seg->computed->name = std::string(name);
     seg->computed->def = std::make_unique<rules::ComputedDef>(std::move(parsed).value());
-    seg->id = static_cast<uint32_t>(segments_.size());
     SHOAL_RETURN_IF_ERROR(CompileComputed(seg.get()));
+    // After compiling: a score term's top-N condition adds hidden rank segments to segments_.
+    seg->id = static_cast<uint32_t>(segments_.size());
+    seg->hidden_segments = std::exchange(pending_hidden_, {});
     seg->text = rules::Print(*seg->computed->def);
     seg->created_at = seg->updated_at = clock_->Now();
     seg->computed->values.SetEmpty(engine::EmptyComputedValue(*seg->computed->def, &store_), 0);
@@ -1261,22 +1264,26 @@ class Engine::Impl : public engine::CompileContext {
     probe.computed = std::make_unique<ComputedState>();
     probe.computed->def = std::make_unique<rules::ComputedDef>(std::move(parsed).value());
     SHOAL_RETURN_IF_ERROR(CompileComputed(&probe));
+    std::vector<uint32_t> fresh = std::exchange(pending_hidden_, {});
     for (Condition* c : probe.conds)
       for (uint32_t ref : c->segment_refs)
         if (Reaches(ref, s->id)) {
           std::string through = segments_[ref]->name;
           probe.root = Node{};
           probe.conds.clear();
+          DeleteHidden(fresh);
           DropUnusedSeries();
           return Status::FailedPrecondition("computed trait \"" + s->computed->name +
                                             "\" would depend on itself through \"" + through +
                                             "\"");
         }
     Unregister(s);
+    std::vector<uint32_t> old_hidden = std::exchange(s->hidden_segments, std::move(fresh));
     s->computed->def = std::move(probe.computed->def);
     s->computed->points = std::move(probe.computed->points);
     s->root = std::move(probe.root);
     s->conds = std::move(probe.conds);
+    DeleteHidden(old_hidden);  // after the new conditions hold their series
     s->text = rules::Print(*s->computed->def);
     s->updated_at = clock_->Now();
     s->deadline.clear();
@@ -1301,7 +1308,9 @@ class Engine::Impl : public engine::CompileContext {
     AdvanceTime();
     Unregister(s);
     computed_by_name_.erase(s->computed->name);
+    std::vector<uint32_t> hidden = std::move(s->hidden_segments);
     segments_[s->id].reset();
+    DeleteHidden(hidden);
     DropUnusedSeries();
     return Status::Ok();
   }
@@ -1449,12 +1458,13 @@ class Engine::Impl : public engine::CompileContext {
     Status st = CompileNode(*s->expr, &s->root);
     if (!st.ok()) {
       s->root = Node{};
+      DeleteHidden(std::exchange(pending_hidden_, {}));
       DropUnusedSeries();
       return st;
     }
     s->conds.clear();
     CollectConds(s->root, &s->conds);
-    return Status::Ok();
+    return Status::Ok();  // the hidden segments it made (a score's top-N) wait in pending_hidden_
   }
 
   void Register(Segment* s) {

@@ -395,6 +395,14 @@ struct Graph {
   std::map<uint32_t, std::set<uint32_t>> accounts_of, users_of;
 
   explicit Graph(const Store& store) {
+    // Every known user, also one with no record of its own (an alias creates its userId's
+    // profile): not erased, not merged away.
+    for (uint32_t u = 0; u < store.profiles().size(); ++u) {
+      if (store.erased(u) || store.merged(u)) continue;
+      ProfileRecords& pu = users[u];
+      pu.id = u;
+      pu.key = store.profiles().Get(u);
+    }
     for (size_t i = 0; i < store.size(); ++i) {
       uint32_t r = static_cast<uint32_t>(i);
       if (store.kind(i) == store::RecordKind::kErased) continue;
