@@ -115,7 +115,9 @@ class Engine {
   // --- Ingest ---------------------------------------------------------------------------------
   // Applies one message: identify merges traits, track/page/screen append an event (page and
   // screen become the events "Page Viewed" / "Screen Viewed" with the name in property "name"),
-  // group links the user to the account (groupId) and merges the account's traits. alias is
+  // group links the user to the account (groupId) and merges the account's traits; a
+  // track/page/screen with a group_id (context.groupId) is also an event of that account, which
+  // account segments read (docs/language.md, "Accounts"). alias is
   // accepted but does not change membership yet. Re-evaluates only the segments that depend on
   // what changed. Deadlines due at or before now fire first.
   // Errors: kInvalidArgument when the message has no profile key, a track has no event name or a

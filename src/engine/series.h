@@ -61,6 +61,13 @@ class Series {
   // Drops the profile's timeline and frees its memory (EraseProfile). The slot stays taken:
   // profile ids are never reused.
   void Erase(uint32_t profile);
+  // Drops the entries of the profile's timeline whose record index satisfies `drop` (an
+  // account's events sent by a user who is erased since). Order is kept.
+  template <typename Pred>
+  void RemoveIf(uint32_t profile, Pred drop) {
+    if (profile >= slot_.size() || !slot_[profile]) return;
+    std::erase_if(timelines_[slot_[profile] - 1], [&](const Entry& e) { return drop(e.idx); });
+  }
   // The profile's timeline; empty when it has none.
   const Timeline& Get(uint32_t profile) const {
     uint32_t s = profile < slot_.size() ? slot_[profile] : 0;
