@@ -150,6 +150,8 @@ void BM_AccountEvent(benchmark::State& state) {
       static_cast<double>(stats.changes - changes0) / static_cast<double>(state.iterations());
 }
 BENCHMARK(BM_AccountEvent)
+    ->Args({0, 0})
+    ->Args({1, 0})
     ->Args({0, 1})
     ->Args({1, 1})
     ->Args({0, 10})
