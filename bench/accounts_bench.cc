@@ -8,6 +8,12 @@
 //                                     condition, the account re-evaluation when a member's
 //                                     membership flips, the users of the account when the account
 //                                     flips).
+//   BM_AccountEvent/G/A               per-event cost of a track while A account segments read the
+//                                     account's own events (segment i: `performed "E{i%4}" at
+//                                     least 3 times within 7d`, so an event re-evaluates A/4 of
+//                                     them, for its account only); G=1: the track carries
+//                                     context.groupId (its user's account), G=0: the same tracks
+//                                     without it, the baseline of the same run.
 //   BM_GroupCall/kind                 one group call: 0 = a repeated link with unchanged traits,
 //                                     1 = a new user joining an account, 2 = a trait change that
 //                                     an account segment reads.
@@ -104,6 +110,54 @@ BENCHMARK(BM_EventWithAccountSegments)
     ->Args({10, 100})
     ->Args({1000, 0})
     ->Args({1000, 100});
+
+void BM_AccountEvent(benchmark::State& state) {
+  const bool with_group = state.range(0) != 0;
+  const int account_segments = static_cast<int>(state.range(1));
+  VirtualClock clock(kNow);
+  auto engine = LinkedEngine(&clock);
+  for (int i = 0; i < 10; ++i)
+    (void)engine->CreateSegment(fmt::format("u{}", i),
+                                fmt::format(R"(performed "E{}" at least 3 times within 30d)", i));
+  for (int i = 0; i < account_segments; ++i)
+    (void)engine->CreateSegment(
+        fmt::format("a{}", i),
+        fmt::format(R"(performed "E{}" at least {} times within 7d)", i % 4, 3 + i / 4),
+        SegmentTarget::kAccounts);
+  std::vector<Message> msgs;
+  for (int i = 0; i < 100000; ++i) {
+    const int u = i % kUsers;
+    msgs.push_back(Track(fmt::format("u{}", u), fmt::format("E{}", i % 4), kNow - kDay + i * 100));
+    if (with_group) msgs.back().group_id = fmt::format("a{}", u % kAccounts);
+  }
+  const uint64_t evals0 = engine->Stats().evaluations;
+  const uint64_t changes0 = engine->Stats().changes;
+  size_t k = 0;
+  for (auto _ : state) {
+    (void)engine->Ingest(msgs[k]);
+    if (++k == msgs.size()) {
+      k = 0;
+      state.PauseTiming();
+      for (Message& m : msgs) m.timestamp += 100000 * 100;
+      state.ResumeTiming();
+    }
+  }
+  const auto stats = engine->Stats();
+  state.SetItemsProcessed(state.iterations());
+  state.counters["evals_per_event"] =
+      static_cast<double>(stats.evaluations - evals0) / static_cast<double>(state.iterations());
+  state.counters["changes_per_event"] =
+      static_cast<double>(stats.changes - changes0) / static_cast<double>(state.iterations());
+}
+BENCHMARK(BM_AccountEvent)
+    ->Args({0, 0})
+    ->Args({1, 0})
+    ->Args({0, 1})
+    ->Args({1, 1})
+    ->Args({0, 10})
+    ->Args({1, 10})
+    ->Args({0, 100})
+    ->Args({1, 100});
 
 void BM_GroupCall(benchmark::State& state) {
   const int kind = static_cast<int>(state.range(0));

@@ -65,7 +65,7 @@ std::string Quote(std::string_view s) {
 struct Msg {
   enum Type { kIdentify, kTrack, kPage, kNoUser, kGroup, kAlias } type = kTrack;
   std::string user;
-  std::string group;  // kGroup: the groupId
+  std::string group;  // kGroup: the groupId; kTrack/kPage: context.groupId (empty: none)
   bool anonymous = false;
   std::string anon;      // with a userId: the anonymousId too (an identity merge or link)
   std::string previous;  // kAlias: the previousId
@@ -120,6 +120,8 @@ struct Msg {
     if (type != kNoUser && !anonymous && !anon.empty()) j += ",\"anonymousId\":" + Quote(anon);
     if (type == kTrack || type == kNoUser) j += ",\"event\":" + Quote(event);
     if (type == kPage) j += ",\"name\":" + Quote(event);
+    if ((type == kTrack || type == kPage) && !group.empty())
+      j += ",\"context\":{\"groupId\":" + Quote(group) + "}";
     j += ",\"timestamp\":" + Quote(FormatTime(ts));
     j += ",\"" + bag + "\":{";
     for (size_t i = 0; i < fields.size(); ++i)
@@ -464,7 +466,7 @@ class Gen {
       if (Chance(0.9)) return s + Pick(std::vector<std::string>{"age", "plan", "country"});
       return s + "sum(total) of " + EventSpecText();
     }
-    int k = Int(0, 9);
+    int k = Int(0, 11);
     if (k <= 2) {
       std::string s = ValuePred(Pick(Traits()), true);
       if (Chance(0.15)) s += (Chance(0.5) ? " for at least " : " for less than ") + DurText(Dur());
@@ -484,7 +486,16 @@ class Gen {
       if (Chance(0.05) && !live_.empty()) refs.push_back(*live_.begin());  // wrong target
       if (!refs.empty()) return "in segment " + Quote(Pick(refs));
     }
-    if (Chance(0.3)) return "performed " + EventSpecText();  // rejected in an account segment
+    if (Chance(0.7)) {
+      // The account's own events (and buckets, traits; rarely a list or a user segment, which an
+      // account segment rejects): any user leaf but the account ones.
+      std::string s;
+      for (int i = 0; i < 4; ++i) {
+        s = Leaf(-1);
+        if (!s.starts_with("account") && !s.starts_with("any member")) break;
+      }
+      return s;
+    }
     return ValuePred(Pick(Traits()), true);
   }
   std::string AccountTree(int depth, int self) {
@@ -828,6 +839,9 @@ class Gen {
       if (Chance(0.01)) m.type = Msg::kNoUser;
       m.event = m.type == Msg::kPage ? Pick(std::vector<std::string>{"Home", "Pricing"})
                                      : Pick(std::vector<std::string>{"A", "A", "B", "B", "C"});
+      // An event of an account too (context.groupId); g3 never gets a group call.
+      if (use_accounts_ && m.type != Msg::kNoUser && Chance(0.5))
+        m.group = Chance(0.1) ? "g3" : kGroupIds[Int(0, 2)];
       int n = Int(0, 4);
       std::set<std::string> used;
       for (int i = 0; i < n; ++i) {
@@ -940,9 +954,8 @@ void CollectRefs(const rules::Expr& e, std::set<std::string>* out,
               if (!account) *valid = false;
               if (l.members) CollectRefs(*l.members, out, need, SegmentTarget::kUsers, valid);
             }
-          } else if constexpr (!std::is_same_v<T, rules::TraitCond> &&
-                               !std::is_same_v<T, rules::TraitHistoryCond>) {
-            if (account) *valid = false;  // events, lists, buckets
+          } else if constexpr (std::is_same_v<T, rules::ListRefCond>) {
+            if (account) *valid = false;  // lists hold users
           }
         },
         e.leaf);
@@ -1545,6 +1558,34 @@ TEST(DifferentialTest, GeneratorCoversEveryConstruct) {
   for (int i = 0; i <= 4; ++i) want.push_back("agg" + std::to_string(i));
   for (int i = 0; i <= 5; ++i) want.push_back("count" + std::to_string(i));
   for (const auto& w : want) EXPECT_TRUE(seen.count(w)) << "generator never produced " << w;
+}
+
+// Account segments read their own events: the generator must produce account definitions with
+// event conditions outside any member condition, and events sent with context.groupId.
+TEST(DifferentialTest, GeneratorCoversAccountEvents) {
+  std::function<bool(const rules::Expr&)> own_event = [&](const rules::Expr& e) {
+    if (e.kind != rules::Expr::Kind::kLeaf)
+      return std::any_of(e.children.begin(), e.children.end(), own_event);
+    return std::holds_alternative<rules::CountCond>(e.leaf) ||
+           std::holds_alternative<rules::AggCond>(e.leaf) ||
+           std::holds_alternative<rules::FirstLastCond>(e.leaf) ||
+           std::holds_alternative<rules::LastEventCond>(e.leaf) ||
+           std::holds_alternative<rules::SequenceCond>(e.leaf) ||
+           std::holds_alternative<rules::NotFollowedCond>(e.leaf);
+  };
+  int defs = 0, events = 0;
+  for (uint64_t seed = 1; seed <= 300; ++seed) {
+    Gen gen(seed);
+    Case c = gen.Make(seed);
+    for (const auto& s : c.steps) {
+      if (s.kind == Step::kEvent && s.msg.type != Msg::kGroup && !s.msg.group.empty()) ++events;
+      if (s.kind != Step::kCreate || !s.account) continue;
+      Result<rules::Expr> e = rules::Parse(s.def);
+      if (e.ok() && own_event(*e)) ++defs;
+    }
+  }
+  EXPECT_GT(defs, 20);
+  EXPECT_GT(events, 500);
 }
 
 }  // namespace

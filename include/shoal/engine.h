@@ -155,11 +155,13 @@ class Engine {
   // --- Ingest ---------------------------------------------------------------------------------
   // Applies one message: identify merges traits, track/page/screen append an event (page and
   // screen become the events "Page Viewed" / "Screen Viewed" with the name in property "name"),
-  // group links the user to the account (groupId) and merges the account's traits. A message
-  // with both a userId and an unclaimed anonymousId, and an alias call, merge two profiles into
-  // the userId's (docs/language.md, "Identity"); a merge costs the two profiles' data and the
-  // number of segments, never the size of the store. Re-evaluates only the segments that depend
-  // on what changed. Deadlines due at or before now fire first.
+  // group links the user to the account (groupId) and merges the account's traits; a
+  // track/page/screen with a group_id (context.groupId) is also an event of that account, which
+  // account segments read (docs/language.md, "Accounts"). A message with both a userId and an
+  // unclaimed anonymousId, and an alias call, merge two profiles into the userId's
+  // (docs/language.md, "Identity"); a merge costs the two profiles' data and the number of
+  // segments, never the size of the store. Re-evaluates only the segments that depend on what
+  // changed. Deadlines due at or before now fire first.
   // Errors: kInvalidArgument when the message has no profile key, a track has no event name, a
   // group has no groupId or an alias has no userId or previousId.
   Status Ingest(const Message& msg);

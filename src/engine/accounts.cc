@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "fmt/format.h"
+#include "rules/parser.h"
 
 namespace shoal::engine {
 
@@ -71,6 +72,69 @@ size_t Accounts::MemoryBytes() const {
          a.state.identifies.capacity() * 4;
   for (const auto& u : user_accounts_) n += u.capacity() * 4;
   for (const auto& [seg, c] : counts_) n += c.capacity() * 4;
+  return n;
+}
+
+Series* AccountEvents::GetSeries(const rules::EventSpec& spec, std::optional<uint32_t> value_key,
+                                 store::Store* store, bool dry_run) {
+  const uint32_t name = store->strings().Intern(spec.name);
+  std::string key = std::to_string(name);
+  if (value_key) key += "#" + std::to_string(*value_key);
+  if (spec.filter) key += "|" + rules::Print(*spec.filter);
+  auto it = series_.find(key);
+  if (it != series_.end()) return it->second.get();
+  auto s = std::make_unique<Series>(name, spec.filter, value_key, store);
+  Series* raw = s.get();
+  if (!dry_run) {
+    // Backfill: the attributed records, in record order (so nearly every Add is an append).
+    for (auto [idx, account] : store->event_accounts()) {
+      if (store->kind(idx) != store::RecordKind::kTrack || store->name(idx) != name) continue;
+      std::span<const store::PropEntry> props = store->props(idx);
+      if (!raw->Matches(props, *store)) continue;
+      raw->Add(account, store->ts(idx), idx, raw->has_value() ? raw->ValueOf(props) : 0);
+    }
+    if (by_name_.size() <= name) by_name_.resize(name + 1);
+    by_name_[name].push_back(raw);
+  }
+  series_.emplace(std::move(key), std::move(s));
+  return raw;
+}
+
+std::vector<uint32_t> AccountEvents::AccountsOfUserEvents(const store::Store& store,
+                                                          uint32_t user) const {
+  std::vector<uint32_t> out;
+  for (auto [idx, account] : store.event_accounts())
+    if (store.profile(idx) == user) out.push_back(account);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+void AccountEvents::DropErased(const store::Store& store, const std::vector<uint32_t>& accounts) {
+  for (auto& [key, s] : series_)
+    for (uint32_t a : accounts)
+      s->RemoveIf(a, [&](uint32_t idx) { return store.kind(idx) == store::RecordKind::kErased; });
+}
+
+void AccountEvents::Unregister(uint32_t seg) {
+  for (auto& [key, s] : series_) std::erase(s->segments, seg);
+}
+
+void AccountEvents::DropUnused(const std::function<bool(const Series*)>& referenced) {
+  for (auto it = series_.begin(); it != series_.end();) {
+    Series* s = it->second.get();
+    if (!s->segments.empty() || referenced(s)) {
+      ++it;
+      continue;
+    }
+    if (s->name() < by_name_.size()) std::erase(by_name_[s->name()], s);
+    series_.erase(it++);
+  }
+}
+
+size_t AccountEvents::MemoryBytes() const {
+  size_t n = 0;
+  for (const auto& [key, s] : series_) n += s->MemoryBytes();
   return n;
 }
 

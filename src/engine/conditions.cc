@@ -440,9 +440,12 @@ class ListRefCondition final : public Condition {
 
 class BucketCondition final : public Condition {
  public:
-  explicit BucketCondition(const rules::BucketCond& c) : c_(c) {}
+  // `account`: the id is an account's, hashed by its groupId.
+  BucketCondition(const rules::BucketCond& c, bool account) : c_(c), account_(account) {}
   int64_t Bucket(const EvalContext& ctx) const {
-    return rules::BucketOf(ctx.store.profiles().Get(ctx.pid), c_.salt, c_.buckets);
+    return rules::BucketOf(
+        account_ ? ctx.store.accounts().Get(ctx.pid) : ctx.store.profiles().Get(ctx.pid), c_.salt,
+        c_.buckets);
   }
   bool Eval(const EvalContext& ctx, Millis t, Millis* next) const override {
     return CompareInt(Bucket(ctx), c_.value, c_.op);
@@ -453,6 +456,7 @@ class BucketCondition final : public Condition {
 
  private:
   rules::BucketCond c_;
+  bool account_;
 };
 
 Status CheckFilter(const rules::EventSpec& e) {
@@ -480,15 +484,13 @@ Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileC
       std::holds_alternative<rules::AccountSegmentCond>(leaf) ||
       std::holds_alternative<rules::AccountTraitCond>(leaf))
     return CompileAccountLeaf(leaf, ctx);
-  if (ctx->target() == SegmentTarget::kAccounts) {
-    if (!std::holds_alternative<rules::TraitCond>(leaf) &&
-        !std::holds_alternative<rules::TraitHistoryCond>(leaf) &&
-        !std::holds_alternative<rules::SegmentRefCond>(leaf))
-      return Status::InvalidArgument(
-          "an account segment takes account traits, 'in segment' of another account segment and "
-          "member conditions such as 'at least 3 members (performed \"Email Clicked\" within "
-          "14d)'; events, lists and buckets belong in the member condition");
-  }
+  // An account segment's event conditions read the account's own events (the calls sent with
+  // its groupId; GetSeries hands out account series) and its bucket hashes the groupId. Lists hold
+  // user keys, so they stay user conditions.
+  if (ctx->target() == SegmentTarget::kAccounts && std::holds_alternative<rules::ListRefCond>(leaf))
+    return Status::InvalidArgument(
+        "a static list holds users, not accounts: 'in list' belongs in a member condition such as "
+        "'any member (in list \"vip\")'");
   if (const auto* ref = std::get_if<rules::SegmentRefCond>(&leaf)) {
     std::optional<uint32_t> id = ctx->SegmentId(ref->segment);
     if (id && ctx->TargetOf(*id) != ctx->target())
@@ -549,7 +551,8 @@ Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileC
           if (!id) return Status::NotFound("unknown list \"" + c.list + "\"");
           return std::unique_ptr<Condition>(new ListRefCondition(*id));
         } else if constexpr (std::is_same_v<T, rules::BucketCond>) {
-          return std::unique_ptr<Condition>(new BucketCondition(c));
+          return std::unique_ptr<Condition>(
+              new BucketCondition(c, ctx->target() == SegmentTarget::kAccounts));
         } else {
           return Status::Internal("unreachable: account leaf");
         }

@@ -203,6 +203,8 @@ class Engine::Impl : public engine::CompileContext {
   store::Store* store() override { return &store_; }
 
   Series* GetSeries(const rules::EventSpec& spec, std::optional<uint32_t> value_key) override {
+    if (compiling_target_ == SegmentTarget::kAccounts)  // the account's own events
+      return account_events_.GetSeries(spec, value_key, &store_, dry_run_);
     uint32_t name = store_.strings().Intern(spec.name);
     std::string key = SeriesKey(name, spec, value_key);
     auto it = series_.find(key);
@@ -363,11 +365,36 @@ class Engine::Impl : public engine::CompileContext {
           for (uint32_t seg : s->segments) Touch(seg);
         }
       }
+      if (!msg.group_id.empty()) {
+        if (is_new)
+          for (uint32_t seg : new_profile_segments_) Touch(seg);
+        IngestAccountEvent(msg.group_id, pid, name_id, idx, now, cause);
+        return Status::Ok();
+      }
     }
     if (is_new)
       for (uint32_t seg : new_profile_segments_) Touch(seg);
     Process(pid, now, cause);
     return Status::Ok();
+  }
+
+  // The rest of an event sent with context.groupId, once the user's segments are touched: it is
+  // also an event of that account (recorded even while the account is unknown, so it counts from
+  // the account's first group call on). One rank-ordered pass evaluates the user's touched
+  // segments and, for a known account, the account segments reading the event.
+  void IngestAccountEvent(const std::string& group_id, uint32_t pid, uint32_t name_id, uint32_t idx,
+                          Millis now, const CauseInfo& cause) {
+    const uint32_t aid = store_.accounts().Intern(group_id);
+    store_.SetEventAccount(idx, aid);
+    const bool known = accounts_.known(aid);
+    account_events_.Add(aid, name_id, store_.ts(idx), idx, props_, store_, [&](uint32_t seg) {
+      if (known) Touch(seg);
+    });
+    BeginQueue(pid, aid);
+    for (uint32_t seg : touched_)
+      queue_.push_back(
+          {seg, segments_[seg]->target == SegmentTarget::kAccounts ? aid : pid, kNoVia});
+    Drain(now, cause);
   }
 
   // A key added to lists before its first message joins them now. One hash probe per new
@@ -723,6 +750,9 @@ class Engine::Impl : public engine::CompileContext {
     s->updated_at = clock_->Now();
     s->deadline.clear();
     Register(s);
+    // Only now: deleting hidden segments drops the series nothing registered reads, which before
+    // Register would include the new definition's own (an account segment's event series).
+    DeleteHidden(old_hidden);
     DropUnusedSeries();
     Recompute(s, Cause::kDefinition);
     return Info(*s);
@@ -890,6 +920,7 @@ class Engine::Impl : public engine::CompileContext {
     for (const ProfileState& p : profiles_)
       state += p.traits.capacity() * sizeof(engine::TraitSlot) + p.identifies.capacity() * 4;
     for (const auto& [k, s] : series_) state += s->MemoryBytes();
+    state += account_events_.MemoryBytes();
     for (const auto& s : segments_)
       if (s)
         state += s->members.getSizeInBytes() + s->deadline.capacity() * 13 +
@@ -908,6 +939,7 @@ class Engine::Impl : public engine::CompileContext {
   store::Store store_;
   std::vector<ProfileState> profiles_;
   engine::Accounts accounts_;
+  engine::AccountEvents account_events_;            // the accounts' own events (context.groupId)
   std::vector<std::unique_ptr<Segment>> segments_;  // by id; null once deleted
   absl::flat_hash_map<std::string, uint32_t> by_name_;
   std::vector<Change> changes_;
@@ -1002,7 +1034,10 @@ class Engine::Impl : public engine::CompileContext {
       if (l) l->members.remove(pid);
     if (pid < profiles_.size()) profiles_[pid] = ProfileState{};
     Unrank(pid, SegmentTarget::kUsers, now);
+    // Its events stop counting for the accounts they were sent for: its history is erased.
+    std::vector<uint32_t> event_accounts = account_events_.AccountsOfUserEvents(store_, pid);
     store_.EraseProfile(pid);
+    account_events_.DropErased(store_, event_accounts);
     // The user's accounts lose a member and the traits of its group calls. An account none of
     // whose group calls is left is no longer known: it exits everything, like an erased profile.
     for (uint32_t aid : accounts_.UnlinkUser(pid)) {
@@ -1030,6 +1065,7 @@ class Engine::Impl : public engine::CompileContext {
       }
       Unrank(aid, SegmentTarget::kAccounts, now);
     }
+    ReevaluateAccounts(event_accounts, now, CauseInfo{Cause::kErased, {}, {}, now});
     return Status::Ok();
   }
 
@@ -1333,6 +1369,21 @@ class Engine::Impl : public engine::CompileContext {
     return engine::NumberOf(s->computed->values.Get(pid));
   }
 
+  // Re-evaluates every account segment for each known account of `accounts` in one rank-ordered
+  // pass per account (their events changed other than by a new event: erasure).
+  void ReevaluateAccounts(const std::vector<uint32_t>& accounts, Millis now,
+                          const CauseInfo& cause) {
+    for (uint32_t aid : accounts) {
+      if (!accounts_.known(aid)) continue;
+      touched_.clear();
+      ++stamp_;
+      for (uint32_t seg : acct_segments_) Touch(seg);
+      BeginQueue(UINT32_MAX, aid);
+      for (uint32_t seg : touched_) queue_.push_back({seg, aid, kNoVia});
+      Drain(now, cause);
+    }
+  }
+
   // --- Static lists -----------------------------------------------------------------------------
   List* FindList(std::string_view name) const {
     auto it = list_by_name_.find(std::string(name));
@@ -1494,6 +1545,7 @@ class Engine::Impl : public engine::CompileContext {
 
   void Unregister(Segment* s) {
     for (auto& [key, se] : series_) std::erase(se->segments, s->id);
+    account_events_.Unregister(s->id);
     for (auto& [key, segs] : by_trait_) std::erase(segs, s->id);
     for (Condition* c : s->conds)
       for (uint32_t ref : c->segment_refs)
@@ -1634,6 +1686,14 @@ class Engine::Impl : public engine::CompileContext {
       if (s->name() < series_by_name_.size()) std::erase(series_by_name_[s->name()], s);
       series_.erase(it++);
     }
+    if (!account_events_.empty())
+      account_events_.DropUnused([&](const Series* s) {
+        for (const auto& seg : segments_)
+          if (seg)
+            for (Condition* c : seg->conds)
+              if (std::find(c->series.begin(), c->series.end(), s) != c->series.end()) return true;
+        return false;
+      });
   }
 
   // Builds a new series from the retained history: the store's per-name record list gives the

@@ -64,6 +64,13 @@ class Series {
   // Identity merge: moves `from`'s entries into `into`'s timeline (one sorted merge of the two)
   // and drops `from`'s. Costs the two timelines' lengths; nothing when `from` has none.
   void MergeInto(uint32_t from, uint32_t into);
+  // Drops the entries of the profile's timeline whose record index satisfies `drop` (an
+  // account's events sent by a user who is erased since). Order is kept.
+  template <typename Pred>
+  void RemoveIf(uint32_t profile, Pred drop) {
+    if (profile >= slot_.size() || !slot_[profile]) return;
+    std::erase_if(timelines_[slot_[profile] - 1], [&](const Entry& e) { return drop(e.idx); });
+  }
   // The profile's timeline; empty when it has none.
   const Timeline& Get(uint32_t profile) const {
     uint32_t s = profile < slot_.size() ? slot_[profile] : 0;

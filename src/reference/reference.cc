@@ -379,7 +379,8 @@ int64_t Fixed(double v) { return std::llround(v * 1e6); }
 // --- The evaluator -----------------------------------------------------------------------------
 
 // One profile and its records, in arrival order; or one account (account = true) and its group
-// records, whose properties are the account's traits.
+// records, whose properties are the account's traits, and its own events: the track records sent
+// with its groupId (context.groupId), in arrival order with the group records.
 struct ProfileRecords {
   uint32_t id = 0;
   std::string_view key;
@@ -422,6 +423,15 @@ struct Graph {
       accounts_of[u].insert(a);
       users_of[a].insert(u);
     }
+    // An account's own events, whoever sent them and whenever (before its first group call too);
+    // erased records are tombstones and no longer count. An account with no live group call is
+    // not known, whatever events name it.
+    for (size_t i = 0; i < store.size(); ++i) {
+      if (store.kind(i) != store::RecordKind::kTrack) continue;
+      auto it = accounts.find(store.event_account(i));
+      if (it != accounts.end()) it->second.records.push_back(static_cast<uint32_t>(i));
+    }
+    for (auto& [id, a] : accounts) std::sort(a.records.begin(), a.records.end());
   }
 };
 

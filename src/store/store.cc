@@ -136,6 +136,12 @@ uint32_t Store::account(size_t i) const {
   return it != group_account_.end() && it->first == i ? it->second : UINT32_MAX;
 }
 
+uint32_t Store::event_account(size_t i) const {
+  auto it = std::lower_bound(event_account_.begin(), event_account_.end(),
+                             std::pair<uint32_t, uint32_t>{static_cast<uint32_t>(i), 0});
+  return it != event_account_.end() && it->first == i ? it->second : UINT32_MAX;
+}
+
 std::optional<StoredValue> Store::Find(size_t i, uint32_t key) const {
   for (const PropEntry& p : props(i)) {
     if (p.key() == key) return p.value();
@@ -207,6 +213,7 @@ size_t Store::EraseProfile(uint32_t profile) {
 size_t Store::MemoryBytes() const {
   size_t by_name_bytes = by_name_.capacity() * sizeof(std::vector<uint32_t>);
   for (const auto& v : by_name_) by_name_bytes += v.capacity() * sizeof(uint32_t);
+  by_name_bytes += event_account_.capacity() * 8;  // with the event attributions (side table)
   return strings_.MemoryBytes() + profiles_.MemoryBytes() + keys_.MemoryBytes() +
          accounts_.MemoryBytes() + group_account_.capacity() * 8 + ts_.MemoryBytes() +
          profile_.MemoryBytes() + name_.MemoryBytes() + props_begin_.MemoryBytes() +

@@ -224,6 +224,15 @@ class Store {
   // The account of group record i (kind(i) == kGroup, or a tombstone that was one).
   uint32_t account(size_t i) const;
 
+  // Attributes track record `idx` (just appended) to `account` as well as to its profile: a
+  // track/page/screen call with context.groupId is also an event of that account.
+  void SetEventAccount(uint32_t idx, uint32_t account) { event_account_.push_back({idx, account}); }
+  // The account track record i was sent for (context.groupId), or UINT32_MAX. A tombstone keeps
+  // the attribution of the record it was; its kind() tells that it no longer counts.
+  uint32_t event_account(size_t i) const;
+  // Every (record index, account) attribution, in index order.
+  std::span<const std::pair<uint32_t, uint32_t>> event_accounts() const { return event_account_; }
+
   size_t size() const { return ts_.size(); }
   uint32_t profile(size_t i) const { return profile_[i]; }
   uint32_t name(size_t i) const { return name_[i]; }
@@ -305,6 +314,9 @@ class Store {
   // (record index, account) of every group record, in index order: group calls are rare next to
   // events, so a side table costs less than an account column on every record.
   std::vector<std::pair<uint32_t, uint32_t>> group_account_;
+  // (record index, account) of every track record with a context.groupId, in index order: a side
+  // table for the same reason (SetEventAccount).
+  std::vector<std::pair<uint32_t, uint32_t>> event_account_;
   std::vector<bool> erased_;  // by profile id
   size_t erased_records_ = 0, erased_profiles_ = 0;
   // Identity merges: survivor_[id] is the survivor of id (id itself when not merged); ids past

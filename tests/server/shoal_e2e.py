@@ -1572,6 +1572,42 @@ class AccountsTest(ServerTest):
         self.assertEqual(s.members("ac_users"), ["ac-1", "ac-2", "ac-3"])
         self.assert_verify_ok()
 
+    def test_account_own_events_through_http(self):
+        # context.groupId on a track (single call and batch) makes it an event of that account
+        # too; the account segment reads it, survives a SIGKILL (the call log replays it), and an
+        # erased sender's events stop counting.
+        s = self.srv
+        now = s.now
+        for u in ("ae-1", "ae-2"):
+            self.ok(s.call("group", {"userId": u, "groupId": "initech",
+                                     "timestamp": iso(now - 20 * 24 * H)}))
+        r = self.expect(s.post("/v1/segments", {
+            "name": "ae_active", "target": "accounts",
+            "definition": 'performed "Logged In" at least 3 times within 7d'}), 201)
+        self.assertEqual(r.json["size"], 0, r.describe())
+        self.ok(s.call("track", {"userId": "ae-1", "event": "Logged In",
+                                 "context": {"groupId": "initech"}, "timestamp": iso(now - 3 * H)}))
+        self.ok(s.call("track", {"userId": "ae-1", "event": "Logged In",  # ae-1's event only
+                                 "timestamp": iso(now - 3 * H)}))
+        self.ok(s.batch([{"type": "track", "userId": "ae-2", "event": "Logged In",
+                          "messageId": mid(), "context": {"groupId": "initech"},
+                          "timestamp": iso(now - 2 * H)}]))
+        self.assertEqual(s.members("ae_active"), [])
+        # The sender need not be a member: ae-3 is no user of initech.
+        self.ok(s.call("track", {"userId": "ae-3", "event": "Logged In",
+                                 "context": {"groupId": "initech"}, "timestamp": iso(now - H)}))
+        self.assertEqual(s.members("ae_active"), ["initech"])
+        self.assertEqual(self.ok(s.get("/v1/accounts/initech")).json["users"], ["ae-1", "ae-2"])
+        s.restart(hard=True, label="AccountsTest own events SIGKILL restart")
+        self.assertEqual(s.members("ae_active"), ["initech"])
+        last = s.last_seq()
+        self.ok(s.delete("/v1/profiles/ae-3"), "erase")
+        self.assertEqual(s.members("ae_active"), [])
+        ch = [c for c in s.all_changes(after=last) if c["segment"] == "ae_active"]
+        self.assertEqual([(c["profile"], c["kind"], c["cause"]) for c in ch],
+                         [("initech", "exit", "erased")], ch)
+        self.assert_verify_ok()
+
 
 # --------------------------------------------------------------------------------------------
 # Static lists
