@@ -104,7 +104,7 @@ std::vector<uint32_t> AccountEvents::AccountsOfUserEvents(const store::Store& st
                                                           uint32_t user) const {
   std::vector<uint32_t> out;
   for (auto [idx, account] : store.event_accounts())
-    if (store.profile(idx) == user) out.push_back(account);
+    if (store.Resolve(store.profile(idx)) == user) out.push_back(account);  // merges included
   std::sort(out.begin(), out.end());
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
