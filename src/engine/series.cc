@@ -97,14 +97,20 @@ void Series::Build(std::span<const uint32_t> records, const store::Store& store,
     (*count)[p] = at;
     at += c;
   }
+  // A timeline is a subsequence of the records in index order, so when their timestamps never
+  // go back (time-ordered input: no late event), every timeline is sorted by (ts, idx).
+  bool ts_ordered = true;
+  Millis last_ts = kMinTime;
   for (uint32_t idx : records) {
     const uint32_t pid = store.profile(idx);
     if (!match(idx, pid)) continue;
-    base[(*count)[pid]++] = Entry{store.ts(idx), idx, value ? ValueOf(store.props(idx)) : 0};
+    const Millis ts = store.ts(idx);
+    ts_ordered &= ts >= last_ts;
+    last_ts = ts;
+    base[(*count)[pid]++] = Entry{ts, idx, value ? ValueOf(store.props(idx)) : 0};
   }
-  // Records come in arrival order, so a timeline is out of (ts, idx) order only after a late
-  // event: sort only those.
-  for (uint32_t p = 0; p < profiles; ++p) {
+  // Otherwise a timeline is out of (ts, idx) order only after a late event: sort only those.
+  for (uint32_t p = 0; p < profiles && !ts_ordered; ++p) {
     Head& h = head_[p];
     if (h.size > 1 && !std::is_sorted(h.data, h.data + h.size)) std::sort(h.data, h.data + h.size);
   }
