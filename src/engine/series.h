@@ -11,9 +11,7 @@
 #include <algorithm>
 #include <memory>
 #include <optional>
-#include <span>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -32,10 +30,7 @@ struct Entry {
   bool operator<(const Entry& o) const { return ts < o.ts || (ts == o.ts && idx < o.idx); }
 };
 
-static_assert(std::is_trivially_copyable_v<Entry>);
-
-// A profile's timeline: a view that stays valid until the series next changes.
-using Timeline = std::span<const Entry>;
+using Timeline = std::vector<Entry>;
 
 class Series {
  public:
@@ -44,7 +39,6 @@ class Series {
          store::Store* store);
   Series(const Series&) = delete;
   Series& operator=(const Series&) = delete;
-  ~Series();
 
   uint32_t name() const { return name_; }
   bool has_filter() const { return filter_ != nullptr; }
@@ -59,28 +53,21 @@ class Series {
   void Add(uint32_t profile, Millis ts, uint32_t idx, double value);
   // Backfill of a new (empty) series: builds every timeline from `records`, the store's records
   // with this series' name in record order (Store::records_named). Two passes: count the
-  // matches per profile, then append each to its exact-size slice of one block laid out in
-  // profile order (one allocation for the whole series, and an evaluation of every profile in
-  // id order reads it front to back). `count` is the caller's reused scratch. On a series that
-  // already has entries it falls back to Add.
+  // matches per profile, then append each to its exact-size timeline. No intermediate buffer:
+  // at full size the backfill was dominated by the kernel clearing fresh pages (perf), so it
+  // touches no memory beyond the timelines themselves and `count`, the caller's reused scratch.
   void Build(std::span<const uint32_t> records, const store::Store& store,
              std::vector<uint32_t>* count);
-  // Drops the profile's timeline and frees its memory (EraseProfile). Profile ids are never
-  // reused.
+  // Drops the profile's timeline and frees its memory (EraseProfile). The slot stays taken:
+  // profile ids are never reused.
   void Erase(uint32_t profile);
   // The profile's timeline; empty when it has none.
-  Timeline Get(uint32_t profile) const {
-    if (profile >= head_.size()) return {};
-    const Head& h = head_[profile];
-    return {h.data, h.size};
+  const Timeline& Get(uint32_t profile) const {
+    uint32_t s = profile < slot_.size() ? slot_[profile] : 0;
+    return s ? timelines_[s - 1] : kEmpty;
   }
   // Whether the profile has at least one entry.
-  bool Has(uint32_t profile) const { return profile < head_.size() && head_[profile].size != 0; }
-  // Hints the CPU to load the profile's timeline header: the ingest path calls it as soon as it
-  // knows the profile, before the work that precedes Add.
-  void Prefetch(uint32_t profile) const {
-    if (profile < head_.size()) __builtin_prefetch(&head_[profile]);
-  }
+  bool Has(uint32_t profile) const { return !Get(profile).empty(); }
   size_t MemoryBytes() const;
 
   // Ids of the live segments that read this series: the engine's index from an event to the
@@ -88,27 +75,15 @@ class Series {
   std::vector<uint32_t> segments;
 
  private:
-  // A profile's timeline, indexed directly by profile id: an add or an evaluation costs one
-  // miss on the header and one on the entries (a slot table in front of per-profile vectors cost
-  // three). `data` is a slice of a built block (Build) or, once a live append outgrows it, a
-  // buffer of its own (kOwned in `cap`).
-  struct Head {
-    Entry* data = nullptr;
-    uint32_t size = 0;
-    uint32_t cap = 0;  // capacity in entries; kOwned set when `data` is this head's own buffer
-  };
-  static_assert(sizeof(Head) == 16);
-  static constexpr uint32_t kOwned = 1u << 31;
-  static uint32_t Cap(const Head& h) { return h.cap & ~kOwned; }
-  // Makes room for one more entry: a buffer of twice the capacity, the entries copied over.
-  void Grow(Head* h);
-
+  static const Timeline kEmpty;
   uint32_t name_;
   std::optional<uint32_t> value_key_;
   std::unique_ptr<CompiledFilter> filter_;
-  std::vector<Head> head_;                        // by profile id
-  std::vector<std::unique_ptr<Entry[]>> blocks_;  // Build's blocks: slices in profile order
-  size_t block_entries_ = 0, owned_entries_ = 0;  // for MemoryBytes
+  // Dense by profile id: slot_[profile] is 1 + the index of its timeline, 0 for none. Four bytes
+  // per profile instead of a hash lookup on every add and every evaluation.
+  std::vector<uint32_t> slot_;
+  std::vector<Timeline> timelines_;
+  Timeline& Slot(uint32_t profile);
 };
 
 // An event window resolved against a sorted timeline.
