@@ -1246,17 +1246,10 @@ class Engine::Impl : public engine::CompileContext {
     Roaring next_members;
     const bool accounts = s->target == SegmentTarget::kAccounts;
     const size_t n = accounts ? accounts_.size() : profiles_.size();
-    std::vector<const Series*> only_series;  // non-empty: SeriesOnlyEmptyOut
-    if (!accounts) only_series = SeriesOnlyEmptyOut(*s, now);
     for (uint32_t id = 0; id < n; ++id) {
       // Unknown: an erased profile (a tombstone: its history is gone), an account whose group
       // calls were all erased.
       if (accounts ? !accounts_.known(id) : store_.erased(id)) continue;
-      if (!only_series.empty() && std::none_of(only_series.begin(), only_series.end(),
-                                               [id](const Series* se) { return se->Has(id); })) {
-        if (!s->deadline.empty()) s->deadline.erase(id);  // out, with nothing to wait for
-        continue;
-      }
       Millis next = kMaxTime;
       if (Eval(*s, id, now, &next)) next_members.add(id);
       Schedule(s, id, next);
@@ -1280,26 +1273,6 @@ class Engine::Impl : public engine::CompileContext {
       PushDependents(*s, id);
       Drain(now, CauseInfo{Cause::kSegment, s->name, {}, now});
     }
-  }
-
-  // The series a user segment reads when it reads nothing else (no trait, segment, list,
-  // bucket, identify history or account) and a profile with none of their entries is out with no
-  // deadline; otherwise empty. Then such a profile evaluates exactly like that empty profile, so
-  // Recompute (a backfill) skips it: the series say which profiles can differ.
-  // A new kind of dependency on Condition must be added to the test below.
-  std::vector<const Series*> SeriesOnlyEmptyOut(const Segment& s, Millis now) const {
-    std::vector<const Series*> out;
-    for (const Condition* c : s.conds) {
-      if (c->series.empty() || !c->trait_keys.empty() || !c->segment_refs.empty() ||
-          !c->list_refs.empty() || c->every_identify || !c->account_trait_keys.empty() ||
-          c->account_links || c->member_links)
-        return {};
-      for (const Series* se : c->series)
-        if (std::find(out.begin(), out.end(), se) == out.end()) out.push_back(se);
-    }
-    Millis next = kMaxTime;  // UINT32_MAX: no profile has that id, so every timeline is empty
-    if (out.empty() || Eval(s, UINT32_MAX, now, &next) || next != kMaxTime) return {};
-    return out;
   }
 
   void Emit(Segment& s, uint32_t pid, bool enter, const CauseInfo& cause, Millis t) {
