@@ -1,7 +1,7 @@
-// Series storage: timelines built as slices of one block (backfill), then grown by live appends
-// past their slice, late events, erasure, and a build over a series that already has entries.
-// The engine's data-driven and differential tests cover what conditions read; these pin down the
-// layout's own edge cases directly.
+// Series storage: timelines built by a backfill and then grown by live appends past their first
+// allocation, late events, erasure, and a build over a series that already has entries. The
+// engine's data-driven and differential tests cover what conditions read; these pin down the
+// storage's own edge cases directly, whatever its layout (docs/benchmarks.md, Round 3).
 #include "engine/series.h"
 
 #include <gtest/gtest.h>
@@ -63,8 +63,8 @@ TEST_F(SeriesTest, LiveAppendsOutgrowTheBuiltSliceWithoutTouchingTheNext) {
   Record(1, 50, 1);
   Series s(name_, std::nullopt, std::nullopt, &store_);
   Build(&s);
-  // Profile 0's slice holds one entry and profile 1's follows it in the block: appending to
-  // profile 0 must move it, not write over profile 1.
+  // Each timeline was sized for one entry by the build: appending to profile 0 must grow it
+  // without touching profile 1's.
   for (Millis t = 11; t < 40; ++t) s.Add(0, t, 100 + static_cast<uint32_t>(t), 0);
   s.Add(1, 60, 200, 0);
   s.Add(1, 40, 201, 0);  // late: inserted in order
@@ -94,7 +94,7 @@ TEST_F(SeriesTest, BuildSkipsErasedProfilesAndEraseEmptiesATimeline) {
   Build(&s);
   EXPECT_TRUE(s.Has(0));
   EXPECT_FALSE(s.Has(1));
-  s.Add(0, 20, 5, 0);  // now in a buffer of its own
+  s.Add(0, 20, 5, 0);  // grown past what the build sized
   s.Erase(0);
   EXPECT_TRUE(s.Get(0).empty());
   s.Add(0, 30, 6, 0);
