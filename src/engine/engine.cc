@@ -324,11 +324,15 @@ class Engine::Impl : public engine::CompileContext {
     const Millis now = clock_->Now();
     // Before the profile is interned: a message that fails here must not create a profile that
     // has no state (the reference would know it, the engine would never have evaluated it).
+    // The profile table is the largest pool: start loading its slot now, so the miss overlaps
+    // with ToProps (which prefetches its own strings' slots the same way).
+    const uint64_t key_hash = store::StringPool::Hash(key);
+    store_.profiles().Prefetch(key_hash);
     SHOAL_RETURN_IF_ERROR(ToProps(msg));
 
     size_t before = store_.profiles().size();
     // A merged-away key's messages go to its survivor: one load when nothing was ever merged.
-    uint32_t pid = store_.Resolve(store_.profiles().Intern(key));
+    uint32_t pid = store_.Resolve(store_.profiles().Intern(key, key_hash));
     bool is_new = store_.profiles().size() != before;
     if (profiles_.size() <= pid) profiles_.resize(pid + 1);
     if (!msg.anonymous_id.empty() && !msg.user_id.empty()) [[unlikely]]
@@ -2058,6 +2062,15 @@ class Engine::Impl : public engine::CompileContext {
     const std::vector<Field>& fields =
         msg.type == MessageType::kIdentify || msg.type == MessageType::kGroup ? msg.traits
                                                                               : msg.properties;
+    // Hash every string value and prefetch its pool slot before interning any (see
+    // StringPool::Prefetch): order ids and product ids miss the cache at full size.
+    value_hashes_.clear();
+    for (const Field& f : fields)
+      if (f.value.type == ValueType::kString || f.value.type == ValueType::kList) {
+        value_hashes_.push_back(store::StringPool::Hash(f.value.str));
+        store_.strings().Prefetch(value_hashes_.back());
+      }
+    size_t next_hash = 0;
     for (const Field& f : fields) {
       store::StoredValue v;
       v.type = f.value.type;
@@ -2072,7 +2085,7 @@ class Engine::Impl : public engine::CompileContext {
           break;
         case ValueType::kString:
         case ValueType::kList:
-          v.str = store_.strings().Intern(f.value.str);
+          v.str = store_.strings().Intern(f.value.str, value_hashes_[next_hash++]);
           break;
       }
       uint32_t key = key_cache_.Intern(&store_.keys(), f.path);
@@ -2139,6 +2152,7 @@ class Engine::Impl : public engine::CompileContext {
   size_t compact_at_ = 1'000'000;
   uint64_t stats_changes_ = 0, timer_fires_ = 0, evaluations_ = 0;
   std::vector<store::PropEntry> props_;
+  std::vector<uint64_t> value_hashes_;          // ToProps() scratch
   std::vector<uint32_t> backfill_count_;          // Backfill(): reused between series builds
   std::vector<std::pair<uint32_t, bool>> flips_;  // EvalRanker() scratch
   InternCache name_cache_, key_cache_;

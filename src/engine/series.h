@@ -76,6 +76,8 @@ class Series {
     uint32_t s = profile < slot_.size() ? slot_[profile] : 0;
     return s ? timelines_[s - 1] : kEmpty;
   }
+  // Whether the profile has at least one entry.
+  bool Has(uint32_t profile) const { return !Get(profile).empty(); }
   size_t MemoryBytes() const;
 
   // Ids of the live segments that read this series: the engine's index from an event to the

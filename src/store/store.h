@@ -38,12 +38,18 @@ class StringPool {
   StringPool(const StringPool&) = delete;
   StringPool& operator=(const StringPool&) = delete;
 
-  uint32_t Intern(std::string_view s) {
-    const uint64_t h = XXH3_64bits(s.data(), s.size());
+  uint32_t Intern(std::string_view s) { return Intern(s, Hash(s)); }
+  // Intern with the string's Hash() computed beforehand (see Prefetch).
+  uint32_t Intern(std::string_view s, uint64_t h) {
     const Probe p = Lookup(s, h);
     if (p.id != kEmpty) return p.id;
     return Insert(s, h, p.slot);
   }
+  static uint64_t Hash(std::string_view s) { return XXH3_64bits(s.data(), s.size()); }
+  // Starts loading the slot where the lookup of a string with hash `h` begins. The ingest path
+  // prefetches the slots of all of a message's strings, then interns them: the cache misses
+  // overlap instead of following one another. Only a hint: the table may grow in between.
+  void Prefetch(uint64_t h) const { __builtin_prefetch(&slots_[h & mask_]); }
   // nullopt if `s` was never interned.
   std::optional<uint32_t> Find(std::string_view s) const {
     const Probe p = Lookup(s, XXH3_64bits(s.data(), s.size()));

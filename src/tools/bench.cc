@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -53,6 +54,14 @@ double Seconds(std::chrono::steady_clock::time_point a, std::chrono::steady_cloc
   return std::chrono::duration<double>(b - a).count();
 }
 
+// CPU time of this thread, user and system: on a shared machine the wall time of a phase swings
+// with the other work on the cores, the CPU time it was given much less.
+double ThreadCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
 double PeakRssMb() {
   std::ifstream f("/proc/self/status");
   std::string line;
@@ -73,6 +82,7 @@ struct ReplayResult {
   uint64_t events = 0;
   uint64_t errors = 0;
   double seconds = 0;
+  double cpu_seconds = 0;
 };
 
 // Streams an NDJSON file through the engine in 16 MiB blocks; each line is parsed in place with
@@ -88,6 +98,7 @@ Status Replay(const std::string& path, Engine* engine, uint64_t limit, ReplayRes
   opts.now = engine->Now();
   Message msg;
   auto start = std::chrono::steady_clock::now();
+  const double cpu_start = ThreadCpuSeconds();
   bool eof = false;
   while (!eof && out->events < limit) {
     ssize_t n = ::read(fd, buf.data() + have, kBlock - have);
@@ -120,6 +131,7 @@ Status Replay(const std::string& path, Engine* engine, uint64_t limit, ReplayRes
     }
   }
   out->seconds = Seconds(start, std::chrono::steady_clock::now());
+  out->cpu_seconds = ThreadCpuSeconds() - cpu_start;
   ::close(fd);
   return Status::Ok();
 }
@@ -164,8 +176,11 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
       fmt::print(stderr, "{}\n", st.message());
       return 1;
     }
-    fmt::print(stderr, "live replay: {} events in {:.2f} s = {:.0f} events/s, {} changes\n",
-               live.events, live.seconds, live.events / live.seconds, changes);
+    fmt::print(stderr,
+               "live replay: {} events in {:.2f} s = {:.0f} events/s ({:.2f} s of CPU = {:.0f} "
+               "events per CPU second), {} changes\n",
+               live.events, live.seconds, live.events / live.seconds, live.cpu_seconds,
+               live.events / live.cpu_seconds, changes);
     for (const PeerSegment& s : kPeerSegments) {
       auto members = engine.Members(s.id);
       counts.emplace_back(s.id, members->size());
@@ -185,7 +200,7 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
 
   // Pass 2: ingest with no segments, then create them over the stored history.
   ReplayResult bare;
-  double backfill = 0;
+  double backfill = 0, backfill_cpu = 0;
   if (!skip_backfill) {
     Options opts;
     opts.keep_changes = false;
@@ -196,6 +211,7 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
       return 1;
     }
     auto t0 = std::chrono::steady_clock::now();
+    const double cpu0 = ThreadCpuSeconds();
     std::string each;
     for (const PeerSegment& s : kPeerSegments) {
       auto t1 = std::chrono::steady_clock::now();
@@ -205,6 +221,7 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
           fmt::format(" {} {:.1f} ms", s.id, 1e3 * Seconds(t1, std::chrono::steady_clock::now()));
     }
     backfill = Seconds(t0, std::chrono::steady_clock::now());
+    backfill_cpu = ThreadCpuSeconds() - cpu0;
     fmt::print(stderr, "backfill per segment:{}\n", each);
     if (skip_live) {  // no live pass to compare with: write the members from here
       for (const PeerSegment& s : kPeerSegments) {
@@ -223,8 +240,10 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
         return 1;
       }
     }
-    fmt::print(stderr, "ingest without segments: {:.2f} s; backfill of {} segments: {:.3f} s\n",
-               bare.seconds, counts.size(), backfill);
+    fmt::print(stderr,
+               "ingest without segments: {:.2f} s ({:.2f} s of CPU); backfill of {} segments: "
+               "{:.3f} s ({:.3f} s of CPU)\n",
+               bare.seconds, bare.cpu_seconds, counts.size(), backfill, backfill_cpu);
   }
 
   std::string seg_json;
@@ -232,13 +251,15 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
     seg_json += fmt::format("{}\"{}\":{}", seg_json.empty() ? "" : ",", id, n);
   fmt::print(
       "{{\"events\":{},\"errors\":{},\"seconds\":{:.3f},\"events_per_s\":{:.0f},"
-      "\"ingest_only_seconds\":{:.3f},\"backfill_seconds\":{:.4f},\"peak_rss_mb\":{:.0f},"
+      "\"cpu_seconds\":{:.3f},\"ingest_only_seconds\":{:.3f},\"ingest_only_cpu_seconds\":{:.3f},"
+      "\"backfill_seconds\":{:.4f},\"backfill_cpu_seconds\":{:.4f},\"peak_rss_mb\":{:.0f},"
       "\"rss_after_live_mb\":{:.0f},\"profiles\":{},\"records\":{},\"store_mb\":{:.0f},"
       "\"state_mb\":{:.0f},\"store_bytes_per_record\":{:.1f},\"state_bytes_per_profile\":{:.1f},"
       "\"members\":{{{}}}}}\n",
       live.events, live.errors, live.seconds, live.seconds > 0 ? live.events / live.seconds : 0.0,
-      bare.seconds, backfill, PeakRssMb(), rss_after_live, profiles, records, store_mb, state_mb,
-      bytes_per_event, bytes_per_profile, seg_json);
+      live.cpu_seconds, bare.seconds, bare.cpu_seconds, backfill, backfill_cpu, PeakRssMb(),
+      rss_after_live, profiles, records, store_mb, state_mb, bytes_per_event, bytes_per_profile,
+      seg_json);
   return 0;
 }
 
