@@ -1574,7 +1574,9 @@ TEST(DifferentialTest, GeneratorCoversAccountEvents) {
            std::holds_alternative<rules::NotFollowedCond>(e.leaf);
   };
   int defs = 0, events = 0;
-  for (uint64_t seed = 1; seed <= 300; ++seed) {
+  // 1,000 cases: account segments are a small share of the cases, and the leaves they draw are
+  // shared with member conditions and top-N, so 300 left too thin a margin.
+  for (uint64_t seed = 1; seed <= 1000; ++seed) {
     Gen gen(seed);
     Case c = gen.Make(seed);
     for (const auto& s : c.steps) {
@@ -1584,8 +1586,8 @@ TEST(DifferentialTest, GeneratorCoversAccountEvents) {
       if (e.ok() && own_event(*e)) ++defs;
     }
   }
-  EXPECT_GT(defs, 20);
-  EXPECT_GT(events, 500);
+  EXPECT_GT(defs, 40);
+  EXPECT_GT(events, 1500);
 }
 
 }  // namespace
