@@ -2336,14 +2336,14 @@ std::vector<ComputedTraitInfo> Engine::ListComputedTraits() const {
   return out;
 }
 Result<std::vector<ComputedTraitValue>> Engine::ComputedTraits(std::string_view profile) const {
-  auto pid = impl_->store_.profiles().Find(profile);
+  auto pid = impl_->FindProfile(profile);  // a merged-away key reads its survivor's values
   if (!pid) return Status::NotFound("profile \"" + std::string(profile) + "\" does not exist");
   return impl_->ComputedValuesOf(*pid);
 }
 Result<Value> Engine::ComputedTraitOf(std::string_view name, std::string_view profile) const {
   auto* s = impl_->FindComputed(name);
   if (!s) return Impl::ComputedNotFound(name);
-  auto pid = impl_->store_.profiles().Find(profile);
+  auto pid = impl_->FindProfile(profile);
   if (!pid) return Status::NotFound("profile \"" + std::string(profile) + "\" does not exist");
   return engine::ToValue(s->computed->values.Get(*pid), impl_->store_);
 }

@@ -210,5 +210,30 @@ TEST_F(MergeTest, ErasingAnyKeyErasesTheWholeMergedProfile) {
   EXPECT_EQ(*engine_.Members("any"), std::vector<std::string>{"a1"});
 }
 
+TEST_F(MergeTest, MergedAwayKeyReadsTheSurvivorsComputedValues) {
+  ASSERT_TRUE(engine_.CreateComputedTrait("ltv", R"(sum(total) of "Order Completed")").ok());
+  Ingest(Track("", "anon", "Order Completed", kT0, R"({"total":900})"));
+  Ingest(Identify("u9", "anon", kT0 + 1, R"({"plan":"pro"})"));
+  Ingest(Track("u9", "", "Order Completed", kT0 + 2, R"({"total":100})"));
+  for (const char* key : {"u9", "anon"}) {
+    auto v = engine_.ComputedTraitOf("ltv", key);
+    ASSERT_TRUE(v.ok()) << key << ": " << v.status().message();
+    EXPECT_EQ(v->num, 1000) << key;
+    auto all = engine_.ComputedTraits(key);
+    ASSERT_TRUE(all.ok()) << key;
+    ASSERT_EQ(all->size(), 1u);
+    EXPECT_EQ((*all)[0].value.num, 1000) << key;
+  }
+  // The merged-away profile's own value went to no value, with cause merged.
+  bool saw = false;
+  for (const ComputedChange& c : engine_.ComputedChanges("ltv"))
+    if (c.profile == "anon" && c.cause == Cause::kMerged) {
+      saw = true;
+      EXPECT_EQ(c.new_value.type, ValueType::kNull);
+      EXPECT_EQ(c.cause_ref, "u9");
+    }
+  EXPECT_TRUE(saw);
+}
+
 }  // namespace
 }  // namespace shoal
