@@ -1538,6 +1538,11 @@ TEST(DifferentialTest, GeneratorCoversEveryConstruct) {
             seen.insert(l.within ? "nf_within" : "nf");
           } else if constexpr (std::is_same_v<T, rules::FirstLastCond>) {
             seen.insert(l.first ? "first" : "last");
+          } else if constexpr (std::is_same_v<T, rules::TopNCond>) {
+            seen.insert("topn" + std::to_string(static_cast<int>(l.source)));
+            // Ranked by a computed trait the generator made (not the unknown "nope").
+            if (l.source == rules::TopNCond::Source::kComputed && l.path != rules::Path{"nope"})
+              seen.insert("topn_computed_live");
           }
         },
         e.leaf);
@@ -1574,6 +1579,8 @@ TEST(DifferentialTest, GeneratorCoversEveryConstruct) {
   for (int i = 0; i <= 10; ++i) want.push_back("pred" + std::to_string(i));
   for (int i = 0; i <= 4; ++i) want.push_back("agg" + std::to_string(i));
   for (int i = 0; i <= 5; ++i) want.push_back("count" + std::to_string(i));
+  for (int i = 0; i <= 4; ++i) want.push_back("topn" + std::to_string(i));
+  want.push_back("topn_computed_live");
   for (const auto& w : want) EXPECT_TRUE(seen.count(w)) << "generator never produced " << w;
 }
 
