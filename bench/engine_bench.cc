@@ -8,8 +8,9 @@
 //                          compare N=0 with N=4 and 16 in one run.
 //   BM_Expiry/N            N profiles leave a window at the same instant: time to emit N exits.
 //   BM_TopNUpdate/K        200k profiles, events that change one profile's 90-day sum: K=0 with
-//                          `sum(...) > 500`, K=1 with `top 1% by sum(...)`, K=2 both; counters
-//                          give the (segment, profile) evaluations and the changes per event.
+//                          `sum(...) > 500`, K=1 with `top 1% by sum(...)`, K=2 both, K=3
+//                          `top 1% by computed.spend` (spend: that sum as a computed trait);
+//                          counters give the (segment, profile) evaluations and changes per event.
 //   BM_ReplayPeers         the shared/peers events (SHOAL_BENCH_NDJSON, first 1M lines) through
 //                          the 7 user segments, pre-decoded.
 //   BM_Merge/N/U           one identity merge (alias) of an anonymous profile with N events into
@@ -175,10 +176,14 @@ void BM_TopNUpdate(benchmark::State& state) {
   // Every profile has one order 10 days ago, of 0.5 to 999.5.
   for (int i = 0; i < kProfiles; ++i)
     (void)engine.Ingest(order(i, (i * 7919LL) % 1000 + 0.5, kNow - 10 * kDay));
-  if (kind != 1)
+  if (kind == 0 || kind == 2)
     (void)engine.CreateSegment("spenders", R"(sum(total) of "Order Completed" within 90d > 500)");
-  if (kind != 0)
+  if (kind == 1 || kind == 2)
     (void)engine.CreateSegment("whales", R"(top 1% by sum(total) of "Order Completed" within 90d)");
+  if (kind == 3) {  // the same ranking, by a computed trait holding the sum
+    (void)engine.CreateComputedTrait("spend", R"(sum(total) of "Order Completed" within 90d)");
+    (void)engine.CreateSegment("whales", "top 1% by computed.spend");
+  }
   // Then orders of 1 to 300 for random profiles, in the last day: values only grow, so profiles
   // keep crossing both the threshold and the moving top-1% boundary.
   std::vector<Message> msgs;
@@ -199,7 +204,7 @@ void BM_TopNUpdate(benchmark::State& state) {
   state.counters["evals_per_event"] = static_cast<double>(engine.Stats().evaluations - evals0) / n;
   state.counters["changes_per_event"] = static_cast<double>(changes - changes0) / n;
 }
-BENCHMARK(BM_TopNUpdate)->Arg(0)->Arg(1)->Arg(2)->Iterations(200000);
+BENCHMARK(BM_TopNUpdate)->Arg(0)->Arg(1)->Arg(2)->Arg(3)->Iterations(200000);
 
 void BM_ReplayPeers(benchmark::State& state) {
   const char* path = std::getenv("SHOAL_BENCH_NDJSON");

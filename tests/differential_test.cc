@@ -464,6 +464,7 @@ class Gen {
       std::string s = TopNHead();
       if (Chance(0.6)) return s + Kw("members") + " (" + Tree(Int(0, 2), 99, true) + ")";
       if (Chance(0.9)) return s + Pick(std::vector<std::string>{"age", "plan", "country"});
+      if (use_computed_ && Chance(0.5)) return s + ComputedName();  // rejected: per user
       return s + "sum(total) of " + EventSpecText();
     }
     int k = Int(0, 11);
@@ -520,6 +521,7 @@ class Gen {
   }
   std::string TopN(bool in_member) {
     std::string s = TopNHead();
+    if (use_computed_ && Chance(0.15)) return s + ComputedName();
     if (Chance(0.3)) return s + Pick(std::vector<std::string>{"age", "plan", "country", "age"});
     if (Chance(0.03)) return s + "members (plan exists)";  // rejected in a user segment
     if (Chance(0.2)) return s + Kw("count") + " of " + EventSpecText() + Window();
@@ -527,6 +529,13 @@ class Gen {
     std::string fn = Pick(fns);
     std::string prop = fn == "distinct" && Chance(0.6) ? "cat" : "total";
     return s + fn + "(" + prop + ") of " + EventSpecText() + Window();
+  }
+
+  // "computed.NAME" of a live computed trait, rarely of an unknown one.
+  std::string ComputedName() {
+    std::vector<std::string> names(live_computed_.begin(), live_computed_.end());
+    if (names.empty() || Chance(0.03)) names.push_back("nope");
+    return "computed." + Pick(names);
   }
 
   // computed.NAME <pred>: number comparisons mostly (counts, sums, scores), strings and lists too.
@@ -945,11 +954,19 @@ void CollectRefs(const rules::Expr& e, std::set<std::string>* out,
             if (!account) *valid = false;
             CollectRefs(*l.user, out, need, SegmentTarget::kUsers, valid);
           } else if constexpr (std::is_same_v<T, rules::TopNCond>) {
-            // By a trait: both targets; by events: users; by members: accounts.
+            // By a trait: both targets; by events or a computed trait: users; by members:
+            // accounts.
             if ((l.source == rules::TopNCond::Source::kAgg ||
                  l.source == rules::TopNCond::Source::kCount) &&
                 account)
               *valid = false;
+            // By a computed trait: users only; the rank segment depends on the computed trait.
+            if (l.source == rules::TopNCond::Source::kComputed) {
+              if (account) *valid = false;
+              std::string name;
+              for (size_t i = 0; i < l.path.size(); ++i) name += (i ? "." : "") + l.path[i];
+              out->insert("computed." + name);
+            }
             if (l.source == rules::TopNCond::Source::kMembers) {
               if (!account) *valid = false;
               if (l.members) CollectRefs(*l.members, out, need, SegmentTarget::kUsers, valid);
@@ -1521,6 +1538,11 @@ TEST(DifferentialTest, GeneratorCoversEveryConstruct) {
             seen.insert(l.within ? "nf_within" : "nf");
           } else if constexpr (std::is_same_v<T, rules::FirstLastCond>) {
             seen.insert(l.first ? "first" : "last");
+          } else if constexpr (std::is_same_v<T, rules::TopNCond>) {
+            seen.insert("topn" + std::to_string(static_cast<int>(l.source)));
+            // Ranked by a computed trait the generator made (not the unknown "nope").
+            if (l.source == rules::TopNCond::Source::kComputed && l.path != rules::Path{"nope"})
+              seen.insert("topn_computed_live");
           }
         },
         e.leaf);
@@ -1557,6 +1579,8 @@ TEST(DifferentialTest, GeneratorCoversEveryConstruct) {
   for (int i = 0; i <= 10; ++i) want.push_back("pred" + std::to_string(i));
   for (int i = 0; i <= 4; ++i) want.push_back("agg" + std::to_string(i));
   for (int i = 0; i <= 5; ++i) want.push_back("count" + std::to_string(i));
+  for (int i = 0; i <= 4; ++i) want.push_back("topn" + std::to_string(i));
+  want.push_back("topn_computed_live");
   for (const auto& w : want) EXPECT_TRUE(seen.count(w)) << "generator never produced " << w;
 }
 

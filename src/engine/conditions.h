@@ -49,6 +49,9 @@ class ComputedValues;
 struct ComputedRef {
   uint32_t id;
   const ComputedValues* values;
+  // The profile's current value if it is a number (the engine's ComputedNumber), for ranking by
+  // the computed trait (top N by computed.NAME). Empty when the context has none.
+  std::function<std::optional<double>(uint32_t pid)> number;
 };
 
 struct EvalContext {

@@ -235,7 +235,9 @@ class Engine::Impl : public engine::CompileContext {
   std::optional<engine::ComputedRef> ComputedTrait(const std::string& name) override {
     auto it = computed_by_name_.find(name);
     if (it == computed_by_name_.end()) return std::nullopt;
-    return engine::ComputedRef{it->second, &segments_[it->second]->computed->values};
+    const uint32_t id = it->second;
+    return engine::ComputedRef{id, &segments_[id]->computed->values,
+                               [this, id](uint32_t pid) { return ComputedNumber(id, pid); }};
   }
 
   SegmentTarget target() const override { return compiling_target_; }
@@ -2152,7 +2154,7 @@ class Engine::Impl : public engine::CompileContext {
   size_t compact_at_ = 1'000'000;
   uint64_t stats_changes_ = 0, timer_fires_ = 0, evaluations_ = 0;
   std::vector<store::PropEntry> props_;
-  std::vector<uint64_t> value_hashes_;          // ToProps() scratch
+  std::vector<uint64_t> value_hashes_;            // ToProps() scratch
   std::vector<uint32_t> backfill_count_;          // Backfill(): reused between series builds
   std::vector<std::pair<uint32_t, bool>> flips_;  // EvalRanker() scratch
   InternCache name_cache_, key_cache_;

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "engine/accounts.h"
+#include "engine/computed.h"
 #include "fmt/format.h"
 
 namespace shoal::engine {
@@ -148,6 +149,25 @@ class MembersSource final : public RankSource {
 
  private:
   uint32_t hidden_;
+};
+
+// A computed trait's current value (top N by computed.NAME), ranked when it is a number. It
+// changes only when the computed trait's value does: the trait's id is in segment_refs, so the
+// engine re-evaluates this rank segment for a profile whenever the trait's value changes (the
+// trait keeps its own deadlines), ranks it after the trait, and finds cycles through it.
+class ComputedRankSource final : public RankSource {
+ public:
+  explicit ComputedRankSource(ComputedRef ref) : ref_(std::move(ref)) {
+    segment_refs.push_back(ref_.id);
+  }
+  std::optional<double> Value(const EvalContext& ctx, Millis, Millis*) const override {
+    if (ref_.number) return ref_.number(ctx.pid);
+    return ref_.values ? NumberOf(ref_.values->Get(ctx.pid)) : std::nullopt;
+  }
+  std::string_view Name() const override { return "value"; }
+
+ private:
+  ComputedRef ref_;
 };
 
 std::string Number(double v) { return fmt::format("{}", v); }
@@ -405,6 +425,19 @@ Result<std::unique_ptr<RankerCondition>> CompileRanker(const rules::TopNCond& c,
       auto hidden = ctx->MemberSegment(*c.members);
       if (!hidden.ok()) return hidden.status();
       source = std::make_unique<MembersSource>(*hidden);
+      break;
+    }
+    case rules::TopNCond::Source::kComputed: {
+      std::string name;
+      for (size_t i = 0; i < c.path.size(); ++i) name += (i ? "." : "") + c.path[i];
+      if (accounts)
+        return Status::InvalidArgument(
+            "'top N by computed." + name +
+            "': computed traits are per user and cannot rank accounts; rank accounts by "
+            "'members (...)' or by an account trait");
+      std::optional<ComputedRef> ref = ctx->ComputedTrait(name);
+      if (!ref) return Status::NotFound("unknown computed trait \"" + name + "\"");
+      source = std::make_unique<ComputedRankSource>(std::move(*ref));
       break;
     }
   }

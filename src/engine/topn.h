@@ -26,9 +26,9 @@
 
 namespace shoal::engine {
 
-// Where a ranked value comes from: a numeric trait, an aggregate of events, a member count. The
-// seam for other value kinds (computed traits): read a profile's current value, and declare the
-// dependencies that tell the engine when it may have changed.
+// Where a ranked value comes from: a numeric trait, an aggregate of events, a member count, a
+// computed trait. Each reads a profile's current value and declares the dependencies that tell
+// the engine when it may have changed.
 class RankSource {
  public:
   virtual ~RankSource() = default;
@@ -158,9 +158,10 @@ class RankerCondition final : public Condition {
   Ranking ranking_;
 };
 
-// Compiles the value of a top-N leaf into a rank segment's condition. Errors: an aggregate in an
-// account segment, `members (...)` in a user segment (kInvalidArgument), and whatever compiling
-// the aggregate or the member condition fails with.
+// Compiles the value of a top-N leaf into a rank segment's condition. Errors: an aggregate, a
+// count or a computed trait in an account segment, `members (...)` in a user segment
+// (kInvalidArgument), an unknown computed trait (kNotFound), and whatever compiling the aggregate
+// or the member condition fails with.
 Result<std::unique_ptr<RankerCondition>> CompileRanker(const rules::TopNCond& c,
                                                        CompileContext* ctx);
 

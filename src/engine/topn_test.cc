@@ -346,8 +346,8 @@ TEST_F(TopNEngineTest, AccountsByMemberCount) {
 
 TEST_F(TopNEngineTest, MembersLeavingAtOneInstantMoveAccountsTogether) {
   auto group = [](const std::string& u, const std::string& a) {
-    return fmt::format(R"({{"type":"group","userId":"{}","groupId":"{}","timestamp":"{}"}})", u,
-                       a, FormatTime(kT0));
+    return fmt::format(R"({{"type":"group","userId":"{}","groupId":"{}","timestamp":"{}"}})", u, a,
+                       FormatTime(kT0));
   };
   Ingest(group("u1", "a1"));
   Ingest(group("u2", "a2"));
@@ -369,6 +369,109 @@ TEST_F(TopNEngineTest, MembersLeavingAtOneInstantMoveAccountsTogether) {
   At(kT0 + 6 * kDay + 1);
   EXPECT_EQ(Members("busy"), (V{"a1"}));
   EXPECT_EQ(Changes("busy"), V{});
+}
+
+// --- By a computed trait ---------------------------------------------------------------------
+
+TEST_F(TopNEngineTest, ByComputedFollowsTheTraitToTheExactInstant) {
+  ASSERT_TRUE(engine_.CreateComputedTrait("ltv", R"(sum(total) of "O" within 7d)").ok());
+  Create("top1", "top 1 by computed.ltv");
+  Ingest(Track("u1", "O", kT0 - kDay, R"({"total": 100})"));
+  Ingest(Track("u2", "O", kT0, R"({"total": 50})"));
+  Ingest(Track("u3", "Other", kT0));  // ltv 0: ranked, last
+  At(kT0 + 1);
+  EXPECT_EQ(Members("top1"), (V{"u1"}));
+  EXPECT_EQ(Changes("top1"), (V{"+u1 event"}));
+  auto explain = engine_.Explain("top1", "u2");
+  ASSERT_TRUE(explain.ok());
+  EXPECT_EQ(explain->detail, "value = 50, rank 2 of 3; top 1 of 3 = 1, cutoff value = 100");
+  // u1's order leaves the trait's window at kT0 - 1d + 7d + 1ms: the trait's own deadline moves
+  // u1 out and u2 in at that instant.
+  const Millis leave = kT0 + 6 * kDay + 1;
+  At(leave - 1);
+  EXPECT_EQ(Members("top1"), (V{"u1"}));
+  At(leave);
+  EXPECT_EQ(Members("top1"), (V{"u2"}));
+  EXPECT_EQ(Changes("top1"), (V{"+u2 rank", "-u1 time"}));
+  for (const Change& c : engine_.Changes("top1", 0)) {
+    if (c.cause != Cause::kEvent) EXPECT_EQ(c.event_time, leave);
+  }
+  // An event changing the trait re-evaluates the trait, the ranking and the boundary only.
+  uint64_t before = engine_.Stats().evaluations;
+  Ingest(Track("u3", "O", leave - 1, R"({"total": 70})"));
+  EXPECT_EQ(Members("top1"), (V{"u3"}));
+  EXPECT_LE(engine_.Stats().evaluations - before, 5u);
+  // A new definition re-ranks: counting every order, all three have 1 and u1 wins by key.
+  ASSERT_TRUE(engine_.UpdateComputedTrait("ltv", R"(count of "O")").ok());
+  EXPECT_EQ(Members("top1"), (V{"u1"}));
+  EXPECT_EQ(Changes("top1"), (V{"+u1 rank", "+u3 event", "-u2 rank", "-u3 computed ltv"}));
+}
+
+TEST_F(TopNEngineTest, ByComputedRanksNumbersOnly) {
+  ASSERT_TRUE(engine_.CreateComputedTrait("best", R"(max(total) of "O")").ok());
+  ASSERT_TRUE(engine_.CreateComputedTrait("coupon", R"(last(coupon) of "O")").ok());
+  Ingest(Track("u1", "O", kT0 - 1, R"({"total": 5, "coupon": "SPRING"})"));
+  Ingest(Track("u2", "O", kT0 - 1, R"({"total": 9, "coupon": 3})"));
+  Ingest(Track("u3", "Other", kT0 - 1));  // no max, no coupon: not ranked
+  Create("low", "bottom 2 by computed.best");
+  EXPECT_EQ(Members("low"), (V{"u1", "u2"}));
+  Create("coupons", "top 100% by computed.coupon");
+  EXPECT_EQ(Members("coupons"), (V{"u2"}));  // "SPRING" is not a number
+  EXPECT_EQ(engine_.Explain("coupons", "u1")->detail,
+            "value = no value, not ranked; top 100% of 1 = 1, cutoff value = 3");
+  Ingest(Track("u1", "O", kT0 - 1, R"({"total": 1, "coupon": 10})"));
+  EXPECT_EQ(Members("coupons"), (V{"u1", "u2"}));
+  // A score is a number for every profile (0 when nothing holds).
+  ASSERT_TRUE(
+      engine_.CreateComputedTrait("lead", R"(10 points if performed "Demo" + 5 points if x = 1)")
+          .ok());
+  Create("leads", "top 1 by computed.lead");
+  EXPECT_EQ(Members("leads"), (V{"u1"}));  // all 0: by key
+  Ingest(Identify("u3", kT0, R"({"x": 1})"));
+  EXPECT_EQ(Members("leads"), (V{"u3"}));
+  Ingest(Track("u2", "Demo", kT0 - 1));
+  EXPECT_EQ(Members("leads"), (V{"u2"}));
+  // A new profile gets the empty score (0), so it is ranked; it does not pass u2.
+  Ingest(Track("u0", "Other", kT0 - 1));
+  EXPECT_EQ(Members("leads"), (V{"u2"}));
+  EXPECT_EQ(engine_.Explain("leads", "u0")->detail,
+            "value = 0, rank 3 of 4; top 1 of 4 = 1, cutoff value = 10");
+}
+
+TEST_F(TopNEngineTest, ByComputedErrorsAndReferences) {
+  // Unknown computed trait: kNotFound everywhere a definition is compiled.
+  EXPECT_EQ(engine_.CreateSegment("s", "top 1 by computed.ltv").status().code(),
+            Status::Code::kNotFound);
+  EXPECT_EQ(engine_.Validate("top 1 by computed.ltv").status().code(), Status::Code::kNotFound);
+  EXPECT_EQ(engine_.Estimate("top 1 by computed.ltv").status().code(), Status::Code::kNotFound);
+  Create("s", "top 1 by x");
+  EXPECT_EQ(engine_.UpdateSegment("s", "top 1 by computed.ltv").status().code(),
+            Status::Code::kNotFound);
+  ASSERT_TRUE(engine_.CreateComputedTrait("ltv", R"(count of "O")").ok());
+  EXPECT_EQ(engine_.Validate("top 1 by computed.ltv").value(), "top 1 by computed.ltv");
+  Ingest(Track("u1", "O", kT0));
+  EXPECT_EQ(engine_.Estimate("top 1 by computed.ltv").value(), 1u);
+  // The estimate's rank segment is gone: nothing references the trait.
+  ASSERT_TRUE(engine_.DeleteComputedTrait("ltv").ok());
+  ASSERT_TRUE(engine_.CreateComputedTrait("ltv", R"(count of "O")").ok());
+  // Per user: an account segment cannot rank by it.
+  auto acct = engine_.CreateSegment("a", "top 1 by computed.ltv", SegmentTarget::kAccounts);
+  EXPECT_EQ(acct.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(acct.status().message().find("per user"), std::string::npos);
+  // Referenced: the trait cannot be deleted until the segment stops ranking by it.
+  ASSERT_TRUE(engine_.UpdateSegment("s", "top 1 by computed.ltv").ok());
+  Status del = engine_.DeleteComputedTrait("ltv");
+  EXPECT_EQ(del.code(), Status::Code::kFailedPrecondition);
+  EXPECT_NE(del.message().find("segment \"s\""), std::string::npos) << del.message();
+  // A cycle through the ranking: a score reading s, and s ranking by the score.
+  ASSERT_TRUE(engine_.CreateComputedTrait("score", R"(5 points if in segment "s")").ok());
+  EXPECT_EQ(engine_.UpdateSegment("s", "top 1 by computed.score").status().code(),
+            Status::Code::kFailedPrecondition);
+  EXPECT_EQ(engine_.UpdateComputedTrait("ltv", R"(1 point if in segment "s")").status().code(),
+            Status::Code::kFailedPrecondition);
+  ASSERT_TRUE(engine_.DeleteComputedTrait("score").ok());
+  ASSERT_TRUE(engine_.UpdateSegment("s", "top 1 by x").ok());
+  EXPECT_TRUE(engine_.DeleteComputedTrait("ltv").ok());
 }
 
 }  // namespace

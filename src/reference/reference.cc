@@ -1078,7 +1078,8 @@ class Evaluator {
 
   // The value ranked: a numeric trait; an aggregate (sum and distinct of nothing are 0, avg, min
   // and max of nothing are no value; sums in millionths, as the aggregate conditions); the number
-  // of matching events; for an account, how many of its members satisfy the user condition.
+  // of matching events; for an account, how many of its members satisfy the user condition; a
+  // computed trait's value when it is a number.
   std::optional<double> RankValue(const TopNCond& c, const ProfileRecords& q) {
     switch (c.source) {
       case TopNCond::Source::kTrait: {
@@ -1140,6 +1141,22 @@ class Evaluator {
           for (uint32_t u : it->second)
             if (Eval(*c.members, g.users.at(u))) ++yes;
         return static_cast<double>(yes);
+      }
+      case TopNCond::Source::kComputed: {
+        // The computed trait's value now, from its definition (as computed.NAME reads it); only
+        // a number is ranked. Users only: computed traits are per user.
+        if (q.account) return std::nullopt;
+        std::string name;
+        for (size_t i = 0; i < c.path.size(); ++i) name += (i ? "." : "") + c.path[i];
+        const ComputedDef* def = computed_ ? computed_(name) : nullptr;
+        std::string key = "computed." + name;
+        if (!def || std::find(active_.begin(), active_.end(), key) != active_.end())
+          return std::nullopt;
+        active_.push_back(key);
+        Value v = Computed(*def, q);
+        active_.pop_back();
+        if (v.type != ValueType::kNumber) return std::nullopt;
+        return v.num;
       }
     }
     return std::nullopt;

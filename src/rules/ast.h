@@ -281,8 +281,9 @@ struct TopNCond {
   // `agg` (fn, prop, event, window). kMembers: in account segments, how many members satisfy a
   // user condition (`top 100 by members (performed "Login" within 30d)`), in `members`.
   // kCount: the number of events (`top 1000 by count of "Login" within 30d`), in `agg` (event,
-  // window; fn and prop unused).
-  enum class Source : uint8_t { kTrait, kAgg, kMembers, kCount };
+  // window; fn and prop unused). kComputed: in user segments, a computed trait's current value
+  // (`top 10% by computed.lifetime_value`), its name in `path` (one name).
+  enum class Source : uint8_t { kTrait, kAgg, kMembers, kCount, kComputed };
   bool bottom = false;
   bool percent = false;
   int64_t n = 1;     // !percent: N >= 1

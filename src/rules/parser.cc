@@ -487,7 +487,7 @@ class Parser {
 
   // topn_cond := ("top" | "bottom") (INT | NUMBER "%") "by" rank_value
   // rank_value := path | agg_value | "count" "of" event [window]
-  //             | ("member" | "members") "(" expr ")"
+  //             | ("member" | "members") "(" expr ")" | "computed" "." NAME
   Status ParseTopN(Expr* out) {
     TopNCond c;
     const size_t start = i_;
@@ -540,6 +540,13 @@ class Parser {
       Leave();
       SHOAL_RETURN_IF_ERROR(ExpectKind(TokKind::kRParen, CloseParen(open)));
       c.members = std::move(user);
+    } else if (AtWord("computed") && Ahead(1).kind == TokKind::kDot) {
+      // As in a condition: `computed` followed by a dot reads a computed trait; alone it is a
+      // trait named computed.
+      c.source = TopNCond::Source::kComputed;
+      Advance();
+      Advance();
+      SHOAL_RETURN_IF_ERROR(ParsePath(&c.path, "a computed trait name after 'computed.'"));
     } else {
       c.source = TopNCond::Source::kTrait;
       SHOAL_RETURN_IF_ERROR(

@@ -1068,5 +1068,35 @@ TEST(ParserTest, ErrorTopN) {
   EXPECT_NE(Err("x = 10%"), "");
 }
 
+// `by computed.NAME` ranks by a computed trait; `computed` alone (or not before a dot) stays a
+// trait name, as in conditions.
+TEST(ParserTest, TopNComputed) {
+  EXPECT_EQ(Canon("TOP 10% BY computed.lifetime_value"), "top 10% by computed.lifetime_value");
+  EXPECT_EQ(Canon("bottom 5 by computed.lead_score and plan = \"pro\""),
+            "bottom 5 by computed.lead_score and plan = \"pro\"");
+  auto c = ParseLeaf<TopNCond>("top 1000 by computed.lead_score");
+  EXPECT_EQ(c.source, TopNCond::Source::kComputed);
+  EXPECT_EQ(c.path, (Path{"lead_score"}));
+  EXPECT_EQ(c.n, 1000);
+  auto b = ParseLeaf<TopNCond>("bottom 2.5% by computed.ltv");
+  EXPECT_TRUE(b.bottom);
+  EXPECT_TRUE(b.percent);
+  EXPECT_EQ(b.source, TopNCond::Source::kComputed);
+  // A trait named computed is still a trait.
+  auto t = ParseLeaf<TopNCond>("top 3 by computed");
+  EXPECT_EQ(t.source, TopNCond::Source::kTrait);
+  EXPECT_EQ(t.path, (Path{"computed"}));
+  EXPECT_EQ(Canon("computed > 3 and top 3 by computed"), "computed > 3 and top 3 by computed");
+  // The computed trait and the trait of the same path are different rank values.
+  EXPECT_NE(ParseLeaf<TopNCond>("top 3 by computed.x"),
+            ParseLeaf<TopNCond>("top 3 by `computed`.x"));
+  EXPECT_EQ(Canon("top 3 by `computed`.x"), "top 3 by `computed`.x");
+  EXPECT_EQ(Canon("top 3 by `Computed`.x"), "top 3 by `Computed`.x");
+  EXPECT_EQ(Err("top 3 by computed."),
+            "1:19: expected a computed trait name after 'computed.', "
+            "found end of input");
+  EXPECT_NE(Err("top 3 by computed.ltv > 5"), "");  // no comparison after a rank value
+}
+
 }  // namespace
 }  // namespace shoal::rules

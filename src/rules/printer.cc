@@ -264,13 +264,25 @@ struct LeafPrinter {
     out += c.percent ? PrintNumber(c.pct) + "%" : std::to_string(c.n);
     out += " by ";
     switch (c.source) {
-      case TopNCond::Source::kTrait:
-        return out + PrintPath(c.path);
+      case TopNCond::Source::kTrait: {
+        // A trait under `computed` (`computed.x`) would read as the computed trait: backquote
+        // its first name, as PrintTraitPred does.
+        std::string path = PrintPath(c.path);
+        if (c.path.size() > 1 && IsPlainIdentifier(c.path[0]) && !IsReservedWord(c.path[0])) {
+          std::string lower = c.path[0];
+          for (char& ch : lower)
+            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+          if (lower == "computed") path = "`" + c.path[0] + "`" + path.substr(c.path[0].size());
+        }
+        return out + path;
+      }
       case TopNCond::Source::kAgg:
         return out + AggName(c.agg.fn) + "(" + PrintPath(c.agg.prop) + ") of " +
                PrintEvent(c.agg.event) + PrintWindow(c.agg.window);
       case TopNCond::Source::kCount:
         return out + "count of " + PrintEvent(c.agg.event) + PrintWindow(c.agg.window);
+      case TopNCond::Source::kComputed:
+        return out + "computed." + PrintPath(c.path);
       case TopNCond::Source::kMembers:
         out += "members (";
         if (c.members) PrintExpr(*c.members, &out);
