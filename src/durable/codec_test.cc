@@ -119,8 +119,7 @@ const MessageType kAllTypes[] = {MessageType::kIdentify, MessageType::kTrack, Me
 
 const Cause kAllCauses[] = {Cause::kEvent,   Cause::kTraits,  Cause::kTime, Cause::kDefinition,
                             Cause::kSegment, Cause::kDeleted, Cause::kList, Cause::kErased,
-                            Cause::kGroup,   Cause::kMerged, Cause::kRank,
-                            Cause::kComputed};
+                            Cause::kGroup,   Cause::kMerged,  Cause::kRank, Cause::kComputed};
 
 const Millis kExtremeTimes[] = {0,
                                 1,

@@ -3,8 +3,8 @@
 #include <cmath>
 
 #include "engine/accounts.h"
-#include "engine/topn.h"
 #include "engine/computed.h"
+#include "engine/topn.h"
 #include "fmt/format.h"
 #include "rules/parser.h"
 
