@@ -460,12 +460,14 @@ class Gen {
   // A leaf of an account segment: account traits, member conditions over a user tree, `in
   // segment` of an earlier account segment; rarely something an account segment rejects.
   std::string AccountLeaf(int self) {
-    if (Chance(0.08)) {  // top-N of accounts: by members, by a trait, rarely by events (rejected)
+    if (Chance(0.08)) {  // top-N of accounts: by members, a trait, its own events; rarely computed
       std::string s = TopNHead();
-      if (Chance(0.6)) return s + Kw("members") + " (" + Tree(Int(0, 2), 99, true) + ")";
-      if (Chance(0.9)) return s + Pick(std::vector<std::string>{"age", "plan", "country"});
-      if (use_computed_ && Chance(0.5)) return s + ComputedName();  // rejected: per user
-      return s + "sum(total) of " + EventSpecText();
+      if (Chance(0.5)) return s + Kw("members") + " (" + Tree(Int(0, 2), 99, true) + ")";
+      if (Chance(0.4)) return s + Pick(std::vector<std::string>{"age", "plan", "country"});
+      if (use_computed_ && Chance(0.1)) return s + ComputedName();  // rejected: per user
+      if (Chance(0.5)) return s + Kw("count") + " of " + EventSpecText() + Window();
+      return s + Pick(std::vector<std::string>{"sum", "max", "distinct"}) + "(total) of " +
+             EventSpecText() + Window();
     }
     int k = Int(0, 11);
     if (k <= 2) {
@@ -954,12 +956,8 @@ void CollectRefs(const rules::Expr& e, std::set<std::string>* out,
             if (!account) *valid = false;
             CollectRefs(*l.user, out, need, SegmentTarget::kUsers, valid);
           } else if constexpr (std::is_same_v<T, rules::TopNCond>) {
-            // By a trait: both targets; by events or a computed trait: users; by members:
-            // accounts.
-            if ((l.source == rules::TopNCond::Source::kAgg ||
-                 l.source == rules::TopNCond::Source::kCount) &&
-                account)
-              *valid = false;
+            // By a trait or events (an account's own): both targets; by a computed trait: users;
+            // by members: accounts.
             // By a computed trait: users only; the rank segment depends on the computed trait.
             if (l.source == rules::TopNCond::Source::kComputed) {
               if (account) *valid = false;

@@ -388,10 +388,8 @@ Result<std::unique_ptr<RankerCondition>> CompileRanker(const rules::TopNCond& c,
       break;
     }
     case rules::TopNCond::Source::kAgg: {
-      if (accounts)
-        return Status::InvalidArgument(
-            "an account segment cannot rank by events (an account has none): rank accounts by "
-            "'members (...)' or by a trait");
+      // In an account segment the series are the account's own events (context.groupId): the
+      // compile context hands out account series while an account segment compiles.
       // Compiling the aggregate as a condition checks its filter exactly as the condition does,
       // and gives the series it reads (with the value kept inline for sum/avg/min/max).
       rules::AggCond probe = c.agg;
@@ -404,10 +402,6 @@ Result<std::unique_ptr<RankerCondition>> CompileRanker(const rules::TopNCond& c,
       break;
     }
     case rules::TopNCond::Source::kCount: {
-      if (accounts)
-        return Status::InvalidArgument(
-            "an account segment cannot rank by events (an account has none): rank accounts by "
-            "'members (...)' or by a trait");
       // As for an aggregate: the count condition checks the filter and gives the series.
       rules::CountCond probe;
       probe.event = c.agg.event;

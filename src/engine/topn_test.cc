@@ -318,11 +318,38 @@ TEST_F(TopNEngineTest, UpdateAndDeleteDropTheRanking) {
 }
 
 TEST_F(TopNEngineTest, TargetErrors) {
-  auto r = engine_.CreateSegment("a", R"(top 10 by sum(total) of "O")", SegmentTarget::kAccounts);
-  EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument);
-  r = engine_.CreateSegment("b", R"(top 10 by members (performed "Login"))");
+  auto r = engine_.CreateSegment("b", R"(top 10 by members (performed "Login"))");
   EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument);
   EXPECT_TRUE(engine_.ListSegments().empty());
+}
+
+// Accounts rank by their own events (context.groupId), exact in time like users.
+TEST_F(TopNEngineTest, AccountsByOwnEvents) {
+  auto group = [](const std::string& u, const std::string& a) {
+    return fmt::format(R"({{"type":"group","userId":"{}","groupId":"{}","timestamp":"{}"}})", u, a,
+                       FormatTime(kT0 - kDay));
+  };
+  auto login = [](const std::string& u, const std::string& a, Millis ts) {
+    return fmt::format(
+        R"({{"type":"track","userId":"{}","event":"Login","context":{{"groupId":"{}"}},"timestamp":"{}"}})",
+        u, a, FormatTime(ts));
+  };
+  Ingest(group("u1", "a1"));
+  Ingest(group("u2", "a2"));
+  ASSERT_TRUE(engine_
+                  .CreateSegment("most_logins", R"(top 1 by count of "Login" within 7d)",
+                                 SegmentTarget::kAccounts)
+                  .ok());
+  EXPECT_EQ(Members("most_logins"), (V{"a1"}));  // 0 and 0: by key
+  Ingest(login("u2", "a2", kT0 - 2 * kDay));
+  Ingest(login("u2", "a2", kT0 - kDay));
+  Ingest(login("u1", "a1", kT0 - 1));
+  EXPECT_EQ(Members("most_logins"), (V{"a2"}));  // 2 against 1
+  // a2's first login leaves the window at kT0 + 5d + 1ms: 1 and 1, a1 first by key.
+  At(kT0 + 5 * kDay);
+  EXPECT_EQ(Members("most_logins"), (V{"a2"}));
+  At(kT0 + 5 * kDay + 1);
+  EXPECT_EQ(Members("most_logins"), (V{"a1"}));
 }
 
 TEST_F(TopNEngineTest, AccountsByMemberCount) {

@@ -1088,7 +1088,6 @@ class Evaluator {
         return std::nullopt;
       }
       case TopNCond::Source::kAgg: {
-        if (q.account) return std::nullopt;
         const AggCond& a = c.agg;
         std::vector<uint32_t> events = Matching(a.event, a.window, q);
         if (a.fn == AggCond::Fn::kDistinct) {
@@ -1129,8 +1128,7 @@ class Evaluator {
         }
         return std::nullopt;
       }
-      case TopNCond::Source::kCount:
-        if (q.account) return std::nullopt;
+      case TopNCond::Source::kCount:  // for an account: its own events (context.groupId)
         return static_cast<double>(Matching(c.agg.event, c.agg.window, q).size());
       case TopNCond::Source::kMembers: {
         if (!q.account || !c.members) return std::nullopt;
