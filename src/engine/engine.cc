@@ -575,14 +575,7 @@ class Engine::Impl : public engine::CompileContext {
     // Its computed values go with it (a change to no value, cause merged); the survivor's are
     // recomputed below. It leaves every ranking; whoever that moves across a boundary is
     // re-evaluated (cause rank) before the survivor takes its combined place.
-    for (auto& s : segments_) {
-      if (!s || !s->computed) continue;
-      const store::StoredValue old = s->computed->values.Get(from);
-      if (old.type != ValueType::kNull)
-        EmitComputed(*s, from, old, store::StoredValue{},
-                     CauseInfo{Cause::kMerged, into_key, {}, now}, now);
-      s->computed->values.Set(from, s->computed->values.empty());
-    }
+    DropComputedValues(from, CauseInfo{Cause::kMerged, into_key, {}, now}, now);
     Unrank(from, SegmentTarget::kUsers, now);
     for (auto& [k, se] : series_) se->MergeInto(from, into);
     ProfileState gone = std::exchange(profiles_[from], ProfileState{});
@@ -1026,15 +1019,7 @@ class Engine::Impl : public engine::CompileContext {
       else
         Emit(*s, pid, false, CauseInfo{Cause::kErased, {}, {}, now}, now);
     }
-    // Its computed values are gone: a change to no value (cause erased) for each that had one.
-    for (auto& s : segments_) {
-      if (!s || !s->computed) continue;
-      const store::StoredValue old = s->computed->values.Get(pid);
-      if (old.type != ValueType::kNull)
-        EmitComputed(*s, pid, old, store::StoredValue{}, CauseInfo{Cause::kErased, {}, {}, now},
-                     now);
-      s->computed->values.Set(pid, s->computed->values.empty());
-    }
+    DropComputedValues(pid, CauseInfo{Cause::kErased, {}, {}, now}, now);
     for (auto& [k, se] : series_) se->Erase(pid);
     for (auto& l : lists_)
       if (l) l->members.remove(pid);
@@ -1211,6 +1196,32 @@ class Engine::Impl : public engine::CompileContext {
     PushDependents(s, item.id);
   }
 
+  // The cause fields of a change record (Change, ComputedChange): the event time is the message's
+  // for a call, otherwise the instant of the change.
+  template <typename Record>
+  void SetCause(Record* r, const CauseInfo& cause, Millis t) const {
+    r->cause = cause.cause;
+    r->cause_ref = std::string(cause.ref);
+    r->event = std::string(cause.event);
+    r->event_time = cause.cause == Cause::kEvent || cause.cause == Cause::kTraits ||
+                            cause.cause == Cause::kGroup
+                        ? cause.event_time
+                        : t;
+    r->processed_at = clock_->Now();
+  }
+
+  // A profile that is gone (erased, or merged away) has no computed values: a change to no value
+  // for each one it had, then the trait's empty value, which is what a new profile starts from.
+  void DropComputedValues(uint32_t pid, const CauseInfo& cause, Millis now) {
+    for (auto& s : segments_) {
+      if (!s || !s->computed) continue;
+      const store::StoredValue old = s->computed->values.Get(pid);
+      if (old.type != ValueType::kNull)
+        EmitComputed(*s, pid, old, store::StoredValue{}, cause, now);
+      s->computed->values.Set(pid, s->computed->values.empty());
+    }
+  }
+
   void EmitComputed(Segment& s, uint32_t pid, const store::StoredValue& old,
                     const store::StoredValue& now_value, const CauseInfo& cause, Millis t) {
     ComputedState& c = *s.computed;
@@ -1224,14 +1235,7 @@ class Engine::Impl : public engine::CompileContext {
     ch.profile = std::string(store_.profiles().Get(pid));
     ch.old_value = engine::ToValue(old, store_);
     ch.new_value = engine::ToValue(now_value, store_);
-    ch.cause = cause.cause;
-    ch.cause_ref = std::string(cause.ref);
-    ch.event = std::string(cause.event);
-    ch.event_time = cause.cause == Cause::kEvent || cause.cause == Cause::kTraits ||
-                            cause.cause == Cause::kGroup
-                        ? cause.event_time
-                        : t;
-    ch.processed_at = clock_->Now();
+    SetCause(&ch, cause, t);
     if (computed_listener_) computed_listener_(ch);
     if (options_.keep_changes) computed_changes_.push_back(std::move(ch));
   }
@@ -2016,14 +2020,7 @@ class Engine::Impl : public engine::CompileContext {
     c.profile = std::string(KeyOf(s.target, pid));
     c.target = s.target;
     c.kind = enter ? ChangeKind::kEnter : ChangeKind::kExit;
-    c.cause = cause.cause;
-    c.cause_ref = std::string(cause.ref);
-    c.event = std::string(cause.event);
-    c.event_time = cause.cause == Cause::kEvent || cause.cause == Cause::kTraits ||
-                           cause.cause == Cause::kGroup
-                       ? cause.event_time
-                       : t;
-    c.processed_at = clock_->Now();
+    SetCause(&c, cause, t);
     if (listener_) listener_(c);
     if (options_.keep_changes) changes_.push_back(std::move(c));
   }
