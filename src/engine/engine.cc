@@ -299,6 +299,25 @@ class Engine::Impl : public engine::CompileContext {
     return std::pair<uint32_t, const engine::RankerCondition*>{raw->id, raw->ranker};
   }
 
+  // After a new definition of `self` was compiled into `probe` (Update, UpdateComputed): the name
+  // of a referenced segment through which `self` would depend on itself, after dropping what the
+  // compile made (the probe's conditions and series, the hidden segments `fresh`); nullopt when
+  // there is no cycle.
+  std::optional<std::string> DropIfCycle(Segment* probe, uint32_t self,
+                                         const std::vector<uint32_t>& fresh) {
+    for (Condition* c : probe->conds)
+      for (uint32_t ref : c->segment_refs)
+        if (Reaches(ref, self)) {
+          std::string through = segments_[ref]->name;
+          probe->root = Node{};
+          probe->conds.clear();
+          DeleteHidden(fresh);
+          DropUnusedSeries();
+          return through;
+        }
+    return std::nullopt;
+  }
+
   void DeleteHidden(const std::vector<uint32_t>& ids) {
     for (uint32_t id : ids) {
       Segment* h = segments_[id].get();
@@ -727,17 +746,9 @@ class Engine::Impl : public engine::CompileContext {
     probe.expr = std::move(expr);
     SHOAL_RETURN_IF_ERROR(CompileTarget(&probe));
     std::vector<uint32_t> fresh = std::exchange(pending_hidden_, {});
-    for (Condition* c : probe.conds)
-      for (uint32_t ref : c->segment_refs)
-        if (Reaches(ref, s->id)) {
-          std::string through = segments_[ref]->name;
-          probe.root = Node{};
-          probe.conds.clear();
-          DeleteHidden(fresh);
-          DropUnusedSeries();
-          return Status::FailedPrecondition(
-              "segment \"" + s->name + "\" would depend on itself through \"" + through + "\"");
-        }
+    if (auto through = DropIfCycle(&probe, s->id, fresh))
+      return Status::FailedPrecondition("segment \"" + s->name +
+                                        "\" would depend on itself through \"" + *through + "\"");
     Unregister(s);
     std::vector<uint32_t> old_hidden = std::exchange(s->hidden_segments, std::move(fresh));
     s->expr = std::move(probe.expr);
@@ -1311,18 +1322,9 @@ class Engine::Impl : public engine::CompileContext {
     probe.computed->def = std::make_unique<rules::ComputedDef>(std::move(parsed).value());
     SHOAL_RETURN_IF_ERROR(CompileComputed(&probe));
     std::vector<uint32_t> fresh = std::exchange(pending_hidden_, {});
-    for (Condition* c : probe.conds)
-      for (uint32_t ref : c->segment_refs)
-        if (Reaches(ref, s->id)) {
-          std::string through = segments_[ref]->name;
-          probe.root = Node{};
-          probe.conds.clear();
-          DeleteHidden(fresh);
-          DropUnusedSeries();
-          return Status::FailedPrecondition("computed trait \"" + s->computed->name +
-                                            "\" would depend on itself through \"" + through +
-                                            "\"");
-        }
+    if (auto through = DropIfCycle(&probe, s->id, fresh))
+      return Status::FailedPrecondition("computed trait \"" + s->computed->name +
+                                        "\" would depend on itself through \"" + *through + "\"");
     Unregister(s);
     std::vector<uint32_t> old_hidden = std::exchange(s->hidden_segments, std::move(fresh));
     s->computed->def = std::move(probe.computed->def);

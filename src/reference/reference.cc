@@ -693,29 +693,39 @@ class Evaluator {
     return Holds(n, c.op, c.n);
   }
 
-  bool Leaf(const AggCond& c, const ProfileRecords& p) {
-    std::vector<uint32_t> events = Matching(c.event, c.window, p);
-    if (c.fn == AggCond::Fn::kDistinct) {
-      // Typed: (type, number) for numbers and bools, (type, text) for strings and lists. Numbers
-      // compare by value, so -0 and 0 are one value.
-      std::set<std::tuple<int, double, std::string_view>> seen;
-      for (uint32_t r : events) {
-        std::optional<Val> v = PropOf(r, c.prop);
-        if (!v) continue;
-        double num = v->type == ValueType::kNumber ? (v->num == 0 ? 0.0 : v->num)
-                     : v->type == ValueType::kBool ? (v->b ? 1.0 : 0.0)
-                                                   : 0.0;
-        std::string_view text =
-            v->type == ValueType::kString || v->type == ValueType::kList ? v->str : "";
-        seen.emplace(static_cast<int>(v->type), num, text);
-      }
-      return Holds(static_cast<double>(seen.size()), c.op, c.value);
+  // The number of distinct non-null values of `prop` over `events`. Typed: (type, number) for
+  // numbers and bools, (type, text) for strings and lists. Numbers compare by value, so -0 and 0
+  // are one value.
+  size_t DistinctCount(const std::vector<uint32_t>& events, const Path& prop) {
+    std::set<std::tuple<int, double, std::string_view>> seen;
+    for (uint32_t r : events) {
+      std::optional<Val> v = PropOf(r, prop);
+      if (!v) continue;
+      double num = v->type == ValueType::kNumber ? (v->num == 0 ? 0.0 : v->num)
+                   : v->type == ValueType::kBool ? (v->b ? 1.0 : 0.0)
+                                                 : 0.0;
+      std::string_view text =
+          v->type == ValueType::kString || v->type == ValueType::kList ? v->str : "";
+      seen.emplace(static_cast<int>(v->type), num, text);
     }
+    return seen.size();
+  }
+
+  // The numeric values of `prop` over `events`, in order; other values are skipped.
+  std::vector<double> Numbers(const std::vector<uint32_t>& events, const Path& prop) {
     std::vector<double> nums;
     for (uint32_t r : events) {
-      std::optional<Val> v = PropOf(r, c.prop);
+      std::optional<Val> v = PropOf(r, prop);
       if (v && v->type == ValueType::kNumber) nums.push_back(v->num);
     }
+    return nums;
+  }
+
+  bool Leaf(const AggCond& c, const ProfileRecords& p) {
+    std::vector<uint32_t> events = Matching(c.event, c.window, p);
+    if (c.fn == AggCond::Fn::kDistinct)
+      return Holds(static_cast<double>(DistinctCount(events, c.prop)), c.op, c.value);
+    std::vector<double> nums = Numbers(events, c.prop);
     switch (c.fn) {
       case AggCond::Fn::kSum: {
         __int128 sum = 0;
@@ -1090,25 +1100,9 @@ class Evaluator {
       case TopNCond::Source::kAgg: {
         const AggCond& a = c.agg;
         std::vector<uint32_t> events = Matching(a.event, a.window, q);
-        if (a.fn == AggCond::Fn::kDistinct) {
-          std::set<std::tuple<int, double, std::string_view>> seen;
-          for (uint32_t r : events) {
-            std::optional<Val> v = PropOf(r, a.prop);
-            if (!v) continue;
-            double num = v->type == ValueType::kNumber ? (v->num == 0 ? 0.0 : v->num)
-                         : v->type == ValueType::kBool ? (v->b ? 1.0 : 0.0)
-                                                       : 0.0;
-            std::string_view text =
-                v->type == ValueType::kString || v->type == ValueType::kList ? v->str : "";
-            seen.emplace(static_cast<int>(v->type), num, text);
-          }
-          return static_cast<double>(seen.size());
-        }
-        std::vector<double> nums;
-        for (uint32_t r : events) {
-          std::optional<Val> v = PropOf(r, a.prop);
-          if (v && v->type == ValueType::kNumber) nums.push_back(v->num);
-        }
+        if (a.fn == AggCond::Fn::kDistinct)
+          return static_cast<double>(DistinctCount(events, a.prop));
+        std::vector<double> nums = Numbers(events, a.prop);
         __int128 sum = 0;
         for (double x : nums) sum += Fixed(x);
         switch (a.fn) {
