@@ -106,6 +106,7 @@ struct ComputedTraitInfo {
   std::string name;
   std::string definition;  // canonical text
   bool score = false;      // a weighted sum of conditions
+  SegmentTarget target = SegmentTarget::kUsers;  // whose value it is: users' or accounts'
   uint64_t last_seq = 0;   // seq of the latest value change (0: none yet)
   Millis created_at = 0;
   Millis updated_at = 0;
@@ -123,7 +124,8 @@ struct ComputedTraitValue {
 struct ComputedChange {
   uint64_t seq = 0;
   std::string trait;
-  std::string profile;
+  std::string profile;  // the user's key, or the account's groupId when target is kAccounts
+  SegmentTarget target = SegmentTarget::kUsers;
   Value old_value;
   Value new_value;
   Cause cause = Cause::kEvent;  // as Change: event, traits, time, definition, segment, list, group
