@@ -1,6 +1,6 @@
 // Decoding throughput of Segment-spec messages: the first 100k lines of the peers' events.ndjson
-// (SHOAL_BENCH_NDJSON, default /work/pw/smoke/events.ndjson), decoded with one Decoder into one
-// reused Message, as the ingest path does.
+// (SHOAL_BENCH_NDJSON; default build/peers-smoke/events.ndjson, which scripts/test.sh writes),
+// decoded with one Decoder into one reused Message, as the ingest path does.
 //   InPlace: the lines stay in one buffer and are parsed where they are (the bytes after a line
 //            serve as simdjson's padding).
 //   Copied:  capacity == len, so each line is first copied into the Decoder's padded buffer.
@@ -28,7 +28,7 @@ const Corpus& Load() {
   static const Corpus corpus = [] {
     Corpus c;
     const char* env = std::getenv("SHOAL_BENCH_NDJSON");
-    std::string path = env != nullptr && *env ? env : "/work/pw/smoke/events.ndjson";
+    std::string path = env != nullptr && *env ? env : "build/peers-smoke/events.ndjson";
     std::ifstream in(path);
     if (!in) {
       c.error = "cannot read " + path + " (set SHOAL_BENCH_NDJSON)";

@@ -208,7 +208,7 @@ BENCHMARK(BM_TopNUpdate)->Arg(0)->Arg(1)->Arg(2)->Arg(3)->Iterations(200000);
 
 void BM_ReplayPeers(benchmark::State& state) {
   const char* path = std::getenv("SHOAL_BENCH_NDJSON");
-  std::ifstream in(path ? path : "/work/pw/smoke/events.ndjson");
+  std::ifstream in(path ? path : "build/peers-smoke/events.ndjson");  // scripts/test.sh writes it
   if (!in) {
     state.SkipWithError("set SHOAL_BENCH_NDJSON to a shared/peers events.ndjson");
     return;
