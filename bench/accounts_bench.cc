@@ -17,6 +17,15 @@
 //   BM_GroupCall/kind                 one group call: 0 = a repeated link with unchanged traits,
 //                                     1 = a new user joining an account, 2 = a trait change that
 //                                     an account segment reads.
+//   BM_EventWithComputedTrait/kind    per-event cost of a track carrying context.groupId with one
+//                                     computed trait live, user and account versions side by side:
+//                                     0 = none (the baseline), 1 = a user value `count of "E0"
+//                                     within 30d`, 2 = the same per account (the account's own
+//                                     events), 3 = a user score (`20 points if performed "E0" at
+//                                     least 3 times within 7d + 30 points if performed "E1" within
+//                                     30d`), 4 = an account score (`20 points if at least 3 members
+//                                     (performed "E0" within 7d) + 30 points if performed "E1"
+//                                     within 30d`).
 #include <benchmark/benchmark.h>
 
 #include <string>
@@ -203,6 +212,55 @@ void BM_GroupCall(benchmark::State& state) {
                                        static_cast<double>(state.iterations());
 }
 BENCHMARK(BM_GroupCall)->Arg(0)->Arg(1)->Arg(2);
+
+void BM_EventWithComputedTrait(benchmark::State& state) {
+  const int kind = static_cast<int>(state.range(0));
+  VirtualClock clock(kNow);
+  auto engine = LinkedEngine(&clock);
+  for (int i = 0; i < 10; ++i)
+    (void)engine->CreateSegment(fmt::format("u{}", i),
+                                fmt::format(R"(performed "E{}" at least 3 times within 30d)", i));
+  const SegmentTarget target =
+      kind == 2 || kind == 4 ? SegmentTarget::kAccounts : SegmentTarget::kUsers;
+  const char* def = nullptr;
+  switch (kind) {
+    case 1:
+    case 2:
+      def = R"(count of "E0" within 30d)";
+      break;
+    case 3:
+      def = R"(20 points if performed "E0" at least 3 times within 7d + 30 points if )"
+            R"(performed "E1" within 30d)";
+      break;
+    case 4:
+      def = R"(20 points if at least 3 members (performed "E0" within 7d) + 30 points if )"
+            R"(performed "E1" within 30d)";
+      break;
+  }
+  if (def && !engine->CreateComputedTrait("c", def, target).ok())
+    return state.SkipWithError("CreateComputedTrait failed");
+  std::vector<Message> msgs;
+  for (int i = 0; i < 100000; ++i) {
+    const int u = i % kUsers;
+    msgs.push_back(Track(fmt::format("u{}", u), fmt::format("E{}", i % 4), kNow - kDay + i * 100));
+    msgs.back().group_id = fmt::format("a{}", u % kAccounts);
+  }
+  const uint64_t evals0 = engine->Stats().evaluations;
+  size_t k = 0;
+  for (auto _ : state) {
+    (void)engine->Ingest(msgs[k]);
+    if (++k == msgs.size()) {
+      k = 0;
+      state.PauseTiming();
+      for (Message& m : msgs) m.timestamp += 100000 * 100;
+      state.ResumeTiming();
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.counters["evals_per_event"] = static_cast<double>(engine->Stats().evaluations - evals0) /
+                                      static_cast<double>(state.iterations());
+}
+BENCHMARK(BM_EventWithComputedTrait)->Arg(0)->Arg(1)->Arg(2)->Arg(3)->Arg(4);
 
 }  // namespace
 }  // namespace shoal

@@ -50,6 +50,9 @@ constexpr int kNumAccountSegs = 3;
 const char* const kGroupIds[] = {"g0", "g1", "g2"};
 const char* const kListNames[] = {"l0", "l1"};
 const char* const kComputedNames[] = {"c0", "c1", "c2"};
+// Account computed traits: their own names (one namespace with users'), so the generator knows a
+// name's target.
+const char* const kAcctComputedNames[] = {"ac0", "ac1"};
 
 std::string Quote(std::string_view s) {
   std::string out = "\"";
@@ -151,7 +154,7 @@ struct Step {
   std::string name;               // segment (kCreate..kDelete), profile (kErase) or list name
   std::string def;                // kCreate/kUpdate
   std::vector<std::string> keys;  // kListAdd/kListRemove
-  bool account = false;           // kCreate: an account segment
+  bool account = false;           // kCreate: an account segment; kComputedCreate: per account
 };
 
 struct Case {
@@ -462,6 +465,7 @@ class Gen {
   std::string AccountLeaf(int self) {
     if (Chance(0.08)) {  // top-N of accounts: by members, a trait, its own events; rarely computed
       std::string s = TopNHead();
+      if (!live_acct_computed_.empty() && Chance(0.35)) return s + AcctComputedName();
       if (Chance(0.5)) return s + Kw("members") + " (" + Tree(Int(0, 2), 99, true) + ")";
       if (Chance(0.4)) return s + Pick(std::vector<std::string>{"age", "plan", "country"});
       if (use_computed_ && Chance(0.1)) return s + ComputedName();  // rejected: per user
@@ -469,6 +473,7 @@ class Gen {
       return s + Pick(std::vector<std::string>{"sum", "max", "distinct"}) + "(total) of " +
              EventSpecText() + Window();
     }
+    if (!live_acct_computed_.empty() && Chance(0.12)) return ComputedPred(/*account=*/true);
     int k = Int(0, 11);
     if (k <= 2) {
       std::string s = ValuePred(Pick(Traits()), true);
@@ -540,9 +545,23 @@ class Gen {
     return "computed." + Pick(names);
   }
 
+  // "computed.NAME" of a live account computed trait, rarely of a user one (rejected).
+  std::string AcctComputedName() {
+    std::vector<std::string> names(live_acct_computed_.begin(), live_acct_computed_.end());
+    if (names.empty() || (!live_computed_.empty() && Chance(0.03)))
+      names.push_back(*live_computed_.begin());
+    if (names.empty()) names.push_back("nope");
+    return "computed." + Pick(names);
+  }
+
   // computed.NAME <pred>: number comparisons mostly (counts, sums, scores), strings and lists too.
-  std::string ComputedPred() {
+  // `account`: of an account computed trait (in an account segment or score); rarely one of the
+  // other target, which is rejected.
+  std::string ComputedPred(bool account = false) {
     std::vector<std::string> names(live_computed_.begin(), live_computed_.end());
+    if (account) names.assign(live_acct_computed_.begin(), live_acct_computed_.end());
+    const auto& other = account ? live_computed_ : live_acct_computed_;
+    if (!other.empty() && Chance(0.03)) names.push_back(*other.begin());
     if (names.empty() || Chance(0.03)) names.push_back("nope");
     std::string n = "computed." + Pick(names) + " ";
     static const std::vector<std::string> ops = {"=", "!=", "<", "<=", ">", ">="};
@@ -710,7 +729,65 @@ class Gen {
     if (Chance(0.03)) d = d.substr(0, d.size() / 2);  // usually a parse error
     return d;
   }
+  // An account computed trait: a score of account conditions (member conditions, account traits,
+  // own events, account segments, other account computed traits) or a value over the account's
+  // own events.
+  std::string AcctComputedDefinition() {
+    std::string d;
+    if (Chance(0.45)) {
+      int n = Int(1, 3);
+      for (int i = 0; i < n; ++i) {
+        int pts = Int(-30, 30);
+        std::string num = std::to_string(pts < 0 ? -pts : pts) + (Chance(0.15) ? ".5" : "");
+        if (i == 0)
+          d += (pts < 0 ? "-" : "") + num;
+        else
+          d += pts < 0 ? " - " + num : " + " + num;
+        d += " points if " + AccountTree(Int(0, 2), 99);
+      }
+    } else {
+      static const std::vector<std::string> fns = {"count", "sum",          "avg",      "min",
+                                                   "max",   "count",        "distinct", "unique",
+                                                   "last",  "most frequent"};
+      std::string fn = Pick(fns);
+      std::string prop =
+          Chance(0.5) ? (fn == "sum" || fn == "avg" || fn == "min" || fn == "max" ? "total" : "cat")
+                      : Pick(Props()).text;
+      d = (fn == "count" ? fn : fn + "(" + prop + ")") + " of " + EventSpecText() + Window();
+    }
+    if (Chance(0.03)) d = d.substr(0, d.size() / 2);  // usually a parse error
+    return d;
+  }
+  Step AcctComputedStep() {
+    Step s;
+    std::vector<std::string> free;
+    for (const char* n : kAcctComputedNames)
+      if (!live_acct_computed_.count(n)) free.push_back(n);
+    double r = Real();
+    if (live_acct_computed_.empty() || r < 0.45) {
+      s.kind = Step::kComputedCreate;
+      s.account = true;
+      // Rarely a name taken by a user computed trait: one namespace, rejected.
+      if (!live_computed_.empty() && Chance(0.04))
+        s.name = *live_computed_.begin();
+      else
+        s.name = free.empty() || Chance(0.03) ? kAcctComputedNames[Int(0, 1)] : Pick(free);
+      s.def = AcctComputedDefinition();
+      if (s.name[0] == 'a') live_acct_computed_.insert(s.name);
+      return s;
+    }
+    s.name = Pick(std::vector<std::string>(live_acct_computed_.begin(), live_acct_computed_.end()));
+    if (r < 0.9) {
+      s.kind = Step::kComputedUpdate;
+      s.def = AcctComputedDefinition();
+    } else {
+      s.kind = Step::kComputedDelete;
+      live_acct_computed_.erase(s.name);
+    }
+    return s;
+  }
   Step ComputedStep() {
+    if (use_accounts_ && Chance(0.4)) return AcctComputedStep();
     Step s;
     std::vector<std::string> free;
     for (const char* n : kComputedNames)
@@ -917,6 +994,7 @@ class Gen {
   bool use_merges_ = false;
   inline static const std::vector<std::string> kAnonKeys = {"a0", "a1", "a2"};
   std::set<std::string> live_computed_;
+  std::set<std::string> live_acct_computed_;
   bool use_computed_ = false;
   std::set<std::string> lists_;
   bool use_lists_ = false;
@@ -948,22 +1026,24 @@ void CollectRefs(const rules::Expr& e, std::set<std::string>* out,
           } else if constexpr (std::is_same_v<T, rules::AccountTraitCond>) {
             if (account) *valid = false;
           } else if constexpr (std::is_same_v<T, rules::ComputedTraitCond>) {
-            if (account) *valid = false;  // computed traits are per user
+            // A computed trait of the place's target: users', or accounts' in an account segment
+            // or score (outside member conditions).
             std::string name;
             for (size_t i = 0; i < l.pred.path.size(); ++i) name += (i ? "." : "") + l.pred.path[i];
             out->insert("computed." + name);  // a node of the reference graph like a segment
+            if (need) (*need)["computed." + name].insert(target);
           } else if constexpr (std::is_same_v<T, rules::MemberCond>) {
             if (!account) *valid = false;
             CollectRefs(*l.user, out, need, SegmentTarget::kUsers, valid);
           } else if constexpr (std::is_same_v<T, rules::TopNCond>) {
             // By a trait or events (an account's own): both targets; by a computed trait: users;
             // by members: accounts.
-            // By a computed trait: users only; the rank segment depends on the computed trait.
+            // By a computed trait of the place's target; the rank segment depends on it.
             if (l.source == rules::TopNCond::Source::kComputed) {
-              if (account) *valid = false;
               std::string name;
               for (size_t i = 0; i < l.path.size(); ++i) name += (i ? "." : "") + l.path[i];
               out->insert("computed." + name);
+              if (need) (*need)["computed." + name].insert(target);
             }
             if (l.source == rules::TopNCond::Source::kMembers) {
               if (!account) *valid = false;
@@ -1049,7 +1129,8 @@ struct Model {
   // Whether defining computed trait `name` as `def` must succeed. Its node in the reference graph
   // is "computed.NAME"; a score references what its conditions reference.
   bool DefineComputedOk(const std::string& name, const std::string& def, bool creating,
-                        std::set<std::string>* new_refs) const {
+                        std::set<std::string>* new_refs,
+                        SegmentTarget target = SegmentTarget::kUsers) const {
     const std::string node = "computed." + name;
     if (creating == (refs.count(node) > 0)) return false;
     Result<rules::ComputedDef> d = rules::ParseComputed(def);
@@ -1058,7 +1139,7 @@ struct Model {
     for (const rules::ScoreTerm& t : d->terms) {
       std::map<std::string, std::set<SegmentTarget>> need;
       bool valid = true;
-      CollectRefs(t.cond, new_refs, &need, SegmentTarget::kUsers, &valid);
+      CollectRefs(t.cond, new_refs, &need, target, &valid);
       if (!valid) return false;
       for (const auto& [ref, ts] : need) {
         auto it = targets.find(ref);
@@ -1198,8 +1279,13 @@ std::optional<Failure> Run(const Case& c, std::vector<Expectation>* expect = nul
       case Step::kComputedUpdate: {
         const bool creating = s.kind == Step::kComputedCreate;
         std::set<std::string> new_refs;
-        want_ok = model.DefineComputedOk(s.name, s.def, creating, &new_refs);
-        Status st = creating ? engine.CreateComputedTrait(s.name, s.def).status()
+        const std::string node = "computed." + s.name;
+        const SegmentTarget target =
+            creating ? (s.account ? SegmentTarget::kAccounts : SegmentTarget::kUsers)
+            : model.targets.count(node) ? model.targets.at(node)
+                                        : SegmentTarget::kUsers;
+        want_ok = model.DefineComputedOk(s.name, s.def, creating, &new_refs, target);
+        Status st = creating ? engine.CreateComputedTrait(s.name, s.def, target).status()
                              : engine.UpdateComputedTrait(s.name, s.def).status();
         if (st.ok() != want_ok)
           what += std::string(creating ? "CreateComputedTrait" : "UpdateComputedTrait") + "(" +
@@ -1208,6 +1294,7 @@ std::optional<Failure> Run(const Case& c, std::vector<Expectation>* expect = nul
         if (st.ok() && creating) model.data.computed_born[s.name] = engine.ComputedChanges().size();
         if (st.ok()) {
           model.refs["computed." + s.name] = new_refs;
+          model.targets[node] = target;
           std::set<std::string>& ls = model.list_refs["computed." + s.name];
           ls.clear();
           Result<rules::ComputedDef> d = rules::ParseComputed(s.def);
@@ -1225,6 +1312,7 @@ std::optional<Failure> Run(const Case& c, std::vector<Expectation>* expect = nul
         if (st.ok()) {
           model.data.computed_born.erase(s.name);
           model.refs.erase("computed." + s.name);
+          model.targets.erase("computed." + s.name);
           model.list_refs.erase("computed." + s.name);
         }
         break;
@@ -1434,7 +1522,8 @@ std::string ToSegmentFile(const Case& c, const Failure& f) {
         break;
       case Step::kComputedCreate:
       case Step::kComputedUpdate:
-        out << (s.kind == Step::kComputedCreate ? "computed " : "computed-update ")
+        out << (s.kind == Step::kComputedCreate ? (s.account ? "account-computed " : "computed ")
+                                                : "computed-update ")
             << (ok ? "ok " : "error ") << s.name << "\n"
             << s.def << "\n"
             << (ok ? "" : "----\n") << "\n";
@@ -1610,6 +1699,53 @@ TEST(DifferentialTest, GeneratorCoversAccountEvents) {
   }
   EXPECT_GT(defs, 40);
   EXPECT_GT(events, 1500);
+}
+
+// Account computed traits (docs/language.md, "Account computed traits and scores"): the generator
+// must create them, both scores and values, and account segments must read and rank by them.
+TEST(DifferentialTest, GeneratorCoversAccountComputed) {
+  std::function<void(const rules::Expr&, std::set<std::string>*)> reads =
+      [&](const rules::Expr& e, std::set<std::string>* seen) {
+        if (e.kind != rules::Expr::Kind::kLeaf) {
+          for (const auto& c : e.children) reads(c, seen);
+          return;
+        }
+        if (const auto* c = std::get_if<rules::ComputedTraitCond>(&e.leaf))
+          if (c->pred.path.size() == 1 && c->pred.path[0].starts_with("ac")) seen->insert("read");
+        if (const auto* t = std::get_if<rules::TopNCond>(&e.leaf))
+          if (t->source == rules::TopNCond::Source::kComputed && t->path.size() == 1 &&
+              t->path[0].starts_with("ac"))
+            seen->insert("rank");
+        if (std::holds_alternative<rules::MemberCond>(e.leaf)) seen->insert("member");
+      };
+  int scores = 0, values = 0;
+  std::set<std::string> seen;
+  for (uint64_t seed = 1; seed <= 1000; ++seed) {
+    Gen gen(seed);
+    Case c = gen.Make(seed);
+    for (const auto& s : c.steps) {
+      if (s.kind == Step::kComputedCreate && s.account) {
+        Result<rules::ComputedDef> d = rules::ParseComputed(s.def);
+        if (!d.ok()) continue;
+        if (d->kind == rules::ComputedDef::Kind::kScore) {
+          ++scores;
+          std::set<std::string> in_score;
+          for (const auto& t : d->terms) reads(t.cond, &in_score);
+          if (in_score.count("member")) seen.insert("score_member");
+        } else {
+          ++values;
+        }
+      }
+      if (s.kind == Step::kCreate && s.account) {
+        Result<rules::Expr> e = rules::Parse(s.def);
+        if (e.ok()) reads(*e, &seen);
+      }
+    }
+  }
+  EXPECT_GT(scores, 20);
+  EXPECT_GT(values, 20);
+  for (const char* w : {"read", "rank", "score_member"})
+    EXPECT_TRUE(seen.count(w)) << "generator never produced " << w;
 }
 
 }  // namespace

@@ -172,8 +172,13 @@ inline std::string CheckComputed(const Engine& engine, const reference::ListLook
     if (info.definition != text)
       err << "computed " << info.name << ": info.definition '" << info.definition
           << "' is not the canonical text\n";
-    auto ref = reference::ComputedValues(engine.store(), *def, LookupFor(engine), engine.Now(),
-                                         lists, ComputedLookupFor(engine));
+    // An account computed trait's values are the known accounts' (by groupId).
+    const bool accounts = info.target == SegmentTarget::kAccounts;
+    auto ref =
+        accounts ? reference::AccountComputedValues(engine.store(), *def, LookupFor(engine),
+                                                    engine.Now(), lists, ComputedLookupFor(engine))
+                 : reference::ComputedValues(engine.store(), *def, LookupFor(engine), engine.Now(),
+                                             lists, ComputedLookupFor(engine));
     std::map<std::string, Value> current;
     for (const auto& [key, want] : ref) {
       Result<Value> got = engine.ComputedTraitOf(info.name, key);
@@ -200,7 +205,10 @@ inline std::string CheckComputed(const Engine& engine, const reference::ListLook
     for (size_t i = from; i < all.size(); ++i) {
       const ComputedChange& c = all[i];
       if (c.trait != info.name) continue;
-      if (model && model->erased_at.count(c.profile) && i < model->erased_at.at(c.profile)) {
+      if (c.target != info.target)
+        err << "computed " << info.name << ": change seq " << c.seq << " has the wrong target\n";
+      if (!accounts && model && model->erased_at.count(c.profile) &&
+          i < model->erased_at.at(c.profile)) {
         seq = c.seq;
         continue;  // a change of an erased profile that had the same key
       }

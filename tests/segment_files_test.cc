@@ -67,6 +67,12 @@
 //                                `computed-changes NAME`: "PROFILE OLD -> NEW CAUSE [CAUSE_REF]",
 //                                in order per profile
 //   computed-print [error]       as `print`, for a computed trait definition
+//   account-computed ok|error NAME  CreateComputedTrait(..., SegmentTarget::kAccounts), as
+//                                `computed`; computed-update/-delete/-changes take its name, with
+//                                account keys (groupIds) in place of profile keys
+//   account-values NAME          "----", then "ACCOUNT = JSON" for every known account in key order
+//   account-computed-traits ACCOUNT  "----", then "NAME = JSON" lines (AccountComputedTraits), or
+//                                "not found"
 //
 // After EVERY step the runner checks, for every live segment: Members() equals
 // reference::Members() over engine.store() at engine.Now(); the definition's canonical text
@@ -615,7 +621,7 @@ class FileRunner {
       if (w.size() < n) Fail() << "'" << cmd << "' needs " << n - 1 << " argument(s)";
       return w.size() >= n;
     };
-    if (cmd == "computed" || cmd == "computed-update") {
+    if (cmd == "computed" || cmd == "computed-update" || cmd == "account-computed") {
       if (!need(3)) return true;
       bool ok = w[1] == "ok";
       bool sep = false;
@@ -626,11 +632,14 @@ class FileRunner {
         subs = Block(false);
         for (auto& x : subs) x = Trim(x);
       }
+      const bool create = cmd != "computed-update";
       Status st = cmd == "computed" ? engine_->CreateComputedTrait(w[2], def).status()
-                                    : engine_->UpdateComputedTrait(w[2], def).status();
+                  : create
+                      ? engine_->CreateComputedTrait(w[2], def, SegmentTarget::kAccounts).status()
+                      : engine_->UpdateComputedTrait(w[2], def).status();
       if (ok && !st.ok()) Fail() << cmd << " " << w[2] << " failed: " << st.ToString();
       if (!ok) ExpectErrorContains(st, subs, cmd + " " + w[2]);
-      if (ok && st.ok() && cmd == "computed")
+      if (ok && st.ok() && create)
         computed_seen_[w[2]] = model_.computed_born[w[2]] = engine_->ComputedChanges().size();
     } else if (cmd == "computed-delete") {
       if (!need(3)) return true;
@@ -643,21 +652,28 @@ class FileRunner {
         if (pos_ < lines_.size() && Trim(lines_[pos_]) == "----") subs = Expected();
         ExpectErrorContains(st, subs, "computed-delete " + w[2]);
       }
-    } else if (cmd == "values") {
+    } else if (cmd == "values" || cmd == "account-values") {
       if (!need(2)) return true;
       std::vector<std::string> want = Expected();
       std::vector<std::string> got;
-      for (const std::string& p : model_.profiles) {
+      std::vector<std::string> keys(model_.profiles.begin(), model_.profiles.end());
+      if (cmd == "account-values") {
+        keys.clear();
+        for (const auto& [a, senders] : model_.accounts) keys.push_back(a);
+      }
+      for (const std::string& p : keys) {
         Result<Value> v = engine_->ComputedTraitOf(w[1], p);
         got.push_back(p + " = " + (v.ok() ? ValueText(*v) : v.status().ToString()));
       }
       if (got != want)
         Fail() << "values " << w[1] << " at " << FormatTime(clock_.Now()) << ":\n  got      "
                << Join(got, "\n           ") << "\n  expected " << Join(want, "\n           ");
-    } else if (cmd == "computed-traits") {
+    } else if (cmd == "computed-traits" || cmd == "account-computed-traits") {
       if (!need(2)) return true;
       std::vector<std::string> want = Expected();
-      Result<std::vector<ComputedTraitValue>> r = engine_->ComputedTraits(w[1]);
+      Result<std::vector<ComputedTraitValue>> r = cmd == "computed-traits"
+                                                      ? engine_->ComputedTraits(w[1])
+                                                      : engine_->AccountComputedTraits(w[1]);
       std::vector<std::string> got;
       if (!r.ok())
         got.push_back(r.status().code() == Status::Code::kNotFound ? "not found"

@@ -104,10 +104,10 @@ struct ExplainNode {
 // A computed trait (docs/language.md, "Computed traits and scores").
 struct ComputedTraitInfo {
   std::string name;
-  std::string definition;  // canonical text
-  bool score = false;      // a weighted sum of conditions
+  std::string definition;                        // canonical text
+  bool score = false;                            // a weighted sum of conditions
   SegmentTarget target = SegmentTarget::kUsers;  // whose value it is: users' or accounts'
-  uint64_t last_seq = 0;   // seq of the latest value change (0: none yet)
+  uint64_t last_seq = 0;                         // seq of the latest value change (0: none yet)
   Millis created_at = 0;
   Millis updated_at = 0;
 };
@@ -272,6 +272,15 @@ class Engine {
   // Errors: kInvalidArgument (bad name, or definition text with line:col), kAlreadyExists,
   // kNotFound (an `in segment`, `in list` or `computed.X` in a score that does not exist).
   Result<ComputedTraitInfo> CreateComputedTrait(std::string_view name, std::string_view definition);
+  // The same for `target`: kAccounts makes a per-account computed trait (docs/language.md,
+  // "Account computed traits and scores"): a value over the account's own events, or a score whose
+  // conditions are account segment conditions (account traits, member conditions, `in segment` of
+  // account segments, other account computed traits). Names are one namespace for both targets;
+  // UpdateComputedTrait keeps the target. Account segments read it as `computed.NAME`; a segment
+  // or score of the other target that reads it is rejected (kInvalidArgument naming the trait and
+  // its target).
+  Result<ComputedTraitInfo> CreateComputedTrait(std::string_view name, std::string_view definition,
+                                                SegmentTarget target);
   // Replaces the definition and recomputes every profile; emits a ComputedChange for each profile
   // whose value changed, and re-evaluates the segments reading it for those profiles (their
   // changes have cause kComputed). Errors as Create, plus kNotFound for the trait and
@@ -284,8 +293,12 @@ class Engine {
   // The profile's current value of every computed trait, sorted by name. kNotFound for an
   // unknown profile.
   Result<std::vector<ComputedTraitValue>> ComputedTraits(std::string_view profile) const;
-  // One value. kNotFound for an unknown trait or profile.
+  // One value. kNotFound for an unknown trait or profile. For an account computed trait `profile`
+  // is the account's key (groupId), kNotFound when the account is unknown.
   Result<Value> ComputedTraitOf(std::string_view name, std::string_view profile) const;
+  // The account's (groupId's) current value of every account computed trait, sorted by name.
+  // kNotFound for an unknown account (HasAccount). ComputedTraits(profile) lists users' only.
+  Result<std::vector<ComputedTraitValue>> AccountComputedTraits(std::string_view account) const;
   // Kept computed changes (Options::keep_changes) in emission order; for one trait when `trait`
   // is not empty, only those with seq > after_seq.
   std::vector<ComputedChange> ComputedChanges(std::string_view trait = {},

@@ -674,6 +674,8 @@ void WriteComputedTrait(const ComputedTraitInfo& c, JsonWriter* w) {
       .String(c.definition)
       .Key("score")
       .Bool(c.score)
+      .Key("target")
+      .String(c.target == SegmentTarget::kAccounts ? "accounts" : "users")
       .Key("last_seq")
       .Uint(c.last_seq)
       .Key("created_at")
@@ -710,16 +712,27 @@ void Api::ComputedTraits(Request& req, const std::vector<std::string>& parts, Re
     ParsedBody body;
     Response err;
     std::string name = parts.size() == 3 ? std::string(parts[2]) : std::string(), definition;
+    // "target": "accounts" makes a per-account computed trait (the segments' field and errors).
+    std::optional<SegmentTarget> target;
     if (!ParseObject(req.body, &body, &err) ||
         (parts.size() == 2 && !GetString(body.root, "name", true, &name, &err)) ||
-        !GetString(body.root, "definition", true, &definition, &err)) {
+        !GetString(body.root, "definition", true, &definition, &err) ||
+        !GetTarget(body.root, &target, &err)) {
       return reply(std::move(err));
     }
     const bool put = parts.size() == 3;
-    return svc->Run([reply, svc, name, definition, put](Txn& t) {
-      const bool exists = put && t.engine().GetComputedTrait(name).ok();
-      Result<ComputedTraitInfo> info = exists ? t.engine().UpdateComputedTrait(name, definition)
-                                              : t.engine().CreateComputedTrait(name, definition);
+    return svc->Run([reply, svc, name, definition, put, target](Txn& t) {
+      Result<ComputedTraitInfo> old = t.engine().GetComputedTrait(name);
+      const bool exists = put && old.ok();
+      if (exists && target && *target != old->target) {
+        return reply(ErrorResponse(409, "failed_precondition",
+                                   "the target of a computed trait cannot change; delete it and "
+                                   "create it again"));
+      }
+      Result<ComputedTraitInfo> info =
+          exists ? t.engine().UpdateComputedTrait(name, definition)
+                 : t.engine().CreateComputedTrait(name, definition,
+                                                  target.value_or(SegmentTarget::kUsers));
       if (!info.ok()) return reply(DefinitionError(info.status()));
       svc->SaveComputed(t, name);
       t.OnDurable([reply, info = *info, exists](const Status& st) {
@@ -851,7 +864,12 @@ void Api::Accounts(Request& req, const std::vector<std::string>& parts, Reply& r
       if (users.ok()) {
         for (const std::string& u : *users) w.String(u);
       }
-      w.EndArray().EndObject();
+      // The account's computed traits, as a profile's "computed".
+      w.EndArray().Key("computed").BeginObject();
+      Result<std::vector<ComputedTraitValue>> computed = e.AccountComputedTraits(id);
+      if (computed.ok())
+        for (const ComputedTraitValue& v : *computed) w.Key(v.name).Value(v.value);
+      w.EndObject().EndObject();
       reply(JsonResponse(200, std::move(w.str())));
     });
   }

@@ -68,7 +68,7 @@ class Batch {
   void PutChange(const StoredChange& c);
   void PutSegment(const SegmentRecord& s);
   void DeleteSegment(std::string_view name);
-  // A computed trait's definition (its record's target is unused); `order` is drawn from the
+  // A computed trait's definition (its target: users' or accounts'); `order` is drawn from the
   // segments' counter, so that recovery re-creates both in one creation order.
   void PutComputed(const SegmentRecord& s);
   void DeleteComputed(std::string_view name);

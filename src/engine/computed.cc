@@ -300,17 +300,27 @@ StoredValue EmptyComputedValue(const rules::ComputedDef& def, store::Store* stor
 Result<std::unique_ptr<Condition>> CompileComputedLeaf(const rules::ComputedTraitCond& c,
                                                        CompileContext* ctx) {
   const std::string name = JoinPath(c.pred.path);
-  if (ctx->target() == SegmentTarget::kAccounts)
-    return Status::InvalidArgument(
-        "'computed." + name +
-        "': computed traits are per user and cannot be read by an account segment (account "
-        "computed traits are not supported yet); read it inside a member condition such as "
-        "'any member (computed." +
-        name + " > 0)'");
-  std::optional<ComputedRef> ref = ctx->ComputedTrait(name);
-  if (!ref) return Status::NotFound("unknown computed trait \"" + name + "\"");
+  auto ref = ResolveComputedTrait(name, "computed." + name, ctx);
+  if (!ref.ok()) return ref.status();
   return std::unique_ptr<Condition>(
       new ComputedTraitCondition(c.pred, ref->values, ref->id, ctx->store()));
+}
+
+Result<ComputedRef> ResolveComputedTrait(const std::string& name, std::string_view what,
+                                         CompileContext* ctx) {
+  std::optional<ComputedRef> ref = ctx->ComputedTrait(name);
+  if (!ref) return Status::NotFound("unknown computed trait \"" + name + "\"");
+  if (ref->target == ctx->target()) return *ref;
+  const std::string w(what);
+  if (ref->target == SegmentTarget::kUsers)
+    return Status::InvalidArgument(
+        "'" + w + "': computed trait \"" + name +
+        "\" is per user and an account segment or account computed trait reads account computed "
+        "traits; read it inside a member condition such as 'any member (computed." +
+        name + " > 0)'");
+  return Status::InvalidArgument("'" + w + "': computed trait \"" + name +
+                                 "\" is per account and a user segment or user computed trait "
+                                 "reads user computed traits; read it from an account segment");
 }
 
 Value ToValue(const StoredValue& v, const store::Store& store) {

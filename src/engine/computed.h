@@ -66,9 +66,15 @@ class ComputedValues {
   std::vector<store::StoredValue> values_;
 };
 
+// The computed trait `name` as the definition being compiled may read it: one of the compile
+// target's (an account segment or score reads account computed traits, a user one, including a
+// member condition's user condition, users'). `what` is how the definition wrote it, for errors.
+// Errors: kNotFound for an unknown computed trait, kInvalidArgument for one of the other target.
+Result<ComputedRef> ResolveComputedTrait(const std::string& name, std::string_view what,
+                                         CompileContext* ctx);
+
 // Compiles `computed.NAME <pred>` (rules::ComputedTraitCond) through
-// CompileContext::ComputedTrait. Errors: kNotFound for an unknown computed trait,
-// kInvalidArgument in an account segment (computed traits are per user).
+// CompileContext::ComputedTrait. Errors as ResolveComputedTrait.
 Result<std::unique_ptr<Condition>> CompileComputedLeaf(const rules::ComputedTraitCond& c,
                                                        CompileContext* ctx);
 

@@ -52,6 +52,8 @@ struct ComputedRef {
   // The profile's current value if it is a number (the engine's ComputedNumber), for ranking by
   // the computed trait (top N by computed.NAME). Empty when the context has none.
   std::function<std::optional<double>(uint32_t pid)> number;
+  // Whose values they are: a user's (dense by profile id) or an account's (by account id).
+  SegmentTarget target = SegmentTarget::kUsers;
 };
 
 struct EvalContext {

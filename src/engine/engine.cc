@@ -237,7 +237,8 @@ class Engine::Impl : public engine::CompileContext {
     if (it == computed_by_name_.end()) return std::nullopt;
     const uint32_t id = it->second;
     return engine::ComputedRef{id, &segments_[id]->computed->values,
-                               [this, id](uint32_t pid) { return ComputedNumber(id, pid); }};
+                               [this, id](uint32_t pid) { return ComputedNumber(id, pid); },
+                               segments_[id]->target};
   }
 
   SegmentTarget target() const override { return compiling_target_; }
@@ -1065,6 +1066,8 @@ class Engine::Impl : public engine::CompileContext {
         s->members.remove(aid);
         Emit(*s, aid, false, CauseInfo{Cause::kErased, {}, {}, now}, now);
       }
+      DropComputedValues(aid, CauseInfo{Cause::kErased, {}, {}, now}, now,
+                         SegmentTarget::kAccounts);
       Unrank(aid, SegmentTarget::kAccounts, now);
     }
     ReevaluateAccounts(event_accounts, now, CauseInfo{Cause::kErased, {}, {}, now});
@@ -1125,6 +1128,7 @@ class Engine::Impl : public engine::CompileContext {
     i.definition = s.text;
     i.score = s.computed->def->kind == rules::ComputedDef::Kind::kScore;
     i.last_seq = s.computed->seq;
+    i.target = s.target;
     i.created_at = s.created_at;
     i.updated_at = s.updated_at;
     return i;
@@ -1133,7 +1137,9 @@ class Engine::Impl : public engine::CompileContext {
   // Compiles s->computed->def into s->root: a value source as its only leaf, or a score's terms
   // as the children of an `and` node that is never evaluated as such (ComputeValue sums them).
   Status CompileComputed(Segment* s) {
-    compiling_target_ = SegmentTarget::kUsers;
+    // An account computed trait compiles as an account segment does: its events are the
+    // account's own (GetSeries), its conditions account conditions.
+    compiling_target_ = s->target;
     compiling_name_ = s->name;
     pending_hidden_.clear();
     ComputedState& c = *s->computed;
@@ -1154,6 +1160,7 @@ class Engine::Impl : public engine::CompileContext {
         c.points.push_back(std::llround(c.def->terms[i].points * 1e6));
       }
     }
+    compiling_target_ = SegmentTarget::kUsers;
     if (!st.ok()) {
       s->root = Node{};
       DeleteHidden(std::exchange(pending_hidden_, {}));
@@ -1185,7 +1192,13 @@ class Engine::Impl : public engine::CompileContext {
 
   store::StoredValue ComputeFor(const Segment& s, uint32_t pid, Millis t, Millis* next) const {
     static const ProfileState kEmpty;
-    const ProfileState& p = pid < profiles_.size() ? profiles_[pid] : kEmpty;
+    const ProfileState* prof = &kEmpty;
+    if (s.target == SegmentTarget::kAccounts) {  // pid is an account id
+      if (const engine::Accounts::Account* a = accounts_.Find(pid)) prof = &a->state;
+    } else if (pid < profiles_.size()) {
+      prof = &profiles_[pid];
+    }
+    const ProfileState& p = *prof;
     EvalContext ctx{store_, p, pid, is_member_, in_list_, &accounts_};
     return ComputeValue(s, ctx, t, next);
   }
@@ -1223,9 +1236,10 @@ class Engine::Impl : public engine::CompileContext {
 
   // A profile that is gone (erased, or merged away) has no computed values: a change to no value
   // for each one it had, then the trait's empty value, which is what a new profile starts from.
-  void DropComputedValues(uint32_t pid, const CauseInfo& cause, Millis now) {
+  void DropComputedValues(uint32_t pid, const CauseInfo& cause, Millis now,
+                          SegmentTarget target = SegmentTarget::kUsers) {
     for (auto& s : segments_) {
-      if (!s || !s->computed) continue;
+      if (!s || !s->computed || s->target != target) continue;
       const store::StoredValue old = s->computed->values.Get(pid);
       if (old.type != ValueType::kNull)
         EmitComputed(*s, pid, old, store::StoredValue{}, cause, now);
@@ -1243,7 +1257,8 @@ class Engine::Impl : public engine::CompileContext {
     ComputedChange ch;
     ch.seq = c.seq;
     ch.trait = c.name;
-    ch.profile = std::string(store_.profiles().Get(pid));
+    ch.profile = std::string(KeyOf(s.target, pid));
+    ch.target = s.target;
     ch.old_value = engine::ToValue(old, store_);
     ch.new_value = engine::ToValue(now_value, store_);
     SetCause(&ch, cause, t);
@@ -1258,8 +1273,12 @@ class Engine::Impl : public engine::CompileContext {
     const Millis now = clock_->Now();
     ComputedState& c = *s->computed;
     std::vector<uint32_t> changed;
-    for (uint32_t pid = 0; pid < profiles_.size(); ++pid) {
-      if (store_.erased(pid) || store_.merged(pid)) continue;
+    const bool accounts = s->target == SegmentTarget::kAccounts;
+    const size_t n = accounts ? accounts_.size() : profiles_.size();
+    for (uint32_t pid = 0; pid < n; ++pid) {
+      // Unknown ids as in Recompute: an erased or merged-away profile, an account with no group
+      // call left.
+      if (accounts ? !accounts_.known(pid) : store_.erased(pid) || store_.merged(pid)) continue;
       Millis next = kMaxTime;
       store::StoredValue v = ComputeFor(*s, pid, now, &next);
       Schedule(s, pid, next);
@@ -1280,7 +1299,8 @@ class Engine::Impl : public engine::CompileContext {
     }
   }
 
-  Result<ComputedTraitInfo> CreateComputed(std::string_view name, std::string_view text) {
+  Result<ComputedTraitInfo> CreateComputed(std::string_view name, std::string_view text,
+                                           SegmentTarget target = SegmentTarget::kUsers) {
     SHOAL_RETURN_IF_ERROR(CheckComputedName(name));
     if (FindComputed(name))
       return Status::AlreadyExists("computed trait \"" + std::string(name) + "\" already exists");
@@ -1290,6 +1310,7 @@ class Engine::Impl : public engine::CompileContext {
     auto seg = std::make_unique<Segment>();
     seg->name = "computed." + std::string(name);
     seg->hidden = true;
+    seg->target = target;
     seg->computed = std::make_unique<ComputedState>();
     seg->computed->name = std::string(name);
     seg->computed->def = std::make_unique<rules::ComputedDef>(std::move(parsed).value());
@@ -1318,6 +1339,7 @@ class Engine::Impl : public engine::CompileContext {
     probe.id = s->id;
     probe.name = s->name;
     probe.hidden = true;
+    probe.target = s->target;
     probe.computed = std::make_unique<ComputedState>();
     probe.computed->def = std::make_unique<rules::ComputedDef>(std::move(parsed).value());
     SHOAL_RETURN_IF_ERROR(CompileComputed(&probe));
@@ -1335,8 +1357,9 @@ class Engine::Impl : public engine::CompileContext {
     s->text = rules::Print(*s->computed->def);
     s->updated_at = clock_->Now();
     s->deadline.clear();
-    s->computed->values.SetEmpty(engine::EmptyComputedValue(*s->computed->def, &store_),
-                                 profiles_.size());
+    s->computed->values.SetEmpty(
+        engine::EmptyComputedValue(*s->computed->def, &store_),
+        s->target == SegmentTarget::kAccounts ? accounts_.size() : profiles_.size());
     Register(s);
     DropUnusedSeries();
     RecomputeComputed(s, true);
@@ -1348,10 +1371,19 @@ class Engine::Impl : public engine::CompileContext {
     if (!s) return ComputedNotFound(name);
     if (!s->dependents.empty()) {
       const Segment& dep = *segments_[s->dependents[0]];
-      return Status::FailedPrecondition(
-          "computed trait \"" + s->computed->name + "\" is referenced by " +
-          (dep.computed ? "computed trait \"" + dep.computed->name + "\""
-                        : "segment \"" + dep.name + "\""));
+      // A member condition's hidden segment carries its owner's name; the owner may be an
+      // (account) computed trait, whose hidden name is "computed.NAME".
+      const Segment* owner = dep.hidden && !dep.computed && dep.name.starts_with("computed.")
+                                 ? FindComputed(std::string_view(dep.name).substr(9))
+                                 : nullptr;
+      if (owner && std::find(owner->hidden_segments.begin(), owner->hidden_segments.end(),
+                             dep.id) == owner->hidden_segments.end())
+        owner = nullptr;
+      const std::string by = owner          ? "computed trait \"" + owner->computed->name + "\""
+                             : dep.computed ? "computed trait \"" + dep.computed->name + "\""
+                                            : "segment \"" + dep.name + "\"";
+      return Status::FailedPrecondition("computed trait \"" + s->computed->name +
+                                        "\" is referenced by " + by);
     }
     AdvanceTime();
     Unregister(s);
@@ -1363,10 +1395,13 @@ class Engine::Impl : public engine::CompileContext {
     return Status::Ok();
   }
 
-  std::vector<ComputedTraitValue> ComputedValuesOf(uint32_t pid) const {
+  // The current values of the computed traits of `target` for a profile (or an account).
+  std::vector<ComputedTraitValue> ComputedValuesOf(
+      uint32_t pid, SegmentTarget target = SegmentTarget::kUsers) const {
     std::vector<ComputedTraitValue> out;
     for (const auto& [name, id] : computed_by_name_)
-      out.push_back({name, engine::ToValue(segments_[id]->computed->values.Get(pid), store_)});
+      if (segments_[id]->target == target)
+        out.push_back({name, engine::ToValue(segments_[id]->computed->values.Get(pid), store_)});
     std::sort(out.begin(), out.end(), [](const ComputedTraitValue& a, const ComputedTraitValue& b) {
       return a.name < b.name;
     });
@@ -2318,6 +2353,11 @@ Result<ComputedTraitInfo> Engine::CreateComputedTrait(std::string_view name,
                                                       std::string_view definition) {
   return impl_->CreateComputed(name, definition);
 }
+Result<ComputedTraitInfo> Engine::CreateComputedTrait(std::string_view name,
+                                                      std::string_view definition,
+                                                      SegmentTarget target) {
+  return impl_->CreateComputed(name, definition, target);
+}
 Result<ComputedTraitInfo> Engine::UpdateComputedTrait(std::string_view name,
                                                       std::string_view definition) {
   return impl_->UpdateComputed(name, definition);
@@ -2344,9 +2384,22 @@ Result<std::vector<ComputedTraitValue>> Engine::ComputedTraits(std::string_view 
 Result<Value> Engine::ComputedTraitOf(std::string_view name, std::string_view profile) const {
   auto* s = impl_->FindComputed(name);
   if (!s) return Impl::ComputedNotFound(name);
+  if (s->target == SegmentTarget::kAccounts) {
+    auto aid = impl_->store_.accounts().Find(profile);
+    if (!aid || !impl_->accounts_.known(*aid))
+      return Status::NotFound("account \"" + std::string(profile) + "\" does not exist");
+    return engine::ToValue(s->computed->values.Get(*aid), impl_->store_);
+  }
   auto pid = impl_->FindProfile(profile);
   if (!pid) return Status::NotFound("profile \"" + std::string(profile) + "\" does not exist");
   return engine::ToValue(s->computed->values.Get(*pid), impl_->store_);
+}
+Result<std::vector<ComputedTraitValue>> Engine::AccountComputedTraits(
+    std::string_view account) const {
+  auto aid = impl_->store_.accounts().Find(account);
+  if (!aid || !impl_->accounts_.known(*aid))
+    return Status::NotFound("account \"" + std::string(account) + "\" does not exist");
+  return impl_->ComputedValuesOf(*aid, SegmentTarget::kAccounts);
 }
 std::vector<ComputedChange> Engine::ComputedChanges(std::string_view trait,
                                                     uint64_t after_seq) const {

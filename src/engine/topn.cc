@@ -424,14 +424,11 @@ Result<std::unique_ptr<RankerCondition>> CompileRanker(const rules::TopNCond& c,
     case rules::TopNCond::Source::kComputed: {
       std::string name;
       for (size_t i = 0; i < c.path.size(); ++i) name += (i ? "." : "") + c.path[i];
-      if (accounts)
-        return Status::InvalidArgument(
-            "'top N by computed." + name +
-            "': computed traits are per user and cannot rank accounts; rank accounts by "
-            "'members (...)' or by an account trait");
-      std::optional<ComputedRef> ref = ctx->ComputedTrait(name);
-      if (!ref) return Status::NotFound("unknown computed trait \"" + name + "\"");
-      source = std::make_unique<ComputedRankSource>(std::move(*ref));
+      // An account segment ranks accounts by an account computed trait, a user one users by a
+      // user computed trait.
+      auto ref = ResolveComputedTrait(name, "top N by computed." + name, ctx);
+      if (!ref.ok()) return ref.status();
+      source = std::make_unique<ComputedRankSource>(std::move(ref).value());
       break;
     }
   }

@@ -1013,8 +1013,10 @@ class Evaluator {
   Value ComputedOf(const ComputedDef& def, const ProfileRecords& p) { return Computed(def, p); }
 
  private:
+  // An account reads account computed traits, a user users' (the engine rejects a definition
+  // that reads one of the other kind), so the trait's definition is evaluated over p whatever
+  // p is: its own events and traits, or for an account its events, traits and members.
   bool Leaf(const ComputedTraitCond& c, const ProfileRecords& p) {
-    if (p.account) return false;
     std::string name;
     for (size_t i = 0; i < c.pred.path.size(); ++i) name += (i ? "." : "") + c.pred.path[i];
     const ComputedDef* def = computed_ ? computed_(name) : nullptr;
@@ -1136,8 +1138,7 @@ class Evaluator {
       }
       case TopNCond::Source::kComputed: {
         // The computed trait's value now, from its definition (as computed.NAME reads it); only
-        // a number is ranked. Users only: computed traits are per user.
-        if (q.account) return std::nullopt;
+        // a number is ranked. An account's is an account computed trait, as in Leaf above.
         std::string name;
         for (size_t i = 0; i < c.path.size(); ++i) name += (i ? "." : "") + c.path[i];
         const ComputedDef* def = computed_ ? computed_(name) : nullptr;
@@ -1239,6 +1240,20 @@ std::vector<std::pair<std::string, Value>> ComputedValues(const store::Store& st
   for (const ProfileRecords& p : profiles)
     if (!store.erased(p.id) && !store.merged(p.id))
       out.emplace_back(std::string(p.key), eval.ComputedOf(def, p));
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return out;
+}
+
+// Account computed traits (docs/language.md, "Account computed traits and scores"): the same
+// reading of the definition as ComputedValues, over each known account (its group records, its
+// own events and its members, as AccountMembers reads an account).
+std::vector<std::pair<std::string, Value>> AccountComputedValues(
+    const store::Store& store, const rules::ComputedDef& def, const DefinitionLookup& lookup,
+    Millis now, const ListLookup& lists, const ComputedLookup& computed) {
+  Evaluator eval(store, lookup, lists, now, computed);
+  std::vector<std::pair<std::string, Value>> out;
+  for (const auto& [id, a] : eval.graph().accounts)
+    out.emplace_back(std::string(a.key), eval.ComputedOf(def, a));
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   return out;
 }

@@ -58,4 +58,10 @@ std::vector<std::pair<std::string, Value>> ComputedValues(const store::Store& st
                                                           Millis now, const ListLookup& lists = {},
                                                           const ComputedLookup& computed = {});
 
+// The value of the account computed trait `def` for every known account at `now`, as
+// (account key, value) sorted by key (docs/language.md, "Account computed traits and scores").
+std::vector<std::pair<std::string, Value>> AccountComputedValues(
+    const store::Store& store, const rules::ComputedDef& def, const DefinitionLookup& lookup,
+    Millis now, const ListLookup& lists = {}, const ComputedLookup& computed = {});
+
 }  // namespace shoal::reference

@@ -273,7 +273,7 @@ Status Service::Recover() {
     Status last;
     for (auto& d : todo) {
       Status st = d.computed
-                      ? engine_->CreateComputedTrait(d.r.name, d.r.definition).status()
+                      ? engine_->CreateComputedTrait(d.r.name, d.r.definition, d.r.target).status()
                       : engine_->CreateSegment(d.r.name, d.r.definition, d.r.target).status();
       if (!st.ok()) {
         last = st;
@@ -645,6 +645,7 @@ void Service::SaveComputed(Txn& txn, std::string_view name) {
   r.order = it->second;
   r.created_at = info->created_at;
   r.updated_at = info->updated_at;
+  r.target = info->target;  // users' or accounts'
   txn.batch().PutComputed(r);
 }
 

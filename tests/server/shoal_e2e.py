@@ -1261,6 +1261,69 @@ class ComputedTraitsTest(ServerTest):
         self.expect(srv.delete("/v1/computed-traits/ct_score"), 204, "delete")
         self.expect_error(srv.get("/v1/computed-traits/ct_score"), 404, "not_found", "deleted")
 
+    def test_account_computed_traits_target_account_route_and_restart(self):
+        srv = self.srv
+        r = srv.post("/v1/computed-traits", {"name": "act_logins", "target": "accounts",
+                                             "definition": 'count of "Logged In" within 30d'})
+        self.expect(r, 201, "create an account computed trait")
+        self.assertEqual(r.json["target"], "accounts", r.describe())
+        r = srv.post("/v1/computed-traits", {"name": "act_bad", "target": "teams",
+                                             "definition": 'count of "X"'})
+        self.expect_error(r, 400, "invalid_argument", "unknown target")
+        r = srv.post("/v1/computed-traits", {"name": "act_logins", "definition": 'count of "X"'})
+        self.expect_error(r, 409, "already_exists", "one namespace for both targets")
+        r = srv.put("/v1/computed-traits/act_score", {
+            "target": "accounts",
+            "definition": '20 points if at least 2 members (performed "Logged In" within 7d) '
+                          '+ 30 points if performed "Demo Requested" within 30d '
+                          '- 10 points if plan = "free"'})
+        self.expect(r, 201, "put creates an account score")
+        self.assertEqual((r.json["score"], r.json["target"]), (True, "accounts"), r.describe())
+        r = srv.put("/v1/computed-traits/act_logins", {"target": "users",
+                                                       "definition": 'count of "X"'})
+        self.expect_error(r, 409, "failed_precondition", "the target cannot change")
+        r = srv.post("/v1/segments", {"name": "act_user_seg",
+                                      "definition": "computed.act_logins > 1"})
+        self.expect_error(r, 400, "invalid_definition", "a user segment reads users' traits")
+        self.assertIn("per account", r.json["error"]["message"], r.describe())
+        now = srv.now
+        for u in ("act-u1", "act-u2"):
+            self.ok(srv.call("group", {"userId": u, "groupId": "act-acme", "traits": {"plan": "free"},
+                                       "timestamp": iso(now - 2 * H)}))
+            self.ok(srv.call("track", {"userId": u, "event": "Logged In",
+                                       "context": {"groupId": "act-acme"},
+                                       "timestamp": iso(now - H)}))
+        a = self.ok(srv.get("/v1/accounts/act-acme"))
+        self.assertEqual(a.json.get("computed"), {"act_logins": 2, "act_score": 10}, a.describe())
+        p = self.ok(srv.get("/v1/profiles/act-u1"))
+        self.assertNotIn("act_logins", p.json.get("computed", {}), p.describe())
+        r = srv.post("/v1/segments", {"name": "act_engaged", "target": "accounts",
+                                      "definition": "computed.act_score >= 10"})
+        self.expect(r, 201, "an account segment reads it")
+        self.assertEqual(srv.members("act_engaged"), ["act-acme"])
+        self.expect_error(srv.delete("/v1/computed-traits/act_score"), 409, "failed_precondition",
+                          "delete while an account segment reads it")
+        lst = self.ok(srv.get("/v1/computed-traits"))
+        targets = {c["name"]: c["target"] for c in lst.json["computed_traits"]}
+        self.assertEqual((targets.get("act_logins"), targets.get("act_score")),
+                         ("accounts", "accounts"), lst.describe())
+        srv.restart(label="account computed traits restart")
+        r = self.ok(srv.get("/v1/computed-traits/act_score"))
+        self.assertEqual(r.json["target"], "accounts", "target recovered: " + r.describe())
+        a = self.ok(srv.get("/v1/accounts/act-acme"))
+        self.assertEqual(a.json.get("computed"), {"act_logins": 2, "act_score": 10}, a.describe())
+        self.assertEqual(srv.members("act_engaged"), ["act-acme"])
+        # An update keeps the target: the plan penalty goes, the score follows.
+        r = srv.put("/v1/computed-traits/act_score", {
+            "definition": '20 points if at least 2 members (performed "Logged In" within 7d)'})
+        self.expect(r, 200, "put replaces")
+        self.assertEqual(r.json["target"], "accounts", r.describe())
+        a = self.ok(srv.get("/v1/accounts/act-acme"))
+        self.assertEqual(a.json["computed"].get("act_score"), 20, a.describe())
+        self.expect(srv.delete("/v1/segments/act_engaged"), 204, "delete the segment")
+        self.expect(srv.delete("/v1/computed-traits/act_score"), 204, "then the trait")
+        self.expect(srv.delete("/v1/computed-traits/act_logins"), 204, "delete")
+
 
 # --------------------------------------------------------------------------------------------
 # Profiles
