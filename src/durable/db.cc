@@ -211,12 +211,11 @@ void Batch::PutComputedChange(const StoredComputedChange& c) {
   const ComputedChange& ch = c.change;
   PutComputedValue(ch.trait, ch.profile, ch.target, ch.new_value);
   wb_->Put(db_->handles_[kComputedByProfile], PairSeq(ch.profile, c.seq), "");
+  // The trait's last seq is the last key of its index (ComputedSeqs), not a record rewritten with
+  // every change: one write less per change, and no pile of versions of one key in the memtable.
   value_.clear();
   PutBigEndian64(c.seq, &value_);
   wb_->Put(db_->handles_[kComputedByTrait], PairSeq(ch.trait, c.trait_seq), value_);
-  value_.clear();
-  PutBigEndian64(c.trait_seq, &value_);
-  wb_->Put(db_->handles_[kDefault], MetaKey("ctseq", ch.trait), value_);
 }
 
 void Batch::PutComputedValue(std::string_view trait, std::string_view profile, SegmentTarget target,
@@ -585,13 +584,21 @@ Status Db::PurgeProfile(std::string_view profile, uint64_t before, uint64_t befo
 // --- Computed value changes --------------------------------------------------------------------
 
 Result<std::vector<std::pair<std::string, uint64_t>>> Db::ComputedSeqs() const {
+  // One seek to each trait's last index key ("trait\0" BE64), then past it to the next trait.
   std::vector<std::pair<std::string, uint64_t>> out;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, handles_[kDefault]));
-  const std::string prefix = MetaKey("ctseq", "");
-  for (it->Seek(prefix); it->Valid() && StartsWith(it->key(), prefix); it->Next()) {
-    if (it->value().size() != 8) return Status::Internal("corrupt computed sequence record");
-    out.emplace_back(it->key().ToString().substr(prefix.size()),
-                     GetBigEndian64(it->value().data()));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, handles_[kComputedByTrait]));
+  for (it->SeekToFirst(); it->Valid();) {
+    std::string_view k = it->key().ToStringView();
+    size_t z = k.find('\0');
+    if (z == std::string_view::npos) return Status::Internal("corrupt computed trait index key");
+    std::string next(k.substr(0, z));
+    next.push_back('\1');
+    it->SeekForPrev(next);
+    if (!it->Valid() || it->key().size() != z + 9) {
+      return Status::Internal("corrupt computed trait index key");
+    }
+    out.emplace_back(next.substr(0, z), GetBigEndian64(it->key().data() + z + 1));
+    it->Seek(next);
   }
   if (!it->status().ok()) return FromRocks(it->status(), "reading computed sequences");
   return out;

@@ -15,7 +15,7 @@
 //                                                        last persisted; no key: no value)
 //   default     "seg\0" name -> segment record; "segseq\0" name -> BE64 last segment seq;
 //               "list\0" name -> ""; "lm\0" list \0 profile -> ""; "erase\0" profile -> BE64
-//               log seq of the erasure; "ctseq\0" trait -> BE64 last trait seq.
+//               log seq of the erasure.
 //
 // Threading: reads are thread-safe (RocksDB's own guarantees); writes come from the server's one
 // commit thread, in order.
@@ -85,8 +85,8 @@ class Batch {
   // The profile's calls with log seq < log_seq and its changes with seq < change_seq are the
   // erased ones (the calls and changes of the new profile that reuses the id come later).
   void PutErasure(std::string_view profile, uint64_t log_seq, uint64_t change_seq = UINT64_MAX);
-  // A computed value change: the record, its indexes by profile and by trait, the persisted value
-  // (computed_values) and the trait's last sequence number.
+  // A computed value change: the record, its indexes by profile and by trait (whose last key is
+  // the trait's last sequence number) and the persisted value (computed_values).
   void PutComputedChange(const StoredComputedChange& c);
   // Sets a persisted computed value without a change record (the values a new trait starts with).
   // A null value deletes it.
