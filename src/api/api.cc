@@ -1233,7 +1233,10 @@ Response Api::Metrics() {
   line("shoal_change_log_seq", "gauge", "Sequence number of the last committed change.",
        service_->hub().LastSeq());
   line("shoal_stream_clients", "gauge", "Stream and long-poll clients waiting for changes.",
-       service_->hub().Waiters());
+       service_->hub().Waiters() + service_->computed_hub().Waiters());
+  line("shoal_computed_change_log_seq", "gauge",
+       "Sequence number of the last committed computed value change.",
+       service_->computed_hub().LastSeq());
   line("shoal_store_bytes", "gauge", "Bytes of the durable store on disk (approximate).",
        service_->db().ApproximateBytes());
   // Histogram of ack latency.

@@ -1387,6 +1387,31 @@ class ComputedChangesTest(ServerTest):
         self.assertEqual([(c["trait_seq"], c["old_value"], c["new_value"]) for c in ch],
                          [(4, 5, 6)], ch)
 
+    def test_sse_resumes_after_last_event_id(self):
+        s = self.srv
+        self.expect(s.post("/v1/computed-traits", {"name": "cs_n",
+                                                   "definition": 'count of "Cs"'}), 201)
+        for i in range(3):
+            self.ok(s.call("track", {"userId": "cs-u1", "event": "Cs", "messageId": "cs-m%d" % i,
+                                     "timestamp": iso(s.now - M)}))
+        log = self.computed_log(trait="cs_n")
+        self.assertEqual([c["new_value"] for c in log], [1, 2, 3], log)
+        # A reconnect with the id of the first change gets exactly the two after it, then the
+        # live ones; `after` does the same.
+        for headers, path in (({"Accept": "text/event-stream",
+                                "Last-Event-ID": str(log[0]["seq"])},
+                               "/v1/computed-changes?trait=cs_n"),
+                              ({"Accept": "text/event-stream"},
+                               "/v1/computed-changes?trait=cs_n&after=%d" % log[0]["seq"])):
+            sse = SSE(s, path, headers=headers)
+            try:
+                evs = sse.take(2, timeout=10)
+                self.assertEqual([c for _, _, c in evs], log[1:], path)
+            finally:
+                sse.close()
+        r = self.ok(s.get("/metrics", auth=None))
+        self.assertIn("shoal_computed_changes_total", r.text)
+
     def test_erasure_redacts_earlier_value_changes(self):
         s = self.srv
         self.expect(s.post("/v1/computed-traits", {"name": "ce_n",
