@@ -10,6 +10,8 @@
 //                          computed listener, so the values are computed but their changes are
 //                          neither recorded nor written: P=1 minus P=0 is the cost of the
 //                          durable computed change log. T=0 is the baseline without traits.
+//   BM_IngestSegmentChanges/S/P  the same for membership changes at a similar rate (S per call),
+//                          for scale: P=1 minus P=0 is the cost of the membership change log.
 //                          The machine is noisy: compare instruction counts too, one variant per
 //                          run, e.g. `perf stat -e instructions:u build/service_bench
 //                          --benchmark_filter=BM_IngestComputed/4/1`.
@@ -99,6 +101,69 @@ BENCHMARK(BM_IngestComputed)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime()
     ->Iterations(400);  // fixed work (40k events), so `perf stat -e instructions:u` compares
+
+// For scale: the membership change log at the same rate of changes. Identify calls flip each
+// user's plan, and S segments read it (`plan = "a"` and S - 1 copies): every call is S enters or
+// exits. P=0 removes the engine's change listener (membership kept, changes not written).
+void BM_IngestSegmentChanges(benchmark::State& state) {
+  const int segments = static_cast<int>(state.range(0));
+  const bool persist = state.range(1) != 0;
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() /
+      fmt::format("shoal-service-bench-seg-{}-{}-{}", ::getpid(), segments, persist);
+  std::filesystem::remove_all(dir);
+  server::ServiceOptions o;
+  o.data_dir = dir.string();
+  o.virtual_clock_start = kNow;
+  o.sync = false;
+  o.dedup_window = kMinute;
+  {
+    server::Service svc(o);
+    if (!svc.Start().ok()) {
+      state.SkipWithError("the service did not start");
+      return;
+    }
+    std::promise<void> ready;
+    svc.Run([&](server::Txn& t) {
+      for (int i = 0; i < segments; ++i) {
+        const std::string name = fmt::format("s{}", i);
+        if (t.engine().CreateSegment(name, fmt::format(R"(plan = "a" or plan = "x{}")", i)).ok())
+          svc.SaveSegment(t, name);
+      }
+      if (!persist) t.engine().SetChangeListener(nullptr);
+      t.OnDurable([&](const Status&) { ready.set_value(); });
+    });
+    ready.get_future().get();
+    int next = 0;
+    for (auto _ : state) {
+      state.PauseTiming();
+      std::vector<Message> batch;
+      for (int i = 0; i < 100; ++i, ++next) {
+        Message m;
+        m.type = MessageType::kIdentify;
+        m.user_id = fmt::format("u{}", next % 10000);
+        m.message_id = fmt::format("m{}", next);
+        m.timestamp = kNow - kDay + next;
+        m.traits = {{"plan", Value::String((next / 10000) % 2 == 0 ? "a" : "b")}};
+        batch.push_back(std::move(m));
+      }
+      state.ResumeTiming();
+      std::promise<void> done;
+      (void)svc.Ingest(std::move(batch), [&](server::IngestOutcome) { done.set_value(); });
+      done.get_future().get();
+    }
+    state.SetItemsProcessed(state.iterations() * 100);
+    state.counters["changes_per_event"] = static_cast<double>(svc.metrics().changes.load()) /
+                                          static_cast<double>(state.iterations() * 100);
+  }
+  std::filesystem::remove_all(dir);
+}
+BENCHMARK(BM_IngestSegmentChanges)
+    ->Args({4, 0})
+    ->Args({4, 1})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime()
+    ->Iterations(400);
 
 }  // namespace
 }  // namespace shoal
