@@ -307,6 +307,15 @@ class Engine {
   void SetComputedChangeListener(std::function<void(const ComputedChange&)> listener);
   // The parsed definition of a computed trait (null if unknown), valid until it changes.
   const rules::ComputedDef* ComputedDefinition(std::string_view name) const;
+  // Calls fn with the current value of a computed trait for every live profile (every account,
+  // for an account trait), in id order: a snapshot of all its values, which the server persists
+  // at creation and compares with the persisted ones at restart. kNotFound for an unknown trait.
+  Status ForEachComputedValue(
+      std::string_view name,
+      const std::function<void(std::string_view key, const Value& v)>& fn) const;
+  // The value of a profile nothing was computed for yet (a new profile's): null, or e.g. 0 for a
+  // count. kNotFound for an unknown trait.
+  Result<Value> ComputedTraitEmptyValue(std::string_view name) const;
 
   // --- Changes --------------------------------------------------------------------------------
   // Kept changes (Options::keep_changes) in emission order; for one segment when `segment` is not

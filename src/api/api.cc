@@ -689,6 +689,10 @@ void WriteComputedTrait(const ComputedTraitInfo& c, JsonWriter* w) {
 void Api::ComputedTraits(Request& req, const std::vector<std::string>& parts, Reply& reply) {
   const std::string& m = req.method;
   server::Service* svc = service_;
+  if (parts.size() == 4 && parts[3] == "changes") {
+    if (m != "GET") return reply(ErrorResponse(405, "method_not_allowed", "use GET"));
+    return ComputedTraitChanges(req, parts[2], reply);
+  }
   if (parts.size() == 2 && m == "GET") {
     return svc->Read([&reply](const Engine& e) {
       JsonWriter w;
@@ -745,10 +749,9 @@ void Api::ComputedTraits(Request& req, const std::vector<std::string>& parts, Re
   }
   if (parts.size() == 3 && m == "DELETE") {
     std::string name(parts[2]);
-    return svc->Run([reply, name](Txn& t) {
-      Status st = t.engine().DeleteComputedTrait(name);
+    return svc->Run([reply, svc, name](Txn& t) {
+      Status st = svc->DeleteComputed(t, name);
       if (!st.ok()) return reply(FromStatus(st));
-      t.batch().DeleteComputed(name);
       t.OnDurable([reply](const Status& st) {
         if (!st.ok()) return reply(FromStatus(st));
         Response r;
@@ -821,6 +824,9 @@ void Api::Profiles(Request& req, const std::vector<std::string>& parts, Reply& r
     w.EndArray().EndObject();
     return reply(JsonResponse(200, std::move(w.str())));
   }
+  if (parts.size() == 4 && m == "GET" && parts[3] == "computed-history") {
+    return ComputedHistory(id, SegmentTarget::kUsers, "profile", reply);
+  }
   reply(ErrorResponse(404, "not_found", "no such route: " + m + " " + req.path));
 }
 
@@ -841,6 +847,62 @@ void Api::Explain(Request& req, const std::string& id, const char* key, Reply& r
     w.EndObject();
     reply(JsonResponse(200, std::move(w.str())));
   });
+}
+
+// --- Computed value changes ---------------------------------------------------------------------
+
+// GET /v1/computed-traits/{name}/changes?after=TRAIT_SEQ&limit=L: one page of a trait's value
+// changes from the store, oldest first. The live stream of all traits is GET
+// /v1/computed-changes (http_server.cc).
+void Api::ComputedTraitChanges(Request& req, const std::string& name, Reply& reply) {
+  server::Service* svc = service_;
+  uint64_t after = 0, limit = 1000;
+  std::string_view from =
+      !req.last_event_id.empty() ? std::string_view(req.last_event_id) : req.Query("after");
+  if (!from.empty()) {
+    auto r = std::from_chars(from.data(), from.data() + from.size(), after);
+    if (r.ec != std::errc() || r.ptr != from.data() + from.size()) {
+      return reply(ErrorResponse(400, "invalid_argument",
+                                 "query parameter 'after' (or Last-Event-ID): not a sequence "
+                                 "number"));
+    }
+  }
+  Response err;
+  if (!QueryNumber(req, "limit", &limit, &err)) return reply(std::move(err));
+  if (!req.Query("limit").empty() && limit == 0) {
+    return reply(ErrorResponse(400, "invalid_argument", "query parameter 'limit': must be > 0"));
+  }
+  limit = std::min<uint64_t>(limit, 10000);
+  // A deleted trait keeps its history: unknown is neither live nor ever changed.
+  const bool known = svc->Read(
+      [&](const Engine& e) { return e.GetComputedTrait(name).ok() || svc->ComputedSeq(name) > 0; });
+  if (!known) {
+    return reply(ErrorResponse(404, "not_found", "computed trait \"" + name + "\" does not exist"));
+  }
+  std::vector<durable::StoredComputedChange> changes;
+  Status st = svc->db().ComputedTraitHistory(name, after, limit, &changes);
+  if (!st.ok()) return reply(FromStatus(st));
+  JsonWriter w;
+  w.BeginObject().Key("trait").String(name).Key("changes").BeginArray();
+  for (const auto& c : changes) WriteComputedChange(c, &w);
+  w.EndArray().Key("next").Uint(changes.empty() ? after : changes.back().trait_seq).EndObject();
+  reply(JsonResponse(200, std::move(w.str())));
+}
+
+// Every computed value change of a profile (or an account), oldest first; empty for an unknown
+// id, as the membership history.
+void Api::ComputedHistory(const std::string& id, SegmentTarget target, const char* key,
+                          Reply& reply) {
+  std::vector<durable::StoredComputedChange> changes;
+  Status st = service_->db().ComputedProfileHistory(id, &changes);
+  if (!st.ok()) return reply(FromStatus(st));
+  JsonWriter w;
+  w.BeginObject().Key(key).String(id).Key("changes").BeginArray();
+  for (const auto& c : changes) {
+    if (c.change.target == target) WriteComputedChange(c, &w);
+  }
+  w.EndArray().EndObject();
+  reply(JsonResponse(200, std::move(w.str())));
 }
 
 // --- Accounts ---------------------------------------------------------------------------------
@@ -883,6 +945,9 @@ void Api::Accounts(Request& req, const std::vector<std::string>& parts, Reply& r
     });
   }
   if (parts.size() == 4 && parts[3] == "explain") return Explain(req, id, "account", reply);
+  if (parts.size() == 4 && parts[3] == "computed-history") {
+    return ComputedHistory(id, SegmentTarget::kAccounts, "account", reply);
+  }
   reply(ErrorResponse(404, "not_found", "no such route: " + m + " " + req.path));
 }
 
@@ -1178,13 +1243,18 @@ Response Api::Metrics() {
   line("shoal_ingest_rejected_total", "counter", "Calls refused: invalid or overloaded.",
        mt.rejected.load());
   line("shoal_changes_total", "counter", "Membership changes committed.", mt.changes.load());
+  line("shoal_computed_changes_total", "counter", "Computed value changes committed.",
+       mt.computed_changes.load());
   line("shoal_commit_groups_total", "counter", "Group commits (one fsync each).", mt.groups.load());
   line("shoal_pending_messages", "gauge", "Calls accepted but not yet durable.",
        mt.pending_messages.load());
   line("shoal_change_log_seq", "gauge", "Sequence number of the last committed change.",
        service_->hub().LastSeq());
   line("shoal_stream_clients", "gauge", "Stream and long-poll clients waiting for changes.",
-       service_->hub().Waiters());
+       service_->hub().Waiters() + service_->computed_hub().Waiters());
+  line("shoal_computed_change_log_seq", "gauge",
+       "Sequence number of the last committed computed value change.",
+       service_->computed_hub().LastSeq());
   line("shoal_store_bytes", "gauge", "Bytes of the durable store on disk (approximate).",
        service_->db().ApproximateBytes());
   // Histogram of ack latency.

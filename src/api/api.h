@@ -87,6 +87,11 @@ class Api {
   void Debug(Request& req, const std::vector<std::string>& parts,
              std::function<void(Response)>& reply);
   Response Metrics();
+  // GET /v1/computed-traits/{name}/changes and GET /v1/{profiles,accounts}/{id}/computed-history.
+  void ComputedTraitChanges(Request& req, const std::string& name,
+                            std::function<void(Response)>& reply);
+  void ComputedHistory(const std::string& id, SegmentTarget target, const char* key,
+                       std::function<void(Response)>& reply);
 
   server::Service* service_;
   ApiOptions options_;

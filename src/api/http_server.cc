@@ -97,6 +97,43 @@ Request MakeRequest(const http::request_header<>& h, Millis now) {
   return req;
 }
 
+// What Impl::Stream needs of a change log: its hub (last seq, waiters), a read from the hub or,
+// for changes that left its memory window, the store, and the JSON of one change.
+struct MembershipFeed {
+  server::Service& svc;
+  using Stored = durable::StoredChange;
+  static constexpr const char* kFilter = "segment";  // the query parameter that filters
+  static constexpr const char* kEvent = "change";    // the SSE event name
+  static constexpr const char* kWhat = "change";
+  server::ChangeHub& hub() { return svc.hub(); }
+  bool Fetch(uint64_t after, const std::vector<std::string>& segments, size_t limit,
+             std::vector<Stored>* out, uint64_t* scanned_to) {
+    if (svc.hub().Since(after, segments, limit, out, scanned_to)) return true;
+    Status st = svc.db().ReadChanges(after, limit, segments, 100000, out, scanned_to);
+    if (!st.ok()) spdlog::error("event=change_log_read_error error=\"{}\"", st.ToString());
+    return st.ok();
+  }
+  static void Write(const Stored& c, JsonWriter* w) { WriteChange(c, w); }
+};
+
+// The computed value change log (GET /v1/computed-changes).
+struct ComputedFeed {
+  server::Service& svc;
+  using Stored = durable::StoredComputedChange;
+  static constexpr const char* kFilter = "trait";           // the query parameter that filters
+  static constexpr const char* kEvent = "computed_change";  // the SSE event name
+  static constexpr const char* kWhat = "computed change";
+  server::ComputedHub& hub() { return svc.computed_hub(); }
+  bool Fetch(uint64_t after, const std::vector<std::string>& traits, size_t limit,
+             std::vector<Stored>* out, uint64_t* scanned_to) {
+    if (svc.computed_hub().Since(after, traits, limit, out, scanned_to)) return true;
+    Status st = svc.db().ReadComputedChanges(after, limit, traits, 100000, out, scanned_to);
+    if (!st.ok()) spdlog::error("event=computed_log_read_error error=\"{}\"", st.ToString());
+    return st.ok();
+  }
+  static void Write(const Stored& c, JsonWriter* w) { WriteComputedChange(c, w); }
+};
+
 bool IsIngestPath(std::string_view p) {
   return p == "/v1/identify" || p == "/v1/track" || p == "/v1/page" || p == "/v1/screen" ||
          p == "/v1/group" || p == "/v1/alias" || p == "/v1/batch";
@@ -120,10 +157,11 @@ struct HttpServer::Impl {
   awaitable<Response> CallApi(Request req);
   awaitable<std::optional<server::IngestOutcome>> CallIngest(std::vector<Message>& msgs);
   awaitable<bool> Changes(beast::tcp_stream& stream, Request& req, bool keep_alive);
+  // The stream of GET /v1/changes (MembershipFeed) or GET /v1/computed-changes (ComputedFeed).
+  template <typename Feed>
+  awaitable<bool> Stream(Feed& feed, beast::tcp_stream& stream, Request& req, bool keep_alive);
   awaitable<bool> Import(beast::tcp_stream& stream, beast::flat_buffer& buf,
                          http::request_parser<http::empty_body>& hp, Request& req, bool keep_alive);
-  bool Fetch(uint64_t after, const std::vector<std::string>& segments, size_t limit,
-             std::vector<durable::StoredChange>* out, uint64_t* scanned_to);
 };
 
 awaitable<void> HttpServer::Impl::Accept() {
@@ -206,6 +244,11 @@ awaitable<void> HttpServer::Impl::Session(tcp::socket socket) {
       if (!co_await Changes(stream, req, keep_alive)) break;
       continue;
     }
+    if (req.path == "/v1/computed-changes" && req.method == "GET") {
+      ComputedFeed feed{api->service()};
+      if (!co_await Stream(feed, stream, req, keep_alive)) break;
+      continue;
+    }
     if (req.path == "/v1/import" && req.method == "POST") {
       if (expect_continue) {
         http::response<http::empty_body> cont{http::status::continue_, 11};
@@ -272,17 +315,16 @@ awaitable<void> HttpServer::Impl::Session(tcp::socket socket) {
   stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
 }
 
-bool HttpServer::Impl::Fetch(uint64_t after, const std::vector<std::string>& segments, size_t limit,
-                             std::vector<durable::StoredChange>* out, uint64_t* scanned_to) {
-  server::Service& svc = api->service();
-  if (svc.hub().Since(after, segments, limit, out, scanned_to)) return true;
-  Status st = svc.db().ReadChanges(after, limit, segments, 100000, out, scanned_to);
-  if (!st.ok()) spdlog::error("event=change_log_read_error error=\"{}\"", st.ToString());
-  return st.ok();
-}
-
 awaitable<bool> HttpServer::Impl::Changes(beast::tcp_stream& stream, Request& req,
                                           bool keep_alive) {
+  MembershipFeed feed{api->service()};
+  co_return co_await Stream(feed, stream, req, keep_alive);
+}
+
+template <typename Feed>
+awaitable<bool> HttpServer::Impl::Stream(Feed& feed, beast::tcp_stream& stream, Request& req,
+                                         bool keep_alive) {
+  using Stored = typename Feed::Stored;
   if (!api->IsAdmin(req)) {
     co_return co_await Write(stream,
                              ErrorResponse(401, "unauthorized",
@@ -292,13 +334,13 @@ awaitable<bool> HttpServer::Impl::Changes(beast::tcp_stream& stream, Request& re
   }
   bool sse =
       req.accept.find("text/event-stream") != std::string::npos || req.Query("stream") == "sse";
-  server::Service& svc = api->service();
-  std::vector<std::string> segments = req.QueryAll("segment");
+  auto& hub = feed.hub();
+  std::vector<std::string> segments = req.QueryAll(Feed::kFilter);
   auto parse_seq = [](std::string_view s, uint64_t* out) {
     auto r = std::from_chars(s.data(), s.data() + s.size(), *out);
     return r.ec == std::errc() && r.ptr == s.data() + s.size();
   };
-  uint64_t after = sse ? svc.hub().LastSeq() : 0;
+  uint64_t after = sse ? hub.LastSeq() : 0;
   std::string_view from =
       !req.last_event_id.empty() ? std::string_view(req.last_event_id) : req.Query("after");
   if (!from.empty() && !parse_seq(from, &after)) {
@@ -309,7 +351,7 @@ awaitable<bool> HttpServer::Impl::Changes(beast::tcp_stream& stream, Request& re
   }
   // A cursor beyond the log (e.g. kept from a data directory that was since reset) would skip
   // changes silently until the log caught up: start at the end instead.
-  after = std::min(after, svc.hub().LastSeq());
+  after = std::min(after, hub.LastSeq());
   uint64_t limit = 1000, wait = 25;
   if (auto l = req.Query("limit"); !l.empty() && (!parse_seq(l, &limit) || limit == 0)) {
     co_return co_await Write(
@@ -329,31 +371,31 @@ awaitable<bool> HttpServer::Impl::Changes(beast::tcp_stream& stream, Request& re
   auto wait_for_publish = [&](uint64_t cursor, int seconds) -> awaitable<bool> {
     auto timer = std::make_shared<asio::steady_timer>(ex);
     auto notified = std::make_shared<std::atomic<bool>>(false);
-    uint64_t id = svc.hub().AddWaiter([timer, notified] {
+    uint64_t id = hub.AddWaiter([timer, notified] {
       notified->store(true);
       asio::post(timer->get_executor(), [timer] { timer->cancel(); });
     });
-    if (svc.hub().LastSeq() <= cursor && !notified->load() && !stopping) {
+    if (hub.LastSeq() <= cursor && !notified->load() && !stopping) {
       timer->expires_after(std::chrono::seconds(seconds));
       co_await timer->async_wait(kTuple);
     }
-    svc.hub().RemoveWaiter(id);
+    hub.RemoveWaiter(id);
     co_return !stopping;
   };
 
-  std::vector<durable::StoredChange> batch;
+  std::vector<Stored> batch;
   if (!sse) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(wait);
     uint64_t scanned = after;
     while (true) {
       batch.clear();
-      if (!Fetch(after, segments, limit, &batch, &scanned)) {
+      if (!feed.Fetch(after, segments, limit, &batch, &scanned)) {
         co_return co_await Write(stream, ErrorResponse(500, "internal", "reading the change log"),
                                  keep_alive);
       }
       after = scanned;
       if (!batch.empty() || std::chrono::steady_clock::now() >= deadline || stopping) break;
-      if (scanned < svc.hub().LastSeq()) continue;  // filtered out; more to scan
+      if (scanned < hub.LastSeq()) continue;  // filtered out; more to scan
       auto left = std::chrono::duration_cast<std::chrono::seconds>(deadline -
                                                                    std::chrono::steady_clock::now())
                       .count() +
@@ -362,7 +404,7 @@ awaitable<bool> HttpServer::Impl::Changes(beast::tcp_stream& stream, Request& re
     }
     JsonWriter w;
     w.BeginObject().Key("changes").BeginArray();
-    for (const auto& c : batch) WriteChange(c, &w);
+    for (const auto& c : batch) Feed::Write(c, &w);
     w.EndArray().Key("next").Uint(after).EndObject();
     Response r;
     r.body = std::move(w.str());
@@ -382,7 +424,8 @@ awaitable<bool> HttpServer::Impl::Changes(beast::tcp_stream& stream, Request& re
   {
     // Tell the client where the stream starts, so that a reconnect before the first change
     // resumes exactly here.
-    std::string hello = fmt::format(": shoal change stream after seq {}\nretry: 1000\n\n", after);
+    std::string hello =
+        fmt::format(": shoal {} stream after seq {}\nretry: 1000\n\n", Feed::kWhat, after);
     auto [ec1, n1] = co_await asio::async_write(stream, asio::buffer(hello), kTuple);
     if (ec1) co_return false;
   }
@@ -390,18 +433,18 @@ awaitable<bool> HttpServer::Impl::Changes(beast::tcp_stream& stream, Request& re
   while (!stopping) {
     batch.clear();
     uint64_t scanned = after;
-    if (!Fetch(after, segments, limit, &batch, &scanned)) break;
+    if (!feed.Fetch(after, segments, limit, &batch, &scanned)) break;
     after = scanned;
     out.clear();
     if (batch.empty()) {
-      if (scanned < svc.hub().LastSeq()) continue;
+      if (scanned < hub.LastSeq()) continue;
       if (!co_await wait_for_publish(after, 15)) break;
-      if (svc.hub().LastSeq() <= after) out = ":\n\n";  // heartbeat
+      if (hub.LastSeq() <= after) out = ":\n\n";  // heartbeat
     }
     for (const auto& c : batch) {
-      fmt::format_to(std::back_inserter(out), "id: {}\nevent: change\ndata: ", c.seq);
+      fmt::format_to(std::back_inserter(out), "id: {}\nevent: {}\ndata: ", c.seq, Feed::kEvent);
       JsonWriter w;
-      WriteChange(c, &w);
+      Feed::Write(c, &w);
       out.append(w.str());
       out.append("\n\n");
     }
@@ -591,6 +634,7 @@ void HttpServer::Shutdown(int grace_seconds) {
     impl->acceptor.close(ec);
   });
   impl->api->service().hub().WakeAll();
+  impl->api->service().computed_hub().WakeAll();
   asio::co_spawn(
       impl->ioc,
       [impl, grace_seconds]() -> awaitable<void> {
@@ -598,6 +642,7 @@ void HttpServer::Shutdown(int grace_seconds) {
         asio::steady_timer t(impl->ioc);
         while (impl->in_flight.load() > 0 && std::chrono::steady_clock::now() < until) {
           impl->api->service().hub().WakeAll();
+          impl->api->service().computed_hub().WakeAll();
           t.expires_after(std::chrono::milliseconds(20));
           co_await t.async_wait(kTuple);
         }

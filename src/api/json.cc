@@ -128,4 +128,29 @@ void WriteChange(const durable::StoredChange& c, JsonWriter* w) {
   w->EndObject();
 }
 
+void WriteComputedChange(const durable::StoredComputedChange& c, JsonWriter* w) {
+  const ComputedChange& ch = c.change;
+  w->BeginObject()
+      .Key("seq")
+      .Uint(c.seq)
+      .Key("trait")
+      .String(ch.trait)
+      .Key("trait_seq")
+      .Uint(c.trait_seq)
+      .Key("profile")
+      .String(ch.profile)
+      .Key("target")
+      .String(ch.target == SegmentTarget::kAccounts ? "accounts" : "users")
+      .Key("old_value")
+      .Value(ch.old_value)
+      .Key("new_value")
+      .Value(ch.new_value)
+      .Key("cause")
+      .String(CauseName(ch.cause));
+  if (!ch.cause_ref.empty()) w->Key("cause_ref").String(ch.cause_ref);
+  if (!ch.event.empty()) w->Key("event").String(ch.event);
+  w->Key("event_time").Time(ch.event_time).Key("processed_at").Time(ch.processed_at);
+  w->EndObject();
+}
+
 }  // namespace shoal::api

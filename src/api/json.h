@@ -45,4 +45,8 @@ class JsonWriter {
 // {"seq":..,"segment":..,"segment_seq":..,"profile":..,"kind":..,"cause":..,...}
 void WriteChange(const durable::StoredChange& c, JsonWriter* w);
 
+// {"seq":..,"trait":..,"trait_seq":..,"profile":..,"target":..,"old_value":..,"new_value":..,
+//  "cause":..,...}: a computed value change (values are JSON, null for no value).
+void WriteComputedChange(const durable::StoredComputedChange& c, JsonWriter* w);
+
 }  // namespace shoal::api

@@ -47,6 +47,27 @@ void PutFields(const std::vector<Field>& fields, std::string* out) {
   }
 }
 
+void PutValue(const Value& v, std::string* out) {
+  out->push_back(static_cast<char>(v.type));
+  switch (v.type) {
+    case ValueType::kNull:
+      break;
+    case ValueType::kBool:
+      out->push_back(v.b ? 1 : 0);
+      break;
+    case ValueType::kNumber: {
+      char buf[8];
+      std::memcpy(buf, &v.num, 8);
+      out->append(buf, 8);
+      break;
+    }
+    case ValueType::kString:
+    case ValueType::kList:
+      PutString(v.str, out);
+      break;
+  }
+}
+
 // Reads from a byte range; every getter fails (returns false) instead of reading past the end.
 class Reader {
  public:
@@ -124,6 +145,29 @@ class Reader {
     }
     return true;
   }
+  // One value as PutValue writes it.
+  bool OneValue(Value* v) {
+    uint8_t type;
+    if (!Byte(&type) || type > static_cast<uint8_t>(ValueType::kList)) return false;
+    *v = Value();
+    v->type = static_cast<ValueType>(type);
+    switch (v->type) {
+      case ValueType::kNull:
+        return true;
+      case ValueType::kBool: {
+        uint8_t b;
+        if (!Byte(&b)) return false;
+        v->b = b != 0;
+        return true;
+      }
+      case ValueType::kNumber:
+        return Double(&v->num);
+      case ValueType::kString:
+      case ValueType::kList:
+        return String(&v->str);
+    }
+    return false;
+  }
   bool AtEnd() const { return p_ == end_; }
 
  private:
@@ -134,6 +178,7 @@ class Reader {
 constexpr uint8_t kMessageVersion = 1;
 // 2 adds the segment's target (users or accounts) after the cause.
 constexpr uint8_t kChangeVersion = 2;
+constexpr uint8_t kComputedChangeVersion = 1;
 
 }  // namespace
 
@@ -228,6 +273,52 @@ Status DecodeChange(std::string_view in, StoredChange* out) {
   out->change.cause = static_cast<Cause>(cause);
   out->change.target = static_cast<SegmentTarget>(target);
   out->change.seq = out->segment_seq;
+  return Status::Ok();
+}
+
+// --- Computed value changes --------------------------------------------------------------------
+
+void EncodeValue(const Value& v, std::string* out) { PutValue(v, out); }
+
+Status DecodeValue(std::string_view in, Value* out) {
+  Reader r(in);
+  if (!r.OneValue(out) || !r.AtEnd()) return Status::Internal("corrupt value record");
+  return Status::Ok();
+}
+
+void EncodeComputedChange(const StoredComputedChange& c, std::string* out) {
+  const ComputedChange& ch = c.change;
+  out->push_back(static_cast<char>(kComputedChangeVersion));
+  PutVarint(c.trait_seq, out);
+  PutString(ch.trait, out);
+  PutString(ch.profile, out);
+  out->push_back(static_cast<char>(ch.target));
+  PutValue(ch.old_value, out);
+  PutValue(ch.new_value, out);
+  out->push_back(static_cast<char>(ch.cause));
+  PutString(ch.cause_ref, out);
+  PutString(ch.event, out);
+  PutSigned(ch.event_time, out);
+  PutSigned(ch.processed_at, out);
+}
+
+Status DecodeComputedChange(std::string_view in, StoredComputedChange* out) {
+  Reader r(in);
+  ComputedChange& ch = out->change;
+  uint8_t version, target, cause;
+  if (!r.Byte(&version) || version != kComputedChangeVersion) {
+    return Status::Internal("computed change record of unknown version");
+  }
+  if (!r.Varint(&out->trait_seq) || !r.String(&ch.trait) || !r.String(&ch.profile) ||
+      !r.Byte(&target) || target > 1 || !r.OneValue(&ch.old_value) || !r.OneValue(&ch.new_value) ||
+      !r.Byte(&cause) || cause > static_cast<uint8_t>(Cause::kComputed) ||
+      !r.String(&ch.cause_ref) || !r.String(&ch.event) || !r.Signed(&ch.event_time) ||
+      !r.Signed(&ch.processed_at) || !r.AtEnd()) {
+    return Status::Internal("corrupt computed change record");
+  }
+  ch.target = static_cast<SegmentTarget>(target);
+  ch.cause = static_cast<Cause>(cause);
+  ch.seq = out->trait_seq;
   return Status::Ok();
 }
 

@@ -34,6 +34,24 @@ Result<std::string_view> EncodedProfileKey(std::string_view in);
 void EncodeChange(const StoredChange& c, std::string* out);  // seq is the key, not encoded
 Status DecodeChange(std::string_view in, StoredChange* out);
 
+// A computed trait's value change as the server stores and streams it (the counterpart of
+// StoredChange). `seq` is global over all computed traits and strictly increasing, in its own
+// sequence (not the membership changes'); `trait_seq` counts one trait's changes from 1 and never
+// restarts, also when the trait is deleted and created again (the engine's ComputedChange::seq is
+// not used).
+struct StoredComputedChange {
+  uint64_t seq = 0;
+  uint64_t trait_seq = 0;
+  ComputedChange change;
+};
+
+void EncodeComputedChange(const StoredComputedChange& c, std::string* out);  // seq: the key
+Status DecodeComputedChange(std::string_view in, StoredComputedChange* out);
+
+// One value (null, bool, number, string or list), as a computed trait's current value is kept.
+void EncodeValue(const Value& v, std::string* out);
+Status DecodeValue(std::string_view in, Value* out);
+
 // Big-endian fixed 64-bit integers: keys that sort by number.
 void PutBigEndian64(uint64_t v, std::string* out);
 uint64_t GetBigEndian64(const char* p);

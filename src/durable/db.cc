@@ -13,7 +13,19 @@
 namespace shoal::durable {
 namespace {
 
-enum Cf : size_t { kDefault = 0, kEvents, kChanges, kMembers, kByProfile, kBySegment, kNumCfs };
+enum Cf : size_t {
+  kDefault = 0,
+  kEvents,
+  kChanges,
+  kMembers,
+  kByProfile,
+  kBySegment,
+  kComputedChanges,
+  kComputedByProfile,
+  kComputedByTrait,
+  kComputedValues,
+  kNumCfs
+};
 
 const std::vector<std::string>& CfNames() {
   static const std::vector<std::string> names = {rocksdb::kDefaultColumnFamilyName,
@@ -21,7 +33,11 @@ const std::vector<std::string>& CfNames() {
                                                  "changes",
                                                  "members",
                                                  "by_profile",
-                                                 "by_segment"};
+                                                 "by_segment",
+                                                 "computed_changes",
+                                                 "computed_by_profile",
+                                                 "computed_by_trait",
+                                                 "computed_values"};
   return names;
 }
 
@@ -185,6 +201,51 @@ void Batch::PutErasure(std::string_view profile, uint64_t log_seq, uint64_t chan
   wb_->Put(db_->handles_[kDefault], MetaKey("erase", profile), value_);
 }
 
+void Batch::PutComputedChange(const StoredComputedChange& c) {
+  key_.clear();
+  PutBigEndian64(c.seq, &key_);
+  value_.clear();
+  EncodeComputedChange(c, &value_);
+  wb_->Put(db_->handles_[kComputedChanges], key_, value_);
+
+  const ComputedChange& ch = c.change;
+  PutComputedValue(ch.trait, ch.profile, ch.target, ch.new_value);
+  wb_->Put(db_->handles_[kComputedByProfile], PairSeq(ch.profile, c.seq), "");
+  // The trait's last seq is the last key of its index (ComputedSeqs), not a record rewritten with
+  // every change: one write less per change, and no pile of versions of one key in the memtable.
+  value_.clear();
+  PutBigEndian64(c.seq, &value_);
+  wb_->Put(db_->handles_[kComputedByTrait], PairSeq(ch.trait, c.trait_seq), value_);
+}
+
+void Batch::PutComputedValue(std::string_view trait, std::string_view profile, SegmentTarget target,
+                             const Value& v) {
+  if (v.type == ValueType::kNull) {
+    wb_->Delete(db_->handles_[kComputedValues], Pair(trait, profile));
+    return;
+  }
+  value_.clear();
+  value_.push_back(static_cast<char>(target));
+  EncodeValue(v, &value_);
+  wb_->Put(db_->handles_[kComputedValues], Pair(trait, profile), value_);
+}
+
+void Batch::DeleteComputedValues(std::string_view trait) {
+  // Every key "trait\0...": from "trait\0" up to "trait\1".
+  std::string from = Pair(trait, ""), to(trait);
+  to.push_back('\1');
+  wb_->DeleteRange(db_->handles_[kComputedValues], from, to);
+}
+
+void Batch::PutComputedErasure(std::string_view profile, uint64_t log_seq, uint64_t change_seq,
+                               uint64_t computed_seq) {
+  value_.clear();
+  PutBigEndian64(log_seq, &value_);
+  PutBigEndian64(change_seq, &value_);
+  PutBigEndian64(computed_seq, &value_);
+  wb_->Put(db_->handles_[kDefault], MetaKey("erase", profile), value_);
+}
+
 size_t Batch::Count() const { return static_cast<size_t>(wb_->Count()); }
 size_t Batch::ByteSize() const { return wb_->GetDataSize(); }
 
@@ -212,7 +273,8 @@ Result<std::unique_ptr<Db>> Db::Open(const std::string& dir) {
 
   // The next sequence numbers continue from the last keys.
   for (auto [cf, out] :
-       {std::pair{kEvents, &db->last_event_seq_}, std::pair{kChanges, &db->last_change_seq_}}) {
+       {std::pair{kEvents, &db->last_event_seq_}, std::pair{kChanges, &db->last_change_seq_},
+        std::pair{kComputedChanges, &db->last_computed_seq_}}) {
     std::unique_ptr<rocksdb::Iterator> it(db->db_->NewIterator({}, db->handles_[cf]));
     it->SeekToLast();
     if (it->Valid() && it->key().size() == 8) *out = GetBigEndian64(it->key().data());
@@ -310,9 +372,12 @@ Result<std::vector<ErasureRecord>> Db::ErasureRecords() const {
   const std::string prefix = MetaKey("erase", "");
   for (it->Seek(prefix); it->Valid() && StartsWith(it->key(), prefix); it->Next()) {
     rocksdb::Slice v = it->value();
-    if (v.size() != 8 && v.size() != 16) return Status::Internal("corrupt erasure record");
+    if (v.size() != 8 && v.size() != 16 && v.size() != 24) {
+      return Status::Internal("corrupt erasure record");
+    }
     out.push_back({it->key().ToString().substr(prefix.size()), GetBigEndian64(v.data()),
-                   v.size() == 16 ? GetBigEndian64(v.data() + 8) : UINT64_MAX});
+                   v.size() >= 16 ? GetBigEndian64(v.data() + 8) : UINT64_MAX,
+                   v.size() == 24 ? GetBigEndian64(v.data() + 16) : UINT64_MAX});
   }
   if (!it->status().ok()) return FromRocks(it->status(), "reading erasures");
   return out;
@@ -514,6 +579,159 @@ Status Db::PurgeProfile(std::string_view profile, uint64_t before, uint64_t befo
     if (!st.ok()) return st;
   }
   return Status::Ok();
+}
+
+// --- Computed value changes --------------------------------------------------------------------
+
+Result<std::vector<std::pair<std::string, uint64_t>>> Db::ComputedSeqs() const {
+  // One seek to each trait's last index key ("trait\0" BE64), then past it to the next trait.
+  std::vector<std::pair<std::string, uint64_t>> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, handles_[kComputedByTrait]));
+  for (it->SeekToFirst(); it->Valid();) {
+    std::string_view k = it->key().ToStringView();
+    size_t z = k.find('\0');
+    if (z == std::string_view::npos) return Status::Internal("corrupt computed trait index key");
+    std::string next(k.substr(0, z));
+    next.push_back('\1');
+    it->SeekForPrev(next);
+    if (!it->Valid() || it->key().size() != z + 9) {
+      return Status::Internal("corrupt computed trait index key");
+    }
+    out.emplace_back(next.substr(0, z), GetBigEndian64(it->key().data() + z + 1));
+    it->Seek(next);
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "reading computed sequences");
+  return out;
+}
+
+Status Db::ForEachComputedValue(
+    std::string_view trait,
+    const std::function<void(std::string_view, SegmentTarget, const Value&)>& fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, handles_[kComputedValues]));
+  const std::string prefix = Pair(trait, "");
+  Value v;
+  for (it->Seek(prefix); it->Valid() && StartsWith(it->key(), prefix); it->Next()) {
+    std::string_view rec = it->value().ToStringView();
+    if (rec.empty() || static_cast<uint8_t>(rec[0]) > 1 || !DecodeValue(rec.substr(1), &v).ok()) {
+      return Status::Internal("corrupt computed value record of " + std::string(trait));
+    }
+    fn(it->key().ToStringView().substr(prefix.size()),
+       static_cast<SegmentTarget>(static_cast<uint8_t>(rec[0])), v);
+  }
+  return FromRocks(it->status(), "reading computed values");
+}
+
+Result<std::vector<std::string>> Db::ComputedValueTraits() const {
+  std::vector<std::string> out;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, handles_[kComputedValues]));
+  for (it->SeekToFirst(); it->Valid();) {
+    std::string_view k = it->key().ToStringView();
+    size_t z = k.find('\0');
+    if (z == std::string_view::npos) return Status::Internal("corrupt computed value key");
+    out.emplace_back(k.substr(0, z));
+    std::string next(k.substr(0, z));
+    next.push_back('\1');
+    it->Seek(next);
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "reading computed values");
+  return out;
+}
+
+Status Db::ReadComputedChanges(uint64_t after, size_t limit, const std::vector<std::string>& traits,
+                               size_t max_scan, std::vector<StoredComputedChange>* out,
+                               uint64_t* scanned_to) const {
+  *scanned_to = after;
+  if (after == std::numeric_limits<uint64_t>::max()) return Status::Ok();
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, handles_[kComputedChanges]));
+  std::string start;
+  PutBigEndian64(after + 1, &start);
+  size_t scanned = 0;
+  StoredComputedChange c;
+  for (it->Seek(start); it->Valid() && out->size() < limit && scanned < max_scan; it->Next()) {
+    ++scanned;
+    if (it->key().size() != 8) return Status::Internal("corrupt computed change log key");
+    Status st = DecodeComputedChange(it->value().ToStringView(), &c);
+    if (!st.ok()) return st;
+    c.seq = GetBigEndian64(it->key().data());
+    *scanned_to = c.seq;
+    if (!traits.empty() &&
+        std::find(traits.begin(), traits.end(), c.change.trait) == traits.end()) {
+      continue;
+    }
+    out->push_back(c);
+  }
+  return FromRocks(it->status(), "reading the computed change log");
+}
+
+Status Db::ComputedTraitHistory(std::string_view trait, uint64_t after_trait_seq, size_t limit,
+                                std::vector<StoredComputedChange>* out) const {
+  if (after_trait_seq == std::numeric_limits<uint64_t>::max()) return Status::Ok();
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, handles_[kComputedByTrait]));
+  const std::string prefix = Pair(trait, "");
+  std::string value;
+  for (it->Seek(PairSeq(trait, after_trait_seq + 1));
+       it->Valid() && StartsWith(it->key(), prefix) && out->size() < limit; it->Next()) {
+    if (it->value().size() != 8) return Status::Internal("corrupt computed trait index");
+    rocksdb::Slice seq_key = it->value();
+    rocksdb::Status s = db_->Get({}, handles_[kComputedChanges], seq_key, &value);
+    if (s.IsNotFound()) continue;
+    if (!s.ok()) return FromRocks(s, "reading the computed change log");
+    StoredComputedChange c;
+    Status st = DecodeComputedChange(value, &c);
+    if (!st.ok()) return st;
+    c.seq = GetBigEndian64(seq_key.data());
+    out->push_back(std::move(c));
+  }
+  return FromRocks(it->status(), "reading a computed trait's history");
+}
+
+Status Db::ComputedProfileHistory(std::string_view profile,
+                                  std::vector<StoredComputedChange>* out) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, handles_[kComputedByProfile]));
+  const std::string prefix = Pair(profile, "");
+  std::string value;
+  for (it->Seek(prefix); it->Valid() && StartsWith(it->key(), prefix); it->Next()) {
+    if (it->key().size() != prefix.size() + 8) continue;
+    rocksdb::Slice seq_key(it->key().data() + prefix.size(), 8);
+    rocksdb::Status s = db_->Get({}, handles_[kComputedChanges], seq_key, &value);
+    if (s.IsNotFound()) continue;
+    if (!s.ok()) return FromRocks(s, "reading the computed change log");
+    StoredComputedChange c;
+    Status st = DecodeComputedChange(value, &c);
+    if (!st.ok()) return st;
+    c.seq = GetBigEndian64(seq_key.data());
+    out->push_back(std::move(c));
+  }
+  return FromRocks(it->status(), "reading a profile's computed history");
+}
+
+Status Db::RedactComputed(std::string_view profile, uint64_t before_computed) {
+  rocksdb::WriteBatch wb;
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, handles_[kComputedByProfile]));
+  const std::string prefix = Pair(profile, "");
+  std::string value, encoded;
+  for (it->Seek(prefix); it->Valid() && StartsWith(it->key(), prefix); it->Next()) {
+    if (it->key().size() != prefix.size() + 8) {
+      wb.Delete(handles_[kComputedByProfile], it->key());
+      continue;
+    }
+    rocksdb::Slice seq_key(it->key().data() + prefix.size(), 8);
+    if (GetBigEndian64(seq_key.data()) >= before_computed) break;  // the erasure's own changes on
+    wb.Delete(handles_[kComputedByProfile], it->key());
+    rocksdb::Status s = db_->Get({}, handles_[kComputedChanges], seq_key, &value);
+    if (!s.ok()) continue;
+    StoredComputedChange c;
+    if (!DecodeComputedChange(value, &c).ok()) continue;
+    c.change.profile = "(erased)";
+    if (c.change.cause_ref == profile) c.change.cause_ref = "(erased)";
+    encoded.clear();
+    EncodeComputedChange(c, &encoded);
+    wb.Put(handles_[kComputedChanges], seq_key, encoded);
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "erasing a profile's computed history");
+  return FromRocks(db_->Write(wo, &wb), "erasing a profile's computed history");
 }
 
 }  // namespace shoal::durable

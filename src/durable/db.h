@@ -8,6 +8,11 @@
 //   members     segment \0 profile             -> ""     (the membership as last persisted)
 //   by_profile  profile \0 BE64(change seq)    -> ""     (a profile's membership history)
 //   by_segment  segment \0 BE64(segment seq)   -> BE64(change seq) varint(size) zigzag(time)
+//   computed_changes     BE64(computed seq)            -> EncodeComputedChange
+//   computed_by_profile  profile \0 BE64(computed seq) -> ""  (a profile's value history)
+//   computed_by_trait    trait \0 BE64(trait seq)      -> BE64(computed seq)
+//   computed_values      trait \0 profile              -> target byte, EncodeValue (the value as
+//                                                        last persisted; no key: no value)
 //   default     "seg\0" name -> segment record; "segseq\0" name -> BE64 last segment seq;
 //               "list\0" name -> ""; "lm\0" list \0 profile -> ""; "erase\0" profile -> BE64
 //               log seq of the erasure.
@@ -39,8 +44,9 @@ namespace shoal::durable {
 
 struct ErasureRecord {
   std::string profile;
-  uint64_t log_seq = 0;     // its calls before this log seq are erased
-  uint64_t change_seq = 0;  // its changes before this seq are redacted
+  uint64_t log_seq = 0;                // its calls before this log seq are erased
+  uint64_t change_seq = 0;             // its changes before this seq are redacted
+  uint64_t computed_seq = UINT64_MAX;  // its computed value changes before this seq are redacted
 };
 
 struct SegmentRecord {
@@ -79,6 +85,19 @@ class Batch {
   // The profile's calls with log seq < log_seq and its changes with seq < change_seq are the
   // erased ones (the calls and changes of the new profile that reuses the id come later).
   void PutErasure(std::string_view profile, uint64_t log_seq, uint64_t change_seq = UINT64_MAX);
+  // A computed value change: the record, its indexes by profile and by trait (whose last key is
+  // the trait's last sequence number) and the persisted value (computed_values).
+  void PutComputedChange(const StoredComputedChange& c);
+  // Sets a persisted computed value without a change record (the values a new trait starts with).
+  // A null value deletes it.
+  void PutComputedValue(std::string_view trait, std::string_view profile, SegmentTarget target,
+                        const Value& v);
+  // Forgets every persisted value of a trait (its change history stays).
+  void DeleteComputedValues(std::string_view trait);
+  // The erasure's position in the computed change log (see ErasureRecord::computed_seq); after
+  // PutErasure of the same profile.
+  void PutComputedErasure(std::string_view profile, uint64_t log_seq, uint64_t change_seq,
+                          uint64_t computed_seq);
   size_t Count() const;
   size_t ByteSize() const;
   bool Empty() const { return Count() == 0; }
@@ -119,8 +138,18 @@ class Db {
                        const std::function<void(std::string_view profile)>& fn) const;
   // Names of the segments that have persisted members (possibly deleted ones, after a crash).
   Result<std::vector<std::string>> MemberSegments() const;
-  uint64_t LastEventSeq() const { return last_event_seq_; }    // as found at Open
-  uint64_t LastChangeSeq() const { return last_change_seq_; }  // as found at Open
+  uint64_t LastEventSeq() const { return last_event_seq_; }        // as found at Open
+  uint64_t LastChangeSeq() const { return last_change_seq_; }      // as found at Open
+  uint64_t LastComputedSeq() const { return last_computed_seq_; }  // as found at Open
+  // The last trait seq of every computed trait that ever had a change (deleted ones included).
+  Result<std::vector<std::pair<std::string, uint64_t>>> ComputedSeqs() const;
+  // The persisted values of one computed trait, in profile key order.
+  Status ForEachComputedValue(
+      std::string_view trait,
+      const std::function<void(std::string_view profile, SegmentTarget target, const Value& v)>& fn)
+      const;
+  // Names of the traits that have persisted values (possibly deleted ones, after a crash).
+  Result<std::vector<std::string>> ComputedValueTraits() const;
 
   // --- Reads for the API (any thread) ---------------------------------------------------------
   // Up to `limit` changes with seq > after (of the given segments only, when not empty), scanning
@@ -133,6 +162,17 @@ class Db {
   // The first point is the last change before `from` when there is one.
   Status SegmentSizes(std::string_view segment, Millis from, Millis to,
                       std::vector<std::pair<Millis, uint64_t>>* out) const;
+  // Computed value changes with seq > after, as ReadChanges (filtered by trait when `traits` is
+  // not empty).
+  Status ReadComputedChanges(uint64_t after, size_t limit, const std::vector<std::string>& traits,
+                             size_t max_scan, std::vector<StoredComputedChange>* out,
+                             uint64_t* scanned_to) const;
+  // Up to `limit` changes of one trait with trait seq > after_trait_seq, oldest first.
+  Status ComputedTraitHistory(std::string_view trait, uint64_t after_trait_seq, size_t limit,
+                              std::vector<StoredComputedChange>* out) const;
+  // Every computed value change of a profile (or an account: the key is the id), oldest first.
+  Status ComputedProfileHistory(std::string_view profile,
+                                std::vector<StoredComputedChange>* out) const;
   // Bytes on disk (SST files and WAL), approximately.
   uint64_t ApproximateBytes() const;
 
@@ -146,6 +186,9 @@ class Db {
                       uint64_t before_change = UINT64_MAX);
   // The first, fast part of PurgeProfile alone: the change records and the history index.
   Status RedactProfile(std::string_view profile, uint64_t before_change);
+  // The same for its computed value changes with seq < before_computed (its persisted values
+  // went with the erasure's own changes to no value).
+  Status RedactComputed(std::string_view profile, uint64_t before_computed);
 
  private:
   Db() = default;
@@ -156,6 +199,7 @@ class Db {
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // owned; destroyed before db_
   uint64_t last_event_seq_ = 0;
   uint64_t last_change_seq_ = 0;
+  uint64_t last_computed_seq_ = 0;
 };
 
 }  // namespace shoal::durable

@@ -2408,6 +2408,34 @@ std::vector<ComputedChange> Engine::ComputedChanges(std::string_view trait,
     if (trait.empty() || (c.trait == trait && c.seq > after_seq)) out.push_back(c);
   return out;
 }
+Status Engine::ForEachComputedValue(
+    std::string_view name,
+    const std::function<void(std::string_view key, const Value& v)>& fn) const {
+  const Segment* s = impl_->FindComputed(name);
+  if (!s) return Impl::ComputedNotFound(name);
+  const store::Store& store = impl_->store_;
+  const engine::ComputedValues& values = s->computed->values;
+  if (s->target == SegmentTarget::kAccounts) {
+    for (uint32_t id = 0; id < store.accounts().size(); ++id) {
+      std::string_view key = store.accounts().Get(id);
+      if (key.empty() || !HasAccount(key)) continue;
+      fn(key, engine::ToValue(values.Get(id), store));
+    }
+    return Status::Ok();
+  }
+  for (uint32_t pid = 0; pid < store.profiles().size(); ++pid) {
+    if (store.erased(pid) || store.merged(pid)) continue;
+    fn(store.profiles().Get(pid), engine::ToValue(values.Get(pid), store));
+  }
+  return Status::Ok();
+}
+
+Result<Value> Engine::ComputedTraitEmptyValue(std::string_view name) const {
+  const Segment* s = impl_->FindComputed(name);
+  if (!s) return Impl::ComputedNotFound(name);
+  return engine::ToValue(s->computed->values.empty(), impl_->store_);
+}
+
 void Engine::SetComputedChangeListener(std::function<void(const ComputedChange&)> listener) {
   impl_->computed_listener_ = std::move(listener);
 }

@@ -123,6 +123,7 @@ struct Service::Group {
   explicit Group(const durable::Db* db) : batch(db) {}
   durable::Batch batch;
   std::vector<durable::StoredChange> changes;
+  std::vector<durable::StoredComputedChange> computed;
   std::vector<std::function<void(const Status&)>> done;
   uint64_t messages = 0;  // calls in this group (for the pending count)
 };
@@ -141,6 +142,8 @@ struct Service::EngineState {
   absl::flat_hash_map<std::string, uint64_t> segment_size;  // members, as the changes say
   absl::flat_hash_map<std::string, uint64_t> segment_order;
   absl::flat_hash_map<std::string, uint64_t> computed_order;  // computed traits, same counter
+  uint64_t next_computed_seq = 1;
+  absl::flat_hash_map<std::string, uint64_t> trait_seq;  // last trait_seq per computed trait
   // Deduplication: XXH3 hashes of the messageIds received within the window.
   std::unique_ptr<RecentIds> seen;
 };
@@ -152,7 +155,10 @@ void Txn::OnDurable(std::function<void(const Status&)> fn) {
 }
 
 Service::Service(ServiceOptions options)
-    : options_(std::move(options)), hub_(options_.hub_capacity), es_(new EngineState) {
+    : options_(std::move(options)),
+      hub_(options_.hub_capacity),
+      computed_hub_(options_.hub_capacity),
+      es_(new EngineState) {
   if (options_.virtual_clock_start) {
     auto vc = std::make_unique<class VirtualClock>(*options_.virtual_clock_start);
     virtual_clock_ = vc.get();
@@ -293,6 +299,11 @@ Status Service::Recover() {
   for (auto& [name, seq] : *seqs) es.segment_seq[name] = seq;
   es.next_change_seq = db_->LastChangeSeq() + 1;
   hub_.SetLastSeq(db_->LastChangeSeq());
+  Result<std::vector<std::pair<std::string, uint64_t>>> trait_seqs = db_->ComputedSeqs();
+  if (!trait_seqs.ok()) return trait_seqs.status();
+  for (auto& [name, seq] : *trait_seqs) es.trait_seq[name] = seq;
+  es.next_computed_seq = db_->LastComputedSeq() + 1;
+  computed_hub_.SetLastSeq(db_->LastComputedSeq());
 
   // Time kept running while the server was down: the difference between the membership as
   // persisted and as the engine computes it now is what the passing of time did.
@@ -339,10 +350,13 @@ Status Service::Recover() {
       emit(name, SegmentTarget::kUsers, p, ChangeKind::kExit, Cause::kDeleted);
     }
   }
+  st = ReconcileComputed(now, &reconciled);
+  if (!st.ok()) return st;
   if (!es.open->batch.Empty()) {
     st = db_->Write(&es.open->batch, true);
     if (!st.ok()) return st;
     hub_.Publish(std::move(es.open->changes));
+    computed_hub_.Publish(std::move(es.open->computed));
     es.open = std::make_unique<Group>(db_.get());
   }
   recovery_millis_ = static_cast<Millis>(MicrosSince(t0) / 1000);
@@ -359,6 +373,7 @@ Status Service::Start() {
   Status st = Recover();
   if (!st.ok()) return st;
   engine_->SetChangeListener([this](const Change& c) { OnChange(c); });
+  engine_->SetComputedChangeListener([this](const ComputedChange& c) { OnComputedChange(c); });
   RefreshEngineMetrics();
   started_ = true;
   commit_thread_ = std::thread([this] { CommitLoop(); });
@@ -372,6 +387,7 @@ Status Service::Start() {
       purges_.pop_front();
       lock.unlock();
       Status s = db_->PurgeProfile(r.profile, r.log_seq, r.change_seq);
+      if (s.ok()) s = db_->RedactComputed(r.profile, r.computed_seq);
       if (!s.ok()) spdlog::error("purging erased profile: {}", s.ToString());
       lock.lock();
     }
@@ -535,9 +551,11 @@ void Service::CommitLoop() {
       std::_Exit(70);
     }
     std::vector<durable::StoredChange> changes;
+    std::vector<durable::StoredComputedChange> computed;
     uint64_t messages = 0;
     for (auto& g : groups) {
       messages += g->messages;
+      for (auto& c : g->computed) computed.push_back(std::move(c));
       if (changes.empty()) {
         changes = std::move(g->changes);
       } else {
@@ -546,6 +564,8 @@ void Service::CommitLoop() {
     }
     metrics_.changes.fetch_add(changes.size(), std::memory_order_relaxed);
     if (!changes.empty()) hub_.Publish(std::move(changes));
+    metrics_.computed_changes.fetch_add(computed.size(), std::memory_order_relaxed);
+    if (!computed.empty()) computed_hub_.Publish(std::move(computed));
     for (auto& g : groups) {
       for (auto& fn : g->done) fn(st);
     }
@@ -647,6 +667,7 @@ void Service::SaveComputed(Txn& txn, std::string_view name) {
   r.updated_at = info->updated_at;
   r.target = info->target;  // users' or accounts'
   txn.batch().PutComputed(r);
+  SnapshotComputed(txn, name);
 }
 
 Result<size_t> Service::SetClock(Millis t) {
@@ -664,30 +685,150 @@ Status Service::Erase(Txn& txn, std::string_view profile) {
   // The exits this erasure emits keep the id, so that downstream tools learn whom to remove;
   // every earlier change of the profile is redacted.
   uint64_t first_exit = es_->next_change_seq;
+  uint64_t first_computed = es_->next_computed_seq;
   // A merged profile is erased whole: every key it has (docs/language.md, "Identity").
   std::vector<std::string> keys = engine_->KeysOf(profile);
   Status st = engine_->EraseProfile(profile);
   if (!st.ok()) return st;
   uint64_t before = es_->next_log_seq;
   for (const std::string& key : keys) {
-    txn.batch().PutErasure(key, before, first_exit);
+    txn.batch().PutComputedErasure(key, before, first_exit, first_computed);
     for (const std::string& list : engine_->Lists()) txn.batch().DeleteListMember(list, key);
   }
-  txn.OnDurable([this, keys = std::move(keys), before, first_exit](const Status& s) {
-    if (!s.ok()) return;
-    // Before the DELETE is answered: the id leaves the stored history and the change log (fast,
-    // through the profile index); the scan of the call log runs in the background.
-    for (const std::string& p : keys) {
-      Status r = db_->RedactProfile(p, first_exit);
-      if (!r.ok()) spdlog::error("event=redact_failed error=\"{}\"", r.ToString());
-      hub_.Redact(p, first_exit);
-      {
-        std::lock_guard lock(purge_mu_);
-        purges_.push_back({p, before, first_exit});
-      }
-    }
-    purge_cv_.notify_one();
+  txn.OnDurable(
+      [this, keys = std::move(keys), before, first_exit, first_computed](const Status& s) {
+        if (!s.ok()) return;
+        // Before the DELETE is answered: the id leaves the stored history and the change log (fast,
+        // through the profile index); the scan of the call log runs in the background.
+        for (const std::string& p : keys) {
+          Status r = db_->RedactProfile(p, first_exit);
+          if (!r.ok()) spdlog::error("event=redact_failed error=\"{}\"", r.ToString());
+          hub_.Redact(p, first_exit);
+          r = db_->RedactComputed(p, first_computed);
+          if (!r.ok()) spdlog::error("event=redact_failed error=\"{}\"", r.ToString());
+          computed_hub_.Redact(p, first_computed);
+          {
+            std::lock_guard lock(purge_mu_);
+            purges_.push_back({p, before, first_exit, first_computed});
+          }
+        }
+        purge_cv_.notify_one();
+      });
+  return Status::Ok();
+}
+
+// --- Computed value changes --------------------------------------------------------------------
+
+void Service::OnComputedChange(const ComputedChange& c) {
+  EngineState& es = *es_;
+  durable::StoredComputedChange sc;
+  sc.seq = es.next_computed_seq++;
+  sc.trait_seq = ++es.trait_seq[c.trait];
+  sc.change = c;
+  sc.change.seq = sc.trait_seq;
+  es.open->batch.PutComputedChange(sc);
+  es.open->computed.push_back(std::move(sc));
+}
+
+uint64_t Service::ComputedSeq(std::string_view trait) const {
+  auto it = es_->trait_seq.find(std::string(trait));
+  return it == es_->trait_seq.end() ? 0 : it->second;
+}
+
+void Service::SnapshotComputed(Txn& txn, std::string_view name) {
+  Result<ComputedTraitInfo> info = engine_->GetComputedTrait(name);
+  Result<Value> empty = engine_->ComputedTraitEmptyValue(name);
+  if (!info.ok() || !empty.ok()) return;
+  // Only the values that differ from a new profile's: a profile without a persisted value has
+  // that one (ReconcileComputed). The changes of this task, written before in the same batch,
+  // are overwritten by the same values.
+  txn.batch().DeleteComputedValues(name);
+  Status st = engine_->ForEachComputedValue(name, [&](std::string_view key, const Value& v) {
+    if (!(v == *empty)) txn.batch().PutComputedValue(name, key, info->target, v);
   });
+  (void)st;  // the trait exists: GetComputedTrait just found it
+}
+
+Status Service::DeleteComputed(Txn& txn, std::string_view name) {
+  Result<ComputedTraitInfo> info = engine_->GetComputedTrait(name);
+  if (!info.ok()) return info.status();
+  std::vector<std::pair<std::string, Value>> had;
+  Status st = engine_->ForEachComputedValue(name, [&](std::string_view key, const Value& v) {
+    if (v.type != ValueType::kNull) had.emplace_back(key, v);
+  });
+  if (!st.ok()) return st;
+  st = engine_->DeleteComputedTrait(name);
+  if (!st.ok()) return st;
+  const Millis now = clock_->Now();
+  ComputedChange c;
+  c.trait = info->name;
+  c.target = info->target;
+  c.cause = Cause::kDeleted;
+  c.event_time = now;
+  c.processed_at = now;
+  for (auto& [key, v] : had) {
+    c.profile = std::move(key);
+    c.old_value = std::move(v);
+    OnComputedChange(c);
+  }
+  txn.batch().DeleteComputed(name);
+  txn.batch().DeleteComputedValues(name);
+  return Status::Ok();
+}
+
+Status Service::ReconcileComputed(Millis now, uint64_t* emitted) {
+  auto emit = [&](const std::string& trait, SegmentTarget target, std::string_view profile,
+                  const Value& old, const Value& value, Cause cause) {
+    ComputedChange c;
+    c.trait = trait;
+    c.target = target;
+    c.profile = std::string(profile);
+    c.old_value = old;
+    c.new_value = value;
+    c.cause = cause;
+    c.event_time = now;
+    c.processed_at = now;
+    OnComputedChange(c);
+    ++*emitted;
+  };
+  absl::flat_hash_map<std::string, Value> was;
+  auto load = [&](const std::string& trait) {
+    was.clear();
+    return db_->ForEachComputedValue(
+        trait, [&](std::string_view p, SegmentTarget, const Value& v) { was.emplace(p, v); });
+  };
+  std::vector<ComputedTraitInfo> live = engine_->ListComputedTraits();
+  for (const ComputedTraitInfo& t : live) {
+    Status st = load(t.name);
+    if (!st.ok()) return st;
+    Result<Value> empty = engine_->ComputedTraitEmptyValue(t.name);
+    if (!empty.ok()) return empty.status();
+    st = engine_->ForEachComputedValue(t.name, [&](std::string_view key, const Value& v) {
+      auto it = was.find(std::string(key));
+      const Value& old = it == was.end() ? *empty : it->second;
+      if (!(old == v)) emit(t.name, t.target, key, old, v, Cause::kTime);
+      if (it != was.end()) was.erase(it);
+    });
+    if (!st.ok()) return st;
+    // Values persisted for a profile the engine no longer has (cannot happen: an erasure's and a
+    // merge's changes to no value are in the same batch; repaired rather than trusted).
+    for (const auto& [p, v] : was) emit(t.name, t.target, p, v, Value::Null(), Cause::kErased);
+  }
+  // Values persisted for a trait that no longer exists (cannot happen either: the deletion
+  // removes them in its batch).
+  Result<std::vector<std::string>> persisted = db_->ComputedValueTraits();
+  if (!persisted.ok()) return persisted.status();
+  for (const std::string& name : *persisted) {
+    if (engine_->GetComputedTrait(name).ok()) continue;
+    std::vector<std::pair<std::string, std::pair<SegmentTarget, Value>>> gone;
+    Status st = db_->ForEachComputedValue(
+        name, [&](std::string_view p, SegmentTarget target, const Value& v) {
+          gone.push_back({std::string(p), {target, v}});
+        });
+    if (!st.ok()) return st;
+    for (const auto& [p, tv] : gone)
+      emit(name, tv.first, p, tv.second, Value::Null(), Cause::kDeleted);
+  }
   return Status::Ok();
 }
 

@@ -30,6 +30,7 @@
 
 #include "durable/codec.h"
 #include "durable/db.h"
+#include "server/computed_hub.h"
 #include "shoal/engine.h"
 #include "shoal/event.h"
 #include "shoal/status.h"
@@ -57,11 +58,12 @@ struct ServiceOptions {
 
 // Counters for /metrics. Updated by the engine and commit threads, read by any.
 struct ServiceMetrics {
-  std::atomic<uint64_t> messages{0};    // calls accepted
-  std::atomic<uint64_t> duplicates{0};  // calls dropped as duplicates
-  std::atomic<uint64_t> rejected{0};    // calls refused: invalid or overloaded
-  std::atomic<uint64_t> changes{0};     // changes committed
-  std::atomic<uint64_t> groups{0};      // group commits
+  std::atomic<uint64_t> messages{0};          // calls accepted
+  std::atomic<uint64_t> duplicates{0};        // calls dropped as duplicates
+  std::atomic<uint64_t> rejected{0};          // calls refused: invalid or overloaded
+  std::atomic<uint64_t> changes{0};           // changes committed
+  std::atomic<uint64_t> computed_changes{0};  // computed value changes committed
+  std::atomic<uint64_t> groups{0};            // group commits
   std::atomic<uint64_t> commit_micros{0};
   std::atomic<uint64_t> pending_messages{0};
   // Ack latency histogram (queue + engine + commit): upper bounds in microseconds.
@@ -175,11 +177,25 @@ class Service {
   // The last segment_seq (0: none). On the engine thread, or inside Read().
   uint64_t SegmentSeq(std::string_view segment) const;
 
+  // --- Computed value changes (engine thread) ---------------------------------------------------
+  // Every value change the engine emits is numbered (a global seq and a per-trait seq, both
+  // continuing across restarts) and written with the task's group, like the membership changes.
+  // After a successful Create/Update on the engine: persists the trait's values as the engine has
+  // them now (creating a trait emits no change), for the comparison at restart.
+  void SnapshotComputed(Txn& txn, std::string_view name);
+  // Deletes a computed trait: as the engine's DeleteComputedTrait, and first each profile with a
+  // value gets a change to null with cause kDeleted (as a deleted segment's members exit). The
+  // trait's change history stays, and its trait seq goes on if a trait of that name comes back.
+  Status DeleteComputed(Txn& txn, std::string_view name);
+  // The last trait seq of a computed trait (0: none). On the engine thread, or inside Read().
+  uint64_t ComputedSeq(std::string_view trait) const;
+
   // --- Any thread -----------------------------------------------------------------------------
   // The server's clock: the wall clock, or the virtual one under --clock (what receivedAt uses).
   Millis ClockNow() const;
   const durable::Db& db() const { return *db_; }
   ChangeHub& hub() { return hub_; }
+  ComputedHub& computed_hub() { return computed_hub_; }
   ServiceMetrics& metrics() { return metrics_; }
   const ServiceOptions& options() const { return options_; }
   // Engine figures in Prometheus text (segment sizes, timers, profiles, memory), refreshed by the
@@ -194,6 +210,9 @@ class Service {
   void EngineLoop();
   void CommitLoop();
   void OnChange(const Change& c);
+  void OnComputedChange(const ComputedChange& c);
+  // At recovery: the changes time made to computed values while the server was down.
+  Status ReconcileComputed(Millis now, uint64_t* emitted);
   void Seal();
   void RefreshEngineMetrics();
   Status Recover();
@@ -206,6 +225,7 @@ class Service {
   std::unique_ptr<Engine> engine_;
   mutable std::shared_mutex engine_mu_;  // exclusive: the engine thread at work; shared: Read()
   ChangeHub hub_;
+  ComputedHub computed_hub_;
   ServiceMetrics metrics_;
   std::atomic<bool> ready_{false};
   Millis recovery_millis_ = 0;
