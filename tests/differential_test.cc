@@ -469,6 +469,7 @@ class Gen {
       return s + Pick(std::vector<std::string>{"sum", "max", "distinct"}) + "(total) of " +
              EventSpecText() + Window();
     }
+    if (Chance(0.12)) return MemberAgg();
     int k = Int(0, 11);
     if (k <= 2) {
       std::string s = ValuePred(Pick(Traits()), true);
@@ -500,6 +501,21 @@ class Gen {
       return s;
     }
     return ValuePred(Pick(Traits()), true);
+  }
+  // sum/avg/min/max(X) of members [(C)] CMP v: X a numeric trait (age: numbers, one a string;
+  // plan: rarely a number), a computed trait (counts, sums, scores, lists...), or a trait nobody
+  // has; rarely distinct, which does not parse.
+  std::string MemberAgg() {
+    static const std::vector<std::string> fns = {"sum", "sum", "avg", "min", "max"};
+    std::string fn = Chance(0.02) ? "distinct" : Pick(fns);
+    std::string value = Pick(std::vector<std::string>{"age", "age", "plan", "total"});
+    if (use_computed_ && Chance(0.5)) value = ComputedName();
+    std::string s = Kw(fn.c_str()) + "(" + value + ") " + Kw("of") + " " + Kw("members");
+    if (Chance(0.5)) s += " (" + Tree(Int(0, 2), 99, /*in_member=*/true) + ")";
+    static const std::vector<std::string> ops = {"=", "!=", "<", "<=", ">", ">="};
+    static const std::vector<std::string> nums = {"0",  "1",  "25", "30",  "30.5",
+                                                  "55", "60", "85", "0.3", "-1"};
+    return s + " " + Pick(ops) + " " + Pick(nums);
   }
   std::string AccountTree(int depth, int self) {
     if (depth <= 0 || Chance(0.4)) return AccountLeaf(self);
@@ -576,6 +592,7 @@ class Gen {
       if (Chance(0.05) && !live_.empty()) refs.push_back(*live_.begin());  // wrong target
       if (!refs.empty() && Chance(0.5)) return "account in segment " + Quote(Pick(refs));
       if (Chance(0.03)) return "any member (plan exists)";  // rejected in a user segment
+      if (Chance(0.03)) return "sum(age) of members > 1";   // rejected in a user segment
       return "account." + ValuePred(Pick(Traits()), true);
     }
     int k = Int(0, use_lists_ ? 17 : 16);
@@ -971,6 +988,16 @@ void CollectRefs(const rules::Expr& e, std::set<std::string>* out,
             }
           } else if constexpr (std::is_same_v<T, rules::ListRefCond>) {
             if (account) *valid = false;  // lists hold users
+          } else if constexpr (std::is_same_v<T, rules::MemberAggCond>) {
+            // An aggregate over members' values: accounts; its computed trait and filter are a
+            // user's.
+            if (!account) *valid = false;
+            if (l.computed) {
+              std::string name;
+              for (size_t i = 0; i < l.prop.size(); ++i) name += (i ? "." : "") + l.prop[i];
+              out->insert("computed." + name);
+            }
+            if (l.user) CollectRefs(*l.user, out, need, SegmentTarget::kUsers, valid);
           }
         },
         e.leaf);
@@ -985,6 +1012,8 @@ void CollectListRefs(const rules::Expr& e, std::set<std::string>* out) {
     if (auto* m = std::get_if<rules::MemberCond>(&e.leaf)) CollectListRefs(*m->user, out);
     if (auto* t = std::get_if<rules::TopNCond>(&e.leaf))
       if (t->members) CollectListRefs(*t->members, out);
+    if (auto* a = std::get_if<rules::MemberAggCond>(&e.leaf))
+      if (a->user) CollectListRefs(*a->user, out);
     return;
   }
   for (const auto& c : e.children) CollectListRefs(c, out);
@@ -1541,6 +1570,10 @@ TEST(DifferentialTest, GeneratorCoversEveryConstruct) {
             // Ranked by a computed trait the generator made (not the unknown "nope").
             if (l.source == rules::TopNCond::Source::kComputed && l.path != rules::Path{"nope"})
               seen.insert("topn_computed_live");
+          } else if constexpr (std::is_same_v<T, rules::MemberAggCond>) {
+            seen.insert("member_agg" + std::to_string(static_cast<int>(l.fn)));
+            if (l.user) seen.insert("member_agg_filter");
+            if (l.computed && l.prop != rules::Path{"nope"}) seen.insert("member_agg_computed");
           }
         },
         e.leaf);
@@ -1579,6 +1612,9 @@ TEST(DifferentialTest, GeneratorCoversEveryConstruct) {
   for (int i = 0; i <= 5; ++i) want.push_back("count" + std::to_string(i));
   for (int i = 0; i <= 4; ++i) want.push_back("topn" + std::to_string(i));
   want.push_back("topn_computed_live");
+  for (int i = 0; i <= 3; ++i) want.push_back("member_agg" + std::to_string(i));
+  want.push_back("member_agg_filter");
+  want.push_back("member_agg_computed");
   for (const auto& w : want) EXPECT_TRUE(seen.count(w)) << "generator never produced " << w;
 }
 

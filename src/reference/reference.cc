@@ -846,6 +846,59 @@ class Evaluator {
     return Holds(yes, c.op, c.n);
   }
 
+  // `sum(X) of members [(C)] CMP v`: the numbers X of the account's members that satisfy C,
+  // read now from scratch (a trait from the member's identify calls, a computed trait from its
+  // definition), aggregated as an event aggregate's values are: sum of none 0, avg/min/max of
+  // none no value (false).
+  bool Leaf(const rules::MemberAggCond& c, const ProfileRecords& p) {
+    if (!p.account) return false;
+    const Graph& g = graph();
+    std::vector<double> nums;
+    auto it = g.users_of.find(p.id);
+    if (it != g.users_of.end()) {
+      for (uint32_t u : it->second) {
+        const ProfileRecords& user = g.users.at(u);
+        if (c.user && !Eval(*c.user, user)) continue;
+        std::optional<double> x;
+        if (c.computed) {
+          std::string name;
+          for (size_t i = 0; i < c.prop.size(); ++i) name += (i ? "." : "") + c.prop[i];
+          const ComputedDef* def = computed_ ? computed_(name) : nullptr;
+          std::string key = "computed." + name;
+          if (def && std::find(active_.begin(), active_.end(), key) == active_.end()) {
+            active_.push_back(key);
+            Value v = Computed(*def, user);
+            active_.pop_back();
+            if (v.type == ValueType::kNumber) x = v.num;
+          }
+        } else {
+          std::optional<Val> v = Trait(user, c.prop);
+          if (v && v->type == ValueType::kNumber) x = v->num;
+        }
+        if (x && !std::isnan(*x)) nums.push_back(*x);
+      }
+    }
+    __int128 sum = 0;
+    for (double x : nums) sum += Fixed(x);
+    switch (c.fn) {
+      case AggCond::Fn::kSum:
+        return Holds(sum, c.op, static_cast<__int128>(Fixed(c.value)));
+      case AggCond::Fn::kAvg:
+        if (nums.empty()) return false;
+        return Holds(sum, c.op,
+                     static_cast<__int128>(Fixed(c.value)) * static_cast<__int128>(nums.size()));
+      case AggCond::Fn::kMin:
+        if (nums.empty()) return false;
+        return Holds(*std::min_element(nums.begin(), nums.end()), c.op, c.value);
+      case AggCond::Fn::kMax:
+        if (nums.empty()) return false;
+        return Holds(*std::max_element(nums.begin(), nums.end()), c.op, c.value);
+      case AggCond::Fn::kDistinct:
+        break;
+    }
+    return false;
+  }
+
   bool Leaf(const AccountSegmentCond& c, const ProfileRecords& p) {
     if (p.account) return false;
     const Expr* def = lookup_ ? lookup_(c.segment) : nullptr;

@@ -246,6 +246,23 @@ struct MemberCond {
   bool operator==(const MemberCond& o) const;
 };
 
+// In an account segment: an aggregate of a value over the account's members,
+// `sum(spend) of members (title = "buyer") > 10000`, also avg, min and max (never distinct). The
+// value is the user trait at `prop`, or with `computed` the user computed trait named by `prop`
+// (`sum(computed.ltv_90d) of members`). `user`, when set, restricts the members that count
+// (`of members (C)`); null counts every member. `pos` is where the condition starts, for the
+// error in a user segment; it is not part of the meaning.
+struct MemberAggCond {
+  AggCond::Fn fn = AggCond::Fn::kSum;
+  Path prop;
+  bool computed = false;
+  std::shared_ptr<const Expr> user;  // may be null; immutable once parsed
+  CmpOp op = CmpOp::kGt;
+  double value = 0;
+  SourcePos pos;
+  bool operator==(const MemberAggCond& o) const;
+};
+
 // In a user segment: `account in segment "S"`, true when any of the user's accounts is a member
 // of account segment S.
 struct AccountSegmentCond {
@@ -298,7 +315,7 @@ struct TopNCond {
 using Leaf =
     std::variant<TraitCond, TraitHistoryCond, CountCond, AggCond, FirstLastCond, LastEventCond,
                  SequenceCond, NotFollowedCond, SegmentRefCond, BucketCond, ListRefCond, MemberCond,
-                 AccountSegmentCond, AccountTraitCond, TopNCond, ComputedTraitCond>;
+                 AccountSegmentCond, AccountTraitCond, TopNCond, ComputedTraitCond, MemberAggCond>;
 
 // A segment definition: a boolean tree of leaf conditions.
 struct Expr {
@@ -315,6 +332,11 @@ struct Expr {
 
 inline bool MemberCond::operator==(const MemberCond& o) const {
   return kind == o.kind && op == o.op && n == o.n &&
+         (user == o.user || (user && o.user && *user == *o.user));
+}
+
+inline bool MemberAggCond::operator==(const MemberAggCond& o) const {
+  return fn == o.fn && prop == o.prop && computed == o.computed && op == o.op && value == o.value &&
          (user == o.user || (user && o.user && *user == *o.user));
 }
 
