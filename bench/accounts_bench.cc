@@ -232,8 +232,8 @@ void BM_MemberAggregate(benchmark::State& state) {
                                       "max(computed.spend_14d) of members > 400",
                                       R"(avg(computed.spend_14d) of members (plan = "pro") > 50)"};
   if (kDefs[kind]) {
-    Status st = engine->CreateSegment("agg", kDefs[kind], SegmentTarget::kAccounts);
-    if (!st.ok()) state.SkipWithError(st.ToString().c_str());
+    auto created = engine->CreateSegment("agg", kDefs[kind], SegmentTarget::kAccounts);
+    if (!created.ok()) state.SkipWithError(created.status().ToString().c_str());
   }
   std::vector<Message> msgs;
   for (int i = 0; i < 100000; ++i) {
