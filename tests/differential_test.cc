@@ -463,6 +463,10 @@ class Gen {
     if (Chance(0.08)) {  // top-N of accounts: by members, a trait, its own events; rarely computed
       std::string s = TopNHead();
       if (Chance(0.5)) return s + Kw("members") + " (" + Tree(Int(0, 2), 99, true) + ")";
+      if (Chance(0.3)) {  // an aggregate over members' values, without its comparison
+        std::string agg = MemberAgg();
+        return s + agg.substr(0, agg.rfind(' ', agg.rfind(' ') - 1));
+      }
       if (Chance(0.4)) return s + Pick(std::vector<std::string>{"age", "plan", "country"});
       if (use_computed_ && Chance(0.1)) return s + ComputedName();  // rejected: per user
       if (Chance(0.5)) return s + Kw("count") + " of " + EventSpecText() + Window();
@@ -542,6 +546,7 @@ class Gen {
     if (use_computed_ && Chance(0.15)) return s + ComputedName();
     if (Chance(0.3)) return s + Pick(std::vector<std::string>{"age", "plan", "country", "age"});
     if (Chance(0.03)) return s + "members (plan exists)";  // rejected in a user segment
+    if (Chance(0.02)) return s + "sum(age) of members";    // rejected in a user segment
     if (Chance(0.2)) return s + Kw("count") + " of " + EventSpecText() + Window();
     static const std::vector<std::string> fns = {"sum", "sum", "avg", "min", "max", "distinct"};
     std::string fn = Pick(fns);
@@ -986,6 +991,17 @@ void CollectRefs(const rules::Expr& e, std::set<std::string>* out,
               if (!account) *valid = false;
               if (l.members) CollectRefs(*l.members, out, need, SegmentTarget::kUsers, valid);
             }
+            if (l.source == rules::TopNCond::Source::kMemberAgg && l.member_agg) {
+              if (!account) *valid = false;
+              if (l.member_agg->computed) {
+                std::string name;
+                for (size_t i = 0; i < l.member_agg->prop.size(); ++i)
+                  name += (i ? "." : "") + l.member_agg->prop[i];
+                out->insert("computed." + name);
+              }
+              if (l.member_agg->user)
+                CollectRefs(*l.member_agg->user, out, need, SegmentTarget::kUsers, valid);
+            }
           } else if constexpr (std::is_same_v<T, rules::ListRefCond>) {
             if (account) *valid = false;  // lists hold users
           } else if constexpr (std::is_same_v<T, rules::MemberAggCond>) {
@@ -1010,8 +1026,10 @@ void CollectListRefs(const rules::Expr& e, std::set<std::string>* out) {
   if (e.kind == rules::Expr::Kind::kLeaf) {
     if (auto* r = std::get_if<rules::ListRefCond>(&e.leaf)) out->insert(r->list);
     if (auto* m = std::get_if<rules::MemberCond>(&e.leaf)) CollectListRefs(*m->user, out);
-    if (auto* t = std::get_if<rules::TopNCond>(&e.leaf))
+    if (auto* t = std::get_if<rules::TopNCond>(&e.leaf)) {
       if (t->members) CollectListRefs(*t->members, out);
+      if (t->member_agg && t->member_agg->user) CollectListRefs(*t->member_agg->user, out);
+    }
     if (auto* a = std::get_if<rules::MemberAggCond>(&e.leaf))
       if (a->user) CollectListRefs(*a->user, out);
     return;
@@ -1610,7 +1628,7 @@ TEST(DifferentialTest, GeneratorCoversEveryConstruct) {
   for (int i = 0; i <= 10; ++i) want.push_back("pred" + std::to_string(i));
   for (int i = 0; i <= 4; ++i) want.push_back("agg" + std::to_string(i));
   for (int i = 0; i <= 5; ++i) want.push_back("count" + std::to_string(i));
-  for (int i = 0; i <= 4; ++i) want.push_back("topn" + std::to_string(i));
+  for (int i = 0; i <= 5; ++i) want.push_back("topn" + std::to_string(i));
   want.push_back("topn_computed_live");
   for (int i = 0; i <= 3; ++i) want.push_back("member_agg" + std::to_string(i));
   want.push_back("member_agg_filter");

@@ -5,6 +5,7 @@
 
 #include "engine/accounts.h"
 #include "engine/computed.h"
+#include "engine/topn.h"
 #include "fmt/format.h"
 
 namespace shoal::engine {
@@ -133,7 +134,29 @@ class MemberAggCondition final : public Condition {
   int64_t fixed_;
 };
 
+class MemberAggRankSource final : public RankSource {
+ public:
+  MemberAggRankSource(uint32_t hidden, rules::AggCond::Fn fn) : hidden_(hidden), fn_(fn) {
+    segment_refs.push_back(hidden);
+    member_links = true;
+  }
+  std::optional<double> Value(const EvalContext& ctx, Millis, Millis*) const override {
+    if (!ctx.accounts)
+      return fn_ == rules::AggCond::Fn::kSum ? std::optional<double>(0.0) : std::nullopt;
+    return ctx.accounts->aggregates().Value(hidden_, ctx.pid, fn_);
+  }
+  std::string_view Name() const override { return FnName(fn_); }
+
+ private:
+  uint32_t hidden_;
+  rules::AggCond::Fn fn_;
+};
+
 }  // namespace
+
+std::unique_ptr<RankSource> MakeMemberAggRankSource(uint32_t hidden, rules::AggCond::Fn fn) {
+  return std::make_unique<MemberAggRankSource>(hidden, fn);
+}
 
 void MemberAggregates::Add(uint32_t seg, bool ordered) { segs_[seg].ordered = ordered; }
 
@@ -209,6 +232,22 @@ std::optional<double> MemberAggregates::Max(uint32_t seg, uint32_t account) cons
       it->second.values[account].empty())
     return std::nullopt;
   return *it->second.values[account].rbegin();
+}
+
+std::optional<double> MemberAggregates::Value(uint32_t seg, uint32_t account,
+                                              rules::AggCond::Fn fn) const {
+  const Agg a = Get(seg, account);
+  switch (fn) {
+    case rules::AggCond::Fn::kSum:
+      return static_cast<double>(a.sum) / 1e6;
+    case rules::AggCond::Fn::kAvg:
+      if (a.n == 0) return std::nullopt;
+      return static_cast<double>(a.sum) / static_cast<double>(a.n) / 1e6;
+    case rules::AggCond::Fn::kMin:
+      return Min(seg, account);
+    default:
+      return Max(seg, account);
+  }
 }
 
 size_t MemberAggregates::MemoryBytes() const {

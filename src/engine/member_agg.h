@@ -30,6 +30,8 @@
 
 namespace shoal::engine {
 
+class RankSource;
+
 class MemberAggregates {
  public:
   struct Agg {
@@ -60,6 +62,9 @@ class MemberAggregates {
   Agg Get(uint32_t seg, uint32_t account) const;
   std::optional<double> Min(uint32_t seg, uint32_t account) const;
   std::optional<double> Max(uint32_t seg, uint32_t account) const;
+  // The aggregate's number for `account` (top N by sum(X) of members): the sum (0 with no value),
+  // the average, the minimum or the maximum (nullopt with no value).
+  std::optional<double> Value(uint32_t seg, uint32_t account, rules::AggCond::Fn fn) const;
 
   size_t MemoryBytes() const;
 
@@ -101,5 +106,10 @@ Result<std::unique_ptr<MemberValueCondition>> CompileMemberValue(const rules::Me
 // whatever C fails with.
 Result<std::unique_ptr<Condition>> CompileMemberAggLeaf(const rules::MemberAggCond& c,
                                                         CompileContext* ctx);
+
+// The rank source of `top N by sum(X) of members [(C)]`: the account's aggregate over hidden value
+// segment `hidden` (MemberValueSegment), one lookup; re-ranked when a member's contribution or the
+// links change, like a member count.
+std::unique_ptr<RankSource> MakeMemberAggRankSource(uint32_t hidden, rules::AggCond::Fn fn);
 
 }  // namespace shoal::engine

@@ -6,6 +6,7 @@
 
 #include "engine/accounts.h"
 #include "engine/computed.h"
+#include "engine/member_agg.h"
 #include "fmt/format.h"
 
 namespace shoal::engine {
@@ -432,6 +433,16 @@ Result<std::unique_ptr<RankerCondition>> CompileRanker(const rules::TopNCond& c,
       std::optional<ComputedRef> ref = ctx->ComputedTrait(name);
       if (!ref) return Status::NotFound("unknown computed trait \"" + name + "\"");
       source = std::make_unique<ComputedRankSource>(std::move(*ref));
+      break;
+    }
+    case rules::TopNCond::Source::kMemberAgg: {
+      if (!accounts)
+        return Status::InvalidArgument(
+            "'top N by sum(...) of members' ranks accounts: it belongs in account segments");
+      if (!c.member_agg) return Status::InvalidArgument("'of members' needs a member value");
+      auto hidden = ctx->MemberValueSegment(*c.member_agg);
+      if (!hidden.ok()) return hidden.status();
+      source = MakeMemberAggRankSource(*hidden, c.member_agg->fn);
       break;
     }
   }

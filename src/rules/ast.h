@@ -299,16 +299,19 @@ struct TopNCond {
   // user condition (`top 100 by members (performed "Login" within 30d)`), in `members`.
   // kCount: the number of events (`top 1000 by count of "Login" within 30d`), in `agg` (event,
   // window; fn and prop unused). kComputed: in user segments, a computed trait's current value
-  // (`top 10% by computed.lifetime_value`), its name in `path` (one name).
-  enum class Source : uint8_t { kTrait, kAgg, kMembers, kCount, kComputed };
+  // (`top 10% by computed.lifetime_value`), its name in `path` (one name). kMemberAgg: in account
+  // segments, an aggregate over members' values (`top 10 by sum(computed.ltv_90d) of members`),
+  // in `member_agg` (its op and value stay at their defaults).
+  enum class Source : uint8_t { kTrait, kAgg, kMembers, kCount, kComputed, kMemberAgg };
   bool bottom = false;
   bool percent = false;
   int64_t n = 1;     // !percent: N >= 1
   double pct = 100;  // percent: 0 < P <= 100, at most 6 decimals
   Source source = Source::kTrait;
   Path path;
-  AggCond agg;                          // kAgg; op and value stay at their defaults
-  std::shared_ptr<const Expr> members;  // kMembers: the user condition; never null there
+  AggCond agg;                              // kAgg; op and value stay at their defaults
+  std::shared_ptr<const Expr> members;      // kMembers: the user condition; never null there
+  std::optional<MemberAggCond> member_agg;  // kMemberAgg
   bool operator==(const TopNCond& o) const;
 };
 
@@ -343,7 +346,8 @@ inline bool MemberAggCond::operator==(const MemberAggCond& o) const {
 inline bool TopNCond::operator==(const TopNCond& o) const {
   return bottom == o.bottom && percent == o.percent && n == o.n && pct == o.pct &&
          source == o.source && path == o.path && agg == o.agg &&
-         (members == o.members || (members && o.members && *members == *o.members));
+         (members == o.members || (members && o.members && *members == *o.members)) &&
+         member_agg == o.member_agg;
 }
 
 // A value over a profile's matching events in a window: `count of E [window]`,

@@ -485,6 +485,25 @@ class Parser {
     MemberAggCond m;
     m.pos = out->pos;
     const std::string fn = Cur().str;
+    SHOAL_RETURN_IF_ERROR(ParseMemberAggValue(&m));
+    if (Cur().kind != TokKind::kOp)
+      return Expected("a comparison such as '> 10000' after '" + fn +
+                      "(...) of members' (and its optional user condition in parentheses)");
+    m.op = Cur().op;
+    Advance();
+    if (Cur().kind != TokKind::kNumber) return Expected("a number after " + Quoted(Prev().text));
+    m.value = Cur().num;
+    Advance();
+    out->leaf = std::move(m);
+    return Status::Ok();
+  }
+
+  // fn "(" (path | "computed" "." NAME) ")" "of" "members" ["(" expr ")"]: the value of an
+  // aggregate over members (member_agg without its comparison; also a top-N value). AtMemberAgg
+  // has checked the tokens up to "members".
+  Status ParseMemberAggValue(MemberAggCond* out) {
+    MemberAggCond& m = *out;
+    const std::string fn = Cur().str;
     if (fn == "distinct")
       return Expected(
           "'sum', 'avg', 'min' or 'max' before '(...) of members' (distinct values "
@@ -517,15 +536,6 @@ class Parser {
       SHOAL_RETURN_IF_ERROR(ExpectKind(TokKind::kRParen, CloseParen(open)));
       m.user = std::move(user);
     }
-    if (Cur().kind != TokKind::kOp)
-      return Expected("a comparison such as '> 10000' after '" + fn +
-                      "(...) of members' (and its optional user condition in parentheses)");
-    m.op = Cur().op;
-    Advance();
-    if (Cur().kind != TokKind::kNumber) return Expected("a number after " + Quoted(Prev().text));
-    m.value = Cur().num;
-    Advance();
-    out->leaf = std::move(m);
     return Status::Ok();
   }
 
@@ -582,7 +592,13 @@ class Parser {
       c.n = num.int_val;
     }
     SHOAL_RETURN_IF_ERROR(ExpectWord("by", "after " + Quoted(SpanText(start))));
-    if (Cur().kind == TokKind::kWord && IsAggWord(Cur().str)) {
+    if (Cur().kind == TokKind::kWord && IsAggWord(Cur().str) && AtMemberAgg()) {
+      c.source = TopNCond::Source::kMemberAgg;
+      MemberAggCond m;
+      m.pos = Cur().pos;
+      SHOAL_RETURN_IF_ERROR(ParseMemberAggValue(&m));
+      c.member_agg = std::move(m);
+    } else if (Cur().kind == TokKind::kWord && IsAggWord(Cur().str)) {
       c.source = TopNCond::Source::kAgg;
       SHOAL_RETURN_IF_ERROR(ParseAggValue(&c.agg));
     } else if (AtWord("count") && IsWord(Ahead(1), "of")) {

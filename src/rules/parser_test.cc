@@ -897,6 +897,9 @@ class RandomDefinition {
             Kw(Pick(3) ? "top" : "bottom") + " " + amounts[Pick(6)] + " " + Kw("by") + " ";
         switch (Pick(3)) {
           case 0:
+            if (Pick(3) == 0)  // an aggregate over members' values
+              return s + Kw(Pick(2) ? "sum" : "max") + "(computed.ltv) " + Kw("of") + " " +
+                     Kw("members") + (Pick(2) ? " (" + Pred() + ")" : "");
             return s + (Pick(2) ? "ltv" : "`lifetime value`.usd");
           case 1: {
             const char* fns[] = {"sum", "avg", "min", "max", "distinct"};
@@ -1164,6 +1167,22 @@ TEST(ParserTest, MemberAggregates) {
   EXPECT_NE(Err("sum(x) of members > y").find("a number"), std::string::npos);
   EXPECT_NE(Err("sum(computed.) of members > 1").find("a computed trait name"), std::string::npos);
   EXPECT_NE(Err("sum(x) of members between 1 and 2"), "");
+
+  // Ranking accounts by an aggregate over members' values.
+  EXPECT_EQ(Canon(R"(TOP 10 BY SUM(computed.ltv_90d) OF MEMBERS (title = "buyer") and x = 1)"),
+            R"(top 10 by sum(computed.ltv_90d) of members (title = "buyer") and x = 1)");
+  EXPECT_EQ(Canon("bottom 5% by min(spend) of members"), "bottom 5% by min(spend) of members");
+  auto t = ParseLeaf<TopNCond>("top 3 by avg(computed.score) of members (a = 1)");
+  EXPECT_EQ(t.source, TopNCond::Source::kMemberAgg);
+  ASSERT_TRUE(t.member_agg);
+  EXPECT_EQ(t.member_agg->fn, AggCond::Fn::kAvg);
+  EXPECT_TRUE(t.member_agg->computed);
+  EXPECT_TRUE(t.member_agg->user);
+  EXPECT_NE(ParseLeaf<TopNCond>("top 3 by sum(x) of members"),
+            ParseLeaf<TopNCond>("top 3 by sum(y) of members"));
+  EXPECT_NE(ParseLeaf<TopNCond>("top 3 by sum(x) of members"),
+            ParseLeaf<TopNCond>(R"(top 3 by sum(x) of "members")"));
+  EXPECT_NE(Err("top 3 by distinct(x) of members"), "");
 }
 
 }  // namespace

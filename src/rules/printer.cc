@@ -287,12 +287,18 @@ struct LeafPrinter {
         out += "members (";
         if (c.members) PrintExpr(*c.members, &out);
         return out + ")";
+      case TopNCond::Source::kMemberAgg:
+        return c.member_agg ? out + MemberAggValue(*c.member_agg) : out;
     }
     return out;
   }
 
   std::string operator()(const ComputedTraitCond& c) const { return "computed." + Print(c.pred); }
   std::string operator()(const MemberAggCond& c) const {
+    return MemberAggValue(c) + " " + CmpText(c.op) + " " + PrintNumber(c.value);
+  }
+  // `sum(X) of members [(C)]`: a member aggregate's value, without its comparison.
+  static std::string MemberAggValue(const MemberAggCond& c) {
     std::string value = PrintPath(c.prop);
     if (c.computed) {
       value = "computed." + value;
@@ -308,7 +314,7 @@ struct LeafPrinter {
       PrintExpr(*c.user, &out);
       out += ")";
     }
-    return out + " " + CmpText(c.op) + " " + PrintNumber(c.value);
+    return out;
   }
   std::string operator()(const BucketCond& c) const {
     std::string out = "bucket(" + std::to_string(c.buckets);
