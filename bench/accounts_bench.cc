@@ -26,6 +26,16 @@
 //                                     30d`), 4 = an account score (`20 points if at least 3 members
 //                                     (performed "E0" within 7d) + 30 points if performed "E1"
 //                                     within 30d`).
+//   BM_MemberAggregate/kind           per-event cost of an order (a user computed trait
+//                                     `sum(total) of "Order" within 14d` changes with every one),
+//                                     side by side: 0 = no account segment (the baseline),
+//                                     1 = a member count over it, `at least 3 members
+//                                     (computed.spend_14d > 100)`, 2 = `sum(computed.spend_14d) of
+//                                     members > 5000`, 3 = `max(...) of members > 400` (the
+//                                     per-account multiset), 4 = `avg(...) of members (plan =
+//                                     "pro") > 50` (a member filter). An aggregate moves with every
+//                                     value change, so its account is re-evaluated on every order,
+//                                     where a count only when a member crosses 100.
 #include <benchmark/benchmark.h>
 
 #include <string>
@@ -261,6 +271,54 @@ void BM_EventWithComputedTrait(benchmark::State& state) {
                                       static_cast<double>(state.iterations());
 }
 BENCHMARK(BM_EventWithComputedTrait)->Arg(0)->Arg(1)->Arg(2)->Arg(3)->Arg(4);
+
+
+void BM_MemberAggregate(benchmark::State& state) {
+  const int kind = static_cast<int>(state.range(0));
+  VirtualClock clock(kNow);
+  auto engine = LinkedEngine(&clock);
+  for (int u = 0; u < kUsers; u += 2) {  // half of the users are on the pro plan
+    Message m;
+    m.type = MessageType::kIdentify;
+    m.user_id = fmt::format("u{}", u);
+    m.timestamp = kNow - 2 * kDay;
+    m.traits.push_back({"plan", Value::String("pro")});
+    (void)engine->Ingest(m);
+  }
+  (void)engine->CreateComputedTrait("spend_14d", R"(sum(total) of "Order" within 14d)");
+  static const char* const kDefs[] = {nullptr, "at least 3 members (computed.spend_14d > 100)",
+                                      "sum(computed.spend_14d) of members > 5000",
+                                      "max(computed.spend_14d) of members > 400",
+                                      R"(avg(computed.spend_14d) of members (plan = "pro") > 50)"};
+  if (kDefs[kind]) {
+    auto created = engine->CreateSegment("agg", kDefs[kind], SegmentTarget::kAccounts);
+    if (!created.ok()) state.SkipWithError(created.status().ToString().c_str());
+  }
+  std::vector<Message> msgs;
+  for (int i = 0; i < 100000; ++i) {
+    msgs.push_back(Track(fmt::format("u{}", i % kUsers), "Order", kNow - kDay + i * 100));
+    msgs.back().properties.push_back({"total", Value::Number((i % 7) * 50.0)});
+  }
+  const uint64_t evals0 = engine->Stats().evaluations;
+  const uint64_t changes0 = engine->Stats().changes;
+  size_t k = 0;
+  for (auto _ : state) {
+    (void)engine->Ingest(msgs[k]);
+    if (++k == msgs.size()) {
+      k = 0;
+      state.PauseTiming();
+      for (Message& m : msgs) m.timestamp += 100000 * 100;
+      state.ResumeTiming();
+    }
+  }
+  const auto stats = engine->Stats();
+  state.SetItemsProcessed(state.iterations());
+  state.counters["evals_per_event"] =
+      static_cast<double>(stats.evaluations - evals0) / static_cast<double>(state.iterations());
+  state.counters["changes_per_event"] =
+      static_cast<double>(stats.changes - changes0) / static_cast<double>(state.iterations());
+}
+BENCHMARK(BM_MemberAggregate)->Arg(0)->Arg(1)->Arg(2)->Arg(3)->Arg(4);
 
 }  // namespace
 }  // namespace shoal

@@ -467,6 +467,10 @@ class Gen {
       std::string s = TopNHead();
       if (!live_acct_computed_.empty() && Chance(0.35)) return s + AcctComputedName();
       if (Chance(0.5)) return s + Kw("members") + " (" + Tree(Int(0, 2), 99, true) + ")";
+      if (Chance(0.3)) {  // an aggregate over members' values, without its comparison
+        std::string agg = MemberAgg();
+        return s + agg.substr(0, agg.rfind(' ', agg.rfind(' ') - 1));
+      }
       if (Chance(0.4)) return s + Pick(std::vector<std::string>{"age", "plan", "country"});
       if (use_computed_ && Chance(0.1)) return s + ComputedName();  // rejected: per user
       if (Chance(0.5)) return s + Kw("count") + " of " + EventSpecText() + Window();
@@ -474,6 +478,7 @@ class Gen {
              EventSpecText() + Window();
     }
     if (!live_acct_computed_.empty() && Chance(0.12)) return ComputedPred(/*account=*/true);
+    if (Chance(0.12)) return MemberAgg();
     int k = Int(0, 11);
     if (k <= 2) {
       std::string s = ValuePred(Pick(Traits()), true);
@@ -506,6 +511,21 @@ class Gen {
     }
     return ValuePred(Pick(Traits()), true);
   }
+  // sum/avg/min/max(X) of members [(C)] CMP v: X a numeric trait (age: numbers, one a string;
+  // plan: rarely a number), a computed trait (counts, sums, scores, lists...), or a trait nobody
+  // has; rarely distinct, which does not parse.
+  std::string MemberAgg() {
+    static const std::vector<std::string> fns = {"sum", "sum", "avg", "min", "max"};
+    std::string fn = Chance(0.02) ? "distinct" : Pick(fns);
+    std::string value = Pick(std::vector<std::string>{"age", "age", "plan", "total"});
+    if (use_computed_ && Chance(0.5)) value = ComputedName();
+    std::string s = Kw(fn.c_str()) + "(" + value + ") " + Kw("of") + " " + Kw("members");
+    if (Chance(0.5)) s += " (" + Tree(Int(0, 2), 99, /*in_member=*/true) + ")";
+    static const std::vector<std::string> ops = {"=", "!=", "<", "<=", ">", ">="};
+    static const std::vector<std::string> nums = {"0",  "1",  "25", "30",  "30.5",
+                                                  "55", "60", "85", "0.3", "-1"};
+    return s + " " + Pick(ops) + " " + Pick(nums);
+  }
   std::string AccountTree(int depth, int self) {
     if (depth <= 0 || Chance(0.4)) return AccountLeaf(self);
     int k = Int(0, 4);
@@ -531,6 +551,7 @@ class Gen {
     if (use_computed_ && Chance(0.15)) return s + ComputedName();
     if (Chance(0.3)) return s + Pick(std::vector<std::string>{"age", "plan", "country", "age"});
     if (Chance(0.03)) return s + "members (plan exists)";  // rejected in a user segment
+    if (Chance(0.02)) return s + "sum(age) of members";    // rejected in a user segment
     if (Chance(0.2)) return s + Kw("count") + " of " + EventSpecText() + Window();
     static const std::vector<std::string> fns = {"sum", "sum", "avg", "min", "max", "distinct"};
     std::string fn = Pick(fns);
@@ -595,6 +616,7 @@ class Gen {
       if (Chance(0.05) && !live_.empty()) refs.push_back(*live_.begin());  // wrong target
       if (!refs.empty() && Chance(0.5)) return "account in segment " + Quote(Pick(refs));
       if (Chance(0.03)) return "any member (plan exists)";  // rejected in a user segment
+      if (Chance(0.03)) return "sum(age) of members > 1";   // rejected in a user segment
       return "account." + ValuePred(Pick(Traits()), true);
     }
     int k = Int(0, use_lists_ ? 17 : 16);
@@ -1049,8 +1071,29 @@ void CollectRefs(const rules::Expr& e, std::set<std::string>* out,
               if (!account) *valid = false;
               if (l.members) CollectRefs(*l.members, out, need, SegmentTarget::kUsers, valid);
             }
+            if (l.source == rules::TopNCond::Source::kMemberAgg && l.member_agg) {
+              if (!account) *valid = false;
+              if (l.member_agg->computed) {
+                std::string name;
+                for (size_t i = 0; i < l.member_agg->prop.size(); ++i)
+                  name += (i ? "." : "") + l.member_agg->prop[i];
+                out->insert("computed." + name);
+              }
+              if (l.member_agg->user)
+                CollectRefs(*l.member_agg->user, out, need, SegmentTarget::kUsers, valid);
+            }
           } else if constexpr (std::is_same_v<T, rules::ListRefCond>) {
             if (account) *valid = false;  // lists hold users
+          } else if constexpr (std::is_same_v<T, rules::MemberAggCond>) {
+            // An aggregate over members' values: accounts; its computed trait and filter are a
+            // user's.
+            if (!account) *valid = false;
+            if (l.computed) {
+              std::string name;
+              for (size_t i = 0; i < l.prop.size(); ++i) name += (i ? "." : "") + l.prop[i];
+              out->insert("computed." + name);
+            }
+            if (l.user) CollectRefs(*l.user, out, need, SegmentTarget::kUsers, valid);
           }
         },
         e.leaf);
@@ -1063,8 +1106,12 @@ void CollectListRefs(const rules::Expr& e, std::set<std::string>* out) {
   if (e.kind == rules::Expr::Kind::kLeaf) {
     if (auto* r = std::get_if<rules::ListRefCond>(&e.leaf)) out->insert(r->list);
     if (auto* m = std::get_if<rules::MemberCond>(&e.leaf)) CollectListRefs(*m->user, out);
-    if (auto* t = std::get_if<rules::TopNCond>(&e.leaf))
+    if (auto* t = std::get_if<rules::TopNCond>(&e.leaf)) {
       if (t->members) CollectListRefs(*t->members, out);
+      if (t->member_agg && t->member_agg->user) CollectListRefs(*t->member_agg->user, out);
+    }
+    if (auto* a = std::get_if<rules::MemberAggCond>(&e.leaf))
+      if (a->user) CollectListRefs(*a->user, out);
     return;
   }
   for (const auto& c : e.children) CollectListRefs(c, out);
@@ -1630,6 +1677,10 @@ TEST(DifferentialTest, GeneratorCoversEveryConstruct) {
             // Ranked by a computed trait the generator made (not the unknown "nope").
             if (l.source == rules::TopNCond::Source::kComputed && l.path != rules::Path{"nope"})
               seen.insert("topn_computed_live");
+          } else if constexpr (std::is_same_v<T, rules::MemberAggCond>) {
+            seen.insert("member_agg" + std::to_string(static_cast<int>(l.fn)));
+            if (l.user) seen.insert("member_agg_filter");
+            if (l.computed && l.prop != rules::Path{"nope"}) seen.insert("member_agg_computed");
           }
         },
         e.leaf);
@@ -1666,8 +1717,11 @@ TEST(DifferentialTest, GeneratorCoversEveryConstruct) {
   for (int i = 0; i <= 10; ++i) want.push_back("pred" + std::to_string(i));
   for (int i = 0; i <= 4; ++i) want.push_back("agg" + std::to_string(i));
   for (int i = 0; i <= 5; ++i) want.push_back("count" + std::to_string(i));
-  for (int i = 0; i <= 4; ++i) want.push_back("topn" + std::to_string(i));
+  for (int i = 0; i <= 5; ++i) want.push_back("topn" + std::to_string(i));
   want.push_back("topn_computed_live");
+  for (int i = 0; i <= 3; ++i) want.push_back("member_agg" + std::to_string(i));
+  want.push_back("member_agg_filter");
+  want.push_back("member_agg_computed");
   for (const auto& w : want) EXPECT_TRUE(seen.count(w)) << "generator never produced " << w;
 }
 

@@ -34,10 +34,12 @@ bool Accounts::Link(uint32_t user, uint32_t account,
     if (counts.size() <= account) counts.resize(account + 1, 0);
     ++counts[account];
   }
+  aggregates_.OnLink(user, account);
   return true;
 }
 
 std::vector<uint32_t> Accounts::UnlinkUser(uint32_t user) {
+  aggregates_.OnUnlink(user, AccountsOf(user));  // also forgets a contribution with no account
   if (user >= user_accounts_.size()) return {};
   std::vector<uint32_t> out = std::move(user_accounts_[user]);
   user_accounts_[user] = {};
@@ -72,7 +74,7 @@ size_t Accounts::MemoryBytes() const {
          a.state.identifies.capacity() * 4;
   for (const auto& u : user_accounts_) n += u.capacity() * 4;
   for (const auto& [seg, c] : counts_) n += c.capacity() * 4;
-  return n;
+  return n + aggregates_.MemoryBytes();
 }
 
 Series* AccountEvents::GetSeries(const rules::EventSpec& spec, std::optional<uint32_t> value_key,

@@ -21,6 +21,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "engine/conditions.h"
+#include "engine/member_agg.h"
 #include "engine/series.h"
 
 namespace shoal::engine {
@@ -65,15 +66,24 @@ class Accounts {
 
   // Member counts of hidden segment `seg`, one per account.
   void AddCounter(uint32_t seg) { counts_[seg]; }
-  void DropCounter(uint32_t seg) { counts_.erase(seg); }
+  void DropCounter(uint32_t seg) {
+    counts_.erase(seg);
+    aggregates_.Drop(seg);
+  }
   uint32_t MemberCount(uint32_t seg, uint32_t account) const;
   // The user entered (in) or left hidden segment `seg`: +-1 for each of its accounts.
   void Adjust(uint32_t seg, uint32_t user, bool in);
+
+  // Aggregates over members' values, one per hidden value segment (engine/member_agg.h). Link
+  // and UnlinkUser keep them exact as links change.
+  MemberAggregates& aggregates() { return aggregates_; }
+  const MemberAggregates& aggregates() const { return aggregates_; }
 
   size_t MemoryBytes() const;
 
  private:
   static const std::vector<uint32_t> kNone;
+  MemberAggregates aggregates_;
   std::vector<Account> accounts_;
   std::vector<std::vector<uint32_t>> user_accounts_;  // by user id, sorted
   absl::flat_hash_map<uint32_t, std::vector<uint32_t>> counts_;

@@ -4,6 +4,7 @@
 
 #include "engine/accounts.h"
 #include "engine/computed.h"
+#include "engine/member_agg.h"
 #include "engine/topn.h"
 #include "fmt/format.h"
 #include "rules/parser.h"
@@ -480,6 +481,8 @@ Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileC
   }
   if (const auto* computed = std::get_if<rules::ComputedTraitCond>(&leaf))
     return CompileComputedLeaf(*computed, ctx);
+  if (const auto* agg = std::get_if<rules::MemberAggCond>(&leaf))
+    return CompileMemberAggLeaf(*agg, ctx);
   if (std::holds_alternative<rules::MemberCond>(leaf) ||
       std::holds_alternative<rules::AccountSegmentCond>(leaf) ||
       std::holds_alternative<rules::AccountTraitCond>(leaf))

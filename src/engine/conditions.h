@@ -112,6 +112,12 @@ class CompileContext {
   virtual Result<uint32_t> MemberSegment(const rules::Expr& user) {
     return Status::InvalidArgument("member conditions need an engine");
   }
+  // An aggregate over members' values (engine/member_agg.h): the hidden user segment of its
+  // member filter and value, owned by the account segment being compiled (created and evaluated
+  // for every known user here); returns its id.
+  virtual Result<uint32_t> MemberValueSegment(const rules::MemberAggCond& c) {
+    return Status::InvalidArgument("aggregates over members need an engine");
+  }
   // A top-N leaf's rank segment (engine/topn.h): a hidden segment of the target being compiled,
   // owned by the segment being compiled, created and ranked here. Returns its id and condition;
   // in a dry run (Validate) the value is checked but nothing is created: {UINT32_MAX, nullptr}.

@@ -18,6 +18,7 @@
 #include "engine/accounts.h"
 #include "engine/computed.h"
 #include "engine/conditions.h"
+#include "engine/member_agg.h"
 #include "engine/series.h"
 #include "engine/topn.h"
 #include "ingest/decode.h"
@@ -111,6 +112,10 @@ struct Segment {
   engine::RankerCondition* ranker = nullptr;
   // A computed trait (then hidden too), see ComputedState.
   std::unique_ptr<ComputedState> computed;
+  // The hidden value segment of an aggregate over members' values (engine/member_agg.h): its
+  // members satisfy the member filter, and each evaluation also sets the user's contribution to
+  // the account aggregates. Owned by root.
+  engine::MemberValueCondition* member_value = nullptr;
 };
 
 // One (segment, member id) to re-evaluate; via: the changed segment it was reached through.
@@ -266,6 +271,57 @@ class Engine::Impl : public engine::CompileContext {
     accounts_.AddCounter(raw->id);
     Register(raw);
     Recompute(raw, Cause::kDefinition);
+    pending_hidden_.push_back(raw->id);
+    return raw->id;
+  }
+
+  // The hidden user segment of `sum(X) of members [(C)] ...` (engine/member_agg.h): C compiled as
+  // a member segment's condition (none: every user) and'ed with the value leaf, registered so
+  // that changes of C and X reach it, and evaluated for every known user now, which fills the
+  // account aggregates. The account segment being compiled takes it from pending_hidden_.
+  Result<uint32_t> MemberValueSegment(const rules::MemberAggCond& c) override {
+    auto value = engine::CompileMemberValue(c, this);
+    if (!value.ok()) return value.status();
+    auto h = std::make_unique<Segment>();
+    h->hidden = true;
+    h->name = compiling_name_;  // errors that name a referencing segment name the owner
+    h->expr = std::make_unique<rules::Expr>(c.user ? *c.user : rules::Expr{});
+    if (c.user) {
+      const SegmentTarget saved = compiling_target_;
+      compiling_target_ = SegmentTarget::kUsers;
+      Status st = CompileInto(h.get());
+      compiling_target_ = saved;
+      if (!st.ok()) return st;
+    }
+    if (dry_run_) return UINT32_MAX;
+    Node leaf;
+    leaf.kind = rules::Expr::Kind::kLeaf;
+    leaf.expr = h->expr.get();
+    h->member_value = value->get();
+    leaf.cond = std::move(value).value();
+    if (c.user) {
+      Node both;
+      both.kind = rules::Expr::Kind::kAnd;
+      both.expr = h->expr.get();
+      both.children.push_back(std::move(h->root));
+      both.children.push_back(std::move(leaf));
+      h->root = std::move(both);
+    } else {
+      h->root = std::move(leaf);
+    }
+    h->conds.clear();
+    CollectConds(h->root, &h->conds);
+    // After compiling: a top-N leaf in C creates its rank segment first.
+    h->id = static_cast<uint32_t>(segments_.size());
+    rules::Expr whole;
+    whole.leaf = c;
+    h->text = rules::Print(whole);
+    h->created_at = h->updated_at = clock_->Now();
+    Segment* raw = h.get();
+    segments_.push_back(std::move(h));
+    accounts_.aggregates().Add(raw->id, raw->member_value->ordered());
+    Register(raw);
+    RecomputeMemberValue(raw);
     pending_hidden_.push_back(raw->id);
     return raw->id;
   }
@@ -1881,6 +1937,10 @@ class Engine::Impl : public engine::CompileContext {
         DrainComputed(s, item, t, cause);
         continue;
       }
+      if (s.member_value) {
+        DrainMemberValue(s, item, t);
+        continue;
+      }
       bool in = Eval(s, item.id, t, &next);
       Schedule(&s, item.id, next);
       if (in == s.members.contains(item.id)) continue;
@@ -1978,6 +2038,46 @@ class Engine::Impl : public engine::CompileContext {
       PushDependents(*s, id);
       Drain(now, CauseInfo{Cause::kSegment, s->name, {}, now});
     }
+  }
+
+  // A hidden value segment's item (engine/member_agg.h): the user's membership in the filter C
+  // and its contribution to the aggregates of its accounts. When the contribution changes, the
+  // account segments reading it see the user's accounts (PushDependents), with the cause of the
+  // user's change (the segment is hidden), at instant t: a computed value that drops at a window
+  // boundary moves the account at that same millisecond.
+  void DrainMemberValue(Segment& s, const Item& item, Millis t) {
+    Millis next = kMaxTime;
+    const bool in = Eval(s, item.id, t, &next);
+    Schedule(&s, item.id, next);
+    if (in)
+      s.members.add(item.id);
+    else
+      s.members.remove(item.id);
+    if (accounts_.aggregates().Set(s.id, item.id, in ? MemberValueOf(s, item.id) : std::nullopt,
+                                   accounts_.AccountsOf(item.id)))
+      PushDependents(s, item.id);
+  }
+
+  std::optional<double> MemberValueOf(const Segment& s, uint32_t pid) const {
+    static const ProfileState kEmpty;
+    const ProfileState& p = pid < profiles_.size() ? profiles_[pid] : kEmpty;
+    EvalContext ctx{store_, p, pid, is_member_, in_list_, &accounts_};
+    return s.member_value->Value(ctx);
+  }
+
+  // Evaluates every known user for a new hidden value segment, which nothing references yet.
+  void RecomputeMemberValue(Segment* s) {
+    const Millis now = clock_->Now();
+    for (uint32_t id = 0; id < profiles_.size(); ++id) {
+      if (store_.erased(id) || store_.merged(id)) continue;
+      Millis next = kMaxTime;
+      const bool in = Eval(*s, id, now, &next);
+      Schedule(s, id, next);
+      if (in) s->members.add(id);
+      accounts_.aggregates().Set(s->id, id, in ? MemberValueOf(*s, id) : std::nullopt,
+                                 accounts_.AccountsOf(id));
+    }
+    s->members.runOptimize();
   }
 
   // Ranks every known profile (or account) of a new rank segment, which nothing references yet.

@@ -6,6 +6,7 @@
 
 #include "engine/accounts.h"
 #include "engine/computed.h"
+#include "engine/member_agg.h"
 #include "fmt/format.h"
 
 namespace shoal::engine {
@@ -429,6 +430,16 @@ Result<std::unique_ptr<RankerCondition>> CompileRanker(const rules::TopNCond& c,
       auto ref = ResolveComputedTrait(name, "top N by computed." + name, ctx);
       if (!ref.ok()) return ref.status();
       source = std::make_unique<ComputedRankSource>(std::move(ref).value());
+      break;
+    }
+    case rules::TopNCond::Source::kMemberAgg: {
+      if (!accounts)
+        return Status::InvalidArgument(
+            "'top N by sum(...) of members' ranks accounts: it belongs in account segments");
+      if (!c.member_agg) return Status::InvalidArgument("'of members' needs a member value");
+      auto hidden = ctx->MemberValueSegment(*c.member_agg);
+      if (!hidden.ok()) return hidden.status();
+      source = MakeMemberAggRankSource(*hidden, c.member_agg->fn);
       break;
     }
   }

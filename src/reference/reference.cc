@@ -846,6 +846,65 @@ class Evaluator {
     return Holds(yes, c.op, c.n);
   }
 
+  // `sum(X) of members [(C)] CMP v`: the numbers X of the account's members that satisfy C,
+  // read now from scratch (a trait from the member's identify calls, a computed trait from its
+  // definition), aggregated as an event aggregate's values are: sum of none 0, avg/min/max of
+  // none no value (false).
+  bool Leaf(const rules::MemberAggCond& c, const ProfileRecords& p) {
+    if (!p.account) return false;
+    std::vector<double> nums = MemberNumbers(c, p);
+    __int128 sum = 0;
+    for (double x : nums) sum += Fixed(x);
+    switch (c.fn) {
+      case AggCond::Fn::kSum:
+        return Holds(sum, c.op, static_cast<__int128>(Fixed(c.value)));
+      case AggCond::Fn::kAvg:
+        if (nums.empty()) return false;
+        return Holds(sum, c.op,
+                     static_cast<__int128>(Fixed(c.value)) * static_cast<__int128>(nums.size()));
+      case AggCond::Fn::kMin:
+        if (nums.empty()) return false;
+        return Holds(*std::min_element(nums.begin(), nums.end()), c.op, c.value);
+      case AggCond::Fn::kMax:
+        if (nums.empty()) return false;
+        return Holds(*std::max_element(nums.begin(), nums.end()), c.op, c.value);
+      case AggCond::Fn::kDistinct:
+        break;
+    }
+    return false;
+  }
+
+  // The numbers X of account p's members that satisfy the filter, in member order.
+  std::vector<double> MemberNumbers(const rules::MemberAggCond& c, const ProfileRecords& p) {
+    const Graph& g = graph();
+    std::vector<double> nums;
+    auto it = g.users_of.find(p.id);
+    if (it != g.users_of.end()) {
+      for (uint32_t u : it->second) {
+        const ProfileRecords& user = g.users.at(u);
+        if (c.user && !Eval(*c.user, user)) continue;
+        std::optional<double> x;
+        if (c.computed) {
+          std::string name;
+          for (size_t i = 0; i < c.prop.size(); ++i) name += (i ? "." : "") + c.prop[i];
+          const ComputedDef* def = computed_ ? computed_(name) : nullptr;
+          std::string key = "computed." + name;
+          if (def && std::find(active_.begin(), active_.end(), key) == active_.end()) {
+            active_.push_back(key);
+            Value v = Computed(*def, user);
+            active_.pop_back();
+            if (v.type == ValueType::kNumber) x = v.num;
+          }
+        } else {
+          std::optional<Val> v = Trait(user, c.prop);
+          if (v && v->type == ValueType::kNumber) x = v->num;
+        }
+        if (x && !std::isnan(*x)) nums.push_back(*x);
+      }
+    }
+    return nums;
+  }
+
   bool Leaf(const AccountSegmentCond& c, const ProfileRecords& p) {
     if (p.account) return false;
     const Expr* def = lookup_ ? lookup_(c.segment) : nullptr;
@@ -1135,6 +1194,20 @@ class Evaluator {
           for (uint32_t u : it->second)
             if (Eval(*c.members, g.users.at(u))) ++yes;
         return static_cast<double>(yes);
+      }
+      case TopNCond::Source::kMemberAgg: {
+        // The number the member aggregate would compare: sum of none 0, the others no value.
+        if (!q.account || !c.member_agg) return std::nullopt;
+        std::vector<double> nums = MemberNumbers(*c.member_agg, q);
+        __int128 sum = 0;
+        for (double x : nums) sum += Fixed(x);
+        if (c.member_agg->fn == AggCond::Fn::kSum) return static_cast<double>(sum) / 1e6;
+        if (nums.empty()) return std::nullopt;
+        if (c.member_agg->fn == AggCond::Fn::kAvg)
+          return static_cast<double>(sum) / static_cast<double>(nums.size()) / 1e6;
+        if (c.member_agg->fn == AggCond::Fn::kMin)
+          return *std::min_element(nums.begin(), nums.end());
+        return *std::max_element(nums.begin(), nums.end());
       }
       case TopNCond::Source::kComputed: {
         // The computed trait's value now, from its definition (as computed.NAME reads it); only

@@ -246,6 +246,23 @@ struct MemberCond {
   bool operator==(const MemberCond& o) const;
 };
 
+// In an account segment: an aggregate of a value over the account's members,
+// `sum(spend) of members (title = "buyer") > 10000`, also avg, min and max (never distinct). The
+// value is the user trait at `prop`, or with `computed` the user computed trait named by `prop`
+// (`sum(computed.ltv_90d) of members`). `user`, when set, restricts the members that count
+// (`of members (C)`); null counts every member. `pos` is where the condition starts, for the
+// error in a user segment; it is not part of the meaning.
+struct MemberAggCond {
+  AggCond::Fn fn = AggCond::Fn::kSum;
+  Path prop;
+  bool computed = false;
+  std::shared_ptr<const Expr> user;  // may be null; immutable once parsed
+  CmpOp op = CmpOp::kGt;
+  double value = 0;
+  SourcePos pos;
+  bool operator==(const MemberAggCond& o) const;
+};
+
 // In a user segment: `account in segment "S"`, true when any of the user's accounts is a member
 // of account segment S.
 struct AccountSegmentCond {
@@ -282,23 +299,26 @@ struct TopNCond {
   // user condition (`top 100 by members (performed "Login" within 30d)`), in `members`.
   // kCount: the number of events (`top 1000 by count of "Login" within 30d`), in `agg` (event,
   // window; fn and prop unused). kComputed: in user segments, a computed trait's current value
-  // (`top 10% by computed.lifetime_value`), its name in `path` (one name).
-  enum class Source : uint8_t { kTrait, kAgg, kMembers, kCount, kComputed };
+  // (`top 10% by computed.lifetime_value`), its name in `path` (one name). kMemberAgg: in account
+  // segments, an aggregate over members' values (`top 10 by sum(computed.ltv_90d) of members`),
+  // in `member_agg` (its op and value stay at their defaults).
+  enum class Source : uint8_t { kTrait, kAgg, kMembers, kCount, kComputed, kMemberAgg };
   bool bottom = false;
   bool percent = false;
   int64_t n = 1;     // !percent: N >= 1
   double pct = 100;  // percent: 0 < P <= 100, at most 6 decimals
   Source source = Source::kTrait;
   Path path;
-  AggCond agg;                          // kAgg; op and value stay at their defaults
-  std::shared_ptr<const Expr> members;  // kMembers: the user condition; never null there
+  AggCond agg;                              // kAgg; op and value stay at their defaults
+  std::shared_ptr<const Expr> members;      // kMembers: the user condition; never null there
+  std::optional<MemberAggCond> member_agg;  // kMemberAgg
   bool operator==(const TopNCond& o) const;
 };
 
 using Leaf =
     std::variant<TraitCond, TraitHistoryCond, CountCond, AggCond, FirstLastCond, LastEventCond,
                  SequenceCond, NotFollowedCond, SegmentRefCond, BucketCond, ListRefCond, MemberCond,
-                 AccountSegmentCond, AccountTraitCond, TopNCond, ComputedTraitCond>;
+                 AccountSegmentCond, AccountTraitCond, TopNCond, ComputedTraitCond, MemberAggCond>;
 
 // A segment definition: a boolean tree of leaf conditions.
 struct Expr {
@@ -318,10 +338,16 @@ inline bool MemberCond::operator==(const MemberCond& o) const {
          (user == o.user || (user && o.user && *user == *o.user));
 }
 
+inline bool MemberAggCond::operator==(const MemberAggCond& o) const {
+  return fn == o.fn && prop == o.prop && computed == o.computed && op == o.op && value == o.value &&
+         (user == o.user || (user && o.user && *user == *o.user));
+}
+
 inline bool TopNCond::operator==(const TopNCond& o) const {
   return bottom == o.bottom && percent == o.percent && n == o.n && pct == o.pct &&
          source == o.source && path == o.path && agg == o.agg &&
-         (members == o.members || (members && o.members && *members == *o.members));
+         (members == o.members || (members && o.members && *members == *o.members)) &&
+         member_agg == o.member_agg;
 }
 
 // A value over a profile's matching events in a window: `count of E [window]`,

@@ -452,6 +452,7 @@ class Parser {
   // agg_cond := ("sum" | "avg" | "min" | "max" | "distinct") "(" path ")" "of" event [window]
   //             cmp NUMBER
   Status ParseAgg(Expr* out) {
+    if (AtMemberAgg()) return ParseMemberAgg(out);
     AggCond a;
     std::string fn = Cur().str;
     SHOAL_RETURN_IF_ERROR(ParseAggValue(&a));
@@ -463,6 +464,78 @@ class Parser {
     a.value = Cur().num;
     Advance();
     out->leaf = std::move(a);
+    return Status::Ok();
+  }
+
+  // Whether the aggregate at the cursor is over members' values: `fn "(" ... ")" "of" "members"`.
+  // The scan stops at the first parenthesis, so it reads only the path.
+  bool AtMemberAgg() const {
+    if (Ahead(1).kind != TokKind::kLParen) return false;
+    for (size_t k = 2;; ++k) {
+      const Token& t = Ahead(k);
+      if (t.kind == TokKind::kEnd || t.kind == TokKind::kLParen) return false;
+      if (t.kind == TokKind::kRParen)
+        return IsWord(Ahead(k + 1), "of") && IsWord(Ahead(k + 2), "members");
+    }
+  }
+
+  // member_agg := ("sum" | "avg" | "min" | "max") "(" (path | "computed" "." NAME) ")" "of"
+  //               "members" ["(" expr ")"] cmp NUMBER          (account segments)
+  Status ParseMemberAgg(Expr* out) {
+    MemberAggCond m;
+    m.pos = out->pos;
+    const std::string fn = Cur().str;
+    SHOAL_RETURN_IF_ERROR(ParseMemberAggValue(&m));
+    if (Cur().kind != TokKind::kOp)
+      return Expected("a comparison such as '> 10000' after '" + fn +
+                      "(...) of members' (and its optional user condition in parentheses)");
+    m.op = Cur().op;
+    Advance();
+    if (Cur().kind != TokKind::kNumber) return Expected("a number after " + Quoted(Prev().text));
+    m.value = Cur().num;
+    Advance();
+    out->leaf = std::move(m);
+    return Status::Ok();
+  }
+
+  // fn "(" (path | "computed" "." NAME) ")" "of" "members" ["(" expr ")"]: the value of an
+  // aggregate over members (member_agg without its comparison; also a top-N value). AtMemberAgg
+  // has checked the tokens up to "members".
+  Status ParseMemberAggValue(MemberAggCond* out) {
+    MemberAggCond& m = *out;
+    const std::string fn = Cur().str;
+    if (fn == "distinct")
+      return Expected(
+          "'sum', 'avg', 'min' or 'max' before '(...) of members' (distinct values "
+          "are not an aggregate of members)");
+    m.fn = fn == "sum"   ? AggCond::Fn::kSum
+           : fn == "avg" ? AggCond::Fn::kAvg
+           : fn == "min" ? AggCond::Fn::kMin
+                         : AggCond::Fn::kMax;
+    Advance();
+    Advance();  // (
+    if (AtWord("computed") && Ahead(1).kind == TokKind::kDot) {
+      m.computed = true;
+      Advance();
+      Advance();
+      SHOAL_RETURN_IF_ERROR(ParsePath(&m.prop, "a computed trait name after 'computed.'"));
+    } else {
+      SHOAL_RETURN_IF_ERROR(
+          ParsePath(&m.prop, "a user trait name or computed.NAME after '" + fn + "('"));
+    }
+    SHOAL_RETURN_IF_ERROR(ExpectKind(TokKind::kRParen, "')' after the member value"));
+    Advance();  // of
+    Advance();  // members
+    if (Cur().kind == TokKind::kLParen) {
+      SourcePos open = Cur().pos;
+      SHOAL_RETURN_IF_ERROR(Enter());
+      Advance();
+      auto user = std::make_shared<Expr>();
+      SHOAL_RETURN_IF_ERROR(ParseExpr(user.get()));
+      Leave();
+      SHOAL_RETURN_IF_ERROR(ExpectKind(TokKind::kRParen, CloseParen(open)));
+      m.user = std::move(user);
+    }
     return Status::Ok();
   }
 
@@ -519,7 +592,13 @@ class Parser {
       c.n = num.int_val;
     }
     SHOAL_RETURN_IF_ERROR(ExpectWord("by", "after " + Quoted(SpanText(start))));
-    if (Cur().kind == TokKind::kWord && IsAggWord(Cur().str)) {
+    if (Cur().kind == TokKind::kWord && IsAggWord(Cur().str) && AtMemberAgg()) {
+      c.source = TopNCond::Source::kMemberAgg;
+      MemberAggCond m;
+      m.pos = Cur().pos;
+      SHOAL_RETURN_IF_ERROR(ParseMemberAggValue(&m));
+      c.member_agg = std::move(m);
+    } else if (Cur().kind == TokKind::kWord && IsAggWord(Cur().str)) {
       c.source = TopNCond::Source::kAgg;
       SHOAL_RETURN_IF_ERROR(ParseAggValue(&c.agg));
     } else if (AtWord("count") && IsWord(Ahead(1), "of")) {

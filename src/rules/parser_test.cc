@@ -849,7 +849,7 @@ class RandomDefinition {
     return " " + Kw(words[Pick(7)]) + " " + std::to_string(Pick(10)) + " " + Kw("times");
   }
   std::string Condition() {
-    switch (Pick(17)) {
+    switch (Pick(18)) {
       case 0:
         return Pred();
       case 1:
@@ -897,6 +897,9 @@ class RandomDefinition {
             Kw(Pick(3) ? "top" : "bottom") + " " + amounts[Pick(6)] + " " + Kw("by") + " ";
         switch (Pick(3)) {
           case 0:
+            if (Pick(3) == 0)  // an aggregate over members' values
+              return s + Kw(Pick(2) ? "sum" : "max") + "(computed.ltv) " + Kw("of") + " " +
+                     Kw("members") + (Pick(2) ? " (" + Pred() + ")" : "");
             return s + (Pick(2) ? "ltv" : "`lifetime value`.usd");
           case 1: {
             const char* fns[] = {"sum", "avg", "min", "max", "distinct"};
@@ -915,6 +918,16 @@ class RandomDefinition {
         do pred = Pred();
         while (std::count(pred.begin(), pred.begin() + pred.find(' '), '`') % 2 != 0);
         return Kw("computed") + "." + names[Pick(4)] + pred.substr(pred.find(' '));
+      }
+      case 17: {  // an aggregate over members' values, of a trait or a computed trait
+        const char* fns[] = {"sum", "avg", "min", "max"};
+        const char* values[] = {"spend", "billing.mrr", "computed.ltv", "`computed`.x",
+                                "`first name`"};
+        std::string s =
+            Kw(fns[Pick(4)]) + "(" + values[Pick(5)] + ") " + Kw("of") + " " + Kw("members");
+        if (Pick(2)) s += " (" + (Pick(2) ? Pred() : Kw("performed") + " " + Event()) + ")";
+        const char* ops[] = {"=", "!=", "<", "<=", ">", ">="};
+        return s + " " + ops[Pick(6)] + " " + std::to_string(Pick(100)) + ".5";
       }
       default:
         return Kw("bucket") + "(" + std::to_string(1 + Pick(100)) + (Pick(2) ? ", \"salt\"" : "") +
@@ -1096,6 +1109,80 @@ TEST(ParserTest, TopNComputed) {
             "1:19: expected a computed trait name after 'computed.', "
             "found end of input");
   EXPECT_NE(Err("top 3 by computed.ltv > 5"), "");  // no comparison after a rank value
+}
+
+}  // namespace
+}  // namespace shoal::rules
+
+namespace shoal::rules {
+namespace {
+
+// Aggregates over members' values (docs/language.md, "Accounts").
+TEST(ParserTest, MemberAggregates) {
+  EXPECT_EQ(Canon("SUM(spend) OF MEMBERS > 10000"), "sum(spend) of members > 10000");
+  EXPECT_EQ(Canon(R"(avg(computed.lead_score) of members (title = "buyer") >= 40)"),
+            R"(avg(computed.lead_score) of members (title = "buyer") >= 40)");
+  EXPECT_EQ(Canon(R"(min(billing.mrr) of members ((plan = "pro")) < 99.5)"),
+            R"(min(billing.mrr) of members (plan = "pro") < 99.5)");
+  EXPECT_EQ(Canon(R"(max(computed.ltv_90d) of members (a = 1 or b = 2) != -1 and x = 1)"),
+            R"(max(computed.ltv_90d) of members (a = 1 or b = 2) != -1 and x = 1)");
+  // A user trait under `computed` keeps its meaning through the canonical form.
+  EXPECT_EQ(Canon("sum(`computed`.x) of members > 1"), "sum(`computed`.x) of members > 1");
+  EXPECT_EQ(Canon("sum(computed) of members > 1"), "sum(computed) of members > 1");
+  // `members` stays a trait name, and an event aggregate is unchanged.
+  EXPECT_EQ(Canon(R"(sum(total) of "members" > 1 and members = 2)"),
+            R"(sum(total) of "members" > 1 and members = 2)");
+
+  auto a =
+      ParseLeaf<MemberAggCond>(R"(avg(computed.lead_score) of members (title = "buyer") >= 40)");
+  EXPECT_EQ(a.fn, AggCond::Fn::kAvg);
+  EXPECT_TRUE(a.computed);
+  EXPECT_EQ(a.prop, (Path{"lead_score"}));
+  ASSERT_TRUE(a.user);
+  EXPECT_EQ(a.op, CmpOp::kGe);
+  EXPECT_EQ(a.value, 40);
+  auto s = ParseLeaf<MemberAggCond>("sum(billing.mrr) of members > 5");
+  EXPECT_FALSE(s.computed);
+  EXPECT_EQ(s.prop, (Path{"billing", "mrr"}));
+  EXPECT_FALSE(s.user);
+  EXPECT_EQ(s.pos.line, 1);
+  EXPECT_EQ(s.pos.col, 1);
+  auto e = MustParse("x = 1 or\n  max(a) of members > 5");
+  EXPECT_EQ(LeafAs<MemberAggCond>(e.children[1]).pos.line, 2);
+  EXPECT_EQ(LeafAs<MemberAggCond>(e.children[1]).pos.col, 3);
+  // Equality: the filter, the value kind and the comparison all matter.
+  EXPECT_NE(ParseLeaf<MemberAggCond>("sum(x) of members > 1"),
+            ParseLeaf<MemberAggCond>("sum(computed.x) of members > 1"));
+  EXPECT_NE(ParseLeaf<MemberAggCond>("sum(x) of members > 1"),
+            ParseLeaf<MemberAggCond>("sum(x) of members (a = 1) > 1"));
+  EXPECT_NE(ParseLeaf<MemberAggCond>("sum(x) of members (a = 1) > 1"),
+            ParseLeaf<MemberAggCond>("sum(x) of members (a = 2) > 1"));
+  EXPECT_NE(ParseLeaf<MemberAggCond>("sum(x) of members > 1"),
+            ParseLeaf<MemberAggCond>("avg(x) of members > 1"));
+
+  EXPECT_NE(Err("distinct(x) of members > 1").find("1:1: expected 'sum', 'avg', 'min' or 'max'"),
+            std::string::npos);
+  EXPECT_NE(Err("sum(x) of members").find("a comparison such as '> 10000'"), std::string::npos);
+  EXPECT_NE(Err("sum(x) of members (a = 1 > 3").find("')'"), std::string::npos);
+  EXPECT_NE(Err("sum(x) of members > y").find("a number"), std::string::npos);
+  EXPECT_NE(Err("sum(computed.) of members > 1").find("a computed trait name"), std::string::npos);
+  EXPECT_NE(Err("sum(x) of members between 1 and 2"), "");
+
+  // Ranking accounts by an aggregate over members' values.
+  EXPECT_EQ(Canon(R"(TOP 10 BY SUM(computed.ltv_90d) OF MEMBERS (title = "buyer") and x = 1)"),
+            R"(top 10 by sum(computed.ltv_90d) of members (title = "buyer") and x = 1)");
+  EXPECT_EQ(Canon("bottom 5% by min(spend) of members"), "bottom 5% by min(spend) of members");
+  auto t = ParseLeaf<TopNCond>("top 3 by avg(computed.score) of members (a = 1)");
+  EXPECT_EQ(t.source, TopNCond::Source::kMemberAgg);
+  ASSERT_TRUE(t.member_agg);
+  EXPECT_EQ(t.member_agg->fn, AggCond::Fn::kAvg);
+  EXPECT_TRUE(t.member_agg->computed);
+  EXPECT_TRUE(t.member_agg->user);
+  EXPECT_NE(ParseLeaf<TopNCond>("top 3 by sum(x) of members"),
+            ParseLeaf<TopNCond>("top 3 by sum(y) of members"));
+  EXPECT_NE(ParseLeaf<TopNCond>("top 3 by sum(x) of members"),
+            ParseLeaf<TopNCond>(R"(top 3 by sum(x) of "members")"));
+  EXPECT_NE(Err("top 3 by distinct(x) of members"), "");
 }
 
 }  // namespace

@@ -287,11 +287,35 @@ struct LeafPrinter {
         out += "members (";
         if (c.members) PrintExpr(*c.members, &out);
         return out + ")";
+      case TopNCond::Source::kMemberAgg:
+        return c.member_agg ? out + MemberAggValue(*c.member_agg) : out;
     }
     return out;
   }
 
   std::string operator()(const ComputedTraitCond& c) const { return "computed." + Print(c.pred); }
+  std::string operator()(const MemberAggCond& c) const {
+    return MemberAggValue(c) + " " + CmpText(c.op) + " " + PrintNumber(c.value);
+  }
+  // `sum(X) of members [(C)]`: a member aggregate's value, without its comparison.
+  static std::string MemberAggValue(const MemberAggCond& c) {
+    std::string value = PrintPath(c.prop);
+    if (c.computed) {
+      value = "computed." + value;
+    } else if (c.prop.size() > 1 && IsPlainIdentifier(c.prop[0]) && !IsReservedWord(c.prop[0])) {
+      // A user trait under `computed` would read as the computed trait: backquote its first name.
+      std::string lower = c.prop[0];
+      for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (lower == "computed") value = "`" + c.prop[0] + "`" + value.substr(c.prop[0].size());
+    }
+    std::string out = std::string(AggName(c.fn)) + "(" + value + ") of members";
+    if (c.user) {
+      out += " (";
+      PrintExpr(*c.user, &out);
+      out += ")";
+    }
+    return out;
+  }
   std::string operator()(const BucketCond& c) const {
     std::string out = "bucket(" + std::to_string(c.buckets);
     if (!c.salt.empty()) out += ", " + QuoteString(c.salt);
