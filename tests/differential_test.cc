@@ -727,7 +727,10 @@ class Gen {
   // -- computed traits
   std::string ComputedDefinition() {
     std::string d;
-    if (Chance(0.35)) {
+    if (use_accounts_ && Chance(0.02)) {  // per account only: rejected for users
+      std::string agg = MemberAgg();
+      d = agg.substr(0, agg.rfind(' ', agg.rfind(' ') - 1));
+    } else if (Chance(0.35)) {
       int n = Int(1, 3);
       for (int i = 0; i < n; ++i) {
         int pts = Int(-30, 30);
@@ -756,7 +759,10 @@ class Gen {
   // own events.
   std::string AcctComputedDefinition() {
     std::string d;
-    if (Chance(0.45)) {
+    if (Chance(0.2)) {  // an aggregate over members' values, without its comparison
+      std::string agg = MemberAgg();
+      d = agg.substr(0, agg.rfind(' ', agg.rfind(' ') - 1));
+    } else if (Chance(0.45)) {
       int n = Int(1, 3);
       for (int i = 0; i < n; ++i) {
         int pts = Int(-30, 30);
@@ -1183,7 +1189,13 @@ struct Model {
     Result<rules::ComputedDef> d = rules::ParseComputed(def);
     if (!d.ok()) return false;
     std::set<std::string> lists;
-    for (const rules::ScoreTerm& t : d->terms) {
+    std::vector<rules::ScoreTerm> terms = d->terms;
+    if (d->kind == rules::ComputedDef::Kind::kMemberAgg) {  // checked as the account condition
+      terms.emplace_back();
+      terms.back().cond.kind = rules::Expr::Kind::kLeaf;
+      terms.back().cond.leaf = d->member_agg;
+    }
+    for (const rules::ScoreTerm& t : terms) {
       std::map<std::string, std::set<SegmentTarget>> need;
       bool valid = true;
       CollectRefs(t.cond, new_refs, &need, target, &valid);
@@ -1786,6 +1798,8 @@ TEST(DifferentialTest, GeneratorCoversAccountComputed) {
           std::set<std::string> in_score;
           for (const auto& t : d->terms) reads(t.cond, &in_score);
           if (in_score.count("member")) seen.insert("score_member");
+        } else if (d->kind == rules::ComputedDef::Kind::kMemberAgg) {
+          seen.insert("member_agg_value");
         } else {
           ++values;
         }
@@ -1798,7 +1812,7 @@ TEST(DifferentialTest, GeneratorCoversAccountComputed) {
   }
   EXPECT_GT(scores, 20);
   EXPECT_GT(values, 20);
-  for (const char* w : {"read", "rank", "score_member"})
+  for (const char* w : {"read", "rank", "score_member", "member_agg_value"})
     EXPECT_TRUE(seen.count(w)) << "generator never produced " << w;
 }
 

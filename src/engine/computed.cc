@@ -281,6 +281,8 @@ Result<std::unique_ptr<ComputedSource>> CompileComputedValue(const rules::Comput
 
 StoredValue EmptyComputedValue(const rules::ComputedDef& def, store::Store* store) {
   if (def.kind == rules::ComputedDef::Kind::kScore) return Number(0);
+  if (def.kind == rules::ComputedDef::Kind::kMemberAgg)  // the sum of no values is 0
+    return def.member_agg.fn == rules::AggCond::Fn::kSum ? Number(0) : StoredValue{};
   switch (def.value.fn) {
     case Fn::kCount:
     case Fn::kSum:

@@ -1201,8 +1201,10 @@ class Engine::Impl : public engine::CompileContext {
     ComputedState& c = *s->computed;
     s->root = Node{};
     Status st;
-    if (c.def->kind == rules::ComputedDef::Kind::kValue) {
-      auto src = engine::CompileComputedValue(c.def->value, this);
+    if (c.def->kind != rules::ComputedDef::Kind::kScore) {
+      auto src = c.def->kind == rules::ComputedDef::Kind::kValue
+                     ? engine::CompileComputedValue(c.def->value, this)
+                     : engine::CompileMemberAggValue(c.def->member_agg, this);
       if (src.ok())
         s->root.cond = std::move(src).value();
       else
@@ -1232,7 +1234,7 @@ class Engine::Impl : public engine::CompileContext {
   store::StoredValue ComputeValue(const Segment& s, const EvalContext& ctx, Millis t,
                                   Millis* next) const {
     const ComputedState& c = *s.computed;
-    if (c.def->kind == rules::ComputedDef::Kind::kValue)
+    if (c.def->kind != rules::ComputedDef::Kind::kScore)
       return static_cast<const engine::ComputedSource*>(s.root.cond.get())->Value(ctx, t, next);
     __int128 sum = 0;  // millionths, as sums of money: 0.1 + 0.2 points is 0.3
     for (size_t i = 0; i < s.root.children.size(); ++i) {

@@ -152,7 +152,41 @@ class MemberAggRankSource final : public RankSource {
   rules::AggCond::Fn fn_;
 };
 
+class MemberAggValueSource final : public ComputedSource {
+ public:
+  MemberAggValueSource(uint32_t hidden, rules::AggCond::Fn fn) : hidden_(hidden), fn_(fn) {
+    segment_refs.push_back(hidden);
+    member_links = true;
+  }
+  store::StoredValue Value(const EvalContext& ctx, Millis, Millis*) const override {
+    std::optional<double> v =
+        ctx.accounts ? ctx.accounts->aggregates().Value(hidden_, ctx.pid, fn_)
+                     : (fn_ == rules::AggCond::Fn::kSum ? std::optional<double>(0.0) : std::nullopt);
+    store::StoredValue out;
+    if (!v) return out;
+    out.type = ValueType::kNumber;
+    out.num = *v == 0 ? 0.0 : *v;  // -0 and 0 are one value
+    return out;
+  }
+
+ private:
+  uint32_t hidden_;
+  rules::AggCond::Fn fn_;
+};
+
 }  // namespace
+
+Result<std::unique_ptr<ComputedSource>> CompileMemberAggValue(const rules::MemberAggCond& c,
+                                                              CompileContext* ctx) {
+  if (ctx->target() != SegmentTarget::kAccounts)
+    return Status::InvalidArgument(fmt::format(
+        "{}:{}: '{}(...) of members' is a value per account: create the computed trait with "
+        "target accounts",
+        c.pos.line, c.pos.col, FnName(c.fn)));
+  auto id = ctx->MemberValueSegment(c);
+  if (!id.ok()) return id.status();
+  return std::unique_ptr<ComputedSource>(new MemberAggValueSource(*id, c.fn));
+}
 
 std::unique_ptr<RankSource> MakeMemberAggRankSource(uint32_t hidden, rules::AggCond::Fn fn) {
   return std::make_unique<MemberAggRankSource>(hidden, fn);

@@ -30,6 +30,7 @@
 
 namespace shoal::engine {
 
+class ComputedSource;
 class RankSource;
 
 class MemberAggregates {
@@ -111,5 +112,10 @@ Result<std::unique_ptr<Condition>> CompileMemberAggLeaf(const rules::MemberAggCo
 // segment `hidden` (MemberValueSegment), one lookup; re-ranked when a member's contribution or the
 // links change, like a member count.
 std::unique_ptr<RankSource> MakeMemberAggRankSource(uint32_t hidden, rules::AggCond::Fn fn);
+
+// The value of an account computed trait `sum(X) of members [(C)]` (avg, min, max): the same
+// lookup as the rank source, as a number (the sum: 0 with no value; the others: no value).
+Result<std::unique_ptr<ComputedSource>> CompileMemberAggValue(const rules::MemberAggCond& c,
+                                                              CompileContext* ctx);
 
 }  // namespace shoal::engine

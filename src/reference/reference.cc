@@ -935,6 +935,22 @@ class Evaluator {
         if (Eval(t.cond, p)) total += Fixed(t.points);
       return Value::Number(total == 0 ? 0.0 : static_cast<double>(total) / 1e6);
     }
+    if (def.kind == ComputedDef::Kind::kMemberAgg) {  // an account's aggregate of members' values
+      const rules::MemberAggCond& c = def.member_agg;
+      std::vector<double> nums = p.account ? MemberNumbers(c, p) : std::vector<double>{};
+      __int128 sum = 0;
+      for (double x : nums) sum += Fixed(x);
+      if (c.fn == AggCond::Fn::kSum)
+        return Value::Number(sum == 0 ? 0.0 : static_cast<double>(sum) / 1e6);
+      if (nums.empty()) return Value::Null();
+      if (c.fn == AggCond::Fn::kAvg) {
+        double avg = static_cast<double>(sum) / static_cast<double>(nums.size()) / 1e6;
+        return Value::Number(avg == 0 ? 0.0 : avg);
+      }
+      double x = c.fn == AggCond::Fn::kMin ? *std::min_element(nums.begin(), nums.end())
+                                           : *std::max_element(nums.begin(), nums.end());
+      return Value::Number(x == 0 ? 0.0 : x);
+    }
     const ComputedValueDef& d = def.value;
     std::vector<uint32_t> events = Matching(d.event, d.window, p);  // arrival order
     std::stable_sort(events.begin(), events.end(),

@@ -384,10 +384,13 @@ struct ScoreTerm {
 // The definition of a computed trait: a value over events, or a score (the sum of the points of
 // the terms whose condition is true).
 struct ComputedDef {
-  enum class Kind : uint8_t { kValue, kScore };
+  // kMemberAgg: an account computed trait's `sum(X) of members [(C)]` (avg, min, max): the
+  // aggregate over the account's members' values, as the account condition reads it.
+  enum class Kind : uint8_t { kValue, kScore, kMemberAgg };
   Kind kind = Kind::kValue;
   ComputedValueDef value;        // kValue
   std::vector<ScoreTerm> terms;  // kScore: at least one
+  MemberAggCond member_agg;      // kMemberAgg: op and value unused
   bool operator==(const ComputedDef&) const = default;
 };
 

@@ -95,6 +95,26 @@ TEST(ComputedParserTest, Scores) {
   EXPECT_EQ(d->terms[1].points, -20);
 }
 
+// An account's value aggregated over its members' values (account computed traits only; the
+// engine rejects it for users): the member aggregate without a comparison.
+TEST(ComputedParserTest, MemberAggregates) {
+  EXPECT_EQ(CanonComputed(R"(SUM(computed.ltv_90d) OF MEMBERS)"),
+            R"(sum(computed.ltv_90d) of members)");
+  EXPECT_EQ(CanonComputed(R"(avg(age) of members (plan = "pro"))"),
+            R"(avg(age) of members (plan = "pro"))");
+  EXPECT_EQ(CanonComputed(R"(max(`computed`.x) of members)"), R"(max(`computed`.x) of members)");
+  Result<ComputedDef> d = ParseComputed(R"(min(computed.score) of members (title = "buyer"))");
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->kind, ComputedDef::Kind::kMemberAgg);
+  EXPECT_EQ(d->member_agg.fn, AggCond::Fn::kMin);
+  EXPECT_TRUE(d->member_agg.computed);
+  EXPECT_NE(d->member_agg.user, nullptr);
+  EXPECT_EQ(ComputedErr(R"(sum(computed.ltv) of members > 10)"),
+            "1:30: expected the end of the computed trait definition (an aggregate over members "
+            "is a value: no comparison), found '>'");
+  EXPECT_EQ(ComputedErr(R"(distinct(x) of members)").substr(0, 25), "1:1: expected 'sum', 'avg");
+}
+
 TEST(ComputedParserTest, Errors) {
   EXPECT_EQ(ComputedErr(R"(sum(total) of "Order Completed" > 500)"),
             "1:33: expected the end of the computed trait definition, found '>'");

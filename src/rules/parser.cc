@@ -670,6 +670,13 @@ class Parser {
         (IsWord(Ahead(1), "points") || IsWord(Ahead(1), "point"))) {
       d.kind = ComputedDef::Kind::kScore;
       SHOAL_RETURN_IF_ERROR(ParseScore(&d.terms));
+    } else if (Cur().kind == TokKind::kWord && IsAggWord(Cur().str) && AtMemberAgg()) {
+      d.kind = ComputedDef::Kind::kMemberAgg;  // an account's aggregate over members' values
+      d.member_agg.pos = Cur().pos;
+      SHOAL_RETURN_IF_ERROR(ParseMemberAggValue(&d.member_agg));
+      if (Cur().kind != TokKind::kEnd)
+        return Expected("the end of the computed trait definition (an aggregate over members "
+                        "is a value: no comparison)");
     } else {
       d.kind = ComputedDef::Kind::kValue;
       SHOAL_RETURN_IF_ERROR(ParseComputedValue(&d.value));

@@ -466,6 +466,7 @@ std::string PointsText(double magnitude_or_signed) {
 }  // namespace
 
 std::string Print(const ComputedDef& d) {
+  if (d.kind == ComputedDef::Kind::kMemberAgg) return LeafPrinter::MemberAggValue(d.member_agg);
   if (d.kind == ComputedDef::Kind::kValue) {
     const ComputedValueDef& v = d.value;
     std::string out = ComputedFnName(v.fn);
