@@ -12,12 +12,14 @@
 #include <cctype>
 #include <queue>
 #include <roaring/roaring.hh>
+#include <thread>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "engine/accounts.h"
 #include "engine/computed.h"
 #include "engine/conditions.h"
+#include "engine/parallel.h"
 #include "engine/series.h"
 #include "engine/topn.h"
 #include "ingest/decode.h"
@@ -25,6 +27,11 @@
 #include "store/store.h"
 
 namespace shoal {
+
+unsigned BackfillThreads(const Options& options) {
+  if (options.backfill_threads) return options.backfill_threads;
+  return std::clamp(std::thread::hardware_concurrency(), 1u, 4u);
+}
 
 const char* CauseName(Cause c) {
   switch (c) {
@@ -190,7 +197,8 @@ void CollectConds(Node& n, std::vector<Condition*>* out) {
 
 class Engine::Impl : public engine::CompileContext {
  public:
-  Impl(const Clock* clock, Options options) : clock_(clock), options_(options) {
+  Impl(const Clock* clock, Options options)
+      : clock_(clock), options_(options), backfill_threads_(shoal::BackfillThreads(options)) {
     is_member_ = [this](uint32_t seg, uint32_t pid) {
       return segments_[seg] && segments_[seg]->members.contains(pid);
     };
@@ -333,6 +341,11 @@ class Engine::Impl : public engine::CompileContext {
   }
 
   // --- Ingest -----------------------------------------------------------------------------------
+  void Prefetch(const Message& msg) const {
+    const std::string& key = msg.ProfileKey();
+    if (!key.empty()) store_.profiles().Prefetch(store::StringPool::Hash(key));
+  }
+
   Status Ingest(const Message& msg) {
     const std::string& key = msg.ProfileKey();
     if (key.empty())
@@ -946,6 +959,7 @@ class Engine::Impl : public engine::CompileContext {
 
   const Clock* clock_;
   Options options_;
+  size_t backfill_threads_;  // Options::backfill_threads resolved
   store::Store store_;
   std::vector<ProfileState> profiles_;
   engine::Accounts accounts_;
@@ -1711,7 +1725,15 @@ class Engine::Impl : public engine::CompileContext {
   // Builds a new series from the retained history: the store's per-name record list gives the
   // candidates in record order, so only their columns are read, front to back, and never the
   // whole name column (see Series::Build).
-  void Backfill(Series* s) { s->Build(store_.records_named(s->name()), store_, &backfill_count_); }
+  void Backfill(Series* s) {
+    std::span<const uint32_t> records = store_.records_named(s->name());
+    const size_t parts = engine::Parts(records.size(), BackfillThreads(), options_.backfill_grain);
+    if (parts <= 1) return s->Build(records, store_, &backfill_count_);
+    s->BuildParallel(records, store_, parts, &backfill_scratch_);
+  }
+
+  // Options::backfill_threads resolved: 0 is the hardware threads, at most 4.
+  size_t BackfillThreads() const { return backfill_threads_; }
 
   // --- Evaluation -------------------------------------------------------------------------------
   // Short-circuits: the deciding child's next change is when the result can next change.
@@ -1916,13 +1938,18 @@ class Engine::Impl : public engine::CompileContext {
     Roaring next_members;
     const bool accounts = s->target == SegmentTarget::kAccounts;
     const size_t n = accounts ? accounts_.size() : profiles_.size();
-    for (uint32_t id = 0; id < n; ++id) {
-      // Unknown: an erased profile (a tombstone: its history is gone), a merged-away one (its
-      // survivor answers for it), an account whose group calls were all erased.
-      if (accounts ? !accounts_.known(id) : store_.erased(id) || store_.merged(id)) continue;
-      Millis next = kMaxTime;
-      if (Eval(*s, id, now, &next)) next_members.add(id);
-      Schedule(s, id, next);
+    const size_t parts = engine::Parts(n, BackfillThreads(), options_.backfill_grain);
+    if (parts > 1) {
+      RecomputeParallel(s, now, n, parts, &next_members);
+    } else {
+      for (uint32_t id = 0; id < n; ++id) {
+        // Unknown: an erased profile (a tombstone: its history is gone), a merged-away one (its
+        // survivor answers for it), an account whose group calls were all erased.
+        if (accounts ? !accounts_.known(id) : store_.erased(id) || store_.merged(id)) continue;
+        Millis next = kMaxTime;
+        if (Eval(*s, id, now, &next)) next_members.add(id);
+        Schedule(s, id, next);
+      }
     }
     Roaring entered = next_members - s->members;
     Roaring exited = s->members - next_members;
@@ -1942,6 +1969,37 @@ class Engine::Impl : public engine::CompileContext {
       BeginQueue(UINT32_MAX, UINT32_MAX);
       PushDependents(*s, id);
       Drain(now, CauseInfo{Cause::kSegment, s->name, {}, now});
+    }
+  }
+
+  // Recompute's evaluation of profiles (or accounts) [0, n) on `parts` threads. Evaluation only
+  // reads (the store, profile states, series, other segments' members, the account graph), so
+  // each thread evaluates one contiguous range into results of its own: its members and the
+  // (id, next) pairs to schedule. They are merged here in id order, so the members, deadlines and
+  // timer pushes are those of the one-thread loop in Recompute: the pairs it skips are the ones
+  // whose Schedule would do nothing (no next change, and no earlier deadline to drop).
+  void RecomputeParallel(Segment* s, Millis now, size_t n, size_t parts, Roaring* members) {
+    struct Part {
+      std::vector<uint32_t> in;
+      std::vector<std::pair<uint32_t, Millis>> next;
+    };
+    std::vector<Part> results(parts);
+    const bool accounts = s->target == SegmentTarget::kAccounts;
+    const bool had_deadlines = !s->deadline.empty();
+    engine::RunParts(parts, [&](size_t part) {
+      Part& r = results[part];
+      auto [lo, hi] = engine::PartRange(n, parts, part);
+      for (uint32_t id = static_cast<uint32_t>(lo); id < hi; ++id) {
+        if (accounts ? !accounts_.known(id) : store_.erased(id) || store_.merged(id)) continue;
+        Millis next = kMaxTime;
+        if (Eval(*s, id, now, &next)) r.in.push_back(id);
+        if (next != kMaxTime || (had_deadlines && s->deadline.contains(id)))
+          r.next.emplace_back(id, next);
+      }
+    });
+    for (Part& r : results) {
+      members->addMany(r.in.size(), r.in.data());
+      for (auto [id, next] : r.next) Schedule(s, id, next);
     }
   }
 
@@ -2155,6 +2213,7 @@ class Engine::Impl : public engine::CompileContext {
   std::vector<store::PropEntry> props_;
   std::vector<uint64_t> value_hashes_;            // ToProps() scratch
   std::vector<uint32_t> backfill_count_;          // Backfill(): reused between series builds
+  Series::BuildScratch backfill_scratch_;         // the same, for a build on several threads
   std::vector<std::pair<uint32_t, bool>> flips_;  // EvalRanker() scratch
   InternCache name_cache_, key_cache_;
   ingest::Decoder decoder_;
@@ -2166,6 +2225,7 @@ Engine::Engine(const Clock* clock, Options options)
 Engine::~Engine() = default;
 
 Status Engine::Ingest(const Message& msg) { return impl_->Ingest(msg); }
+void Engine::Prefetch(const Message& msg) const { impl_->Prefetch(msg); }
 Status Engine::IngestJson(std::string_view json) { return impl_->IngestJson(json); }
 size_t Engine::AdvanceTime() { return impl_->AdvanceTime(); }
 std::optional<Millis> Engine::NextDeadline() const { return impl_->NextDeadline(); }
