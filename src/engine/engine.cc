@@ -1729,7 +1729,7 @@ class Engine::Impl : public engine::CompileContext {
     std::span<const uint32_t> records = store_.records_named(s->name());
     const size_t parts = engine::Parts(records.size(), BackfillThreads(), options_.backfill_grain);
     if (parts <= 1) return s->Build(records, store_, &backfill_count_);
-    s->BuildParallel(records, store_, parts, &backfill_scratch_);
+    s->BuildParallel(records, store_, parts, &backfill_scratch_, &backfill_pool_);
   }
 
   // Options::backfill_threads resolved: 0 is the hardware threads, at most 4.
@@ -1986,7 +1986,7 @@ class Engine::Impl : public engine::CompileContext {
     std::vector<Part> results(parts);
     const bool accounts = s->target == SegmentTarget::kAccounts;
     const bool had_deadlines = !s->deadline.empty();
-    engine::RunParts(parts, [&](size_t part) {
+    backfill_pool_.Run(parts, [&](size_t part) {
       Part& r = results[part];
       auto [lo, hi] = engine::PartRange(n, parts, part);
       for (uint32_t id = static_cast<uint32_t>(lo); id < hi; ++id) {
@@ -2214,6 +2214,7 @@ class Engine::Impl : public engine::CompileContext {
   std::vector<uint64_t> value_hashes_;            // ToProps() scratch
   std::vector<uint32_t> backfill_count_;          // Backfill(): reused between series builds
   Series::BuildScratch backfill_scratch_;         // the same, for a build on several threads
+  engine::WorkerPool backfill_pool_;              // Options::backfill_threads - 1 workers
   std::vector<std::pair<uint32_t, bool>> flips_;  // EvalRanker() scratch
   InternCache name_cache_, key_cache_;
   ingest::Decoder decoder_;

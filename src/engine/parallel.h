@@ -1,11 +1,15 @@
 // Fork-join helpers for the backfill (creating or updating a segment over the stored history).
-// The engine stays single-writer: worker threads exist only inside one create/update call, read
-// state that nothing writes while they run, and fill results of their own that the calling thread
-// merges in a fixed order, so the outcome never depends on the number of threads.
+// The engine stays single-writer: worker threads work only inside one create/update call (and
+// sleep otherwise), read state that nothing writes while they run, and fill results of their own
+// that the calling thread merges in a fixed order, so the outcome never depends on the number of
+// threads.
 #pragma once
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstddef>
+#include <functional>
+#include <mutex>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -26,27 +30,84 @@ inline std::pair<size_t, size_t> PartRange(size_t n, size_t parts, size_t i) {
   return {n * i / parts, n * (i + 1) / parts};
 }
 
-// Runs f(0) .. f(parts - 1), each on its own thread (f(0) on the caller's), and returns when all
-// have finished. A thread that cannot be started runs its part on the caller's thread instead.
-template <typename F>
-void RunParts(size_t parts, F&& f) {
-  if (parts <= 1) {
-    f(size_t{0});
-    return;
+// A few worker threads that live as long as their engine and run one fork-join job at a time:
+// Run(parts, f) runs f(0) .. f(parts - 1), f(0) on the caller's thread and the others on the
+// workers, and returns when all have finished. The workers are started on the first job that
+// needs them and then kept: a thread started per job was measured to cost the backfill as much
+// CPU again at the smoke size (each fresh thread warms its own allocator cache and arena; see
+// docs/benchmarks.md, Round 4). A worker that cannot be started leaves its parts to the caller.
+class WorkerPool {
+ public:
+  WorkerPool() = default;
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+  ~WorkerPool() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    start_.notify_all();
+    for (std::thread& t : workers_) t.join();
   }
-  std::vector<std::jthread> workers;
-  workers.reserve(parts - 1);
-  std::vector<size_t> inline_parts;
-  for (size_t i = 1; i < parts; ++i) {
-    try {
-      workers.emplace_back([&f, i] { f(i); });
-    } catch (const std::system_error&) {
-      inline_parts.push_back(i);
+
+  template <typename F>
+  void Run(size_t parts, F&& f) {
+    if (parts <= 1) {
+      f(size_t{0});
+      return;
+    }
+    Grow(parts - 1);
+    const std::function<void(size_t)> job = [&f](size_t i) { f(i); };
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      job_ = &job;
+      parts_ = parts;
+      pending_ = workers_.size();
+      ++generation_;
+    }
+    start_.notify_all();
+    f(size_t{0});
+    for (size_t i = workers_.size() + 1; i < parts; ++i) f(i);  // no worker for these
+    std::unique_lock<std::mutex> lock(mu_);
+    done_.wait(lock, [&] { return pending_ == 0; });
+    job_ = nullptr;
+  }
+
+ private:
+  void Grow(size_t want) {
+    while (workers_.size() < want) {
+      const size_t index = workers_.size() + 1;  // the part this worker runs
+      try {
+        // Started before the job's generation is published: it waits for the next one.
+        workers_.emplace_back([this, index, g = generation_] { Loop(index, g); });
+      } catch (const std::system_error&) {
+        return;
+      }
     }
   }
-  f(size_t{0});
-  for (size_t i : inline_parts) f(i);
-  workers.clear();  // joins
-}
+  void Loop(size_t index, uint64_t seen) {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      start_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      const std::function<void(size_t)>* job = job_;
+      const bool mine = index < parts_;
+      lock.unlock();
+      if (mine) (*job)(index);
+      lock.lock();
+      if (--pending_ == 0) done_.notify_one();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable start_, done_;
+  const std::function<void(size_t)>* job_ = nullptr;
+  size_t parts_ = 0;
+  size_t pending_ = 0;  // workers that have not finished the current job
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+  std::vector<std::thread> workers_;
+};
 
 }  // namespace shoal::engine

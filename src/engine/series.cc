@@ -87,7 +87,7 @@ void Series::Build(std::span<const uint32_t> records, const store::Store& store,
 }
 
 void Series::BuildParallel(std::span<const uint32_t> records, const store::Store& store,
-                           size_t parts, BuildScratch* scratch) {
+                           size_t parts, BuildScratch* scratch, WorkerPool* pool) {
   if (parts <= 1) return Build(records, store, &scratch->total);
   const size_t profiles = store.profiles().size();
   auto match = [&](uint32_t idx, uint32_t pid) {
@@ -97,11 +97,13 @@ void Series::BuildParallel(std::span<const uint32_t> records, const store::Store
   std::vector<std::vector<Entry*>>& dst = scratch->dst;
   count.resize(parts);
   dst.resize(parts);
-  // Pass 1, per slice of the records: matches per profile.
-  RunParts(parts, [&](size_t part) {
-    std::vector<uint32_t>& c = count[part];
-    c.assign(profiles, 0);
+  for (size_t part = 0; part < parts; ++part) {
+    count[part].assign(profiles, 0);
     dst[part].resize(profiles);
+  }
+  // Pass 1, per slice of the records: matches per profile.
+  pool->Run(parts, [&](size_t part) {
+    std::vector<uint32_t>& c = count[part];
     auto [lo, hi] = PartRange(records.size(), parts, part);
     for (size_t r = lo; r < hi; ++r) {
       const uint32_t idx = records[r];
@@ -127,7 +129,7 @@ void Series::BuildParallel(std::span<const uint32_t> records, const store::Store
   // Per profile range: size each timeline once, and point each slice at the place of its first
   // match in it (after the matches of the slices before it). The fill then writes through one
   // pointer per profile instead of loading the slot and the timeline's header.
-  RunParts(parts, [&](size_t part) {
+  pool->Run(parts, [&](size_t part) {
     auto [lo, hi] = PartRange(profiles, parts, part);
     for (size_t p = lo; p < hi; ++p) {
       if (!total[p]) continue;
@@ -142,7 +144,7 @@ void Series::BuildParallel(std::span<const uint32_t> records, const store::Store
   });
   // Pass 2, per slice of the records: each slice writes only its own positions.
   const bool value = has_value();
-  RunParts(parts, [&](size_t part) {
+  pool->Run(parts, [&](size_t part) {
     std::vector<Entry*>& out = dst[part];
     auto [lo, hi] = PartRange(records.size(), parts, part);
     for (size_t r = lo; r < hi; ++r) {
@@ -154,7 +156,7 @@ void Series::BuildParallel(std::span<const uint32_t> records, const store::Store
   });
   // A timeline is out of (ts, idx) order only after a late event (or after entries it had
   // before): sorted, as Build sorts it.
-  RunParts(parts, [&](size_t part) {
+  pool->Run(parts, [&](size_t part) {
     auto [lo, hi] = PartRange(profiles, parts, part);
     for (size_t p = lo; p < hi; ++p) {
       if (!total[p]) continue;

@@ -21,6 +21,8 @@
 
 namespace shoal::engine {
 
+class WorkerPool;
+
 struct Entry {
   Millis ts;
   uint32_t idx;  // record index in the store
@@ -68,7 +70,7 @@ class Series {
     std::vector<std::vector<Entry*>> dst;      // per slice: where its next match goes
   };
   void BuildParallel(std::span<const uint32_t> records, const store::Store& store, size_t parts,
-                     BuildScratch* scratch);
+                     BuildScratch* scratch, WorkerPool* pool);
   // Drops the profile's timeline and frees its memory (EraseProfile). The slot stays taken:
   // profile ids are never reused.
   void Erase(uint32_t profile);
