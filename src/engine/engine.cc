@@ -198,7 +198,10 @@ void CollectConds(Node& n, std::vector<Condition*>* out) {
 class Engine::Impl : public engine::CompileContext {
  public:
   Impl(const Clock* clock, Options options)
-      : clock_(clock), options_(options), backfill_threads_(shoal::BackfillThreads(options)) {
+      : clock_(clock),
+        options_(options),
+        backfill_threads_(shoal::BackfillThreads(options)),
+        backfill_pool_(backfill_threads_) {
     is_member_ = [this](uint32_t seg, uint32_t pid) {
       return segments_[seg] && segments_[seg]->members.contains(pid);
     };
@@ -1938,8 +1941,10 @@ class Engine::Impl : public engine::CompileContext {
     Roaring next_members;
     const bool accounts = s->target == SegmentTarget::kAccounts;
     const size_t n = accounts ? accounts_.size() : profiles_.size();
-    const size_t parts = engine::Parts(n, BackfillThreads(), options_.backfill_grain);
-    if (parts > 1) {
+    // Ranges of at least a grain, several per thread: each thread claims the next range when it
+    // is free, so uneven ranges and a thread the machine does not run in time even out.
+    const size_t parts = engine::Parts(n, 8 * BackfillThreads(), options_.backfill_grain);
+    if (BackfillThreads() > 1 && parts > 1) {
       RecomputeParallel(s, now, n, parts, &next_members);
     } else {
       for (uint32_t id = 0; id < n; ++id) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <functional>
@@ -17,10 +18,12 @@
 
 namespace shoal::engine {
 
-// How many parts to split `n` items into: at most `threads`, and none smaller than `grain`
-// (starting a thread costs tens of microseconds; a part must be worth it). Always >= 1.
+// How many parts to split `n` items into: at most `threads`, and none smaller than `grain` (a
+// grain of 0 counts as 1): waking a worker and merging its results cost something, so a part must
+// be worth it. Always >= 1.
 inline size_t Parts(size_t n, size_t threads, size_t grain) {
-  if (threads <= 1 || grain == 0 || n < 2 * grain) return 1;
+  grain = std::max<size_t>(grain, 1);
+  if (threads <= 1 || n < 2 * grain) return 1;
   return std::min(threads, n / grain);
 }
 
@@ -31,14 +34,17 @@ inline std::pair<size_t, size_t> PartRange(size_t n, size_t parts, size_t i) {
 }
 
 // A few worker threads that live as long as their engine and run one fork-join job at a time:
-// Run(parts, f) runs f(0) .. f(parts - 1), f(0) on the caller's thread and the others on the
-// workers, and returns when all have finished. The workers are started on the first job that
-// needs them and then kept: a thread started per job was measured to cost the backfill as much
-// CPU again at the smoke size (each fresh thread warms its own allocator cache and arena; see
-// docs/benchmarks.md, Round 4). A worker that cannot be started leaves its parts to the caller.
+// Run(parts, f) runs f(0) .. f(parts - 1) on the caller's thread and the workers, each part
+// claimed by whichever thread is free next, and returns when all have finished. Claiming (rather
+// than part i on worker i) matters on a loaded machine: a worker that is not scheduled in time
+// leaves its parts to the caller instead of making it wait. The workers are started on the first
+// job that needs them and then kept: a thread started per job was measured to cost the backfill
+// as much CPU again at the smoke size (each fresh thread warms its own allocator cache and arena;
+// docs/benchmarks.md, Round 4). A worker that cannot be started leaves its parts to the others.
 class WorkerPool {
  public:
-  WorkerPool() = default;
+  // `threads`: the caller plus at most threads - 1 workers.
+  explicit WorkerPool(size_t threads) : max_workers_(threads > 1 ? threads - 1 : 0) {}
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
   ~WorkerPool() {
@@ -52,22 +58,20 @@ class WorkerPool {
 
   template <typename F>
   void Run(size_t parts, F&& f) {
-    if (parts <= 1) {
-      f(size_t{0});
-      return;
-    }
-    Grow(parts - 1);
-    const std::function<void(size_t)> job = [&f](size_t i) { f(i); };
+    std::atomic<size_t> next{0};
+    const std::function<void()> job = [&] {
+      for (size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < parts;) f(i);
+    };
+    if (parts <= 1 || max_workers_ == 0) return job();
+    Grow(std::min(parts - 1, max_workers_));
     {
       std::lock_guard<std::mutex> lock(mu_);
       job_ = &job;
-      parts_ = parts;
       pending_ = workers_.size();
       ++generation_;
     }
     start_.notify_all();
-    f(size_t{0});
-    for (size_t i = workers_.size() + 1; i < parts; ++i) f(i);  // no worker for these
+    job();
     std::unique_lock<std::mutex> lock(mu_);
     done_.wait(lock, [&] { return pending_ == 0; });
     job_ = nullptr;
@@ -76,34 +80,32 @@ class WorkerPool {
  private:
   void Grow(size_t want) {
     while (workers_.size() < want) {
-      const size_t index = workers_.size() + 1;  // the part this worker runs
       try {
         // Started before the job's generation is published: it waits for the next one.
-        workers_.emplace_back([this, index, g = generation_] { Loop(index, g); });
+        workers_.emplace_back([this, g = generation_] { Loop(g); });
       } catch (const std::system_error&) {
         return;
       }
     }
   }
-  void Loop(size_t index, uint64_t seen) {
+  void Loop(uint64_t seen) {
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
       start_.wait(lock, [&] { return stop_ || generation_ != seen; });
       if (stop_) return;
       seen = generation_;
-      const std::function<void(size_t)>* job = job_;
-      const bool mine = index < parts_;
+      const std::function<void()>* job = job_;
       lock.unlock();
-      if (mine) (*job)(index);
+      (*job)();
       lock.lock();
       if (--pending_ == 0) done_.notify_one();
     }
   }
 
+  const size_t max_workers_;
   std::mutex mu_;
   std::condition_variable start_, done_;
-  const std::function<void(size_t)>* job_ = nullptr;
-  size_t parts_ = 0;
+  const std::function<void()>* job_ = nullptr;
   size_t pending_ = 0;  // workers that have not finished the current job
   uint64_t generation_ = 0;
   bool stop_ = false;
