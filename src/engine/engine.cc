@@ -9,6 +9,7 @@
 #include "shoal/engine.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <queue>
 #include <roaring/roaring.hh>
@@ -1977,20 +1978,33 @@ class Engine::Impl : public engine::CompileContext {
     }
   }
 
-  // Recompute's evaluation of profiles (or accounts) [0, n) on `parts` threads. Evaluation only
-  // reads (the store, profile states, series, other segments' members, the account graph), so
-  // each thread evaluates one contiguous range into results of its own: its members and the
-  // (id, next) pairs to schedule. They are merged here in id order, so the members, deadlines and
-  // timer pushes are those of the one-thread loop in Recompute: the pairs it skips are the ones
-  // whose Schedule would do nothing (no next change, and no earlier deadline to drop).
+  // Recompute's evaluation of profiles (or accounts) [0, n) in `parts` ranges on the backfill
+  // threads. Evaluation only reads (the store, profile states, series, other segments' members,
+  // the account graph), so each range is evaluated into results of its own: its members and the
+  // (id, next) pairs to schedule. They are merged on this thread in id order, so the members,
+  // deadlines and timer pushes are those of the one-thread loop in Recompute: the pairs it skips
+  // are the ones whose Schedule would do nothing (no next change, and no earlier deadline to
+  // drop). When the segment has no deadline yet (create, update), evaluation reads nothing that
+  // Schedule writes, so this thread merges the finished ranges in order between its own ranges
+  // while the workers still evaluate theirs.
   void RecomputeParallel(Segment* s, Millis now, size_t n, size_t parts, Roaring* members) {
     struct Part {
       std::vector<uint32_t> in;
       std::vector<std::pair<uint32_t, Millis>> next;
+      std::atomic<bool> done{false};
     };
     std::vector<Part> results(parts);
     const bool accounts = s->target == SegmentTarget::kAccounts;
     const bool had_deadlines = !s->deadline.empty();
+    const std::thread::id caller = std::this_thread::get_id();
+    size_t merged = 0;  // ranges merged so far (touched by this thread only)
+    auto merge_done = [&] {
+      while (merged < parts && results[merged].done.load(std::memory_order_acquire)) {
+        Part& r = results[merged++];
+        members->addMany(r.in.size(), r.in.data());
+        for (auto [id, next] : r.next) Schedule(s, id, next);
+      }
+    };
     backfill_pool_.Run(parts, [&](size_t part) {
       Part& r = results[part];
       auto [lo, hi] = engine::PartRange(n, parts, part);
@@ -2001,11 +2015,10 @@ class Engine::Impl : public engine::CompileContext {
         if (next != kMaxTime || (had_deadlines && s->deadline.contains(id)))
           r.next.emplace_back(id, next);
       }
+      r.done.store(true, std::memory_order_release);
+      if (!had_deadlines && std::this_thread::get_id() == caller) merge_done();
     });
-    for (Part& r : results) {
-      members->addMany(r.in.size(), r.in.data());
-      for (auto [id, next] : r.next) Schedule(s, id, next);
-    }
+    merge_done();  // every range is done now
   }
 
   // Ranks every known profile (or account) of a new rank segment, which nothing references yet.
