@@ -60,10 +60,10 @@ class Series {
   // touches no memory beyond the timelines themselves and `count`, the caller's reused scratch.
   void Build(std::span<const uint32_t> records, const store::Store& store,
              std::vector<uint32_t>* count);
-  // Build on `parts` threads (engine/parallel.h): each counts, then fills, the matches of one
-  // contiguous slice of `records` into its own positions of each timeline (its offset is the
-  // counts of the slices before it), so every timeline holds exactly what Build gives, in the
-  // same order. `scratch` is the caller's reused memory; parts <= 1 is Build.
+  // Build in `parts` contiguous slices of `records`, run on the pool's threads (engine/parallel.h):
+  // each slice counts, then fills, its matches into its own positions of each timeline (after
+  // the matches of the slices before it), so every timeline holds exactly what Build gives, in
+  // the same order. `scratch` is the caller's reused memory; parts <= 1 is Build.
   struct BuildScratch {
     std::vector<uint32_t> total;               // matches per profile
     std::vector<std::vector<uint32_t>> count;  // per slice: its matches per profile
