@@ -9,6 +9,9 @@
 #   live      the replay with the segments live (--skip-backfill)
 #   backfill  ingest with no segment, then create them (--skip-live)
 #   ORACLE_FILE  default: ../shared/peers/expected/oracle_counts.txt (the default data set)
+# Environment: PAIR_BASE_ARGS / PAIR_NEW_ARGS add arguments to one side's command (e.g.
+#   PAIR_NEW_ARGS='--threads 1'); PAIR_SEQUENTIAL=1 runs the two one after the other (alternating
+#   which goes first) instead of at the same time, for a figure that uses several threads.
 # Output: one line per run with the JSON figures; the runs' files go to $PAIR_OUT (default
 # build/pair).
 set -euo pipefail
@@ -30,9 +33,12 @@ esac
 mkdir -p "$OUT"
 
 run() {  # run LABEL BIN ROUND
-  local dir="$OUT/$1-$3"
+  local dir="$OUT/$1-$3" extra
   rm -rf "$dir"
-  "$2" bench peers "$DATA" --out "$dir" $flag > "$dir.json" 2> "$dir.err" || echo "$1 round $3: exit $?" >&2
+  if [ "$1" = base ]; then extra=${PAIR_BASE_ARGS:-}; else extra=${PAIR_NEW_ARGS:-}; fi
+  # shellcheck disable=SC2086  # the extra arguments are words on purpose
+  "$2" bench peers "$DATA" --out "$dir" $flag $extra > "$dir.json" 2> "$dir.err" ||
+    echo "$1 round $3: exit $?" >&2
   if "$PEERS/check_oracle.sh" "$dir" "$ORACLE" > "$dir.oracle" 2>&1; then
     echo ok > "$dir.check"
   else
@@ -42,7 +48,13 @@ run() {  # run LABEL BIN ROUND
 
 for i in $(seq "$N"); do
   echo "== pair $i $(date -u +%T), load $(cut -d' ' -f1 /proc/loadavg)"
-  if [ $((i % 2)) = 1 ]; then
+  if [ "${PAIR_SEQUENTIAL:-0}" = 1 ]; then
+    if [ $((i % 2)) = 1 ]; then
+      run base "$BASE" "$i"; run new "$NEW" "$i"
+    else
+      run new "$NEW" "$i"; run base "$BASE" "$i"
+    fi
+  elif [ $((i % 2)) = 1 ]; then
     run base "$BASE" "$i" & sleep 0.2; run new "$NEW" "$i" &
   else
     run new "$NEW" "$i" & sleep 0.2; run base "$BASE" "$i" &

@@ -33,7 +33,17 @@ struct Options {
   // Keep every emitted Change in memory so Changes() can return it. The server turns this off
   // and persists changes itself through the listener.
   bool keep_changes = true;
+  // Threads that backfill a new or edited segment (its series builds and the evaluation of every
+  // profile). 0: the machine's hardware threads, at most 4; 1: everything on the calling thread.
+  // The result (members, deadlines, emitted changes and their order) is the same for any value.
+  unsigned backfill_threads = 0;
+  // The least number of profiles (or records, for a series build) a backfill thread is given:
+  // smaller jobs run on fewer threads, down to the calling thread alone.
+  size_t backfill_grain = 4096;
 };
+
+// Options::backfill_threads resolved: the number of threads a backfill may use.
+unsigned BackfillThreads(const Options& options);
 
 // Whom a segment's members are. Users (profiles, keyed by userId/anonymousId) are the default;
 // accounts are keyed by groupId and exist from their first group call (docs/language.md,
@@ -167,6 +177,10 @@ class Engine {
   // Errors: kInvalidArgument when the message has no profile key, a track has no event name, a
   // group has no groupId or an alias has no userId or previousId.
   Status Ingest(const Message& msg);
+  // A hint, no effect on state: starts loading what Ingest(msg) will read first (the profile
+  // key's slot in the interning table). A replay loop calls it for the next message before
+  // ingesting the current one, so that cache miss overlaps with a whole message's work.
+  void Prefetch(const Message& msg) const;
   // Decodes one Segment-spec JSON message and ingests it. Errors name the field.
   Status IngestJson(std::string_view json);
 

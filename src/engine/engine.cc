@@ -9,9 +9,11 @@
 #include "shoal/engine.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <queue>
 #include <roaring/roaring.hh>
+#include <thread>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -19,6 +21,7 @@
 #include "engine/computed.h"
 #include "engine/conditions.h"
 #include "engine/member_agg.h"
+#include "engine/parallel.h"
 #include "engine/series.h"
 #include "engine/topn.h"
 #include "ingest/decode.h"
@@ -26,6 +29,11 @@
 #include "store/store.h"
 
 namespace shoal {
+
+unsigned BackfillThreads(const Options& options) {
+  if (options.backfill_threads) return options.backfill_threads;
+  return std::clamp(std::thread::hardware_concurrency(), 1u, 4u);
+}
 
 const char* CauseName(Cause c) {
   switch (c) {
@@ -195,7 +203,11 @@ void CollectConds(Node& n, std::vector<Condition*>* out) {
 
 class Engine::Impl : public engine::CompileContext {
  public:
-  Impl(const Clock* clock, Options options) : clock_(clock), options_(options) {
+  Impl(const Clock* clock, Options options)
+      : clock_(clock),
+        options_(options),
+        backfill_threads_(shoal::BackfillThreads(options)),
+        backfill_pool_(backfill_threads_) {
     is_member_ = [this](uint32_t seg, uint32_t pid) {
       return segments_[seg] && segments_[seg]->members.contains(pid);
     };
@@ -390,6 +402,11 @@ class Engine::Impl : public engine::CompileContext {
   }
 
   // --- Ingest -----------------------------------------------------------------------------------
+  void Prefetch(const Message& msg) const {
+    const std::string& key = msg.ProfileKey();
+    if (!key.empty()) store_.profiles().Prefetch(store::StringPool::Hash(key));
+  }
+
   Status Ingest(const Message& msg) {
     const std::string& key = msg.ProfileKey();
     if (key.empty())
@@ -1003,6 +1020,7 @@ class Engine::Impl : public engine::CompileContext {
 
   const Clock* clock_;
   Options options_;
+  size_t backfill_threads_;  // Options::backfill_threads resolved
   store::Store store_;
   std::vector<ProfileState> profiles_;
   engine::Accounts accounts_;
@@ -1804,7 +1822,15 @@ class Engine::Impl : public engine::CompileContext {
   // Builds a new series from the retained history: the store's per-name record list gives the
   // candidates in record order, so only their columns are read, front to back, and never the
   // whole name column (see Series::Build).
-  void Backfill(Series* s) { s->Build(store_.records_named(s->name()), store_, &backfill_count_); }
+  void Backfill(Series* s) {
+    std::span<const uint32_t> records = store_.records_named(s->name());
+    const size_t parts = engine::Parts(records.size(), BackfillThreads(), options_.backfill_grain);
+    if (parts <= 1) return s->Build(records, store_, &backfill_count_);
+    s->BuildParallel(records, store_, parts, &backfill_scratch_, &backfill_pool_);
+  }
+
+  // Options::backfill_threads resolved: 0 is the hardware threads, at most 4.
+  size_t BackfillThreads() const { return backfill_threads_; }
 
   // --- Evaluation -------------------------------------------------------------------------------
   // Short-circuits: the deciding child's next change is when the result can next change.
@@ -2013,13 +2039,20 @@ class Engine::Impl : public engine::CompileContext {
     Roaring next_members;
     const bool accounts = s->target == SegmentTarget::kAccounts;
     const size_t n = accounts ? accounts_.size() : profiles_.size();
-    for (uint32_t id = 0; id < n; ++id) {
-      // Unknown: an erased profile (a tombstone: its history is gone), a merged-away one (its
-      // survivor answers for it), an account whose group calls were all erased.
-      if (accounts ? !accounts_.known(id) : store_.erased(id) || store_.merged(id)) continue;
-      Millis next = kMaxTime;
-      if (Eval(*s, id, now, &next)) next_members.add(id);
-      Schedule(s, id, next);
+    // Ranges of at least a grain, several per thread: each thread claims the next range when it
+    // is free, so uneven ranges and a thread the machine does not run in time even out.
+    const size_t parts = engine::Parts(n, 8 * BackfillThreads(), options_.backfill_grain);
+    if (BackfillThreads() > 1 && parts > 1) {
+      RecomputeParallel(s, now, n, parts, &next_members);
+    } else {
+      for (uint32_t id = 0; id < n; ++id) {
+        // Unknown: an erased profile (a tombstone: its history is gone), a merged-away one (its
+        // survivor answers for it), an account whose group calls were all erased.
+        if (accounts ? !accounts_.known(id) : store_.erased(id) || store_.merged(id)) continue;
+        Millis next = kMaxTime;
+        if (Eval(*s, id, now, &next)) next_members.add(id);
+        Schedule(s, id, next);
+      }
     }
     Roaring entered = next_members - s->members;
     Roaring exited = s->members - next_members;
@@ -2080,6 +2113,49 @@ class Engine::Impl : public engine::CompileContext {
                                  accounts_.AccountsOf(id));
     }
     s->members.runOptimize();
+  }
+
+  // Recompute's evaluation of profiles (or accounts) [0, n) in `parts` ranges on the backfill
+  // threads. Evaluation only reads (the store, profile states, series, other segments' members,
+  // the account graph), so each range is evaluated into results of its own: its members and the
+  // (id, next) pairs to schedule. They are merged on this thread in id order, so the members,
+  // deadlines and timer pushes are those of the one-thread loop in Recompute: the pairs it skips
+  // are the ones whose Schedule would do nothing (no next change, and no earlier deadline to
+  // drop). When the segment has no deadline yet (create, update), evaluation reads nothing that
+  // Schedule writes, so this thread merges the finished ranges in order between its own ranges
+  // while the workers still evaluate theirs.
+  void RecomputeParallel(Segment* s, Millis now, size_t n, size_t parts, Roaring* members) {
+    struct Part {
+      std::vector<uint32_t> in;
+      std::vector<std::pair<uint32_t, Millis>> next;
+      std::atomic<bool> done{false};
+    };
+    std::vector<Part> results(parts);
+    const bool accounts = s->target == SegmentTarget::kAccounts;
+    const bool had_deadlines = !s->deadline.empty();
+    const std::thread::id caller = std::this_thread::get_id();
+    size_t merged = 0;  // ranges merged so far (touched by this thread only)
+    auto merge_done = [&] {
+      while (merged < parts && results[merged].done.load(std::memory_order_acquire)) {
+        Part& r = results[merged++];
+        members->addMany(r.in.size(), r.in.data());
+        for (auto [id, next] : r.next) Schedule(s, id, next);
+      }
+    };
+    backfill_pool_.Run(parts, [&](size_t part) {
+      Part& r = results[part];
+      auto [lo, hi] = engine::PartRange(n, parts, part);
+      for (uint32_t id = static_cast<uint32_t>(lo); id < hi; ++id) {
+        if (accounts ? !accounts_.known(id) : store_.erased(id) || store_.merged(id)) continue;
+        Millis next = kMaxTime;
+        if (Eval(*s, id, now, &next)) r.in.push_back(id);
+        if (next != kMaxTime || (had_deadlines && s->deadline.contains(id)))
+          r.next.emplace_back(id, next);
+      }
+      r.done.store(true, std::memory_order_release);
+      if (!had_deadlines && std::this_thread::get_id() == caller) merge_done();
+    });
+    merge_done();  // every range is done now
   }
 
   // Ranks every known profile (or account) of a new rank segment, which nothing references yet.
@@ -2292,6 +2368,8 @@ class Engine::Impl : public engine::CompileContext {
   std::vector<store::PropEntry> props_;
   std::vector<uint64_t> value_hashes_;            // ToProps() scratch
   std::vector<uint32_t> backfill_count_;          // Backfill(): reused between series builds
+  Series::BuildScratch backfill_scratch_;         // the same, for a build on several threads
+  engine::WorkerPool backfill_pool_;              // Options::backfill_threads - 1 workers
   std::vector<std::pair<uint32_t, bool>> flips_;  // EvalRanker() scratch
   InternCache name_cache_, key_cache_;
   ingest::Decoder decoder_;
@@ -2303,6 +2381,7 @@ Engine::Engine(const Clock* clock, Options options)
 Engine::~Engine() = default;
 
 Status Engine::Ingest(const Message& msg) { return impl_->Ingest(msg); }
+void Engine::Prefetch(const Message& msg) const { impl_->Prefetch(msg); }
 Status Engine::IngestJson(std::string_view json) { return impl_->IngestJson(json); }
 size_t Engine::AdvanceTime() { return impl_->AdvanceTime(); }
 std::optional<Millis> Engine::NextDeadline() const { return impl_->NextDeadline(); }

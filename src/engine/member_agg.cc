@@ -160,8 +160,9 @@ class MemberAggValueSource final : public ComputedSource {
   }
   store::StoredValue Value(const EvalContext& ctx, Millis, Millis*) const override {
     std::optional<double> v =
-        ctx.accounts ? ctx.accounts->aggregates().Value(hidden_, ctx.pid, fn_)
-                     : (fn_ == rules::AggCond::Fn::kSum ? std::optional<double>(0.0) : std::nullopt);
+        ctx.accounts
+            ? ctx.accounts->aggregates().Value(hidden_, ctx.pid, fn_)
+            : (fn_ == rules::AggCond::Fn::kSum ? std::optional<double>(0.0) : std::nullopt);
     store::StoredValue out;
     if (!v) return out;
     out.type = ValueType::kNumber;

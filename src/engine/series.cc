@@ -1,6 +1,9 @@
 #include "engine/series.h"
 
 #include <limits>
+#include <utility>
+
+#include "engine/parallel.h"
 
 namespace shoal::engine {
 
@@ -81,6 +84,88 @@ void Series::Build(std::span<const uint32_t> records, const store::Store& store,
     Timeline& tl = timelines_[slot_[p] - 1];
     std::sort(tl.begin(), tl.end());
   }
+}
+
+void Series::BuildParallel(std::span<const uint32_t> records, const store::Store& store,
+                           size_t parts, BuildScratch* scratch, WorkerPool* pool) {
+  if (parts <= 1) return Build(records, store, &scratch->total);
+  const size_t profiles = store.profiles().size();
+  auto match = [&](uint32_t idx, uint32_t pid) {
+    return pid != store::Store::kErasedProfile && (!filter_ || Matches(store.props(idx), store));
+  };
+  std::vector<std::vector<uint32_t>>& count = scratch->count;
+  std::vector<std::vector<Entry*>>& dst = scratch->dst;
+  count.resize(parts);
+  dst.resize(parts);
+  for (size_t part = 0; part < parts; ++part) {
+    count[part].assign(profiles, 0);
+    dst[part].resize(profiles);
+  }
+  // Pass 1, per slice of the records: matches per profile.
+  pool->Run(parts, [&](size_t part) {
+    std::vector<uint32_t>& c = count[part];
+    auto [lo, hi] = PartRange(records.size(), parts, part);
+    for (size_t r = lo; r < hi; ++r) {
+      const uint32_t idx = records[r];
+      const uint32_t pid = store.Resolve(store.profile(idx));
+      if (match(idx, pid)) ++c[pid];
+    }
+  });
+  // Slots in profile order, as Build numbers them; a timeline that has entries (a build over a
+  // series that is not empty) keeps them in front.
+  std::vector<uint32_t>& total = scratch->total;
+  total.assign(profiles, 0);
+  if (slot_.size() < profiles) slot_.resize(profiles, 0);
+  size_t with = 0;
+  for (uint32_t p = 0; p < profiles; ++p) {
+    uint32_t n = 0;
+    for (size_t part = 0; part < parts; ++part) n += count[part][p];
+    total[p] = n;
+    with += n != 0 && !slot_[p];
+  }
+  timelines_.reserve(timelines_.size() + with);
+  for (uint32_t p = 0; p < profiles; ++p)
+    if (total[p]) Slot(p);
+  // Per profile range: size each timeline once, and point each slice at the place of its first
+  // match in it (after the matches of the slices before it). The fill then writes through one
+  // pointer per profile instead of loading the slot and the timeline's header.
+  pool->Run(parts, [&](size_t part) {
+    auto [lo, hi] = PartRange(profiles, parts, part);
+    for (size_t p = lo; p < hi; ++p) {
+      if (!total[p]) continue;
+      Timeline& tl = timelines_[slot_[p] - 1];
+      size_t at = tl.size();
+      tl.resize(at + total[p]);
+      for (size_t s = 0; s < parts; ++s) {
+        dst[s][p] = tl.data() + at;
+        at += count[s][p];
+      }
+    }
+  });
+  // Pass 2, per slice of the records: each slice writes only its own positions.
+  const bool value = has_value();
+  pool->Run(parts, [&](size_t part) {
+    std::vector<Entry*>& out = dst[part];
+    auto [lo, hi] = PartRange(records.size(), parts, part);
+    for (size_t r = lo; r < hi; ++r) {
+      const uint32_t idx = records[r];
+      const uint32_t pid = store.Resolve(store.profile(idx));
+      if (!match(idx, pid)) continue;
+      *out[pid]++ = Entry{store.ts(idx), idx, value ? ValueOf(store.props(idx)) : 0};
+    }
+  });
+  // A timeline is out of (ts, idx) order only after a late event (or after entries it had
+  // before): sorted, as Build sorts it.
+  pool->Run(parts, [&](size_t part) {
+    auto [lo, hi] = PartRange(profiles, parts, part);
+    for (size_t p = lo; p < hi; ++p) {
+      if (!total[p]) continue;
+      Timeline& tl = timelines_[slot_[p] - 1];
+      auto from = tl.end() - total[p];
+      if (from != tl.begin()) --from;
+      if (!std::is_sorted(from, tl.end())) std::sort(tl.begin(), tl.end());
+    }
+  });
 }
 
 void Series::MergeInto(uint32_t from, uint32_t into) {

@@ -21,6 +21,8 @@
 
 namespace shoal::engine {
 
+class WorkerPool;
+
 struct Entry {
   Millis ts;
   uint32_t idx;  // record index in the store
@@ -58,6 +60,17 @@ class Series {
   // touches no memory beyond the timelines themselves and `count`, the caller's reused scratch.
   void Build(std::span<const uint32_t> records, const store::Store& store,
              std::vector<uint32_t>* count);
+  // Build in `parts` contiguous slices of `records`, run on the pool's threads (engine/parallel.h):
+  // each slice counts, then fills, its matches into its own positions of each timeline (after
+  // the matches of the slices before it), so every timeline holds exactly what Build gives, in
+  // the same order. `scratch` is the caller's reused memory; parts <= 1 is Build.
+  struct BuildScratch {
+    std::vector<uint32_t> total;               // matches per profile
+    std::vector<std::vector<uint32_t>> count;  // per slice: its matches per profile
+    std::vector<std::vector<Entry*>> dst;      // per slice: where its next match goes
+  };
+  void BuildParallel(std::span<const uint32_t> records, const store::Store& store, size_t parts,
+                     BuildScratch* scratch, WorkerPool* pool);
   // Drops the profile's timeline and frees its memory (EraseProfile). The slot stays taken:
   // profile ids are never reused.
   void Erase(uint32_t profile);

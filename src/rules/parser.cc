@@ -675,8 +675,9 @@ class Parser {
       d.member_agg.pos = Cur().pos;
       SHOAL_RETURN_IF_ERROR(ParseMemberAggValue(&d.member_agg));
       if (Cur().kind != TokKind::kEnd)
-        return Expected("the end of the computed trait definition (an aggregate over members "
-                        "is a value: no comparison)");
+        return Expected(
+            "the end of the computed trait definition (an aggregate over members "
+            "is a value: no comparison)");
     } else {
       d.kind = ComputedDef::Kind::kValue;
       SHOAL_RETURN_IF_ERROR(ParseComputedValue(&d.value));

@@ -62,6 +62,13 @@ double ThreadCpuSeconds() {
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
+// CPU time of the whole process: the backfill's worker threads count too.
+double ProcessCpuSeconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
 double PeakRssMb() {
   std::ifstream f("/proc/self/status");
   std::string line;
@@ -87,7 +94,10 @@ struct ReplayResult {
 
 // Streams an NDJSON file through the engine in 16 MiB blocks; each line is parsed in place with
 // the block's spare bytes as simdjson padding.
-Status Replay(const std::string& path, Engine* engine, uint64_t limit, ReplayResult* out) {
+// With `lookahead`, each message is decoded one line ahead and Engine::Prefetch is issued for it
+// before the previous one is ingested, so its profile slot's cache miss overlaps with that work.
+Status Replay(const std::string& path, Engine* engine, uint64_t limit, ReplayResult* out,
+              bool lookahead) {
   int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) return Status::NotFound("cannot open " + path);
   constexpr size_t kBlock = 16 << 20, kPad = 64;
@@ -96,7 +106,18 @@ Status Replay(const std::string& path, Engine* engine, uint64_t limit, ReplayRes
   ingest::Decoder decoder;
   ingest::DecodeOptions opts;
   opts.now = engine->Now();
-  Message msg;
+  Message msgs[2];
+  int cur = 0;           // msgs[cur] is decoded next
+  bool waiting = false;  // msgs[cur ^ 1] is decoded and waits to be ingested
+  auto report = [&](const Status& st) {
+    if (!st.ok() && ++out->errors <= 5)
+      fmt::print(stderr, "line {}: {}\n", out->events + out->errors, st.message());
+  };
+  auto ingest_waiting = [&] {
+    if (!waiting) return;
+    report(engine->Ingest(msgs[cur ^ 1]));
+    waiting = false;
+  };
   auto start = std::chrono::steady_clock::now();
   const double cpu_start = ThreadCpuSeconds();
   bool eof = false;
@@ -114,10 +135,20 @@ Status Replay(const std::string& path, Engine* engine, uint64_t limit, ReplayRes
       if (!nl && !eof) break;
       size_t end = nl ? static_cast<size_t>(nl - buf.data()) : have;
       if (end > pos) {
+        Message& msg = msgs[cur];
         Status st = decoder.Decode(buf.data() + pos, end - pos, buf.size() - pos, opts, &msg);
-        if (st.ok()) st = engine->Ingest(msg);
-        if (!st.ok() && ++out->errors <= 5)
-          fmt::print(stderr, "line {}: {}\n", out->events + out->errors, st.message());
+        if (!lookahead) {
+          if (st.ok()) st = engine->Ingest(msg);
+          report(st);
+        } else if (st.ok()) {
+          engine->Prefetch(msg);
+          ingest_waiting();
+          waiting = true;
+          cur ^= 1;
+        } else {
+          ingest_waiting();
+          report(st);
+        }
         ++out->events;
       }
       pos = end + 1;
@@ -130,6 +161,7 @@ Status Replay(const std::string& path, Engine* engine, uint64_t limit, ReplayRes
       return Status::InvalidArgument("a line longer than 16 MiB in " + path);
     }
   }
+  ingest_waiting();
   out->seconds = Seconds(start, std::chrono::steady_clock::now());
   out->cpu_seconds = ThreadCpuSeconds() - cpu_start;
   ::close(fd);
@@ -137,7 +169,7 @@ Status Replay(const std::string& path, Engine* engine, uint64_t limit, ReplayRes
 }
 
 int RunPeers(const std::string& data_dir, const std::string& out_dir, const std::string& now_text,
-             uint64_t limit, bool skip_backfill, bool skip_live) {
+             uint64_t limit, bool skip_backfill, bool skip_live, unsigned threads, bool lookahead) {
   auto now = ParseTime(now_text);
   if (!now) {
     fmt::print(stderr, "--now: not an ISO 8601 time: {}\n", now_text);
@@ -161,6 +193,7 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
   if (!skip_live) {
     Options opts;
     opts.keep_changes = false;
+    opts.backfill_threads = threads;
     Engine engine(&clock, opts);
     uint64_t changes = 0;
     engine.SetChangeListener([&](const Change&) { ++changes; });
@@ -171,7 +204,7 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
         return 1;
       }
     }
-    Status st = Replay(events, &engine, limit, &live);
+    Status st = Replay(events, &engine, limit, &live, lookahead);
     if (!st.ok()) {
       fmt::print(stderr, "{}\n", st.message());
       return 1;
@@ -200,18 +233,22 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
 
   // Pass 2: ingest with no segments, then create them over the stored history.
   ReplayResult bare;
-  double backfill = 0, backfill_cpu = 0;
+  double backfill = 0, backfill_cpu = 0, backfill_process_cpu = 0;
+  Options resolved;
+  resolved.backfill_threads = threads;
+  const unsigned backfill_threads = BackfillThreads(resolved);
   if (!skip_backfill) {
     Options opts;
     opts.keep_changes = false;
+    opts.backfill_threads = threads;
     Engine engine(&clock, opts);
-    Status st = Replay(events, &engine, limit, &bare);
+    Status st = Replay(events, &engine, limit, &bare, lookahead);
     if (!st.ok()) {
       fmt::print(stderr, "{}\n", st.message());
       return 1;
     }
     auto t0 = std::chrono::steady_clock::now();
-    const double cpu0 = ThreadCpuSeconds();
+    const double cpu0 = ThreadCpuSeconds(), process_cpu0 = ProcessCpuSeconds();
     std::string each;
     for (const PeerSegment& s : kPeerSegments) {
       auto t1 = std::chrono::steady_clock::now();
@@ -222,6 +259,7 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
     }
     backfill = Seconds(t0, std::chrono::steady_clock::now());
     backfill_cpu = ThreadCpuSeconds() - cpu0;
+    backfill_process_cpu = ProcessCpuSeconds() - process_cpu0;
     fmt::print(stderr, "backfill per segment:{}\n", each);
     if (skip_live) {  // no live pass to compare with: write the members from here
       for (const PeerSegment& s : kPeerSegments) {
@@ -241,9 +279,10 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
       }
     }
     fmt::print(stderr,
-               "ingest without segments: {:.2f} s ({:.2f} s of CPU); backfill of {} segments: "
-               "{:.3f} s ({:.3f} s of CPU)\n",
-               bare.seconds, bare.cpu_seconds, counts.size(), backfill, backfill_cpu);
+               "ingest without segments: {:.2f} s ({:.2f} s of CPU); backfill of {} segments on "
+               "{} thread(s): {:.3f} s ({:.3f} s of CPU on this thread, {:.3f} s in all)\n",
+               bare.seconds, bare.cpu_seconds, counts.size(), backfill_threads, backfill,
+               backfill_cpu, backfill_process_cpu);
   }
 
   std::string seg_json;
@@ -252,14 +291,87 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
   fmt::print(
       "{{\"events\":{},\"errors\":{},\"seconds\":{:.3f},\"events_per_s\":{:.0f},"
       "\"cpu_seconds\":{:.3f},\"ingest_only_seconds\":{:.3f},\"ingest_only_cpu_seconds\":{:.3f},"
-      "\"backfill_seconds\":{:.4f},\"backfill_cpu_seconds\":{:.4f},\"peak_rss_mb\":{:.0f},"
+      "\"backfill_seconds\":{:.4f},\"backfill_cpu_seconds\":{:.4f},"
+      "\"backfill_process_cpu_seconds\":{:.4f},\"backfill_threads\":{},\"peak_rss_mb\":{:.0f},"
       "\"rss_after_live_mb\":{:.0f},\"profiles\":{},\"records\":{},\"store_mb\":{:.0f},"
       "\"state_mb\":{:.0f},\"store_bytes_per_record\":{:.1f},\"state_bytes_per_profile\":{:.1f},"
       "\"members\":{{{}}}}}\n",
       live.events, live.errors, live.seconds, live.seconds > 0 ? live.events / live.seconds : 0.0,
-      live.cpu_seconds, bare.seconds, bare.cpu_seconds, backfill, backfill_cpu, PeakRssMb(),
-      rss_after_live, profiles, records, store_mb, state_mb, bytes_per_event, bytes_per_profile,
-      seg_json);
+      live.cpu_seconds, bare.seconds, bare.cpu_seconds, backfill, backfill_cpu,
+      backfill_process_cpu, backfill_threads, PeakRssMb(), rss_after_live, profiles, records,
+      store_mb, state_mb, bytes_per_event, bytes_per_profile, seg_json);
+  return 0;
+}
+
+// `--compare-threads R`: the backfill on one thread and on `threads` side by side in one process,
+// so both see the same machine. Two engines ingest the same events with no segment; then, R
+// rounds, each engine creates the segments (timed: wall and process CPU) and deletes them again,
+// alternating which goes first. Later rounds reuse memory the allocator kept from the first, so
+// round 1 is the one a fresh process pays. Members of the two engines must be equal.
+int RunCompareThreads(const std::string& data_dir, const std::string& now_text, uint64_t limit,
+                      unsigned threads, int rounds) {
+  auto now = ParseTime(now_text);
+  if (!now) {
+    fmt::print(stderr, "--now: not an ISO 8601 time: {}\n", now_text);
+    return 2;
+  }
+  VirtualClock clock(*now);
+  Options one, many;
+  one.keep_changes = many.keep_changes = false;
+  one.backfill_threads = 1;
+  many.backfill_threads = threads;
+  const unsigned n = BackfillThreads(many);
+  Engine e1(&clock, one), en(&clock, many);
+  for (Engine* e : {&e1, &en}) {
+    ReplayResult r;
+    Status st = Replay(data_dir + "/events.ndjson", e, limit, &r, true);
+    if (!st.ok()) {
+      fmt::print(stderr, "{}\n", st.message());
+      return 1;
+    }
+  }
+  std::vector<double> wall[2], cpu[2];
+  for (int round = 0; round < rounds; ++round) {
+    for (int k = 0; k < 2; ++k) {
+      const int which = (round + k) % 2;  // 0: one thread, 1: n threads
+      Engine& e = which ? en : e1;
+      auto t0 = std::chrono::steady_clock::now();
+      const double c0 = ProcessCpuSeconds();
+      for (const PeerSegment& s : kPeerSegments)
+        if (!e.CreateSegment(s.id, s.definition, s.target).ok()) return 1;
+      wall[which].push_back(Seconds(t0, std::chrono::steady_clock::now()));
+      cpu[which].push_back(ProcessCpuSeconds() - c0);
+      if (round == rounds - 1 && k == 1) {
+        for (const PeerSegment& s : kPeerSegments) {
+          auto a = e1.Members(s.id), b = en.Members(s.id);
+          if (!a.ok() || !b.ok() || *a != *b) {
+            fmt::print(stderr, "segment {}: the {}-thread backfill differs from one thread\n", s.id,
+                       n);
+            return 1;
+          }
+        }
+      }
+    }
+    if (round < rounds - 1)
+      for (Engine* e : {&e1, &en})
+        for (auto it = std::rbegin(kPeerSegments); it != std::rend(kPeerSegments); ++it)
+          if (!e->DeleteSegment(it->id).ok()) return 1;
+  }
+  auto list = [](const std::vector<double>& v) {
+    std::string out;
+    for (double x : v) out += fmt::format("{}{:.3f}", out.empty() ? "" : ",", x);
+    return out;
+  };
+  for (int round = 0; round < rounds; ++round)
+    fmt::print(stderr,
+               "round {}: backfill of {} segments, 1 thread {:.3f} s ({:.3f} s CPU), {} threads "
+               "{:.3f} s ({:.3f} s CPU): {:.2f}x the wall time\n",
+               round + 1, std::size(kPeerSegments), wall[0][round], cpu[0][round], n,
+               wall[1][round], cpu[1][round], wall[1][round] / wall[0][round]);
+  fmt::print(
+      "{{\"threads\":{},\"one_thread_seconds\":[{}],\"one_thread_cpu_seconds\":[{}],"
+      "\"threads_seconds\":[{}],\"threads_cpu_seconds\":[{}],\"members_equal\":true}}\n",
+      n, list(wall[0]), list(cpu[0]), list(wall[1]), list(cpu[1]));
   return 0;
 }
 
@@ -275,6 +387,9 @@ void AddBenchCommand(CLI::App& app) {
     std::string data_dir, out_dir = "peers-out", now = "2026-11-01T00:00:00Z";
     uint64_t limit = UINT64_MAX;
     bool skip_backfill = false, skip_live = false;
+    unsigned threads = 0;
+    bool no_lookahead = false;
+    int compare_rounds = 0;
   };
   auto args = std::make_shared<Args>();
   peers->add_option("DATA_DIR", args->data_dir, "folder with events.ndjson (gen.py --out)")
@@ -284,13 +399,27 @@ void AddBenchCommand(CLI::App& app) {
   peers->add_option("--limit", args->limit, "replay at most this many lines");
   peers->add_flag("--skip-backfill", args->skip_backfill, "skip the second (backfill) pass");
   peers->add_flag("--skip-live", args->skip_live, "skip the first (live replay) pass");
+  peers->add_option("--threads", args->threads,
+                    "backfill threads (Options::backfill_threads; 0: the hardware threads, at "
+                    "most 4; 1: one thread)");
+  peers->add_option("--compare-threads", args->compare_rounds,
+                    "instead of the passes: R rounds of the backfill on 1 thread and on --threads "
+                    "side by side in one process (two engines)");
+  peers->add_flag("--no-lookahead", args->no_lookahead,
+                  "ingest each message as soon as it is decoded (no Engine::Prefetch one ahead)");
   peers->callback([args] {
     if (args->skip_live && args->skip_backfill) {
       fmt::print(stderr, "--skip-live and --skip-backfill together leave nothing to run\n");
       std::exit(2);
     }
+    if (args->compare_rounds > 0) {
+      int rc = RunCompareThreads(args->data_dir, args->now, args->limit, args->threads,
+                                 args->compare_rounds);
+      if (rc != 0) std::exit(rc);
+      return;
+    }
     int rc = RunPeers(args->data_dir, args->out_dir, args->now, args->limit, args->skip_backfill,
-                      args->skip_live);
+                      args->skip_live, args->threads, !args->no_lookahead);
     if (rc != 0) std::exit(rc);
   });
 }
