@@ -721,35 +721,48 @@ class Evaluator {
     return nums;
   }
 
-  bool Leaf(const AggCond& c, const ProfileRecords& p) {
-    std::vector<uint32_t> events = Matching(c.event, c.window, p);
-    if (c.fn == AggCond::Fn::kDistinct)
-      return Holds(static_cast<double>(DistinctCount(events, c.prop)), c.op, c.value);
-    std::vector<double> nums = Numbers(events, c.prop);
-    switch (c.fn) {
-      case AggCond::Fn::kSum: {
-        __int128 sum = 0;
-        for (double x : nums) sum += Fixed(x);
-        return Holds(sum, c.op, static_cast<__int128>(Fixed(c.value)));
-      }
-      case AggCond::Fn::kAvg: {
+  // sum/avg/min/max of `nums` compared with `value`, as an aggregate condition reads them: sums
+  // and averages exact in millionths; the sum of none is 0, avg/min/max of none false.
+  static bool AggHolds(AggCond::Fn fn, const std::vector<double>& nums, CmpOp op, double value) {
+    __int128 sum = 0;
+    for (double x : nums) sum += Fixed(x);
+    switch (fn) {
+      case AggCond::Fn::kSum:
+        return Holds(sum, op, static_cast<__int128>(Fixed(value)));
+      case AggCond::Fn::kAvg:
         if (nums.empty()) return false;
-        __int128 sum = 0;
-        for (double x : nums) sum += Fixed(x);
-        __int128 scaled =
-            static_cast<__int128>(Fixed(c.value)) * static_cast<__int128>(nums.size());
-        return Holds(sum, c.op, scaled);
-      }
+        return Holds(sum, op,
+                     static_cast<__int128>(Fixed(value)) * static_cast<__int128>(nums.size()));
       case AggCond::Fn::kMin:
         if (nums.empty()) return false;
-        return Holds(*std::min_element(nums.begin(), nums.end()), c.op, c.value);
+        return Holds(*std::min_element(nums.begin(), nums.end()), op, value);
       case AggCond::Fn::kMax:
         if (nums.empty()) return false;
-        return Holds(*std::max_element(nums.begin(), nums.end()), c.op, c.value);
+        return Holds(*std::max_element(nums.begin(), nums.end()), op, value);
       case AggCond::Fn::kDistinct:
         break;
     }
     return false;
+  }
+
+  // The number sum/avg/min/max of `nums` (a ranking's value, a computed value): the sum (0 with
+  // none), the others nullopt with none.
+  static std::optional<double> AggNumber(AggCond::Fn fn, const std::vector<double>& nums) {
+    __int128 sum = 0;
+    for (double x : nums) sum += Fixed(x);
+    if (fn == AggCond::Fn::kSum) return static_cast<double>(sum) / 1e6;
+    if (nums.empty()) return std::nullopt;
+    if (fn == AggCond::Fn::kAvg)
+      return static_cast<double>(sum) / static_cast<double>(nums.size()) / 1e6;
+    if (fn == AggCond::Fn::kMin) return *std::min_element(nums.begin(), nums.end());
+    return *std::max_element(nums.begin(), nums.end());
+  }
+
+  bool Leaf(const AggCond& c, const ProfileRecords& p) {
+    std::vector<uint32_t> events = Matching(c.event, c.window, p);
+    if (c.fn == AggCond::Fn::kDistinct)
+      return Holds(static_cast<double>(DistinctCount(events, c.prop)), c.op, c.value);
+    return AggHolds(c.fn, Numbers(events, c.prop), c.op, c.value);
   }
 
   bool Leaf(const FirstLastCond& c, const ProfileRecords& p) {
@@ -852,26 +865,7 @@ class Evaluator {
   // none no value (false).
   bool Leaf(const rules::MemberAggCond& c, const ProfileRecords& p) {
     if (!p.account) return false;
-    std::vector<double> nums = MemberNumbers(c, p);
-    __int128 sum = 0;
-    for (double x : nums) sum += Fixed(x);
-    switch (c.fn) {
-      case AggCond::Fn::kSum:
-        return Holds(sum, c.op, static_cast<__int128>(Fixed(c.value)));
-      case AggCond::Fn::kAvg:
-        if (nums.empty()) return false;
-        return Holds(sum, c.op,
-                     static_cast<__int128>(Fixed(c.value)) * static_cast<__int128>(nums.size()));
-      case AggCond::Fn::kMin:
-        if (nums.empty()) return false;
-        return Holds(*std::min_element(nums.begin(), nums.end()), c.op, c.value);
-      case AggCond::Fn::kMax:
-        if (nums.empty()) return false;
-        return Holds(*std::max_element(nums.begin(), nums.end()), c.op, c.value);
-      case AggCond::Fn::kDistinct:
-        break;
-    }
-    return false;
+    return AggHolds(c.fn, MemberNumbers(c, p), c.op, c.value);
   }
 
   // The numbers X of account p's members that satisfy the filter, in member order.
@@ -937,19 +931,10 @@ class Evaluator {
     }
     if (def.kind == ComputedDef::Kind::kMemberAgg) {  // an account's aggregate of members' values
       const rules::MemberAggCond& c = def.member_agg;
-      std::vector<double> nums = p.account ? MemberNumbers(c, p) : std::vector<double>{};
-      __int128 sum = 0;
-      for (double x : nums) sum += Fixed(x);
-      if (c.fn == AggCond::Fn::kSum)
-        return Value::Number(sum == 0 ? 0.0 : static_cast<double>(sum) / 1e6);
-      if (nums.empty()) return Value::Null();
-      if (c.fn == AggCond::Fn::kAvg) {
-        double avg = static_cast<double>(sum) / static_cast<double>(nums.size()) / 1e6;
-        return Value::Number(avg == 0 ? 0.0 : avg);
-      }
-      double x = c.fn == AggCond::Fn::kMin ? *std::min_element(nums.begin(), nums.end())
-                                           : *std::max_element(nums.begin(), nums.end());
-      return Value::Number(x == 0 ? 0.0 : x);
+      std::optional<double> x =
+          AggNumber(c.fn, p.account ? MemberNumbers(c, p) : std::vector<double>{});
+      if (!x) return Value::Null();
+      return Value::Number(*x == 0 ? 0.0 : *x);
     }
     const ComputedValueDef& d = def.value;
     std::vector<uint32_t> events = Matching(d.event, d.window, p);  // arrival order
@@ -1179,25 +1164,7 @@ class Evaluator {
         std::vector<uint32_t> events = Matching(a.event, a.window, q);
         if (a.fn == AggCond::Fn::kDistinct)
           return static_cast<double>(DistinctCount(events, a.prop));
-        std::vector<double> nums = Numbers(events, a.prop);
-        __int128 sum = 0;
-        for (double x : nums) sum += Fixed(x);
-        switch (a.fn) {
-          case AggCond::Fn::kSum:
-            return static_cast<double>(sum) / 1e6;
-          case AggCond::Fn::kAvg:
-            if (nums.empty()) return std::nullopt;
-            return static_cast<double>(sum) / static_cast<double>(nums.size()) / 1e6;
-          case AggCond::Fn::kMin:
-            if (nums.empty()) return std::nullopt;
-            return *std::min_element(nums.begin(), nums.end());
-          case AggCond::Fn::kMax:
-            if (nums.empty()) return std::nullopt;
-            return *std::max_element(nums.begin(), nums.end());
-          case AggCond::Fn::kDistinct:
-            break;
-        }
-        return std::nullopt;
+        return AggNumber(a.fn, Numbers(events, a.prop));
       }
       case TopNCond::Source::kCount:  // for an account: its own events (context.groupId)
         return static_cast<double>(Matching(c.agg.event, c.agg.window, q).size());
@@ -1214,16 +1181,7 @@ class Evaluator {
       case TopNCond::Source::kMemberAgg: {
         // The number the member aggregate would compare: sum of none 0, the others no value.
         if (!q.account || !c.member_agg) return std::nullopt;
-        std::vector<double> nums = MemberNumbers(*c.member_agg, q);
-        __int128 sum = 0;
-        for (double x : nums) sum += Fixed(x);
-        if (c.member_agg->fn == AggCond::Fn::kSum) return static_cast<double>(sum) / 1e6;
-        if (nums.empty()) return std::nullopt;
-        if (c.member_agg->fn == AggCond::Fn::kAvg)
-          return static_cast<double>(sum) / static_cast<double>(nums.size()) / 1e6;
-        if (c.member_agg->fn == AggCond::Fn::kMin)
-          return *std::min_element(nums.begin(), nums.end());
-        return *std::max_element(nums.begin(), nums.end());
+        return AggNumber(c.member_agg->fn, MemberNumbers(*c.member_agg, q));
       }
       case TopNCond::Source::kComputed: {
         // The computed trait's value now, from its definition (as computed.NAME reads it); only

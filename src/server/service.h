@@ -31,6 +31,7 @@
 #include "durable/codec.h"
 #include "durable/db.h"
 #include "server/computed_hub.h"
+#include "server/hub.h"
 #include "shoal/engine.h"
 #include "shoal/event.h"
 #include "shoal/status.h"
@@ -75,37 +76,6 @@ struct ServiceMetrics {
   void ObserveAck(uint64_t micros);
 };
 
-// The committed changes, for stream readers. Thread-safe.
-class ChangeHub {
- public:
-  explicit ChangeHub(size_t capacity) : capacity_(capacity) {}
-  // Appends committed changes (in seq order) and wakes the waiters.
-  void Publish(std::vector<durable::StoredChange> changes);
-  // Copies changes with seq > after (filtered by segment when `segments` is not empty), at most
-  // `limit`, into *out. Returns false when changes after `after` have left the memory window (the
-  // caller reads them from the store).
-  bool Since(uint64_t after, const std::vector<std::string>& segments, size_t limit,
-             std::vector<durable::StoredChange>* out, uint64_t* scanned_to) const;
-  uint64_t LastSeq() const;
-  void SetLastSeq(uint64_t seq);  // at start: the store's last seq
-
-  // Wake-ups: `fn` runs (on the publishing thread) at the next Publish. Returns an id to cancel.
-  uint64_t AddWaiter(std::function<void()> fn);
-  void RemoveWaiter(uint64_t id);
-  size_t Waiters() const;
-  // Runs every waiter now (at shutdown, so that streams notice it).
-  void WakeAll();
-  // Replaces `profile` by "(erased)" in the kept changes with seq < before.
-  void Redact(std::string_view profile, uint64_t before);
-
- private:
-  size_t capacity_;
-  mutable std::mutex mu_;
-  std::deque<durable::StoredChange> ring_;
-  uint64_t last_seq_ = 0;
-  uint64_t next_waiter_ = 1;
-  std::vector<std::pair<uint64_t, std::function<void()>>> waiters_;
-};
 
 class Service;
 
