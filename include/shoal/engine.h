@@ -303,6 +303,11 @@ class Engine {
   // kNotFound; kFailedPrecondition while a segment or a score references it. Emits no change.
   Status DeleteComputedTrait(std::string_view name);
   Result<ComputedTraitInfo> GetComputedTrait(std::string_view name) const;
+  // Recovery (the server re-creates definitions at start): gives a segment, or a computed trait
+  // when `computed`, the creation and last-update instants it had before the restart, instead of
+  // the instant it was re-created. kNotFound.
+  Status RestoreDefinitionTimes(std::string_view name, bool computed, Millis created_at,
+                                Millis updated_at);
   std::vector<ComputedTraitInfo> ListComputedTraits() const;  // sorted by name
   // The profile's current value of every computed trait, sorted by name. kNotFound for an
   // unknown profile.

@@ -2544,6 +2544,16 @@ Result<ComputedTraitInfo> Engine::UpdateComputedTrait(std::string_view name,
   return impl_->UpdateComputed(name, definition);
 }
 Status Engine::DeleteComputedTrait(std::string_view name) { return impl_->DeleteComputed(name); }
+Status Engine::RestoreDefinitionTimes(std::string_view name, bool computed, Millis created_at,
+                                      Millis updated_at) {
+  auto* s = computed ? impl_->FindComputed(name) : impl_->Find(name);
+  if (!s) return Status::NotFound(std::string(computed ? "computed trait" : "segment") + " \"" +
+                                  std::string(name) + "\" does not exist");
+  s->created_at = created_at;
+  s->updated_at = updated_at;
+  return Status::Ok();
+}
+
 Result<ComputedTraitInfo> Engine::GetComputedTrait(std::string_view name) const {
   auto* s = impl_->FindComputed(name);
   if (!s) return Impl::ComputedNotFound(name);

@@ -201,6 +201,9 @@ Status Service::Recover() {
       if (!st.ok()) {
         last = st;
         later.push_back(std::move(d));
+      } else if (d.r.created_at != 0) {  // the instants it had, not the restart's
+        (void)engine_->RestoreDefinitionTimes(d.r.name, d.computed, d.r.created_at,
+                                              d.r.updated_at);
       }
     }
     if (later.size() == todo.size()) {

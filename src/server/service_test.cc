@@ -297,5 +297,39 @@ TEST_F(ServiceTest, ComputedTraitsSurviveRestart) {
   EXPECT_EQ(OnEngine<size_t>([](Txn& t) { return t.engine().ListComputedTraits().size(); }), 1u);
 }
 
+// A restart re-creates every definition; each keeps the instants it was created and last
+// updated at, not the restart's.
+TEST_F(ServiceTest, DefinitionsKeepTheirTimesAcrossRestart) {
+  Start(kT0);
+  Create("buyers", R"(performed "Order Completed" within 30d)");
+  std::promise<Status> p;
+  svc_->Run([&](Txn& t) {
+    Result<ComputedTraitInfo> info =
+        t.engine().CreateComputedTrait("orders", R"(count of "Order Completed")");
+    if (!info.ok()) return p.set_value(info.status());
+    svc_->SaveComputed(t, "orders");
+    t.OnDurable([&](const Status& s) { p.set_value(s); });
+  });
+  ASSERT_TRUE(p.get_future().get().ok());
+  const Millis updated = kT0 + 3600 * 1000;
+  ASSERT_TRUE(svc_->SetClock(updated).ok());
+  std::promise<Status> u;
+  svc_->Run([&](Txn& t) {
+    Result<SegmentInfo> info = t.engine().UpdateSegment("buyers", R"(performed "Order Completed")");
+    if (!info.ok()) return u.set_value(info.status());
+    svc_->SaveSegment(t, "buyers");
+    t.OnDurable([&](const Status& s) { u.set_value(s); });
+  });
+  ASSERT_TRUE(u.get_future().get().ok());
+  Start(kT0 + 86400 * 1000);  // a day later
+  SegmentInfo seg = OnEngine<SegmentInfo>([](Txn& t) { return *t.engine().GetSegment("buyers"); });
+  EXPECT_EQ(seg.created_at, kT0);
+  EXPECT_EQ(seg.updated_at, updated);
+  ComputedTraitInfo c =
+      OnEngine<ComputedTraitInfo>([](Txn& t) { return *t.engine().GetComputedTrait("orders"); });
+  EXPECT_EQ(c.created_at, kT0);
+  EXPECT_EQ(c.updated_at, kT0);
+}
+
 }  // namespace
 }  // namespace shoal::server
