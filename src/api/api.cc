@@ -815,14 +815,7 @@ void Api::Profiles(Request& req, const std::vector<std::string>& parts, Reply& r
     return Explain(req, id, "profile", reply);
   }
   if (parts.size() == 4 && m == "GET" && parts[3] == "history") {
-    std::vector<durable::StoredChange> changes;
-    Status st = svc->db().ProfileHistory(id, &changes);
-    if (!st.ok()) return reply(FromStatus(st));
-    JsonWriter w;
-    w.BeginObject().Key("profile").String(id).Key("changes").BeginArray();
-    for (const auto& c : changes) WriteChange(c, &w);
-    w.EndArray().EndObject();
-    return reply(JsonResponse(200, std::move(w.str())));
+    return MembershipHistory(id, SegmentTarget::kUsers, "profile", reply);
   }
   if (parts.size() == 4 && m == "GET" && parts[3] == "computed-history") {
     return ComputedHistory(id, SegmentTarget::kUsers, "profile", reply);
@@ -889,6 +882,23 @@ void Api::ComputedTraitChanges(Request& req, const std::string& name, Reply& rep
   reply(JsonResponse(200, std::move(w.str())));
 }
 
+// When a profile (or an account) entered and left each of its target's segments, oldest first;
+// empty for an unknown id. A user key and a groupId may be the same text: the target tells them
+// apart.
+void Api::MembershipHistory(const std::string& id, SegmentTarget target, const char* key,
+                            Reply& reply) {
+  std::vector<durable::StoredChange> changes;
+  Status st = service_->db().ProfileHistory(id, &changes);
+  if (!st.ok()) return reply(FromStatus(st));
+  JsonWriter w;
+  w.BeginObject().Key(key).String(id).Key("changes").BeginArray();
+  for (const auto& c : changes) {
+    if (c.change.target == target) WriteChange(c, &w);
+  }
+  w.EndArray().EndObject();
+  reply(JsonResponse(200, std::move(w.str())));
+}
+
 // Every computed value change of a profile (or an account), oldest first; empty for an unknown
 // id, as the membership history.
 void Api::ComputedHistory(const std::string& id, SegmentTarget target, const char* key,
@@ -945,6 +955,9 @@ void Api::Accounts(Request& req, const std::vector<std::string>& parts, Reply& r
     });
   }
   if (parts.size() == 4 && parts[3] == "explain") return Explain(req, id, "account", reply);
+  if (parts.size() == 4 && parts[3] == "history") {
+    return MembershipHistory(id, SegmentTarget::kAccounts, "account", reply);
+  }
   if (parts.size() == 4 && parts[3] == "computed-history") {
     return ComputedHistory(id, SegmentTarget::kAccounts, "account", reply);
   }

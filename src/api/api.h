@@ -90,6 +90,9 @@ class Api {
   // GET /v1/computed-traits/{name}/changes and GET /v1/{profiles,accounts}/{id}/computed-history.
   void ComputedTraitChanges(Request& req, const std::string& name,
                             std::function<void(Response)>& reply);
+  // GET /v1/{profiles,accounts}/{id}/history.
+  void MembershipHistory(const std::string& id, SegmentTarget target, const char* key,
+                         std::function<void(Response)>& reply);
   void ComputedHistory(const std::string& id, SegmentTarget target, const char* key,
                        std::function<void(Response)>& reply);
 

@@ -1865,7 +1865,8 @@ class AccountsTest(ServerTest):
                                ("ac_users", "users", "ac-2", "exit"),
                                ("ac_users", "users", "ac-3", "exit")], ch)
         # Targets survive a restart: the account segment is still an account segment.
-        s.restart(hard=True, label="AccountsTest SIGKILL restart")
+        # (--clock at the instant reached, so that time does not go back across the restart.)
+        s.restart(clock=iso(s.now), hard=True, label="AccountsTest SIGKILL restart")
         seg = self.ok(s.get("/v1/segments/ac_engaged"))
         self.assertEqual(seg.json["target"], "accounts", seg.describe())
         # A new clicker brings acme back, with cause event.
@@ -1876,6 +1877,15 @@ class AccountsTest(ServerTest):
                                  "timestamp": iso(s.now - H)}))
         self.assertEqual(s.members("ac_engaged"), ["acme"])
         self.assertEqual(s.members("ac_users"), ["ac-1", "ac-2", "ac-3"])
+        # The account's membership history, across the SIGKILL: entered at creation, left when
+        # the click aged out, entered again; a user's history has only user segments.
+        h = self.ok(s.get("/v1/accounts/acme/history"))
+        self.assertEqual([(c["segment"], c["kind"], c["cause"]) for c in h.json["changes"]],
+                         [("ac_engaged", "enter", "definition"), ("ac_engaged", "exit", "time"),
+                          ("ac_engaged", "enter", "event")], h.describe())
+        self.assertTrue(all(c["target"] == "users"
+                            for c in self.ok(s.get("/v1/profiles/ac-1/history")).json["changes"]))
+        self.assertEqual(self.ok(s.get("/v1/accounts/nobody/history")).json["changes"], [])
         self.assert_verify_ok()
 
     def test_account_own_events_through_http(self):
