@@ -1034,6 +1034,19 @@ class Gen {
 // Every segment a definition references, with the target each reference requires (`in segment`:
 // the target of the place it stands in; `account in segment`: accounts). *valid turns false for a
 // construct the target rejects (docs/language.md, "Accounts").
+// The conditions a computed trait's definition reads, for the model's reference checks: a score's
+// terms, or an aggregate over members' values checked as the account condition it is.
+std::vector<rules::Expr> ConditionsOf(const rules::ComputedDef& d) {
+  std::vector<rules::Expr> out;
+  for (const rules::ScoreTerm& t : d.terms) out.push_back(t.cond);
+  if (d.kind == rules::ComputedDef::Kind::kMemberAgg) {
+    out.emplace_back();
+    out.back().kind = rules::Expr::Kind::kLeaf;
+    out.back().leaf = d.member_agg;
+  }
+  return out;
+}
+
 void CollectRefs(const rules::Expr& e, std::set<std::string>* out,
                  std::map<std::string, std::set<SegmentTarget>>* need = nullptr,
                  SegmentTarget target = SegmentTarget::kUsers, bool* valid = nullptr) {
@@ -1189,16 +1202,10 @@ struct Model {
     Result<rules::ComputedDef> d = rules::ParseComputed(def);
     if (!d.ok()) return false;
     std::set<std::string> lists;
-    std::vector<rules::ScoreTerm> terms = d->terms;
-    if (d->kind == rules::ComputedDef::Kind::kMemberAgg) {  // checked as the account condition
-      terms.emplace_back();
-      terms.back().cond.kind = rules::Expr::Kind::kLeaf;
-      terms.back().cond.leaf = d->member_agg;
-    }
-    for (const rules::ScoreTerm& t : terms) {
+    for (const rules::Expr& cond : ConditionsOf(*d)) {
       std::map<std::string, std::set<SegmentTarget>> need;
       bool valid = true;
-      CollectRefs(t.cond, new_refs, &need, target, &valid);
+      CollectRefs(cond, new_refs, &need, target, &valid);
       if (!valid) return false;
       for (const auto& [ref, ts] : need) {
         auto it = targets.find(ref);
@@ -1206,7 +1213,7 @@ struct Model {
         for (SegmentTarget tg : ts)
           if (tg != it->second) return false;
       }
-      CollectListRefs(t.cond, &lists);
+      CollectListRefs(cond, &lists);
     }
     for (const auto& l : lists)
       if (!data.lists.count(l)) return false;
@@ -1358,7 +1365,7 @@ std::optional<Failure> Run(const Case& c, std::vector<Expectation>* expect = nul
           ls.clear();
           Result<rules::ComputedDef> d = rules::ParseComputed(s.def);
           if (d.ok())
-            for (const auto& t : d->terms) CollectListRefs(t.cond, &ls);
+            for (const rules::Expr& cond : ConditionsOf(*d)) CollectListRefs(cond, &ls);
         }
         break;
       }

@@ -305,9 +305,10 @@ class Engine {
   Result<ComputedTraitInfo> GetComputedTrait(std::string_view name) const;
   // Recovery (the server re-creates definitions at start): gives a segment, or a computed trait
   // when `computed`, the creation and last-update instants it had before the restart, instead of
-  // the instant it was re-created. kNotFound.
+  // the instant it was re-created, and a segment the instant of its latest change (0: none).
+  // kNotFound.
   Status RestoreDefinitionTimes(std::string_view name, bool computed, Millis created_at,
-                                Millis updated_at);
+                                Millis updated_at, Millis last_change_at = 0);
   std::vector<ComputedTraitInfo> ListComputedTraits() const;  // sorted by name
   // The profile's current value of every computed trait, sorted by name. kNotFound for an
   // unknown profile.

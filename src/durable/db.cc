@@ -497,6 +497,23 @@ Status Db::SegmentSizes(std::string_view segment, Millis from, Millis to,
   return FromRocks(it->status(), "reading a segment's history");
 }
 
+Result<Millis> Db::LastSegmentChangeAt(std::string_view segment) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, handles_[kBySegment]));
+  it->SeekForPrev(PairSeq(segment, UINT64_MAX));
+  if (!it->Valid() || !StartsWith(it->key(), Pair(segment, ""))) {
+    Status st = FromRocks(it->status(), "reading a segment's history");
+    if (!st.ok()) return st;
+    return Millis{0};
+  }
+  std::string_view v = it->value().ToStringView();
+  uint64_t size, t;
+  const char* p = v.size() > 8 ? GetVarint(v.data() + 8, v.data() + v.size(), &size) : nullptr;
+  if (!p || !GetVarint(p, v.data() + v.size(), &t)) {
+    return Status::Internal("corrupt segment history record");
+  }
+  return static_cast<Millis>(t);
+}
+
 uint64_t Db::ApproximateBytes() const {
   uint64_t total = 0;
   for (rocksdb::ColumnFamilyHandle* h : handles_) {

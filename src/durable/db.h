@@ -162,6 +162,8 @@ class Db {
   // The first point is the last change before `from` when there is one.
   Status SegmentSizes(std::string_view segment, Millis from, Millis to,
                       std::vector<std::pair<Millis, uint64_t>>* out) const;
+  // processed_at of the latest change of a segment (of that name), 0 when it never changed.
+  Result<Millis> LastSegmentChangeAt(std::string_view segment) const;
   // Computed value changes with seq > after, as ReadChanges (filtered by trait when `traits` is
   // not empty).
   Status ReadComputedChanges(uint64_t after, size_t limit, const std::vector<std::string>& traits,

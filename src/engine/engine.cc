@@ -2545,12 +2545,16 @@ Result<ComputedTraitInfo> Engine::UpdateComputedTrait(std::string_view name,
 }
 Status Engine::DeleteComputedTrait(std::string_view name) { return impl_->DeleteComputed(name); }
 Status Engine::RestoreDefinitionTimes(std::string_view name, bool computed, Millis created_at,
-                                      Millis updated_at) {
+                                      Millis updated_at, Millis last_change_at) {
   auto* s = computed ? impl_->FindComputed(name) : impl_->Find(name);
-  if (!s) return Status::NotFound(std::string(computed ? "computed trait" : "segment") + " \"" +
-                                  std::string(name) + "\" does not exist");
+  if (!s)
+    return Status::NotFound(std::string(computed ? "computed trait" : "segment") + " \"" +
+                            std::string(name) + "\" does not exist");
   s->created_at = created_at;
   s->updated_at = updated_at;
+  // Re-creating it emitted its members' enters, which were not changes: the persisted instant
+  // (0: it never changed) replaces theirs; what recovery emits next sets it again.
+  if (!computed) s->last_change_at = last_change_at;
   return Status::Ok();
 }
 

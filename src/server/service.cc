@@ -202,8 +202,11 @@ Status Service::Recover() {
         last = st;
         later.push_back(std::move(d));
       } else if (d.r.created_at != 0) {  // the instants it had, not the restart's
-        (void)engine_->RestoreDefinitionTimes(d.r.name, d.computed, d.r.created_at,
-                                              d.r.updated_at);
+        Result<Millis> last =
+            d.computed ? Result<Millis>(Millis{0}) : db_->LastSegmentChangeAt(d.r.name);
+        if (!last.ok()) return last.status();
+        (void)engine_->RestoreDefinitionTimes(d.r.name, d.computed, d.r.created_at, d.r.updated_at,
+                                              *last);
       }
     }
     if (later.size() == todo.size()) {

@@ -311,6 +311,7 @@ TEST_F(ServiceTest, DefinitionsKeepTheirTimesAcrossRestart) {
     t.OnDurable([&](const Status& s) { p.set_value(s); });
   });
   ASSERT_TRUE(p.get_future().get().ok());
+  Send({Track("u1", "Order Completed", "2026-10-31T00:00:00Z", "m1")});  // enters at kT0
   const Millis updated = kT0 + 3600 * 1000;
   ASSERT_TRUE(svc_->SetClock(updated).ok());
   std::promise<Status> u;
@@ -325,6 +326,7 @@ TEST_F(ServiceTest, DefinitionsKeepTheirTimesAcrossRestart) {
   SegmentInfo seg = OnEngine<SegmentInfo>([](Txn& t) { return *t.engine().GetSegment("buyers"); });
   EXPECT_EQ(seg.created_at, kT0);
   EXPECT_EQ(seg.updated_at, updated);
+  EXPECT_EQ(seg.last_change_at, kT0);  // u1's enter; the update changed no membership
   ComputedTraitInfo c =
       OnEngine<ComputedTraitInfo>([](Txn& t) { return *t.engine().GetComputedTrait("orders"); });
   EXPECT_EQ(c.created_at, kT0);
