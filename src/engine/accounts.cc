@@ -142,24 +142,6 @@ size_t AccountEvents::MemoryBytes() const {
 
 namespace {
 
-bool Holds(int64_t a, rules::CmpOp op, int64_t b) {
-  switch (op) {
-    case rules::CmpOp::kEq:
-      return a == b;
-    case rules::CmpOp::kNe:
-      return a != b;
-    case rules::CmpOp::kLt:
-      return a < b;
-    case rules::CmpOp::kLe:
-      return a <= b;
-    case rules::CmpOp::kGt:
-      return a > b;
-    case rules::CmpOp::kGe:
-      return a >= b;
-  }
-  return false;
-}
-
 // How many of the account's members are in the hidden segment. Changes only when a member's
 // membership or the links change, both of which re-evaluate the account: no deadline of its own.
 class MemberCondition final : public Condition {
@@ -170,13 +152,13 @@ class MemberCondition final : public Condition {
     member_links = true;
   }
   bool Eval(const EvalContext& ctx, Millis t, Millis* next) const override {
-    if (!ctx.accounts) return all_ ? false : Holds(0, op_, n_);
+    if (!ctx.accounts) return all_ ? false : CompareNumbers<int64_t>(0, n_, op_);
     int64_t in = ctx.accounts->MemberCount(hidden_, ctx.pid);
     if (all_) {
       int64_t total = static_cast<int64_t>(ctx.accounts->UsersOf(ctx.pid).size());
       return total > 0 && in == total;
     }
-    return Holds(in, op_, n_);
+    return CompareNumbers<int64_t>(in, n_, op_);
   }
   std::string Detail(const EvalContext& ctx, Millis t) const override {
     if (!ctx.accounts) return "0 of 0 members";

@@ -12,12 +12,6 @@ namespace {
 using Fn = rules::ComputedValueDef::Fn;
 using store::StoredValue;
 
-std::string JoinPath(const rules::Path& p) {
-  std::string out;
-  for (size_t i = 0; i < p.size(); ++i) out += (i ? "." : "") + p[i];
-  return out;
-}
-
 StoredValue Number(double x) {
   StoredValue v;
   v.type = ValueType::kNumber;
@@ -29,9 +23,6 @@ StoredValue Number(double x) {
 // store's string pool, so a list that could grow without bound (unique(order_id)) would make the
 // pool grow quadratically with the events.
 constexpr size_t kMaxUniqueValues = 100;
-
-// Money-safe fixed point, as AggCond: values rounded to millionths and added as integers.
-int64_t Fixed(double v) { return std::llround(v * 1e6); }
 
 // The order of unique(p): numbers ascending, then strings (bytes), then false, true, then lists
 // (by their JSON text). Also the identity of distinct and most frequent: equal under this order.

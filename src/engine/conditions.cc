@@ -14,29 +14,6 @@ namespace {
 
 using rules::CmpOp;
 
-bool CompareInt(__int128 a, __int128 b, CmpOp op) {
-  return Compare(a < b ? -1 : (a > b ? 1 : 0), op);
-}
-bool CompareDouble(double a, double b, CmpOp op) {
-  return Compare(a < b ? -1 : (a > b ? 1 : 0), op);
-}
-
-// Money-safe fixed point: millionths.
-int64_t Fixed(double v) { return std::llround(v * 1e6); }
-
-std::string FormatFixed(__int128 v) {
-  bool neg = v < 0;
-  if (neg) v = -v;
-  int64_t whole = static_cast<int64_t>(v / 1000000), frac = static_cast<int64_t>(v % 1000000);
-  std::string s = fmt::format("{}{}", neg ? "-" : "", whole);
-  if (frac) {
-    std::string f = fmt::format("{:06d}", frac);
-    while (!f.empty() && f.back() == '0') f.pop_back();
-    s += "." + f;
-  }
-  return s;
-}
-
 std::string TimeOrNone(std::optional<Millis> t) { return t ? FormatTime(*t) : "none"; }
 
 bool HasRelativeTime(const rules::PropExpr& e) {
@@ -130,7 +107,7 @@ class CountCondition final : public Condition {
     const Timeline& tl = s_->Get(ctx.pid);
     auto [lo, hi] = w_.Range(tl, t);
     int64_t c = static_cast<int64_t>(hi - lo);
-    const bool truth = CompareInt(c, n_, op_);
+    const bool truth = CompareNumbers<__int128>(c, n_, op_);
     // Walk the instants at which entries leave (oldest first) and enter (earliest first) until
     // the comparison flips. Bounded: after kMaxSteps the instant reached is a safe re-check time.
     constexpr int kMaxSteps = 64;
@@ -149,7 +126,7 @@ class CountCondition final : public Condition {
         ++c;
         ++j;
       }
-      if (CompareInt(c, n_, op_) != truth) break;
+      if (CompareNumbers<__int128>(c, n_, op_) != truth) break;
     }
     *next = std::min(*next, at);
     return truth;
@@ -226,15 +203,15 @@ class AggCondition final : public Condition {
     Agg a = Compute(ctx, tl, lo, hi);
     switch (fn_) {
       case rules::AggCond::Fn::kSum:
-        return CompareInt(a.sum, fixed_, op_);
+        return CompareNumbers<__int128>(a.sum, fixed_, op_);
       case rules::AggCond::Fn::kAvg:
-        return a.n > 0 && CompareInt(a.sum, static_cast<__int128>(fixed_) * a.n, op_);
+        return a.n > 0 && CompareNumbers<__int128>(a.sum, static_cast<__int128>(fixed_) * a.n, op_);
       case rules::AggCond::Fn::kMin:
-        return a.n > 0 && CompareDouble(a.min, value_, op_);
+        return a.n > 0 && CompareNumbers<double>(a.min, value_, op_);
       case rules::AggCond::Fn::kMax:
-        return a.n > 0 && CompareDouble(a.max, value_, op_);
+        return a.n > 0 && CompareNumbers<double>(a.max, value_, op_);
       case rules::AggCond::Fn::kDistinct:
-        return CompareDouble(static_cast<double>(a.distinct), value_, op_);
+        return CompareNumbers<double>(static_cast<double>(a.distinct), value_, op_);
     }
     return false;
   }
@@ -449,7 +426,7 @@ class BucketCondition final : public Condition {
         c_.buckets);
   }
   bool Eval(const EvalContext& ctx, Millis t, Millis* next) const override {
-    return CompareInt(Bucket(ctx), c_.value, c_.op);
+    return CompareNumbers<__int128>(Bucket(ctx), c_.value, c_.op);
   }
   std::string Detail(const EvalContext& ctx, Millis t) const override {
     return fmt::format("bucket = {}", Bucket(ctx));

@@ -12,50 +12,6 @@ namespace shoal::engine {
 
 namespace {
 
-// Millionths, as every exact sum of the language (conditions.cc rounds the same way).
-int64_t Fixed(double v) { return std::llround(v * 1e6); }
-
-std::string FormatFixed(__int128 v) {
-  const bool neg = v < 0;
-  unsigned __int128 u = neg ? -static_cast<unsigned __int128>(v) : v;
-  std::string digits;
-  do {
-    digits.insert(digits.begin(), static_cast<char>('0' + static_cast<int>(u % 10)));
-    u /= 10;
-  } while (u);
-  while (digits.size() < 7) digits.insert(digits.begin(), '0');
-  std::string out = digits.substr(0, digits.size() - 6);
-  std::string frac = digits.substr(digits.size() - 6);
-  while (!frac.empty() && frac.back() == '0') frac.pop_back();
-  if (!frac.empty()) out += "." + frac;
-  return (neg ? "-" : "") + out;
-}
-
-template <typename T>
-bool Compare(T a, T b, rules::CmpOp op) {
-  switch (op) {
-    case rules::CmpOp::kEq:
-      return a == b;
-    case rules::CmpOp::kNe:
-      return a != b;
-    case rules::CmpOp::kLt:
-      return a < b;
-    case rules::CmpOp::kLe:
-      return a <= b;
-    case rules::CmpOp::kGt:
-      return a > b;
-    case rules::CmpOp::kGe:
-      return a >= b;
-  }
-  return false;
-}
-
-std::string JoinPath(const rules::Path& p) {
-  std::string out;
-  for (size_t i = 0; i < p.size(); ++i) out += (i ? "." : "") + p[i];
-  return out;
-}
-
 const char* FnName(rules::AggCond::Fn fn) {
   switch (fn) {
     case rules::AggCond::Fn::kSum:
@@ -80,22 +36,23 @@ class MemberAggCondition final : public Condition {
     member_links = true;
   }
   bool Eval(const EvalContext& ctx, Millis t, Millis* next) const override {
-    if (!ctx.accounts) return fn_ == rules::AggCond::Fn::kSum && Compare<__int128>(0, fixed_, op_);
+    if (!ctx.accounts)
+      return fn_ == rules::AggCond::Fn::kSum && CompareNumbers<__int128>(0, fixed_, op_);
     const MemberAggregates& m = ctx.accounts->aggregates();
     switch (fn_) {
       case rules::AggCond::Fn::kSum:
-        return Compare<__int128>(m.Get(hidden_, ctx.pid).sum, fixed_, op_);
+        return CompareNumbers<__int128>(m.Get(hidden_, ctx.pid).sum, fixed_, op_);
       case rules::AggCond::Fn::kAvg: {
         MemberAggregates::Agg a = m.Get(hidden_, ctx.pid);
-        return a.n > 0 && Compare<__int128>(a.sum, static_cast<__int128>(fixed_) * a.n, op_);
+        return a.n > 0 && CompareNumbers<__int128>(a.sum, static_cast<__int128>(fixed_) * a.n, op_);
       }
       case rules::AggCond::Fn::kMin: {
         std::optional<double> v = m.Min(hidden_, ctx.pid);
-        return v && Compare(*v, value_, op_);
+        return v && CompareNumbers(*v, value_, op_);
       }
       default: {
         std::optional<double> v = m.Max(hidden_, ctx.pid);
-        return v && Compare(*v, value_, op_);
+        return v && CompareNumbers(*v, value_, op_);
       }
     }
   }

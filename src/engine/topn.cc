@@ -12,9 +12,6 @@
 namespace shoal::engine {
 namespace {
 
-// Money-safe fixed point, as the aggregate conditions: millionths.
-int64_t Fixed(double v) { return std::llround(v * 1e6); }
-
 // A numeric trait; anything else (missing, null, string, ...) is not ranked.
 class TraitSource final : public RankSource {
  public:

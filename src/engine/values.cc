@@ -348,4 +348,26 @@ bool CompiledFilter::Eval(std::span<const store::PropEntry> props, Millis t,
   return false;
 }
 
+std::string FormatFixed(__int128 v) {
+  const bool neg = v < 0;
+  unsigned __int128 u = neg ? -static_cast<unsigned __int128>(v) : v;
+  std::string digits;
+  do {
+    digits.insert(digits.begin(), static_cast<char>('0' + static_cast<int>(u % 10)));
+    u /= 10;
+  } while (u);
+  while (digits.size() < 7) digits.insert(digits.begin(), '0');
+  std::string out = digits.substr(0, digits.size() - 6);
+  std::string frac = digits.substr(digits.size() - 6);
+  while (!frac.empty() && frac.back() == '0') frac.pop_back();
+  if (!frac.empty()) out += "." + frac;
+  return (neg ? "-" : "") + out;
+}
+
+std::string JoinPath(const rules::Path& p) {
+  std::string out;
+  for (size_t i = 0; i < p.size(); ++i) out += (i ? "." : "") + p[i];
+  return out;
+}
+
 }  // namespace shoal::engine

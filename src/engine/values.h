@@ -3,6 +3,8 @@
 // reference evaluator has an independent one, and the differential test compares the two.
 #pragma once
 
+#include <cmath>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <span>
@@ -78,5 +80,21 @@ struct ListElement {
 std::vector<ListElement> ParseListElements(std::string_view json);
 
 bool Compare(int order, rules::CmpOp op);
+
+// a OP b for two numbers of one type (exact millionths, counts, or doubles).
+template <typename T>
+bool CompareNumbers(T a, T b, rules::CmpOp op) {
+  return Compare(a < b ? -1 : (a > b ? 1 : 0), op);
+}
+
+// Money-safe fixed point, as every exact sum of the language: a number rounded to millionths
+// (sums add these as integers, so 0.1 + 0.2 is 0.3).
+inline int64_t Fixed(double v) { return std::llround(v * 1e6); }
+
+// A number of millionths as its shortest decimal text: 12.5, -0.000001, 3.
+std::string FormatFixed(__int128 v);
+
+// A path as its dotted text: address.city.
+std::string JoinPath(const rules::Path& p);
 
 }  // namespace shoal::engine
