@@ -72,6 +72,54 @@ bool StartsWith(const rocksdb::Slice& s, std::string_view prefix) {
   return s.size() >= prefix.size() && std::memcmp(s.data(), prefix.data(), prefix.size()) == 0;
 }
 
+// The distinct first names (the part before '\0') of the keys of one column family, in key
+// order: the segments with persisted members, the traits with persisted values.
+Result<std::vector<std::string>> FirstNames(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf,
+                                            const char* key_kind, const char* reading) {
+  std::vector<std::string> out;
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator({}, cf));
+  for (it->SeekToFirst(); it->Valid();) {
+    std::string_view k = it->key().ToStringView();
+    size_t z = k.find('\0');
+    if (z == std::string_view::npos) return Status::Internal(std::string("corrupt ") + key_kind);
+    out.emplace_back(k.substr(0, z));
+    // Skip to the next name: the first key after "name\1".
+    std::string next(k.substr(0, z));
+    next.push_back('\1');
+    it->Seek(next);
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), reading);
+  return out;
+}
+
+// Up to `limit` records of a log keyed by big-endian seq with seq > after (those whose key(c) is
+// in `keys` only, when it is not empty), scanning at most `max_scan`: the change log, the
+// computed change log. *scanned_to: the last seq looked at.
+template <typename Stored, typename Decode, typename KeyOf>
+Status ReadLog(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, uint64_t after, size_t limit,
+               const std::vector<std::string>& keys, size_t max_scan, std::vector<Stored>* out,
+               uint64_t* scanned_to, Decode decode, KeyOf key, const char* log) {
+  *scanned_to = after;
+  // `after` comes from clients (?after=, Last-Event-ID): after + 1 must not wrap to 0.
+  if (after == std::numeric_limits<uint64_t>::max()) return Status::Ok();
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator({}, cf));
+  std::string start;
+  PutBigEndian64(after + 1, &start);
+  size_t scanned = 0;
+  Stored c;
+  for (it->Seek(start); it->Valid() && out->size() < limit && scanned < max_scan; it->Next()) {
+    ++scanned;
+    if (it->key().size() != 8) return Status::Internal(std::string("corrupt key in ") + log);
+    Status st = decode(it->value().ToStringView(), &c);
+    if (!st.ok()) return st;
+    c.seq = GetBigEndian64(it->key().data());
+    *scanned_to = c.seq;
+    if (!keys.empty() && std::find(keys.begin(), keys.end(), key(c)) == keys.end()) continue;
+    out->push_back(c);
+  }
+  return FromRocks(it->status(), std::string("reading ") + log);
+}
+
 void PutVarint(uint64_t v, std::string* out) {
   while (v >= 0x80) {
     out->push_back(static_cast<char>(v | 0x80));
@@ -402,47 +450,16 @@ Status Db::ForEachMember(std::string_view segment,
 }
 
 Result<std::vector<std::string>> Db::MemberSegments() const {
-  std::vector<std::string> out;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, handles_[kMembers]));
-  for (it->SeekToFirst(); it->Valid();) {
-    std::string_view k = it->key().ToStringView();
-    size_t z = k.find('\0');
-    if (z == std::string_view::npos) return Status::Internal("corrupt member key");
-    out.emplace_back(k.substr(0, z));
-    // Skip to the next segment: the first key after "segment\1".
-    std::string next(k.substr(0, z));
-    next.push_back('\1');
-    it->Seek(next);
-  }
-  if (!it->status().ok()) return FromRocks(it->status(), "reading members");
-  return out;
+  return FirstNames(db_.get(), handles_[kMembers], "member key", "reading members");
 }
 
 Status Db::ReadChanges(uint64_t after, size_t limit, const std::vector<std::string>& segments,
                        size_t max_scan, std::vector<StoredChange>* out,
                        uint64_t* scanned_to) const {
-  *scanned_to = after;
-  // `after` comes from clients (?after=, Last-Event-ID): after + 1 must not wrap to 0.
-  if (after == std::numeric_limits<uint64_t>::max()) return Status::Ok();
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, handles_[kChanges]));
-  std::string start;
-  PutBigEndian64(after + 1, &start);
-  size_t scanned = 0;
-  StoredChange c;
-  for (it->Seek(start); it->Valid() && out->size() < limit && scanned < max_scan; it->Next()) {
-    ++scanned;
-    if (it->key().size() != 8) return Status::Internal("corrupt change log key");
-    Status st = DecodeChange(it->value().ToStringView(), &c);
-    if (!st.ok()) return st;
-    c.seq = GetBigEndian64(it->key().data());
-    *scanned_to = c.seq;
-    if (!segments.empty() &&
-        std::find(segments.begin(), segments.end(), c.change.segment) == segments.end()) {
-      continue;
-    }
-    out->push_back(c);
-  }
-  return FromRocks(it->status(), "reading the change log");
+  return ReadLog(
+      db_.get(), handles_[kChanges], after, limit, segments, max_scan, out, scanned_to,
+      DecodeChange, [](const StoredChange& c) -> const std::string& { return c.change.segment; },
+      "the change log");
 }
 
 Status Db::ProfileHistory(std::string_view profile, std::vector<StoredChange>* out) const {
@@ -639,45 +656,18 @@ Status Db::ForEachComputedValue(
 }
 
 Result<std::vector<std::string>> Db::ComputedValueTraits() const {
-  std::vector<std::string> out;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, handles_[kComputedValues]));
-  for (it->SeekToFirst(); it->Valid();) {
-    std::string_view k = it->key().ToStringView();
-    size_t z = k.find('\0');
-    if (z == std::string_view::npos) return Status::Internal("corrupt computed value key");
-    out.emplace_back(k.substr(0, z));
-    std::string next(k.substr(0, z));
-    next.push_back('\1');
-    it->Seek(next);
-  }
-  if (!it->status().ok()) return FromRocks(it->status(), "reading computed values");
-  return out;
+  return FirstNames(db_.get(), handles_[kComputedValues], "computed value key",
+                    "reading computed values");
 }
 
 Status Db::ReadComputedChanges(uint64_t after, size_t limit, const std::vector<std::string>& traits,
                                size_t max_scan, std::vector<StoredComputedChange>* out,
                                uint64_t* scanned_to) const {
-  *scanned_to = after;
-  if (after == std::numeric_limits<uint64_t>::max()) return Status::Ok();
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, handles_[kComputedChanges]));
-  std::string start;
-  PutBigEndian64(after + 1, &start);
-  size_t scanned = 0;
-  StoredComputedChange c;
-  for (it->Seek(start); it->Valid() && out->size() < limit && scanned < max_scan; it->Next()) {
-    ++scanned;
-    if (it->key().size() != 8) return Status::Internal("corrupt computed change log key");
-    Status st = DecodeComputedChange(it->value().ToStringView(), &c);
-    if (!st.ok()) return st;
-    c.seq = GetBigEndian64(it->key().data());
-    *scanned_to = c.seq;
-    if (!traits.empty() &&
-        std::find(traits.begin(), traits.end(), c.change.trait) == traits.end()) {
-      continue;
-    }
-    out->push_back(c);
-  }
-  return FromRocks(it->status(), "reading the computed change log");
+  return ReadLog(
+      db_.get(), handles_[kComputedChanges], after, limit, traits, max_scan, out, scanned_to,
+      DecodeComputedChange,
+      [](const StoredComputedChange& c) -> const std::string& { return c.change.trait; },
+      "the computed change log");
 }
 
 Status Db::ComputedTraitHistory(std::string_view trait, uint64_t after_trait_seq, size_t limit,
