@@ -80,6 +80,30 @@ std::unique_ptr<Engine> LinkedEngine(VirtualClock* clock) {
   return engine;
 }
 
+// The measured loop of the per-event benchmarks: ingests `msgs` in turn (each round moved later in
+// event time, untimed), then reports items and the (segment, profile) evaluations and changes per
+// event.
+void IngestRounds(benchmark::State& state, Engine* engine, std::vector<Message>* msgs) {
+  const uint64_t evals0 = engine->Stats().evaluations;
+  const uint64_t changes0 = engine->Stats().changes;
+  size_t k = 0;
+  for (auto _ : state) {
+    (void)engine->Ingest((*msgs)[k]);
+    if (++k == msgs->size()) {
+      k = 0;  // the next round happens later: keep event time moving forward
+      state.PauseTiming();
+      for (Message& m : *msgs) m.timestamp += 100000 * 100;
+      state.ResumeTiming();
+    }
+  }
+  const auto stats = engine->Stats();
+  state.SetItemsProcessed(state.iterations());
+  state.counters["evals_per_event"] =
+      static_cast<double>(stats.evaluations - evals0) / static_cast<double>(state.iterations());
+  state.counters["changes_per_event"] =
+      static_cast<double>(stats.changes - changes0) / static_cast<double>(state.iterations());
+}
+
 void BM_EventWithAccountSegments(benchmark::State& state) {
   const int user_segments = static_cast<int>(state.range(0));
   const int account_segments = static_cast<int>(state.range(1));
@@ -103,24 +127,7 @@ void BM_EventWithAccountSegments(benchmark::State& state) {
   for (int i = 0; i < 100000; ++i)
     msgs.push_back(
         Track(fmt::format("u{}", i % kUsers), fmt::format("E{}", i % 4), kNow - kDay + i * 100));
-  const uint64_t evals0 = engine->Stats().evaluations;
-  const uint64_t changes0 = engine->Stats().changes;
-  size_t k = 0;
-  for (auto _ : state) {
-    (void)engine->Ingest(msgs[k]);
-    if (++k == msgs.size()) {
-      k = 0;  // the next round happens later: keep event time moving forward
-      state.PauseTiming();
-      for (Message& m : msgs) m.timestamp += 100000 * 100;
-      state.ResumeTiming();
-    }
-  }
-  const auto stats = engine->Stats();
-  state.SetItemsProcessed(state.iterations());
-  state.counters["evals_per_event"] =
-      static_cast<double>(stats.evaluations - evals0) / static_cast<double>(state.iterations());
-  state.counters["changes_per_event"] =
-      static_cast<double>(stats.changes - changes0) / static_cast<double>(state.iterations());
+  IngestRounds(state, engine.get(), &msgs);
 }
 BENCHMARK(BM_EventWithAccountSegments)
     ->Args({10, 0})
@@ -149,24 +156,7 @@ void BM_AccountEvent(benchmark::State& state) {
     msgs.push_back(Track(fmt::format("u{}", u), fmt::format("E{}", i % 4), kNow - kDay + i * 100));
     if (with_group) msgs.back().group_id = fmt::format("a{}", u % kAccounts);
   }
-  const uint64_t evals0 = engine->Stats().evaluations;
-  const uint64_t changes0 = engine->Stats().changes;
-  size_t k = 0;
-  for (auto _ : state) {
-    (void)engine->Ingest(msgs[k]);
-    if (++k == msgs.size()) {
-      k = 0;
-      state.PauseTiming();
-      for (Message& m : msgs) m.timestamp += 100000 * 100;
-      state.ResumeTiming();
-    }
-  }
-  const auto stats = engine->Stats();
-  state.SetItemsProcessed(state.iterations());
-  state.counters["evals_per_event"] =
-      static_cast<double>(stats.evaluations - evals0) / static_cast<double>(state.iterations());
-  state.counters["changes_per_event"] =
-      static_cast<double>(stats.changes - changes0) / static_cast<double>(state.iterations());
+  IngestRounds(state, engine.get(), &msgs);
 }
 BENCHMARK(BM_AccountEvent)
     ->Args({0, 0})
@@ -255,23 +245,9 @@ void BM_EventWithComputedTrait(benchmark::State& state) {
     msgs.push_back(Track(fmt::format("u{}", u), fmt::format("E{}", i % 4), kNow - kDay + i * 100));
     msgs.back().group_id = fmt::format("a{}", u % kAccounts);
   }
-  const uint64_t evals0 = engine->Stats().evaluations;
-  size_t k = 0;
-  for (auto _ : state) {
-    (void)engine->Ingest(msgs[k]);
-    if (++k == msgs.size()) {
-      k = 0;
-      state.PauseTiming();
-      for (Message& m : msgs) m.timestamp += 100000 * 100;
-      state.ResumeTiming();
-    }
-  }
-  state.SetItemsProcessed(state.iterations());
-  state.counters["evals_per_event"] = static_cast<double>(engine->Stats().evaluations - evals0) /
-                                      static_cast<double>(state.iterations());
+  IngestRounds(state, engine.get(), &msgs);
 }
 BENCHMARK(BM_EventWithComputedTrait)->Arg(0)->Arg(1)->Arg(2)->Arg(3)->Arg(4);
-
 
 void BM_MemberAggregate(benchmark::State& state) {
   const int kind = static_cast<int>(state.range(0));
@@ -299,24 +275,7 @@ void BM_MemberAggregate(benchmark::State& state) {
     msgs.push_back(Track(fmt::format("u{}", i % kUsers), "Order", kNow - kDay + i * 100));
     msgs.back().properties.push_back({"total", Value::Number((i % 7) * 50.0)});
   }
-  const uint64_t evals0 = engine->Stats().evaluations;
-  const uint64_t changes0 = engine->Stats().changes;
-  size_t k = 0;
-  for (auto _ : state) {
-    (void)engine->Ingest(msgs[k]);
-    if (++k == msgs.size()) {
-      k = 0;
-      state.PauseTiming();
-      for (Message& m : msgs) m.timestamp += 100000 * 100;
-      state.ResumeTiming();
-    }
-  }
-  const auto stats = engine->Stats();
-  state.SetItemsProcessed(state.iterations());
-  state.counters["evals_per_event"] =
-      static_cast<double>(stats.evaluations - evals0) / static_cast<double>(state.iterations());
-  state.counters["changes_per_event"] =
-      static_cast<double>(stats.changes - changes0) / static_cast<double>(state.iterations());
+  IngestRounds(state, engine.get(), &msgs);
 }
 BENCHMARK(BM_MemberAggregate)->Arg(0)->Arg(1)->Arg(2)->Arg(3)->Arg(4);
 
