@@ -76,7 +76,6 @@ struct ServiceMetrics {
   void ObserveAck(uint64_t micros);
 };
 
-
 class Service;
 
 // What a task on the engine thread may do.
