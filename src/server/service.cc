@@ -23,6 +23,24 @@ uint64_t MicrosSince(std::chrono::steady_clock::time_point t0) {
 
 uint64_t IdHash(std::string_view id) { return XXH3_64bits(id.data(), id.size()); }
 
+// The durable record of a definition (SegmentInfo or ComputedTraitInfo): its creation order is
+// the one it got first (`order`, from the counter shared by segments and computed traits).
+template <typename Info>
+durable::SegmentRecord DefinitionRecord(const Info& info,
+                                        absl::flat_hash_map<std::string, uint64_t>* order,
+                                        uint64_t* next_order) {
+  durable::SegmentRecord r;
+  r.name = info.name;
+  r.definition = info.definition;
+  auto [it, fresh] = order->try_emplace(r.name, *next_order);
+  if (fresh) ++*next_order;
+  r.order = it->second;
+  r.created_at = info.created_at;
+  r.updated_at = info.updated_at;
+  r.target = info.target;  // users' or accounts'
+  return r;
+}
+
 }  // namespace
 
 void ServiceMetrics::ObserveAck(uint64_t micros) {
@@ -563,33 +581,13 @@ bool Service::IsDuplicate(std::string_view message_id) const {
 void Service::SaveSegment(Txn& txn, std::string_view name) {
   Result<SegmentInfo> info = engine_->GetSegment(name);
   if (!info.ok()) return;
-  EngineState& es = *es_;
-  durable::SegmentRecord r;
-  r.name = info->name;
-  r.definition = info->definition;
-  auto [it, fresh] = es.segment_order.try_emplace(r.name, es.next_segment_order);
-  if (fresh) ++es.next_segment_order;
-  r.order = it->second;
-  r.created_at = info->created_at;
-  r.updated_at = info->updated_at;
-  r.target = info->target;
-  txn.batch().PutSegment(r);
+  txn.batch().PutSegment(DefinitionRecord(*info, &es_->segment_order, &es_->next_segment_order));
 }
 
 void Service::SaveComputed(Txn& txn, std::string_view name) {
   Result<ComputedTraitInfo> info = engine_->GetComputedTrait(name);
   if (!info.ok()) return;
-  EngineState& es = *es_;
-  durable::SegmentRecord r;
-  r.name = info->name;
-  r.definition = info->definition;
-  auto [it, fresh] = es.computed_order.try_emplace(r.name, es.next_segment_order);
-  if (fresh) ++es.next_segment_order;
-  r.order = it->second;
-  r.created_at = info->created_at;
-  r.updated_at = info->updated_at;
-  r.target = info->target;  // users' or accounts'
-  txn.batch().PutComputed(r);
+  txn.batch().PutComputed(DefinitionRecord(*info, &es_->computed_order, &es_->next_segment_order));
   SnapshotComputed(txn, name);
 }
 
