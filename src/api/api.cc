@@ -882,21 +882,33 @@ void Api::ComputedTraitChanges(Request& req, const std::string& name, Reply& rep
   reply(JsonResponse(200, std::move(w.str())));
 }
 
+namespace {
+
+// {KEY: id, "changes": [...]}: a profile's (or an account's) change records of one target, oldest
+// first. A user key and a groupId may be the same text: the target tells them apart.
+template <typename Stored>
+Response HistoryResponse(const std::string& id, SegmentTarget target, const char* key,
+                         const std::vector<Stored>& changes,
+                         void (*write)(const Stored&, JsonWriter*)) {
+  JsonWriter w;
+  w.BeginObject().Key(key).String(id).Key("changes").BeginArray();
+  for (const auto& c : changes) {
+    if (c.change.target == target) write(c, &w);
+  }
+  w.EndArray().EndObject();
+  return JsonResponse(200, std::move(w.str()));
+}
+
+}  // namespace
+
 // When a profile (or an account) entered and left each of its target's segments, oldest first;
-// empty for an unknown id. A user key and a groupId may be the same text: the target tells them
-// apart.
+// empty for an unknown id.
 void Api::MembershipHistory(const std::string& id, SegmentTarget target, const char* key,
                             Reply& reply) {
   std::vector<durable::StoredChange> changes;
   Status st = service_->db().ProfileHistory(id, &changes);
   if (!st.ok()) return reply(FromStatus(st));
-  JsonWriter w;
-  w.BeginObject().Key(key).String(id).Key("changes").BeginArray();
-  for (const auto& c : changes) {
-    if (c.change.target == target) WriteChange(c, &w);
-  }
-  w.EndArray().EndObject();
-  reply(JsonResponse(200, std::move(w.str())));
+  reply(HistoryResponse(id, target, key, changes, WriteChange));
 }
 
 // Every computed value change of a profile (or an account), oldest first; empty for an unknown
@@ -906,13 +918,7 @@ void Api::ComputedHistory(const std::string& id, SegmentTarget target, const cha
   std::vector<durable::StoredComputedChange> changes;
   Status st = service_->db().ComputedProfileHistory(id, &changes);
   if (!st.ok()) return reply(FromStatus(st));
-  JsonWriter w;
-  w.BeginObject().Key(key).String(id).Key("changes").BeginArray();
-  for (const auto& c : changes) {
-    if (c.change.target == target) WriteComputedChange(c, &w);
-  }
-  w.EndArray().EndObject();
-  reply(JsonResponse(200, std::move(w.str())));
+  reply(HistoryResponse(id, target, key, changes, WriteComputedChange));
 }
 
 // --- Accounts ---------------------------------------------------------------------------------
