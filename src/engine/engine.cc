@@ -2032,6 +2032,13 @@ class Engine::Impl : public engine::CompileContext {
     timers_ = decltype(timers_)(std::greater<Timer>(), std::move(v));
   }
 
+  // Whether a from-scratch evaluation covers this id. Unknown: an erased profile (a tombstone: its
+  // history is gone), a merged-away one (its survivor answers for it), an account whose group
+  // calls were all erased.
+  bool Known(uint32_t id, bool account) const {
+    return account ? accounts_.known(id) : !store_.erased(id) && !store_.merged(id);
+  }
+
   // Evaluates every known profile from scratch (create, update) and emits the differences.
   void Recompute(Segment* s, Cause cause) {
     if (s->ranker) return RecomputeRanker(s);
@@ -2046,9 +2053,7 @@ class Engine::Impl : public engine::CompileContext {
       RecomputeParallel(s, now, n, parts, &next_members);
     } else {
       for (uint32_t id = 0; id < n; ++id) {
-        // Unknown: an erased profile (a tombstone: its history is gone), a merged-away one (its
-        // survivor answers for it), an account whose group calls were all erased.
-        if (accounts ? !accounts_.known(id) : store_.erased(id) || store_.merged(id)) continue;
+        if (!Known(id, accounts)) continue;
         Millis next = kMaxTime;
         if (Eval(*s, id, now, &next)) next_members.add(id);
         Schedule(s, id, next);
@@ -2104,7 +2109,7 @@ class Engine::Impl : public engine::CompileContext {
   void RecomputeMemberValue(Segment* s) {
     const Millis now = clock_->Now();
     for (uint32_t id = 0; id < profiles_.size(); ++id) {
-      if (store_.erased(id) || store_.merged(id)) continue;
+      if (!Known(id, /*account=*/false)) continue;
       Millis next = kMaxTime;
       const bool in = Eval(*s, id, now, &next);
       Schedule(s, id, next);
@@ -2146,7 +2151,7 @@ class Engine::Impl : public engine::CompileContext {
       Part& r = results[part];
       auto [lo, hi] = engine::PartRange(n, parts, part);
       for (uint32_t id = static_cast<uint32_t>(lo); id < hi; ++id) {
-        if (accounts ? !accounts_.known(id) : store_.erased(id) || store_.merged(id)) continue;
+        if (!Known(id, accounts)) continue;
         Millis next = kMaxTime;
         if (Eval(*s, id, now, &next)) r.in.push_back(id);
         if (next != kMaxTime || (had_deadlines && s->deadline.contains(id)))
@@ -2165,7 +2170,7 @@ class Engine::Impl : public engine::CompileContext {
     const size_t n = accounts ? accounts_.size() : profiles_.size();
     engine::Ranking& r = s->ranker->ranking();
     for (uint32_t id = 0; id < n; ++id) {
-      if (accounts ? !accounts_.known(id) : store_.erased(id) || store_.merged(id)) continue;
+      if (!Known(id, accounts)) continue;
       Millis next = kMaxTime;
       std::optional<double> v = RankValue(*s, id, now, &next);
       Schedule(s, id, next);
