@@ -490,7 +490,8 @@ Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileC
           return std::unique_ptr<Condition>(new TraitHistoryCondition(c, st));
         } else if constexpr (std::is_same_v<T, rules::CountCond>) {
           SHOAL_RETURN_IF_ERROR(CheckFilter(c.event));
-          return std::unique_ptr<Condition>(new CountCondition(ctx->GetSeries(c.event), c));
+          return std::unique_ptr<Condition>(
+              new CountCondition(ctx->GetSeries(c.event, std::nullopt, KeepAgo(c.window)), c));
         } else if constexpr (std::is_same_v<T, rules::AggCond>) {
           SHOAL_RETURN_IF_ERROR(CheckFilter(c.event));
           // sum/avg/min/max read the value inline from the series; distinct needs the typed value
@@ -502,7 +503,7 @@ Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileC
             value_key = st->keys().Intern(path);
           }
           return std::unique_ptr<Condition>(
-              new AggCondition(ctx->GetSeries(c.event, value_key), c, st));
+              new AggCondition(ctx->GetSeries(c.event, value_key, KeepAgo(c.window)), c, st));
         } else if constexpr (std::is_same_v<T, rules::FirstLastCond>) {
           SHOAL_RETURN_IF_ERROR(CheckFilter(c.event));
           return std::unique_ptr<Condition>(new FirstLastCondition(ctx->GetSeries(c.event), c));
@@ -520,8 +521,12 @@ Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileC
         } else if constexpr (std::is_same_v<T, rules::NotFollowedCond>) {
           SHOAL_RETURN_IF_ERROR(CheckFilter(c.first));
           SHOAL_RETURN_IF_ERROR(CheckFilter(c.then));
+          // Only the latest A in the window counts, and only the Bs after it: neither series
+          // needs an entry older than the window's start.
+          const Millis keep = KeepAgo(c.window);
           return std::unique_ptr<Condition>(
-              new NotFollowedCondition(ctx->GetSeries(c.first), ctx->GetSeries(c.then), c));
+              new NotFollowedCondition(ctx->GetSeries(c.first, std::nullopt, keep),
+                                       ctx->GetSeries(c.then, std::nullopt, keep), c));
         } else if constexpr (std::is_same_v<T, rules::SegmentRefCond>) {
           std::optional<uint32_t> id = ctx->SegmentId(c.segment);
           if (!id) return Status::NotFound("unknown segment \"" + c.segment + "\"");

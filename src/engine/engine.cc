@@ -219,14 +219,25 @@ class Engine::Impl : public engine::CompileContext {
   // --- CompileContext ---------------------------------------------------------------------------
   store::Store* store() override { return &store_; }
 
-  Series* GetSeries(const rules::EventSpec& spec, std::optional<uint32_t> value_key) override {
+  Series* GetSeries(const rules::EventSpec& spec, std::optional<uint32_t> value_key,
+                    Millis keep_ago) override {
     if (compiling_target_ == SegmentTarget::kAccounts)  // the account's own events
       return account_events_.GetSeries(spec, value_key, &store_, dry_run_);
     uint32_t name = store_.strings().Intern(spec.name);
     std::string key = SeriesKey(name, spec, value_key);
     auto it = series_.find(key);
-    if (it != series_.end()) return it->second.get();
+    if (it != series_.end()) {
+      Series* s = it->second.get();
+      // A reader that looks further back than the others: the entries they let go are rebuilt
+      // from the history. (A dry run evaluates nothing: the series stays as it is.)
+      if (!dry_run_ && s->Widen(keep_ago)) {
+        s->Clear();
+        Backfill(s);
+      }
+      return s;
+    }
     auto s = std::make_unique<Series>(name, spec.filter, value_key, &store_);
+    s->InitKeepAgo(keep_ago);
     if (!dry_run_) {
       Backfill(s.get());
       if (series_by_name_.size() <= name) series_by_name_.resize(name + 1);
@@ -459,7 +470,9 @@ class Engine::Impl : public engine::CompileContext {
       uint32_t idx = store_.Append(pid, name_id, msg.timestamp, props_);
       if (name_id < series_by_name_.size()) {
         for (Series* s : series_by_name_[name_id]) {
-          if (!s->Matches(props_, store_)) continue;
+          // Older than every window that reads the series, now and later: nothing to record,
+          // nobody to re-evaluate.
+          if (s->LeaveOut(msg.timestamp, now) || !s->Matches(props_, store_)) continue;
           s->Add(pid, msg.timestamp, idx, s->has_value() ? s->ValueOf(props_) : 0);
           for (uint32_t seg : s->segments) Touch(seg);
         }
@@ -1825,8 +1838,9 @@ class Engine::Impl : public engine::CompileContext {
   void Backfill(Series* s) {
     std::span<const uint32_t> records = store_.records_named(s->name());
     const size_t parts = engine::Parts(records.size(), BackfillThreads(), options_.backfill_grain);
-    if (parts <= 1) return s->Build(records, store_, &backfill_count_);
-    s->BuildParallel(records, store_, parts, &backfill_scratch_, &backfill_pool_);
+    const Millis cutoff = s->Cutoff(clock_->Now());
+    if (parts <= 1) return s->Build(records, store_, &backfill_count_, cutoff);
+    s->BuildParallel(records, store_, parts, &backfill_scratch_, &backfill_pool_, cutoff);
   }
 
   // Options::backfill_threads resolved: 0 is the hardware threads, at most 4.

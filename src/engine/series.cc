@@ -48,12 +48,20 @@ void Series::Add(uint32_t profile, Millis ts, uint32_t idx, double value) {
   }
 }
 
+void Series::Clear() {
+  std::fill(slot_.begin(), slot_.end(), 0);
+  timelines_.clear();
+  left_out_ = false;
+}
+
 void Series::Build(std::span<const uint32_t> records, const store::Store& store,
-                   std::vector<uint32_t>* count) {
+                   std::vector<uint32_t>* count, Millis cutoff) {
   const size_t profiles = store.profiles().size();
+  if (cutoff > kMinTime) left_out_ = true;  // (perhaps)
   // Erased records keep their index in `records` but lose their profile.
   auto match = [&](uint32_t idx, uint32_t pid) {
-    return pid != store::Store::kErasedProfile && (!filter_ || Matches(store.props(idx), store));
+    return pid != store::Store::kErasedProfile && (cutoff == kMinTime || store.ts(idx) >= cutoff) &&
+           (!filter_ || Matches(store.props(idx), store));
   };
   count->assign(profiles, 0);
   // A record's profile is resolved through the store's merge table: a merged-away profile's
@@ -87,11 +95,13 @@ void Series::Build(std::span<const uint32_t> records, const store::Store& store,
 }
 
 void Series::BuildParallel(std::span<const uint32_t> records, const store::Store& store,
-                           size_t parts, BuildScratch* scratch, WorkerPool* pool) {
-  if (parts <= 1) return Build(records, store, &scratch->total);
+                           size_t parts, BuildScratch* scratch, WorkerPool* pool, Millis cutoff) {
+  if (parts <= 1) return Build(records, store, &scratch->total, cutoff);
   const size_t profiles = store.profiles().size();
+  if (cutoff > kMinTime) left_out_ = true;  // (perhaps)
   auto match = [&](uint32_t idx, uint32_t pid) {
-    return pid != store::Store::kErasedProfile && (!filter_ || Matches(store.props(idx), store));
+    return pid != store::Store::kErasedProfile && (cutoff == kMinTime || store.ts(idx) >= cutoff) &&
+           (!filter_ || Matches(store.props(idx), store));
   };
   std::vector<std::vector<uint32_t>>& count = scratch->count;
   std::vector<std::vector<Entry*>>& dst = scratch->dst;

@@ -58,8 +58,9 @@ class Series {
   // matches per profile, then append each to its exact-size timeline. No intermediate buffer:
   // at full size the backfill was dominated by the kernel clearing fresh pages (perf), so it
   // touches no memory beyond the timelines themselves and `count`, the caller's reused scratch.
+  // Records before `cutoff` (see Cutoff) are left out.
   void Build(std::span<const uint32_t> records, const store::Store& store,
-             std::vector<uint32_t>* count);
+             std::vector<uint32_t>* count, Millis cutoff = kMinTime);
   // Build in `parts` contiguous slices of `records`, run on the pool's threads (engine/parallel.h):
   // each slice counts, then fills, its matches into its own positions of each timeline (after
   // the matches of the slices before it), so every timeline holds exactly what Build gives, in
@@ -70,7 +71,7 @@ class Series {
     std::vector<std::vector<Entry*>> dst;      // per slice: where its next match goes
   };
   void BuildParallel(std::span<const uint32_t> records, const store::Store& store, size_t parts,
-                     BuildScratch* scratch, WorkerPool* pool);
+                     BuildScratch* scratch, WorkerPool* pool, Millis cutoff = kMinTime);
   // Drops the profile's timeline and frees its memory (EraseProfile). The slot stays taken:
   // profile ids are never reused.
   void Erase(uint32_t profile);
@@ -91,6 +92,34 @@ class Series {
   }
   // Whether the profile has at least one entry.
   bool Has(uint32_t profile) const { return !Get(profile).empty(); }
+
+  // --- The horizon: how far back the readers can still look ------------------------------------
+  // A reader whose window has a relative lower bound ("within 1d", "between 90d ago and 30d ago")
+  // never counts an entry older than that bound again, since time only moves forward. A series
+  // keeps `keep_ago` = the widest such bound of its readers (kMaxTime, the default: a reader
+  // without one, which keeps every entry), and an entry older than `keep_ago` before now, at
+  // ingest or in a build, is left out: an event only such readers see ("added to cart in the last
+  // 24 hours") then costs no timeline work and no evaluation once it is a day old.
+  Millis keep_ago() const { return keep_ago_; }
+  // Set on a new, empty series, before its build.
+  void InitKeepAgo(Millis ago) { keep_ago_ = std::min(ago, kMaxTime); }
+  // A new reader needs entries `ago` back: widens keep_ago. Returns whether the series must be
+  // rebuilt (Clear, then a build) because it left out entries that reader will see.
+  bool Widen(Millis ago) {
+    if (ago <= keep_ago_) return false;
+    keep_ago_ = std::min(ago, kMaxTime);
+    return left_out_;
+  }
+  // The oldest entry time kept at `now` (kMinTime: all).
+  Millis Cutoff(Millis now) const { return keep_ago_ >= kMaxTime ? kMinTime : now - keep_ago_; }
+  // Whether an entry at ts arriving at `now` is left out (and notes that one was).
+  bool LeaveOut(Millis ts, Millis now) {
+    if (ts >= Cutoff(now)) return false;
+    left_out_ = true;
+    return true;
+  }
+  // Drops every timeline, keeping the profiles' slots' memory, before a rebuild.
+  void Clear();
   size_t MemoryBytes() const;
 
   // Ids of the live segments that read this series: the engine's index from an event to the
@@ -106,6 +135,8 @@ class Series {
   // per profile instead of a hash lookup on every add and every evaluation.
   std::vector<uint32_t> slot_;
   std::vector<Timeline> timelines_;
+  Millis keep_ago_ = kMaxTime;
+  bool left_out_ = false;  // an entry was left out (at ingest or in a build) since the last Clear
   Timeline& Slot(uint32_t profile);
 };
 
