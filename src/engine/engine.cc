@@ -473,7 +473,7 @@ class Engine::Impl : public engine::CompileContext {
           // Older than every window that reads the series, now and later: nothing to record,
           // nobody to re-evaluate.
           if (s->LeaveOut(msg.timestamp, now) || !s->Matches(props_, store_)) continue;
-          s->Add(pid, msg.timestamp, idx, s->has_value() ? s->ValueOf(props_) : 0);
+          s->Add(pid, msg.timestamp, idx, s->has_value() ? s->ValueOf(props_) : 0, s->Cutoff(now));
           for (uint32_t seg : s->segments) Touch(seg);
         }
       }

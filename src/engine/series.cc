@@ -38,8 +38,14 @@ Timeline& Series::Slot(uint32_t profile) {
   return timelines_[slot_[profile] - 1];
 }
 
-void Series::Add(uint32_t profile, Millis ts, uint32_t idx, double value) {
+void Series::Add(uint32_t profile, Millis ts, uint32_t idx, double value, Millis cutoff) {
   Timeline& tl = Slot(profile);
+  if (tl.size() == tl.capacity() && !tl.empty() && tl.front().ts < cutoff) {
+    auto keep = std::lower_bound(tl.begin(), tl.end(), cutoff,
+                                 [](const Entry& x, Millis c) { return x.ts < c; });
+    tl.erase(tl.begin(), keep);
+    left_out_ = true;
+  }
   Entry e{ts, idx, value};
   if (tl.empty() || !(e < tl.back())) {
     tl.push_back(e);

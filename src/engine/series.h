@@ -51,8 +51,11 @@ class Series {
   bool Matches(std::span<const store::PropEntry> props, const store::Store& s) const {
     return !filter_ || filter_->Eval(props, 0, s);
   }
-  // Adds a matching record to the profile's timeline (sorted insert; usually an append).
-  void Add(uint32_t profile, Millis ts, uint32_t idx, double value);
+  // Adds a matching record to the profile's timeline (sorted insert; usually an append). When the
+  // timeline is full, entries before `cutoff` (see Cutoff) are dropped instead of growing it, at
+  // no extra cost (a growth copies it anyway): a long-lived profile's timeline read only by
+  // windows stays the size of the widest window.
+  void Add(uint32_t profile, Millis ts, uint32_t idx, double value, Millis cutoff = kMinTime);
   // Backfill of a new (empty) series: builds every timeline from `records`, the store's records
   // with this series' name in record order (Store::records_named). Two passes: count the
   // matches per profile, then append each to its exact-size timeline. No intermediate buffer:

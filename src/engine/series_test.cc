@@ -41,6 +41,30 @@ class SeriesTest : public ::testing::Test {
   std::vector<uint32_t> scratch_;
 };
 
+// Entries older than the horizon are dropped when a timeline would grow, not before; the
+// series then counts as having left entries out, so a wider reader rebuilds it.
+TEST_F(SeriesTest, AddDropsEntriesBeforeTheCutoffInsteadOfGrowing) {
+  Series s(name_, std::nullopt, std::nullopt, &store_);
+  s.InitKeepAgo(100);
+  EXPECT_FALSE(s.Widen(50));  // narrower: nothing changes
+  EXPECT_EQ(s.keep_ago(), 100);
+  for (Millis ts : {10, 20, 30, 40}) s.Add(0, ts, 0, 0, s.Cutoff(ts));
+  const size_t capacity = s.Get(0).capacity();
+  while (s.Get(0).size() < capacity) s.Add(0, 50, 0, 0, s.Cutoff(50));
+  EXPECT_EQ(s.Get(0).front().ts, 10);  // not full before: nothing dropped
+  EXPECT_FALSE(s.Widen(200));          // nothing was left out yet: no rebuild needed
+  s.InitKeepAgo(100);
+  s.Add(0, 135, 0, 0, s.Cutoff(135));  // full: drops the entries before 35
+  EXPECT_EQ(s.Get(0).front().ts, 40);
+  EXPECT_EQ(s.Get(0).back().ts, 135);
+  EXPECT_FALSE(s.LeaveOut(35, 135));
+  EXPECT_TRUE(s.LeaveOut(34, 135));
+  EXPECT_TRUE(s.Widen(1000));  // entries were dropped: a wider reader needs a rebuild
+  s.Clear();
+  EXPECT_TRUE(s.Get(0).empty());
+  EXPECT_FALSE(s.Widen(2000));
+}
+
 TEST_F(SeriesTest, BuildsEachProfilesTimelineWithValues) {
   Record(0, 10, 1.5);
   Record(1, 5, 2);
