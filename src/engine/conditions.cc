@@ -512,12 +512,16 @@ Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileC
           rules::EventSpec has_spec;
           has_spec.filter = c.has;
           SHOAL_RETURN_IF_ERROR(CheckFilter(has_spec));
-          return std::unique_ptr<Condition>(new LastEventCondition(ctx->GetSeries(c.event), c, st));
+          return std::unique_ptr<Condition>(new LastEventCondition(
+              ctx->GetSeries(c.event, std::nullopt, KeepAgo(c.window)), c, st));
         } else if constexpr (std::is_same_v<T, rules::SequenceCond>) {
           SHOAL_RETURN_IF_ERROR(CheckFilter(c.first));
           SHOAL_RETURN_IF_ERROR(CheckFilter(c.then));
+          // Both events of a pair lie in the window.
+          const Millis keep = KeepAgo(c.window);
           return std::unique_ptr<Condition>(
-              new SequenceCondition(ctx->GetSeries(c.first), ctx->GetSeries(c.then), c));
+              new SequenceCondition(ctx->GetSeries(c.first, std::nullopt, keep),
+                                    ctx->GetSeries(c.then, std::nullopt, keep), c));
         } else if constexpr (std::is_same_v<T, rules::NotFollowedCond>) {
           SHOAL_RETURN_IF_ERROR(CheckFilter(c.first));
           SHOAL_RETURN_IF_ERROR(CheckFilter(c.then));
