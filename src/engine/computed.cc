@@ -267,7 +267,7 @@ Result<std::unique_ptr<ComputedSource>> CompileComputedValue(const rules::Comput
   if (def.fn == Fn::kSum || def.fn == Fn::kAvg || def.fn == Fn::kMin || def.fn == Fn::kMax)
     value_key = ctx->store()->keys().Intern(JoinPath(def.prop));
   // Every function reads the window's entries only (first and last too: of the window).
-  Series* s = ctx->GetSeries(def.event, value_key, KeepAgo(def.window));
+  Series* s = ctx->GetSeries(def.event, value_key, Horizon::Of(def.window));
   return std::unique_ptr<ComputedSource>(new ValueSource(s, def, ctx->store()));
 }
 

@@ -491,7 +491,7 @@ Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileC
         } else if constexpr (std::is_same_v<T, rules::CountCond>) {
           SHOAL_RETURN_IF_ERROR(CheckFilter(c.event));
           return std::unique_ptr<Condition>(
-              new CountCondition(ctx->GetSeries(c.event, std::nullopt, KeepAgo(c.window)), c));
+              new CountCondition(ctx->GetSeries(c.event, std::nullopt, Horizon::Of(c.window)), c));
         } else if constexpr (std::is_same_v<T, rules::AggCond>) {
           SHOAL_RETURN_IF_ERROR(CheckFilter(c.event));
           // sum/avg/min/max read the value inline from the series; distinct needs the typed value
@@ -503,7 +503,7 @@ Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileC
             value_key = st->keys().Intern(path);
           }
           return std::unique_ptr<Condition>(
-              new AggCondition(ctx->GetSeries(c.event, value_key, KeepAgo(c.window)), c, st));
+              new AggCondition(ctx->GetSeries(c.event, value_key, Horizon::Of(c.window)), c, st));
         } else if constexpr (std::is_same_v<T, rules::FirstLastCond>) {
           SHOAL_RETURN_IF_ERROR(CheckFilter(c.event));
           return std::unique_ptr<Condition>(new FirstLastCondition(ctx->GetSeries(c.event), c));
@@ -513,12 +513,12 @@ Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileC
           has_spec.filter = c.has;
           SHOAL_RETURN_IF_ERROR(CheckFilter(has_spec));
           return std::unique_ptr<Condition>(new LastEventCondition(
-              ctx->GetSeries(c.event, std::nullopt, KeepAgo(c.window)), c, st));
+              ctx->GetSeries(c.event, std::nullopt, Horizon::Of(c.window)), c, st));
         } else if constexpr (std::is_same_v<T, rules::SequenceCond>) {
           SHOAL_RETURN_IF_ERROR(CheckFilter(c.first));
           SHOAL_RETURN_IF_ERROR(CheckFilter(c.then));
           // Both events of a pair lie in the window.
-          const Millis keep = KeepAgo(c.window);
+          const Horizon keep = Horizon::Of(c.window);
           return std::unique_ptr<Condition>(
               new SequenceCondition(ctx->GetSeries(c.first, std::nullopt, keep),
                                     ctx->GetSeries(c.then, std::nullopt, keep), c));
@@ -527,7 +527,7 @@ Result<std::unique_ptr<Condition>> CompileLeaf(const rules::Leaf& leaf, CompileC
           SHOAL_RETURN_IF_ERROR(CheckFilter(c.then));
           // Only the latest A in the window counts, and only the Bs after it: neither series
           // needs an entry older than the window's start.
-          const Millis keep = KeepAgo(c.window);
+          const Horizon keep = Horizon::Of(c.window);
           return std::unique_ptr<Condition>(
               new NotFollowedCondition(ctx->GetSeries(c.first, std::nullopt, keep),
                                        ctx->GetSeries(c.then, std::nullopt, keep), c));

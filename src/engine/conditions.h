@@ -89,24 +89,17 @@ class Condition {
   bool member_links = false;   // account condition reading its members: re-evaluate on a link
 };
 
-// How far back before now a window will ever look: its relative lower bound ("within 30d": 30
-// days), kMaxTime for an absolute lower bound or none.
-inline Millis KeepAgo(const rules::TimeRange& w) {
-  return w.from.kind == rules::TimeBound::Kind::kRelative ? w.from.ms : kMaxTime;
-}
-
 // Resolves what a condition needs from the engine while compiling.
 class CompileContext {
  public:
   virtual ~CompileContext() = default;
   virtual store::Store* store() = 0;
   // The shared series for (event name, filter[, inline value property]); created and
-  // backfilled if new. `keep_ago`: how far back before now the reader will ever look (the
-  // relative lower bound of its window, KeepAgo), kMaxTime for every entry; a series keeps what
-  // its widest reader needs (Series::keep_ago).
+  // backfilled if new. `horizon`: how far back the reader will ever look (Horizon::Of its window;
+  // All by default); a series keeps what its widest reader needs.
   virtual Series* GetSeries(const rules::EventSpec& spec,
                             std::optional<uint32_t> value_key = std::nullopt,
-                            Millis keep_ago = kMaxTime) = 0;
+                            Horizon horizon = Horizon::All()) = 0;
   // The id of a live segment, or nullopt.
   virtual std::optional<uint32_t> SegmentId(const std::string& name) = 0;
   // The id of a live static list, or nullopt.

@@ -220,7 +220,7 @@ class Engine::Impl : public engine::CompileContext {
   store::Store* store() override { return &store_; }
 
   Series* GetSeries(const rules::EventSpec& spec, std::optional<uint32_t> value_key,
-                    Millis keep_ago) override {
+                    engine::Horizon horizon) override {
     if (compiling_target_ == SegmentTarget::kAccounts)  // the account's own events
       return account_events_.GetSeries(spec, value_key, &store_, dry_run_);
     uint32_t name = store_.strings().Intern(spec.name);
@@ -230,14 +230,14 @@ class Engine::Impl : public engine::CompileContext {
       Series* s = it->second.get();
       // A reader that looks further back than the others: the entries they let go are rebuilt
       // from the history. (A dry run evaluates nothing: the series stays as it is.)
-      if (!dry_run_ && s->Widen(keep_ago)) {
+      if (!dry_run_ && s->Widen(horizon)) {
         s->Clear();
         Backfill(s);
       }
       return s;
     }
     auto s = std::make_unique<Series>(name, spec.filter, value_key, &store_);
-    s->InitKeepAgo(keep_ago);
+    s->InitHorizon(horizon);
     if (!dry_run_) {
       Backfill(s.get());
       if (series_by_name_.size() <= name) series_by_name_.resize(name + 1);

@@ -34,6 +34,31 @@ struct Entry {
 
 using Timeline = std::vector<Entry>;
 
+// How far back one reader of a series will ever look: at any instant now or later, it counts no
+// entry older than its window's lower bound. kAgo: a relative start (ms before now: "within 30d"),
+// kFrom: an absolute one (the instant ms: "after 2026-11-01"), kAll: none ("ever", "first
+// performed").
+struct Horizon {
+  enum class Kind : uint8_t { kAll, kAgo, kFrom };
+  Kind kind = Kind::kAll;
+  Millis ms = 0;
+  static Horizon All() { return {}; }
+  static Horizon Ago(Millis d) { return {Kind::kAgo, std::clamp<Millis>(d, 0, kMaxTime)}; }
+  static Horizon From(Millis t) { return {Kind::kFrom, t}; }
+  // A window's: its lower bound.
+  static Horizon Of(const rules::TimeRange& w) {
+    switch (w.from.kind) {
+      case rules::TimeBound::Kind::kRelative:
+        return Ago(w.from.ms);
+      case rules::TimeBound::Kind::kAbsolute:
+        return From(w.from.ms);
+      case rules::TimeBound::Kind::kNone:
+        break;
+    }
+    return All();
+  }
+};
+
 class Series {
  public:
   // `value_key`: the property whose numeric value entries keep inline (see Entry::value).
@@ -97,24 +122,30 @@ class Series {
   bool Has(uint32_t profile) const { return !Get(profile).empty(); }
 
   // --- The horizon: how far back the readers can still look ------------------------------------
-  // A reader whose window has a relative lower bound ("within 1d", "between 90d ago and 30d ago")
-  // never counts an entry older than that bound again, since time only moves forward. A series
-  // keeps `keep_ago` = the widest such bound of its readers (kMaxTime, the default: a reader
-  // without one, which keeps every entry), and an entry older than `keep_ago` before now, at
-  // ingest or in a build, is left out: an event only such readers see ("added to cart in the last
-  // 24 hours") then costs no timeline work and no evaluation once it is a day old.
-  Millis keep_ago() const { return keep_ago_; }
-  // Set on a new, empty series, before its build.
-  void InitKeepAgo(Millis ago) { keep_ago_ = std::min(ago, kMaxTime); }
-  // A new reader needs entries `ago` back: widens keep_ago. Returns whether the series must be
-  // rebuilt (Clear, then a build) because it left out entries that reader will see.
-  bool Widen(Millis ago) {
-    if (ago <= keep_ago_) return false;
-    keep_ago_ = std::min(ago, kMaxTime);
-    return left_out_;
+  // A reader whose window has a lower bound ("within 1d", "between 90d ago and 30d ago", "after
+  // 2026-11-01") never counts an entry older than that bound again, since time only moves
+  // forward (Horizon). A series keeps what its widest reader needs (by default, and with any
+  // reader without such a bound: every entry), and an entry older than that, at ingest or in a
+  // build, is left out: an event only such readers see ("added to cart in the last 24 hours")
+  // then costs no timeline work and no evaluation once it is a day old.
+  //
+  // Set on a new, empty series, before its build: its first reader's horizon.
+  void InitHorizon(Horizon h) {
+    all_ = false;
+    ago_ = -1;
+    from_ = kMaxTime;
+    Extend(h);
   }
+  // A new reader's horizon. Returns whether the series must be rebuilt (Clear, then a build)
+  // because it may have left out entries that reader will see.
+  bool Widen(Horizon h) { return Extend(h) && left_out_; }
   // The oldest entry time kept at `now` (kMinTime: all).
-  Millis Cutoff(Millis now) const { return keep_ago_ >= kMaxTime ? kMinTime : now - keep_ago_; }
+  Millis Cutoff(Millis now) const {
+    if (all_) return kMinTime;
+    Millis c = from_;
+    if (ago_ >= 0) c = std::min(c, now - ago_);
+    return c;
+  }
   // Whether an entry at ts arriving at `now` is left out (and notes that one was).
   bool LeaveOut(Millis ts, Millis now) {
     if (ts >= Cutoff(now)) return false;
@@ -138,8 +169,29 @@ class Series {
   // per profile instead of a hash lookup on every add and every evaluation.
   std::vector<uint32_t> slot_;
   std::vector<Timeline> timelines_;
-  Millis keep_ago_ = kMaxTime;
+  // The horizon: every entry (all_), or back to the widest relative start ago_ (-1: none) and the
+  // earliest absolute start from_ (kMaxTime: none) of the readers.
+  bool all_ = true;
+  Millis ago_ = -1, from_ = kMaxTime;
   bool left_out_ = false;  // an entry was left out (at ingest or in a build) since the last Clear
+  // Widens the horizon to cover h; returns whether it changed.
+  bool Extend(Horizon h) {
+    switch (h.kind) {
+      case Horizon::Kind::kAll:
+        if (all_) return false;
+        all_ = true;
+        return true;
+      case Horizon::Kind::kAgo:
+        if (all_ || h.ms <= ago_) return false;
+        ago_ = h.ms;
+        return true;
+      case Horizon::Kind::kFrom:
+        if (all_ || h.ms >= from_) return false;
+        from_ = h.ms;
+        return true;
+    }
+    return false;
+  }
   Timeline& Slot(uint32_t profile);
 };
 

@@ -45,24 +45,27 @@ class SeriesTest : public ::testing::Test {
 // series then counts as having left entries out, so a wider reader rebuilds it.
 TEST_F(SeriesTest, AddDropsEntriesBeforeTheCutoffInsteadOfGrowing) {
   Series s(name_, std::nullopt, std::nullopt, &store_);
-  s.InitKeepAgo(100);
-  EXPECT_FALSE(s.Widen(50));  // narrower: nothing changes
-  EXPECT_EQ(s.keep_ago(), 100);
+  EXPECT_EQ(s.Cutoff(1000), kMinTime);  // a series nobody narrowed keeps everything
+  s.InitHorizon(Horizon::Ago(100));
+  EXPECT_FALSE(s.Widen(Horizon::Ago(50)));  // narrower: nothing changes
+  EXPECT_EQ(s.Cutoff(1000), 900);
   for (Millis ts : {10, 20, 30, 40}) s.Add(0, ts, 0, 0, s.Cutoff(ts));
   const size_t capacity = s.Get(0).capacity();
   while (s.Get(0).size() < capacity) s.Add(0, 50, 0, 0, s.Cutoff(50));
-  EXPECT_EQ(s.Get(0).front().ts, 10);  // not full before: nothing dropped
-  EXPECT_FALSE(s.Widen(200));          // nothing was left out yet: no rebuild needed
-  s.InitKeepAgo(100);
+  EXPECT_EQ(s.Get(0).front().ts, 10);          // not full before: nothing dropped
+  EXPECT_FALSE(s.Widen(Horizon::From(-500)));  // nothing was left out yet: no rebuild
+  EXPECT_EQ(s.Cutoff(1000), -500);             // the earlier of the two starts
+  s.InitHorizon(Horizon::Ago(100));
   s.Add(0, 135, 0, 0, s.Cutoff(135));  // full: drops the entries before 35
   EXPECT_EQ(s.Get(0).front().ts, 40);
   EXPECT_EQ(s.Get(0).back().ts, 135);
   EXPECT_FALSE(s.LeaveOut(35, 135));
   EXPECT_TRUE(s.LeaveOut(34, 135));
-  EXPECT_TRUE(s.Widen(1000));  // entries were dropped: a wider reader needs a rebuild
+  EXPECT_TRUE(s.Widen(Horizon::Ago(1000)));  // entries were dropped: a wider reader rebuilds
   s.Clear();
   EXPECT_TRUE(s.Get(0).empty());
-  EXPECT_FALSE(s.Widen(2000));
+  EXPECT_FALSE(s.Widen(Horizon::All()));  // nothing left out since the Clear
+  EXPECT_EQ(s.Cutoff(1000), kMinTime);
 }
 
 TEST_F(SeriesTest, BuildsEachProfilesTimelineWithValues) {
