@@ -80,11 +80,65 @@ std::optional<MessageType> ParseType(std::string_view s) {
   return std::nullopt;
 }
 
-// std::string::assign goes through the general _M_replace; clear + append is a plain copy that
-// reuses the capacity. (Measurably faster on the many short strings of a message.)
-inline void Assign(std::string* s, std::string_view v) {
+// Four or eight bytes at `p`, in memory order (any alignment).
+inline uint32_t Load4(const char* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+inline uint64_t Load8(const char* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+// Whether a[0, n) == b[0, n), for n <= 16, without a call: two overlapping loads of each side
+// (never outside [0, n)) instead of memcmp.
+inline bool SmallEqual(const char* a, const char* b, size_t n) {
+  if (n >= 8) return ((Load8(a) ^ Load8(b)) | (Load8(a + n - 8) ^ Load8(b + n - 8))) == 0;
+  if (n >= 4) return ((Load4(a) ^ Load4(b)) | (Load4(a + n - 4) ^ Load4(b + n - 4))) == 0;
+  if (n == 0) return true;
+  return a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1];
+}
+
+// Copies n <= 16 bytes from `from` to `to` (not overlapping) without a call, likewise.
+inline void SmallCopy(char* to, const char* from, size_t n) {
+  if (n >= 8) {
+    const uint64_t head = Load8(from), tail = Load8(from + n - 8);
+    std::memcpy(to, &head, 8);
+    std::memcpy(to + n - 8, &tail, 8);
+  } else if (n >= 4) {
+    const uint32_t head = Load4(from), tail = Load4(from + n - 4);
+    std::memcpy(to, &head, 4);
+    std::memcpy(to + n - 4, &tail, 4);
+  } else if (n > 0) {
+    const char a = from[0], b = from[n / 2], c = from[n - 1];
+    to[0] = a;
+    to[n / 2] = b;
+    to[n - 1] = c;
+  }
+}
+
+// The general case of Assign, out of line.
+[[gnu::noinline]] void AssignSlow(std::string* s, std::string_view v) {
   s->clear();
-  if (!v.empty()) s->append(v.data(), v.size());  // absent ids are common: skip the call
+  s->append(v.data(), v.size());
+}
+
+// *s = v, reusing the capacity. Most strings of a message are short, and many equal the previous
+// message's (the event name, property names, repeated values): those are compared and copied
+// inline, the length set with erase(), which is inline too; only a longer string, or one longer
+// than the last, goes through append() (out of line, plus memcpy).
+// std::string::assign would take the general _M_replace.
+[[gnu::always_inline]] inline void Assign(std::string* s, std::string_view v) {
+  const size_t n = v.size(), have = s->size();
+  if (n <= 16 && n <= have) {
+    if (n == have && SmallEqual(s->data(), v.data(), n)) return;
+    SmallCopy(s->data(), v.data(), n);
+    s->erase(n);
+    return;
+  }
+  AssignSlow(s, v);
 }
 
 void SetNull(Value* v) {
@@ -351,11 +405,16 @@ enum class RootKey : uint8_t {
 // scan. Compares each candidate with its closing quote at once instead of scanning, then
 // comparing.
 inline RootKey MatchRootKey(const char* k, const char* end, const char** key_end) {
-  auto is = [k, end, key_end](std::string_view quoted) {  // the key and its closing quote
-    if (static_cast<size_t>(end - k) < quoted.size() ||
-        std::memcmp(k, quoted.data(), quoted.size()) != 0)
-      return false;
-    *key_end = k + quoted.size() - 1;
+  // The key and its closing quote. Inlined with a constant literal, SmallEqual becomes two or four
+  // loads compared with immediates (keys over 16 bytes take two).
+  auto is = [k, end, key_end](std::string_view quoted) {
+    const size_t n = quoted.size();
+    if (static_cast<size_t>(end - k) < n) return false;
+    const bool same = n <= 16 ? SmallEqual(k, quoted.data(), n)
+                              : SmallEqual(k, quoted.data(), 16) &&
+                                    SmallEqual(k + 16, quoted.data() + 16, n - 16);
+    if (!same) return false;
+    *key_end = k + n - 1;
     return true;
   };
   switch (*k) {
@@ -527,6 +586,17 @@ struct Decoder::Impl {
   // Reads a string (or, for ids, a number as its text); null counts as absent.
   Status ReadText(od::value v, std::string_view field, bool allow_number, Text* out);
   Status ReadTime(const Text& t, std::string_view field, Millis* out);
+  // ReadTime, first trying the minute of the last time read (see minute_prefix).
+  Status ReadTimeCached(const Text& t, std::string_view field, Millis* out);
+  // Whether `s` is in the minute of minute_prefix; if so sets *out to its time.
+  bool SameMinute(std::string_view s, Millis* out) const {
+    if (s.size() != 20 || !has_minute || !SmallEqual(s.data(), minute_prefix, 16)) return false;
+    const unsigned tens = static_cast<unsigned char>(s[17]) - unsigned{'0'};
+    const unsigned ones = static_cast<unsigned char>(s[18]) - unsigned{'0'};
+    if (s[16] != ':' || tens > 5 || ones > 9 || s[19] != 'Z') return false;
+    *out = minute_start + static_cast<Millis>(tens * 10 + ones) * kSecond;
+    return true;
+  }
   // Flattens an object value into `sink`; `field` names it in errors ("properties").
   Status ReadObject(od::value v, std::string_view field, FieldSink* sink, bool* present);
   Status Flatten(od::object obj, size_t depth);
@@ -592,6 +662,15 @@ struct Decoder::Impl {
   Text type, user_id, anonymous_id, message_id, event, name, group_id, previous_id,
       context_group_id, timestamp, original_timestamp, sent_at;
   bool has_properties = false, has_traits = false, has_context_traits = false;
+
+  // The common wire format of times is "YYYY-MM-DDTHH:MM:SSZ", and a stream's consecutive times
+  // mostly share their minute. When the last time read had that exact form, its first 16 bytes
+  // ("YYYY-MM-DDTHH:MM", valid as ParseTime checked them) and the time of that minute are kept:
+  // a time with the same 16 bytes and ":SSZ" after them is that minute plus SS seconds, which is
+  // what ParseTime returns for it, without parsing the date again.
+  char minute_prefix[16] = {};
+  bool has_minute = false;
+  Millis minute_start = 0;
 
   FieldSink properties, traits, context_traits;
   std::vector<Field> context_traits_fields;
@@ -704,6 +783,31 @@ Status Decoder::Impl::ReadTime(const Text& t, std::string_view field, Millis* ou
   std::optional<Millis> ms = ParseTime(t.text);
   if (!ms) return FieldError(field, "not an ISO 8601 time: " + Quote(t.text));
   *out = *ms;
+  return Status::Ok();
+}
+
+// Whether `s` is "YYYY-MM-DDTHH:MM:SSZ" with SS in 00-59 (digits and separators only: the
+// ranges of the other parts are ParseTime's to check). Sets *sec to SS.
+static bool IsSecondForm(std::string_view s, unsigned* sec) {
+  static constexpr char kForm[] = "dddd-dd-ddTdd:dd:ddZ";
+  if (s.size() != 20) return false;
+  for (size_t i = 0; i < 20; ++i) {
+    if (kForm[i] == 'd' ? !IsDigit(s[i]) : s[i] != kForm[i]) return false;
+  }
+  *sec = static_cast<unsigned>(s[17] - '0') * 10 + static_cast<unsigned>(s[18] - '0');
+  return *sec <= 59;
+}
+
+Status Decoder::Impl::ReadTimeCached(const Text& t, std::string_view field, Millis* out) {
+  if (SameMinute(t.text, out)) return Status::Ok();
+  const std::string_view s = t.text;
+  SHOAL_RETURN_IF_ERROR(ReadTime(t, field, out));
+  unsigned sec;
+  if (IsSecondForm(s, &sec)) {
+    std::memcpy(minute_prefix, s.data(), 16);
+    minute_start = *out - static_cast<Millis>(sec) * kSecond;
+    has_minute = true;
+  }
   return Status::Ok();
 }
 
@@ -1310,14 +1414,14 @@ Status Decoder::Impl::Decode(const char* data, size_t len, size_t capacity,
   bool has_ts = false;
   if (result.ok()) {
     if (timestamp.present) {
-      result = ReadTime(timestamp, "timestamp", &ts);
+      if (!SameMinute(timestamp.text, &ts)) result = ReadTimeCached(timestamp, "timestamp", &ts);
       has_ts = true;
     } else if (original_timestamp.present) {
-      result = ReadTime(original_timestamp, "originalTimestamp", &ts);
+      result = ReadTimeCached(original_timestamp, "originalTimestamp", &ts);
       has_ts = true;
     }
   }
-  if (result.ok() && sent_at.present) result = ReadTime(sent_at, "sentAt", &sent);
+  if (result.ok() && sent_at.present) result = ReadTimeCached(sent_at, "sentAt", &sent);
   if (!result.ok()) {
     properties.Finish(&spare);
     traits.Finish(&spare);

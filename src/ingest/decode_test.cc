@@ -787,6 +787,73 @@ TEST_F(FastPathTest, SameResultOnMutatedMessages) {
   }
 }
 
+// One Decoder reads a stream, so the state it keeps between messages (the minute of the last time,
+// strings and fields reused in place) must never change a result: each message of a sequence
+// decodes as it does with a fresh Decoder.
+TEST_F(FastPathTest, StreamDecodesAsFreshDecoders) {
+  auto track = [](std::string_view member, std::string_view time) {
+    return std::string(R"({"type":"track","userId":"u1","event":"E",")") + std::string(member) +
+           R"(":")" + std::string(time) + R"("})";
+  };
+  std::vector<std::string> lines;
+  for (std::string_view t :
+       {"2026-08-03T00:00:04Z",     "2026-08-03T00:00:05Z",      "2026-08-03T00:00:59Z",
+        "2026-08-03T00:00:60Z",  // a leap second: clamped by ParseTime, not in the cached minute
+        "2026-08-03T00:00:61Z",     "2026-08-03T00:00:6Z",       "2026-08-03T00:00:5aZ",
+        "2026-08-03T00:00:05z",     "2026-08-03T00:00:05+",      "2026-08-03T00:00:05.1Z",
+        "2026-08-03T00:00:05.123Z", "2026-08-03T00:00:05+02:00", "2026-08-03t00:00:05Z",
+        "2026-08-03 00:00:05Z",     "2026-08-03T00:00:05",       "2026-08-03T00:00",
+        "2026-08-03T00:00:00Z",     "2026-08-03T00:01:00Z",      "2026-08-03T00:00:07Z",
+        "2026-02-29T00:00:07Z",     "2024-02-29T23:59:59Z",      "2024-02-29T23:59:58Z",
+        "0000-01-01T00:00:00Z",     "9999-12-31T23:59:59Z",      "2026-08-03T24:00:00Z",
+        "2026-13-03T00:00:00Z"}) {
+    lines.push_back(track("timestamp", t));
+    lines.push_back(track("originalTimestamp", t));
+    lines.push_back(track("sentAt", t));
+  }
+  // Strings and fields that grow, shrink and repeat from one message to the next.
+  for (std::string_view props :
+       {R"({"path":"/search"})", R"({"product_id":"p1015","category":"shoes","price":18.69})",
+        R"({"path":"/"})", R"({"path":"/checkout/payment/confirmation"})", R"({"path":""})",
+        R"({"method":"magic_link"})", R"({"method":"magic_link"})", R"({})",
+        R"({"a":"0123456789abcdef","b":"0123456789abcdefg"})",
+        R"({"a":"0123456789abcdeg","b":"0123456789abcdef"})"}) {
+    for (std::string_view user : {"u1", "u12345", "u2", "", "u123456789012345678"}) {
+      lines.push_back(std::string(R"({"type":"track","messageId":"m)") + std::string(user) +
+                      R"(","userId":")" + std::string(user) +
+                      R"(","anonymousId":"x","event":"Page Viewed","properties":)" +
+                      std::string(props) + "}");
+    }
+  }
+  DecodeOptions opts;
+  opts.received_at = 1790000000000;
+  for (bool fast : {true, false}) {
+    internal::SetFastPathForTesting(fast);
+    Decoder stream;
+    Message m;
+    for (const std::string& line : lines) {
+      Status st = stream.Decode(line, opts, &m);
+      Decoder fresh;
+      Message f;
+      Status want = fresh.Decode(line, opts, &f);
+      ASSERT_EQ(st.ok(), want.ok()) << line;
+      ASSERT_EQ(st.message(), want.message()) << line;
+      if (!st.ok()) continue;
+      EXPECT_EQ(m.timestamp, f.timestamp) << line;
+      EXPECT_EQ(m.user_id, f.user_id) << line;
+      EXPECT_EQ(m.anonymous_id, f.anonymous_id) << line;
+      EXPECT_EQ(m.message_id, f.message_id) << line;
+      EXPECT_EQ(m.event, f.event) << line;
+      ASSERT_EQ(m.properties.size(), f.properties.size()) << line;
+      for (size_t i = 0; i < m.properties.size(); ++i) {
+        EXPECT_EQ(m.properties[i].path, f.properties[i].path) << line;
+        EXPECT_EQ(m.properties[i].value, f.properties[i].value) << line;
+      }
+    }
+  }
+  internal::SetFastPathForTesting(true);
+}
+
 TEST_F(DecodeTest, WarmDecoderDoesNotAllocate) {
 #ifdef SHOAL_NO_ALLOCATION_COUNT
   GTEST_SKIP() << "allocations are not counted under ASan";
