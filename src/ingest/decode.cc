@@ -168,7 +168,22 @@ class FieldSink {
 
   // The value of the field named `path`: the existing one if this message already set that path
   // (a later duplicate replaces the earlier value), else a new field.
-  Value* Slot(std::string_view path, std::vector<Field>* spare) {
+  [[gnu::always_inline]] Value* Slot(std::string_view path, std::vector<Field>* spare) {
+    // The common case inline: a path not seen before, written over a field of an earlier message.
+    if (!indexed_ && n_ < kLinearScanMax && n_ < v_->size()) {
+      const uint64_t bit = PathBit(path);
+      if ((seen_ & bit) == 0) {
+        seen_ |= bit;
+        Field& f = (*v_)[n_++];
+        Assign(&f.path, path);
+        return &f.value;
+      }
+    }
+    return SlotSlow(path, spare);
+  }
+
+  // Slot, every case.
+  [[gnu::noinline]] Value* SlotSlow(std::string_view path, std::vector<Field>* spare) {
     std::vector<Field>& v = *v_;
     if (!indexed_) {
       // Most paths are new: the scan runs only when one with the same length and last byte was
