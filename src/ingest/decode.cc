@@ -81,12 +81,12 @@ std::optional<MessageType> ParseType(std::string_view s) {
 }
 
 // Four or eight bytes at `p`, in memory order (any alignment).
-inline uint32_t Load4(const char* p) {
+[[gnu::always_inline]] inline uint32_t Load4(const char* p) {
   uint32_t v;
   std::memcpy(&v, p, 4);
   return v;
 }
-inline uint64_t Load8(const char* p) {
+[[gnu::always_inline]] inline uint64_t Load8(const char* p) {
   uint64_t v;
   std::memcpy(&v, p, 8);
   return v;
@@ -94,7 +94,7 @@ inline uint64_t Load8(const char* p) {
 
 // Whether a[0, n) == b[0, n), for n <= 16, without a call: two overlapping loads of each side
 // (never outside [0, n)) instead of memcmp.
-inline bool SmallEqual(const char* a, const char* b, size_t n) {
+[[gnu::always_inline]] inline bool SmallEqual(const char* a, const char* b, size_t n) {
   if (n >= 8) return ((Load8(a) ^ Load8(b)) | (Load8(a + n - 8) ^ Load8(b + n - 8))) == 0;
   if (n >= 4) return ((Load4(a) ^ Load4(b)) | (Load4(a + n - 4) ^ Load4(b + n - 4))) == 0;
   if (n == 0) return true;
@@ -102,7 +102,7 @@ inline bool SmallEqual(const char* a, const char* b, size_t n) {
 }
 
 // Copies n <= 16 bytes from `from` to `to` (not overlapping) without a call, likewise.
-inline void SmallCopy(char* to, const char* from, size_t n) {
+[[gnu::always_inline]] inline void SmallCopy(char* to, const char* from, size_t n) {
   if (n >= 8) {
     const uint64_t head = Load8(from), tail = Load8(from + n - 8);
     std::memcpy(to, &head, 8);
