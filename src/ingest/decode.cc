@@ -595,6 +595,8 @@ struct Decoder::Impl {
   Status Decode(const char* data, size_t len, size_t capacity, const DecodeOptions& opts,
                 Message* out);
 
+  // Parses the message at `base` with simdjson into the state that ReadRoot fills.
+  [[gnu::noinline]] Status SlowParse(size_t len, size_t capacity);
   // Reads the message's top-level object.
   Status ReadRoot(od::object root);
   Status ReadContext(od::value v);
@@ -1436,75 +1438,58 @@ Status Decoder::Impl::Decode(const char* data, size_t len, size_t capacity,
   traits.Begin(&out->traits);
   context_traits.Begin(&context_traits_fields);
 
-  Status st = [&]() -> Status {
-    if (g_fast_path.load(std::memory_order_relaxed)) {
-      if (FastParse()) return Status::Ok();
-      // Not handled: start again with simdjson.
+  bool parsed = false;
+  if (g_fast_path.load(std::memory_order_relaxed)) {
+    parsed = FastParse();
+    if (!parsed) {  // not handled: start again with simdjson
       ResetFields();
       properties.Begin(&out->properties);
       traits.Begin(&out->traits);
       context_traits.Begin(&context_traits_fields);
     }
-    if (auto e = parser.iterate(base, len, capacity).get(doc)) {
-      return Status::InvalidArgument(std::string("invalid JSON: ") + simdjson::error_message(e));
-    }
-    od::json_type t;
-    if (auto e = doc.type().get(t)) return JsonError(e);
-    if (t != od::json_type::object) {
-      return Status::InvalidArgument("invalid JSON at column 1: expected an object");
-    }
-    od::object root;
-    if (auto e = doc.get_object().get(root)) return JsonError(e);
-    SHOAL_RETURN_IF_ERROR(ReadRoot(root));
-    const char* rest = nullptr;
-    if (doc.current_location().get(rest) == simdjson::SUCCESS)
-      return JsonError(simdjson::TRAILING_CONTENT);
-    return Status::Ok();
-  }();
-  if (!st.ok()) {
+  }
+  // On an error, the fields written so far are trimmed as usual.
+  auto fail = [this](Status st) {
     properties.Finish(&spare);
     traits.Finish(&spare);
     return st;
+  };
+  if (!parsed) {
+    Status st = SlowParse(len, capacity);
+    if (!st.ok()) return fail(std::move(st));
   }
 
   // Type.
   std::string_view type_text = type.present ? type.text : opts.default_type;
-  if (!type.present && type_text.empty()) {
-    properties.Finish(&spare);
-    traits.Finish(&spare);
-    return FieldError("type", "required");
-  }
+  if (!type.present && type_text.empty()) return fail(FieldError("type", "required"));
   std::optional<MessageType> mt = ParseType(type_text);
-  Status result = Status::Ok();
-  if (!mt) {
-    result = FieldError("type", "unknown message type " + Quote(type_text));
-  } else if (user_id.text.empty() && anonymous_id.text.empty()) {
-    result = FieldError("userId", "a userId or anonymousId is required");
-  } else if (*mt == MessageType::kTrack && event.text.empty()) {
-    result = FieldError("event", "required for a track call");
-  } else if (*mt == MessageType::kGroup && group_id.text.empty()) {
-    result = FieldError("groupId", "required for a group call");
-  } else if (*mt == MessageType::kAlias && previous_id.text.empty()) {
-    result = FieldError("previousId", "required for an alias call");
-  }
+  if (!mt) return fail(FieldError("type", "unknown message type " + Quote(type_text)));
+  if (user_id.text.empty() && anonymous_id.text.empty())
+    return fail(FieldError("userId", "a userId or anonymousId is required"));
+  if (*mt == MessageType::kTrack && event.text.empty())
+    return fail(FieldError("event", "required for a track call"));
+  if (*mt == MessageType::kGroup && group_id.text.empty())
+    return fail(FieldError("groupId", "required for a group call"));
+  if (*mt == MessageType::kAlias && previous_id.text.empty())
+    return fail(FieldError("previousId", "required for an alias call"));
 
   // Times.
   Millis ts = 0, sent = 0;
   bool has_ts = false;
-  if (result.ok()) {
-    if (timestamp.present) {
-      if (!SameMinute(timestamp.text, &ts)) result = ReadTimeCached(timestamp, "timestamp", &ts);
-      has_ts = true;
-    } else if (original_timestamp.present) {
-      result = ReadTimeCached(original_timestamp, "originalTimestamp", &ts);
-      has_ts = true;
+  if (timestamp.present) {
+    if (!SameMinute(timestamp.text, &ts)) {
+      Status st = ReadTimeCached(timestamp, "timestamp", &ts);
+      if (!st.ok()) return fail(std::move(st));
     }
+    has_ts = true;
+  } else if (original_timestamp.present) {
+    Status st = ReadTimeCached(original_timestamp, "originalTimestamp", &ts);
+    if (!st.ok()) return fail(std::move(st));
+    has_ts = true;
   }
-  if (result.ok() && sent_at.present) result = ReadTimeCached(sent_at, "sentAt", &sent);
-  if (!result.ok()) {
-    properties.Finish(&spare);
-    traits.Finish(&spare);
-    return result;
+  if (sent_at.present) {
+    Status st = ReadTimeCached(sent_at, "sentAt", &sent);
+    if (!st.ok()) return fail(std::move(st));
   }
   if (!has_ts) {
     ts = opts.received_at != 0 ? opts.received_at : opts.now;
@@ -1516,34 +1501,21 @@ Status Decoder::Impl::Decode(const char* data, size_t len, size_t capacity,
     if (__builtin_sub_overflow(opts.received_at, skew, &ts)) ts = skew > 0 ? kMinTime : kMaxTime;
   }
 
+  // Each string is assigned once (not cleared, then assigned), so that one equal to the last
+  // message's is left as it is (see Assign).
   out->type = *mt;
   Assign(&out->user_id, user_id.text);
   Assign(&out->anonymous_id, anonymous_id.text);
-  out->event.clear();
-  out->name.clear();
-  out->group_id.clear();
-  out->previous_id.clear();
   Assign(&out->message_id, message_id.text);
   out->timestamp = ts;
   out->received_at = opts.received_at;
-  switch (*mt) {
-    case MessageType::kTrack:
-      Assign(&out->event, event.text);
-      break;
-    case MessageType::kPage:
-    case MessageType::kScreen:
-      Assign(&out->name, name.text);
-      break;
-    case MessageType::kGroup:
-      Assign(&out->group_id, group_id.text);
-      break;
-    case MessageType::kAlias:
-      Assign(&out->previous_id, previous_id.text);
-      break;
-    case MessageType::kIdentify:
-      break;
-  }
-  if (out->group_id.empty()) Assign(&out->group_id, context_group_id.text);
+  const std::string_view none;
+  Assign(&out->event, *mt == MessageType::kTrack ? event.text : none);
+  Assign(&out->name, *mt == MessageType::kPage || *mt == MessageType::kScreen ? name.text : none);
+  std::string_view group = *mt == MessageType::kGroup ? group_id.text : none;
+  if (group.empty()) group = context_group_id.text;
+  Assign(&out->group_id, group);
+  Assign(&out->previous_id, *mt == MessageType::kAlias ? previous_id.text : none);
 
   const bool keeps_properties =
       *mt == MessageType::kTrack || *mt == MessageType::kPage || *mt == MessageType::kScreen;
@@ -1566,6 +1538,24 @@ Status Decoder::Impl::Decode(const char* data, size_t len, size_t capacity,
   } else {
     Park(&out->traits, &parked_traits);
   }
+  return Status::Ok();
+}
+
+Status Decoder::Impl::SlowParse(size_t len, size_t capacity) {
+  if (auto e = parser.iterate(base, len, capacity).get(doc)) {
+    return Status::InvalidArgument(std::string("invalid JSON: ") + simdjson::error_message(e));
+  }
+  od::json_type t;
+  if (auto e = doc.type().get(t)) return JsonError(e);
+  if (t != od::json_type::object) {
+    return Status::InvalidArgument("invalid JSON at column 1: expected an object");
+  }
+  od::object root;
+  if (auto e = doc.get_object().get(root)) return JsonError(e);
+  SHOAL_RETURN_IF_ERROR(ReadRoot(root));
+  const char* rest = nullptr;
+  if (doc.current_location().get(rest) == simdjson::SUCCESS)
+    return JsonError(simdjson::TRAILING_CONTENT);
   return Status::Ok();
 }
 
