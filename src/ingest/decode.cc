@@ -165,6 +165,8 @@ class FieldSink {
   }
 
   size_t size() const { return n_; }
+  // The vector being written.
+  std::vector<Field>* fields() const { return v_; }
 
   // The value of the field named `path`: the existing one if this message already set that path
   // (a later duplicate replaces the earlier value), else a new field.
@@ -677,6 +679,11 @@ struct Decoder::Impl {
     }
     return nullptr;
   }
+  // Before properties are written into *v: `p` is at the value of "properties". Makes *v the
+  // vector of fields whose first path is the first key of that object, when *v or one in `shapes`
+  // is, so that most fields are overwritten by the same path and a value of about the same length
+  // (nothing to copy or move) instead of taking the place of another message's (see shapes).
+  void ChooseShape(const char* p, const char* end, std::vector<Field>* v);
   // The Text a top-level member fills, or nullptr.
   Text* RootText(RootKey key) {
     switch (key) {
@@ -737,6 +744,16 @@ struct Decoder::Impl {
   char minute_prefix[16] = {};
   bool has_minute = false;
   Millis minute_start = 0;
+
+  // The property vectors of earlier messages, for ChooseShape. The workload interleaves a few
+  // kinds of events with different properties: written into one vector, each message would
+  // overwrite the fields of the last one with other paths and values, and move the fields it does
+  // not need to `spare` and back. Swapping vectors instead (a vector's fields stay together, and
+  // its first path names it) keeps each kind's fields in place. Which vector a message is written
+  // into changes nothing else: every field written is overwritten whole.
+  static constexpr size_t kShapes = 4;
+  std::vector<Field> shapes[kShapes];
+  size_t next_shape = 0;  // the one replaced next when no vector has the wanted first path
 
   FieldSink properties, traits, context_traits;
   std::vector<Field> context_traits_fields;
@@ -1159,6 +1176,30 @@ void Decoder::Impl::ResetFields() {
   path.clear();
 }
 
+void Decoder::Impl::ChooseShape(const char* p, const char* end, std::vector<Field>* v) {
+  if (end - p < 3 || p[0] != '{' || p[1] != '"') return;
+  const char* k = p + 2;
+  auto starts_with_key = [k, end](const std::vector<Field>& fields) {
+    if (fields.empty()) return false;
+    const std::string& first = fields[0].path;
+    const size_t n = first.size();
+    if (static_cast<size_t>(end - k) <= n || k[n] != '"') return false;
+    return n <= 16 ? SmallEqual(k, first.data(), n) : std::memcmp(k, first.data(), n) == 0;
+  };
+  if (starts_with_key(*v)) return;
+  for (std::vector<Field>& kept : shapes) {
+    if (starts_with_key(kept)) {
+      std::swap(*v, kept);
+      return;
+    }
+  }
+  // None has it: keep *v's fields for a later message of their kind, in place of the oldest kept.
+  if (!v->empty()) {
+    std::swap(*v, shapes[next_shape]);
+    next_shape = (next_shape + 1) % kShapes;
+  }
+}
+
 // As ReadText, for a value at `p`; returns its end or nullptr.
 const char* Decoder::Impl::FastText(const char* p, const char* end, bool allow_number, Text* out) {
   if (*p == '"') {
@@ -1379,6 +1420,7 @@ bool Decoder::Impl::FastParse() {
               next = FastText(p, end, false, &timestamp);
               break;
             case RootKey::kProperties:
+              if (properties.size() == 0) ChooseShape(p, end, properties.fields());
               next = FastObject(p, end, &properties, &has_properties);
               break;
             case RootKey::kPreviousId:
