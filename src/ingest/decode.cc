@@ -1183,8 +1183,9 @@ void Decoder::Impl::ChooseShape(const char* p, const char* end, std::vector<Fiel
     if (fields.empty()) return false;
     const std::string& first = fields[0].path;
     const size_t n = first.size();
-    if (static_cast<size_t>(end - k) <= n || k[n] != '"') return false;
-    return n <= 16 ? SmallEqual(k, first.data(), n) : std::memcmp(k, first.data(), n) == 0;
+    // Kinds are told apart by first paths of up to 16 bytes (compared inline, no call).
+    if (n > 16 || static_cast<size_t>(end - k) <= n || k[n] != '"') return false;
+    return SmallEqual(k, first.data(), n);
   };
   if (starts_with_key(*v)) return;
   for (std::vector<Field>& kept : shapes) {
@@ -1368,6 +1369,12 @@ bool Decoder::Impl::FastParse() {
         compact->text = std::string_view(value, static_cast<size_t>(next - value));
         compact->present = true;
         ++next;
+      } else if (end - p > 13 && SmallEqual(p + 1, "properties\":{", 13)) {
+        // The other common member, also compact: as the kProperties case below.
+        const char* object = p + 13;  // at '{'
+        if (properties.size() == 0) ChooseShape(object, end, properties.fields());
+        next = FastObject(object, end, &properties, &has_properties);
+        if (next == nullptr) return false;
       } else {
         // A key with escapes is not handled (and may still be one of ours): ScanString refuses it.
         const char* k = p + 1;
