@@ -829,6 +829,16 @@ TEST_F(FastPathTest, CompactMembersAndNearMisses) {
       R"({"type":"track","userId":"u1","event":"E","properties":{"path":"/","})",
       R"({"type":"track","userId":"u1","event":"E","properties":{")",
       R"({"type":"track","userId":"u1","event":"E","properties":{)",
+      R"({"type":"track","userId":"u1","event":"E","properties":)",
+      R"({"type":"track","userId":"u1","event":"E","properties)",
+      R"({"type":"track","userId":"u1","event":"E","propertiesX":{"a":1},"properties":{"b":2}})",
+      R"({"type":"track","userId":"u1","event":"E","propertie":{"a":1}})",
+      R"({"type":"track","userId":"u1","event":"E","properties":[1]})",
+      R"({"type":"track","userId":"u1","event":"E","properties":null})",
+      R"({"type":"track","userId":"u1","event":"E","properties":{}})",
+      R"({"type":"track","userId":"u1","event":"E","properties" :{"a":1}})",
+      R"({"type":"track","userId":"u1","event":"E","properties": {"a":1}})",
+      R"({"type":"identify","userId":"u1","properties":{"a":1},"traits":{"b":2}})",
   };
   for (const std::string& line : lines) ExpectSamePaths(line);
 }
