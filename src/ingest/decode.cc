@@ -594,8 +594,8 @@ struct Decoder::Impl {
     (void)e;
   }
 
-  Status Decode(const char* data, size_t len, size_t capacity, const DecodeOptions& opts,
-                Message* out);
+  [[gnu::always_inline]] inline Status Decode(const char* data, size_t len, size_t capacity,
+                                              const DecodeOptions& opts, Message* out);
 
   // Parses the message at `base` with simdjson into the state that ReadRoot fills.
   [[gnu::noinline]] Status SlowParse(size_t len, size_t capacity);
@@ -627,7 +627,8 @@ struct Decoder::Impl {
   // ReadRoot. Returns false, with that state unspecified, for anything it does not handle.
   bool FastParse();
   const char* FastText(const char* p, const char* end, bool allow_number, Text* out);
-  const char* FastObject(const char* p, const char* end, FieldSink* into, bool* present);
+  [[gnu::always_inline]] inline const char* FastObject(const char* p, const char* end,
+                                                       FieldSink* into, bool* present);
   const char* FastFlatten(const char* p, const char* end, size_t depth);
   const char* FastContext(const char* p, const char* end);
   // When the key at `k` (after its opening quote) is one of a text member, written without escapes
