@@ -1,5 +1,6 @@
 // libFuzzer target for the Segment-spec decoder: arbitrary bytes must never crash, hang or trip a
-// sanitizer, and parsing in place (padded buffer) must agree with parsing a copy (capacity == len).
+// sanitizer, and parsing in place (padded buffer) must agree with parsing a copy (capacity == len)
+// and with a fresh decoder.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -19,14 +20,25 @@ bool SameFields(const std::vector<shoal::Field>& a, const std::vector<shoal::Fie
   return true;
 }
 
+bool SameMessage(const shoal::Message& x, const shoal::Message& y) {
+  return x.type == y.type && x.user_id == y.user_id && x.anonymous_id == y.anonymous_id &&
+         x.event == y.event && x.name == y.name && x.group_id == y.group_id &&
+         x.previous_id == y.previous_id && x.message_id == y.message_id &&
+         x.timestamp == y.timestamp && SameFields(x.properties, y.properties) &&
+         SameFields(x.traits, y.traits);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  // One decoder and message per process, as on the hot path: state must carry over cleanly.
+  // One decoder per process, as on the hot path: state must carry over cleanly. The in-place
+  // decoder writes into two messages in turn, as the replay's lookahead does.
   static shoal::ingest::Decoder* copied_decoder = new shoal::ingest::Decoder();
   static shoal::ingest::Decoder* in_place_decoder = new shoal::ingest::Decoder();
   static shoal::Message* copied_msg = new shoal::Message();
-  static shoal::Message* in_place_msg = new shoal::Message();
+  static shoal::Message* in_place_msgs = new shoal::Message[2];
+  static size_t calls = 0;
+  shoal::Message* in_place_msg = &in_place_msgs[calls++ % 2];
 
   shoal::ingest::DecodeOptions opts;
   opts.received_at = size % 2 ? 1790000000000 : 0;
@@ -46,17 +58,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   shoal::Status b =
       in_place_decoder->Decode(padded.get(), size, size + padding, opts, in_place_msg);
 
+  // A fresh decoder: what the two above keep from earlier inputs must not change a result.
+  shoal::ingest::Decoder fresh_decoder;
+  shoal::Message fresh_msg;
+  shoal::Status c = fresh_decoder.Decode(exact.get(), size, size, opts, &fresh_msg);
+
   if (a.ok() != b.ok() || a.message() != b.message()) std::abort();
+  if (a.ok() != c.ok() || a.message() != c.message()) std::abort();
   if (a.ok()) {
-    const shoal::Message& x = *copied_msg;
-    const shoal::Message& y = *in_place_msg;
-    if (x.type != y.type || x.user_id != y.user_id || x.anonymous_id != y.anonymous_id ||
-        x.event != y.event || x.name != y.name || x.group_id != y.group_id ||
-        x.previous_id != y.previous_id || x.message_id != y.message_id ||
-        x.timestamp != y.timestamp || !SameFields(x.properties, y.properties) ||
-        !SameFields(x.traits, y.traits))
+    if (!SameMessage(*copied_msg, *in_place_msg) || !SameMessage(*copied_msg, fresh_msg))
       std::abort();
-    if (x.user_id.empty() && x.anonymous_id.empty()) std::abort();
+    if (copied_msg->user_id.empty() && copied_msg->anonymous_id.empty()) std::abort();
   }
   return 0;
 }

@@ -80,11 +80,65 @@ std::optional<MessageType> ParseType(std::string_view s) {
   return std::nullopt;
 }
 
-// std::string::assign goes through the general _M_replace; clear + append is a plain copy that
-// reuses the capacity. (Measurably faster on the many short strings of a message.)
-inline void Assign(std::string* s, std::string_view v) {
+// Four or eight bytes at `p`, in memory order (any alignment).
+[[gnu::always_inline]] inline uint32_t Load4(const char* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+[[gnu::always_inline]] inline uint64_t Load8(const char* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+
+// Whether a[0, n) == b[0, n), for n <= 16, without a call: two overlapping loads of each side
+// (never outside [0, n)) instead of memcmp.
+[[gnu::always_inline]] inline bool SmallEqual(const char* a, const char* b, size_t n) {
+  if (n >= 8) return ((Load8(a) ^ Load8(b)) | (Load8(a + n - 8) ^ Load8(b + n - 8))) == 0;
+  if (n >= 4) return ((Load4(a) ^ Load4(b)) | (Load4(a + n - 4) ^ Load4(b + n - 4))) == 0;
+  if (n == 0) return true;
+  return a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1];
+}
+
+// Copies n <= 16 bytes from `from` to `to` (not overlapping) without a call, likewise.
+[[gnu::always_inline]] inline void SmallCopy(char* to, const char* from, size_t n) {
+  if (n >= 8) {
+    const uint64_t head = Load8(from), tail = Load8(from + n - 8);
+    std::memcpy(to, &head, 8);
+    std::memcpy(to + n - 8, &tail, 8);
+  } else if (n >= 4) {
+    const uint32_t head = Load4(from), tail = Load4(from + n - 4);
+    std::memcpy(to, &head, 4);
+    std::memcpy(to + n - 4, &tail, 4);
+  } else if (n > 0) {
+    const char a = from[0], b = from[n / 2], c = from[n - 1];
+    to[0] = a;
+    to[n / 2] = b;
+    to[n - 1] = c;
+  }
+}
+
+// The general case of Assign, out of line.
+[[gnu::noinline]] void AssignSlow(std::string* s, std::string_view v) {
   s->clear();
-  if (!v.empty()) s->append(v.data(), v.size());  // absent ids are common: skip the call
+  s->append(v.data(), v.size());
+}
+
+// *s = v, reusing the capacity. Most strings of a message are short, and many equal the previous
+// message's (the event name, property names, repeated values): those are compared and copied
+// inline, the length set with erase(), which is inline too; only a longer string, or one longer
+// than the last, goes through append() (out of line, plus memcpy).
+// std::string::assign would take the general _M_replace.
+[[gnu::always_inline]] inline void Assign(std::string* s, std::string_view v) {
+  const size_t n = v.size(), have = s->size();
+  if (n <= 16 && n <= have) {
+    if (n == have && SmallEqual(s->data(), v.data(), n)) return;
+    SmallCopy(s->data(), v.data(), n);
+    s->erase(n);
+    return;
+  }
+  AssignSlow(s, v);
 }
 
 void SetNull(Value* v) {
@@ -111,10 +165,27 @@ class FieldSink {
   }
 
   size_t size() const { return n_; }
+  // The vector being written.
+  std::vector<Field>* fields() const { return v_; }
 
   // The value of the field named `path`: the existing one if this message already set that path
   // (a later duplicate replaces the earlier value), else a new field.
-  Value* Slot(std::string_view path, std::vector<Field>* spare) {
+  [[gnu::always_inline]] Value* Slot(std::string_view path, std::vector<Field>* spare) {
+    // The common case inline: a path not seen before, written over a field of an earlier message.
+    if (!indexed_ && n_ < kLinearScanMax && n_ < v_->size()) {
+      const uint64_t bit = PathBit(path);
+      if ((seen_ & bit) == 0) {
+        seen_ |= bit;
+        Field& f = (*v_)[n_++];
+        Assign(&f.path, path);
+        return &f.value;
+      }
+    }
+    return SlotSlow(path, spare);
+  }
+
+  // Slot, every case.
+  [[gnu::noinline]] Value* SlotSlow(std::string_view path, std::vector<Field>* spare) {
     std::vector<Field>& v = *v_;
     if (!indexed_) {
       // Most paths are new: the scan runs only when one with the same length and last byte was
@@ -351,11 +422,16 @@ enum class RootKey : uint8_t {
 // scan. Compares each candidate with its closing quote at once instead of scanning, then
 // comparing.
 inline RootKey MatchRootKey(const char* k, const char* end, const char** key_end) {
-  auto is = [k, end, key_end](std::string_view quoted) {  // the key and its closing quote
-    if (static_cast<size_t>(end - k) < quoted.size() ||
-        std::memcmp(k, quoted.data(), quoted.size()) != 0)
-      return false;
-    *key_end = k + quoted.size() - 1;
+  // The key and its closing quote. Inlined with a constant literal, SmallEqual becomes two or four
+  // loads compared with immediates (keys over 16 bytes take two).
+  auto is = [k, end, key_end](std::string_view quoted) {
+    const size_t n = quoted.size();
+    if (static_cast<size_t>(end - k) < n) return false;
+    const bool same = n <= 16 ? SmallEqual(k, quoted.data(), n)
+                              : SmallEqual(k, quoted.data(), 16) &&
+                                    SmallEqual(k + 16, quoted.data() + 16, n - 16);
+    if (!same) return false;
+    *key_end = k + n - 1;
     return true;
   };
   switch (*k) {
@@ -518,15 +594,28 @@ struct Decoder::Impl {
     (void)e;
   }
 
-  Status Decode(const char* data, size_t len, size_t capacity, const DecodeOptions& opts,
-                Message* out);
+  [[gnu::always_inline]] inline Status Decode(const char* data, size_t len, size_t capacity,
+                                              const DecodeOptions& opts, Message* out);
 
+  // Parses the message at `base` with simdjson into the state that ReadRoot fills.
+  [[gnu::noinline]] Status SlowParse(size_t len, size_t capacity);
   // Reads the message's top-level object.
   Status ReadRoot(od::object root);
   Status ReadContext(od::value v);
   // Reads a string (or, for ids, a number as its text); null counts as absent.
   Status ReadText(od::value v, std::string_view field, bool allow_number, Text* out);
   Status ReadTime(const Text& t, std::string_view field, Millis* out);
+  // ReadTime, first trying the minute of the last time read (see minute_prefix).
+  Status ReadTimeCached(const Text& t, std::string_view field, Millis* out);
+  // Whether `s` is in the minute of minute_prefix; if so sets *out to its time.
+  bool SameMinute(std::string_view s, Millis* out) const {
+    if (s.size() != 20 || !has_minute || !SmallEqual(s.data(), minute_prefix, 16)) return false;
+    const unsigned tens = static_cast<unsigned char>(s[17]) - unsigned{'0'};
+    const unsigned ones = static_cast<unsigned char>(s[18]) - unsigned{'0'};
+    if (s[16] != ':' || tens > 5 || ones > 9 || s[19] != 'Z') return false;
+    *out = minute_start + static_cast<Millis>(tens * 10 + ones) * kSecond;
+    return true;
+  }
   // Flattens an object value into `sink`; `field` names it in errors ("properties").
   Status ReadObject(od::value v, std::string_view field, FieldSink* sink, bool* present);
   Status Flatten(od::object obj, size_t depth);
@@ -538,9 +627,64 @@ struct Decoder::Impl {
   // ReadRoot. Returns false, with that state unspecified, for anything it does not handle.
   bool FastParse();
   const char* FastText(const char* p, const char* end, bool allow_number, Text* out);
-  const char* FastObject(const char* p, const char* end, FieldSink* into, bool* present);
+  [[gnu::always_inline]] inline const char* FastObject(const char* p, const char* end,
+                                                       FieldSink* into, bool* present);
   const char* FastFlatten(const char* p, const char* end, size_t depth);
   const char* FastContext(const char* p, const char* end);
+  // When the key at `k` (after its opening quote) is one of a text member, written without escapes
+  // and followed by `":"` (no spaces), the Text it fills, with *value at the first byte of the
+  // string value; else nullptr. The common member costs one dispatch and one or two compares.
+  Text* CompactTextMember(const char* k, const char* end, const char** value) {
+    auto is = [k, end, value](std::string_view key_colon_quote) {
+      const size_t n = key_colon_quote.size();
+      if (static_cast<size_t>(end - k) < n) return false;
+      const bool same = n <= 16 ? SmallEqual(k, key_colon_quote.data(), n)
+                                : SmallEqual(k, key_colon_quote.data(), 16) &&
+                                      SmallEqual(k + 16, key_colon_quote.data() + 16, n - 16);
+      if (!same) return false;
+      *value = k + n;
+      return true;
+    };
+    switch (*k) {
+      case 't':
+        if (is("type\":\"")) return &type;
+        if (is("timestamp\":\"")) return &timestamp;
+        break;
+      case 'u':
+        if (is("userId\":\"")) return &user_id;
+        break;
+      case 'e':
+        if (is("event\":\"")) return &event;
+        break;
+      case 'm':
+        if (is("messageId\":\"")) return &message_id;
+        break;
+      case 'a':
+        if (is("anonymousId\":\"")) return &anonymous_id;
+        break;
+      case 'n':
+        if (is("name\":\"")) return &name;
+        break;
+      case 'g':
+        if (is("groupId\":\"")) return &group_id;
+        break;
+      case 's':
+        if (is("sentAt\":\"")) return &sent_at;
+        break;
+      case 'p':
+        if (is("previousId\":\"")) return &previous_id;
+        break;
+      case 'o':
+        if (is("originalTimestamp\":\"")) return &original_timestamp;
+        break;
+    }
+    return nullptr;
+  }
+  // Before properties are written into *v: `p` is at the value of "properties". Makes *v the
+  // vector of fields whose first path is the first key of that object, when *v or one in `shapes`
+  // is, so that most fields are overwritten by the same path and a value of about the same length
+  // (nothing to copy or move) instead of taking the place of another message's (see shapes).
+  void ChooseShape(const char* p, const char* end, std::vector<Field>* v);
   // The Text a top-level member fills, or nullptr.
   Text* RootText(RootKey key) {
     switch (key) {
@@ -592,6 +736,25 @@ struct Decoder::Impl {
   Text type, user_id, anonymous_id, message_id, event, name, group_id, previous_id,
       context_group_id, timestamp, original_timestamp, sent_at;
   bool has_properties = false, has_traits = false, has_context_traits = false;
+
+  // The common wire format of times is "YYYY-MM-DDTHH:MM:SSZ", and a stream's consecutive times
+  // mostly share their minute. When the last time read had that exact form, its first 16 bytes
+  // ("YYYY-MM-DDTHH:MM", valid as ParseTime checked them) and the time of that minute are kept:
+  // a time with the same 16 bytes and ":SSZ" after them is that minute plus SS seconds, which is
+  // what ParseTime returns for it, without parsing the date again.
+  char minute_prefix[16] = {};
+  bool has_minute = false;
+  Millis minute_start = 0;
+
+  // The property vectors of earlier messages, for ChooseShape. The workload interleaves a few
+  // kinds of events with different properties: written into one vector, each message would
+  // overwrite the fields of the last one with other paths and values, and move the fields it does
+  // not need to `spare` and back. Swapping vectors instead (a vector's fields stay together, and
+  // its first path names it) keeps each kind's fields in place. Which vector a message is written
+  // into changes nothing else: every field written is overwritten whole.
+  static constexpr size_t kShapes = 4;
+  std::vector<Field> shapes[kShapes];
+  size_t next_shape = 0;  // the one replaced next when no vector has the wanted first path
 
   FieldSink properties, traits, context_traits;
   std::vector<Field> context_traits_fields;
@@ -704,6 +867,31 @@ Status Decoder::Impl::ReadTime(const Text& t, std::string_view field, Millis* ou
   std::optional<Millis> ms = ParseTime(t.text);
   if (!ms) return FieldError(field, "not an ISO 8601 time: " + Quote(t.text));
   *out = *ms;
+  return Status::Ok();
+}
+
+// Whether `s` is "YYYY-MM-DDTHH:MM:SSZ" with SS in 00-59 (digits and separators only: the
+// ranges of the other parts are ParseTime's to check). Sets *sec to SS.
+static bool IsSecondForm(std::string_view s, unsigned* sec) {
+  static constexpr char kForm[] = "dddd-dd-ddTdd:dd:ddZ";
+  if (s.size() != 20) return false;
+  for (size_t i = 0; i < 20; ++i) {
+    if (kForm[i] == 'd' ? !IsDigit(s[i]) : s[i] != kForm[i]) return false;
+  }
+  *sec = static_cast<unsigned>(s[17] - '0') * 10 + static_cast<unsigned>(s[18] - '0');
+  return *sec <= 59;
+}
+
+Status Decoder::Impl::ReadTimeCached(const Text& t, std::string_view field, Millis* out) {
+  if (SameMinute(t.text, out)) return Status::Ok();
+  const std::string_view s = t.text;
+  SHOAL_RETURN_IF_ERROR(ReadTime(t, field, out));
+  unsigned sec;
+  if (IsSecondForm(s, &sec)) {
+    std::memcpy(minute_prefix, s.data(), 16);
+    minute_start = *out - static_cast<Millis>(sec) * kSecond;
+    has_minute = true;
+  }
   return Status::Ok();
 }
 
@@ -989,6 +1177,31 @@ void Decoder::Impl::ResetFields() {
   path.clear();
 }
 
+void Decoder::Impl::ChooseShape(const char* p, const char* end, std::vector<Field>* v) {
+  if (end - p < 3 || p[0] != '{' || p[1] != '"') return;
+  const char* k = p + 2;
+  auto starts_with_key = [k, end](const std::vector<Field>& fields) {
+    if (fields.empty()) return false;
+    const std::string& first = fields[0].path;
+    const size_t n = first.size();
+    // Kinds are told apart by first paths of up to 16 bytes (compared inline, no call).
+    if (n > 16 || static_cast<size_t>(end - k) <= n || k[n] != '"') return false;
+    return SmallEqual(k, first.data(), n);
+  };
+  if (starts_with_key(*v)) return;
+  for (std::vector<Field>& kept : shapes) {
+    if (starts_with_key(kept)) {
+      std::swap(*v, kept);
+      return;
+    }
+  }
+  // None has it: keep *v's fields for a later message of their kind, in place of the oldest kept.
+  if (!v->empty()) {
+    std::swap(*v, shapes[next_shape]);
+    next_shape = (next_shape + 1) % kShapes;
+  }
+}
+
 // As ReadText, for a value at `p`; returns its end or nullptr.
 const char* Decoder::Impl::FastText(const char* p, const char* end, bool allow_number, Text* out) {
   if (*p == '"') {
@@ -1148,75 +1361,97 @@ bool Decoder::Impl::FastParse() {
   } else {
     for (;;) {
       if (p >= end || *p != '"') return false;
-      // A key with escapes is not handled (and may still be one of ours): ScanString refuses it.
-      const char* k = p + 1;
-      const char* q = nullptr;
-      const RootKey key = MatchRootKey(k, end, &q);
-      if (key == RootKey::kUnknown) q = ScanString(k, end);
-      if (q == nullptr) return false;
-      p = SkipSpace(q + 1, end);
-      if (p >= end || *p != ':') return false;
-      p = SkipSpace(p + 1, end);
-      if (p >= end) return false;
-      // The dispatch of ReadRoot; a string for a text member, the common case, is read here.
       const char* next = nullptr;
-      Text* text = RootText(key);
-      if (text != nullptr && *p == '"') {
-        next = ScanString(p + 1, end);
+      // The common member first: a text member with a string value, written compactly.
+      const char* value = nullptr;
+      if (Text* compact = CompactTextMember(p + 1, end, &value)) {
+        next = ScanString(value, end);
         if (next == nullptr) return false;
-        text->text = std::string_view(p + 1, static_cast<size_t>(next - p - 1));
-        text->present = true;
+        compact->text = std::string_view(value, static_cast<size_t>(next - value));
+        compact->present = true;
         ++next;
+      } else if (end - p > 13 && SmallEqual(p + 1, "properties\":{", 13)) {
+        // The other common member, also compact: as the kProperties case below.
+        const char* object = p + 13;  // at '{'
+        if (properties.size() == 0) ChooseShape(object, end, properties.fields());
+        next = FastObject(object, end, &properties, &has_properties);
+        if (next == nullptr) return false;
       } else {
-        switch (key) {
-          case RootKey::kType:
-            next = FastText(p, end, false, &type);
-            break;
-          case RootKey::kName:
-            next = FastText(p, end, false, &name);
-            break;
-          case RootKey::kEvent:
-            next = FastText(p, end, false, &event);
-            break;
-          case RootKey::kUserId:
-            next = FastText(p, end, true, &user_id);
-            break;
-          case RootKey::kTraits:
-            next = FastObject(p, end, &traits, &has_traits);
-            break;
-          case RootKey::kSentAt:
-            next = FastText(p, end, false, &sent_at);
-            break;
-          case RootKey::kGroupId:
-            next = FastText(p, end, true, &group_id);
-            break;
-          case RootKey::kContext:
-            next = FastContext(p, end);
-            break;
-          case RootKey::kMessageId:
-            next = FastText(p, end, true, &message_id);
-            break;
-          case RootKey::kTimestamp:
-            next = FastText(p, end, false, &timestamp);
-            break;
-          case RootKey::kProperties:
-            next = FastObject(p, end, &properties, &has_properties);
-            break;
-          case RootKey::kPreviousId:
-            next = FastText(p, end, true, &previous_id);
-            break;
-          case RootKey::kAnonymousId:
-            next = FastText(p, end, true, &anonymous_id);
-            break;
-          case RootKey::kOriginalTimestamp:
-            next = FastText(p, end, false, &original_timestamp);
-            break;
-          case RootKey::kUnknown:
-            next = SkipValue(p, end, 1);
-            break;
+        // A key with escapes is not handled (and may still be one of ours): ScanString refuses it.
+        const char* k = p + 1;
+        const char* q = nullptr;
+        const RootKey key = MatchRootKey(k, end, &q);
+        if (key == RootKey::kUnknown) q = ScanString(k, end);
+        if (q == nullptr) return false;
+        p = SkipSpace(q + 1, end);
+        if (p >= end || *p != ':') return false;
+        p = SkipSpace(p + 1, end);
+        if (p >= end) return false;
+        // The dispatch of ReadRoot; a string for a text member, the common case, is read here.
+        Text* text = RootText(key);
+        if (text != nullptr && *p == '"') {
+          next = ScanString(p + 1, end);
+          if (next == nullptr) return false;
+          text->text = std::string_view(p + 1, static_cast<size_t>(next - p - 1));
+          text->present = true;
+          ++next;
+        } else {
+          switch (key) {
+            case RootKey::kType:
+              next = FastText(p, end, false, &type);
+              break;
+            case RootKey::kName:
+              next = FastText(p, end, false, &name);
+              break;
+            case RootKey::kEvent:
+              next = FastText(p, end, false, &event);
+              break;
+            case RootKey::kUserId:
+              next = FastText(p, end, true, &user_id);
+              break;
+            case RootKey::kTraits:
+              next = FastObject(p, end, &traits, &has_traits);
+              break;
+            case RootKey::kSentAt:
+              next = FastText(p, end, false, &sent_at);
+              break;
+            case RootKey::kGroupId:
+              next = FastText(p, end, true, &group_id);
+              break;
+            case RootKey::kContext:
+              next = FastContext(p, end);
+              break;
+            case RootKey::kMessageId:
+              next = FastText(p, end, true, &message_id);
+              break;
+            case RootKey::kTimestamp:
+              next = FastText(p, end, false, &timestamp);
+              break;
+            case RootKey::kProperties:
+              if (properties.size() == 0) ChooseShape(p, end, properties.fields());
+              next = FastObject(p, end, &properties, &has_properties);
+              break;
+            case RootKey::kPreviousId:
+              next = FastText(p, end, true, &previous_id);
+              break;
+            case RootKey::kAnonymousId:
+              next = FastText(p, end, true, &anonymous_id);
+              break;
+            case RootKey::kOriginalTimestamp:
+              next = FastText(p, end, false, &original_timestamp);
+              break;
+            case RootKey::kUnknown:
+              next = SkipValue(p, end, 1);
+              break;
+          }
         }
+        if (next == nullptr) return false;
       }
-      if (next == nullptr) return false;
+      // Compact: a comma and the next key's quote.
+      if (end - next > 1 && next[0] == ',' && next[1] == '"') {
+        p = next + 1;
+        continue;
+      }
       p = SkipSpace(next, end);
       if (p >= end) return false;
       if (*p == '}') {
@@ -1253,75 +1488,58 @@ Status Decoder::Impl::Decode(const char* data, size_t len, size_t capacity,
   traits.Begin(&out->traits);
   context_traits.Begin(&context_traits_fields);
 
-  Status st = [&]() -> Status {
-    if (g_fast_path.load(std::memory_order_relaxed)) {
-      if (FastParse()) return Status::Ok();
-      // Not handled: start again with simdjson.
+  bool parsed = false;
+  if (g_fast_path.load(std::memory_order_relaxed)) {
+    parsed = FastParse();
+    if (!parsed) {  // not handled: start again with simdjson
       ResetFields();
       properties.Begin(&out->properties);
       traits.Begin(&out->traits);
       context_traits.Begin(&context_traits_fields);
     }
-    if (auto e = parser.iterate(base, len, capacity).get(doc)) {
-      return Status::InvalidArgument(std::string("invalid JSON: ") + simdjson::error_message(e));
-    }
-    od::json_type t;
-    if (auto e = doc.type().get(t)) return JsonError(e);
-    if (t != od::json_type::object) {
-      return Status::InvalidArgument("invalid JSON at column 1: expected an object");
-    }
-    od::object root;
-    if (auto e = doc.get_object().get(root)) return JsonError(e);
-    SHOAL_RETURN_IF_ERROR(ReadRoot(root));
-    const char* rest = nullptr;
-    if (doc.current_location().get(rest) == simdjson::SUCCESS)
-      return JsonError(simdjson::TRAILING_CONTENT);
-    return Status::Ok();
-  }();
-  if (!st.ok()) {
+  }
+  // On an error, the fields written so far are trimmed as usual.
+  auto fail = [this](Status st) {
     properties.Finish(&spare);
     traits.Finish(&spare);
     return st;
+  };
+  if (!parsed) {
+    Status st = SlowParse(len, capacity);
+    if (!st.ok()) return fail(std::move(st));
   }
 
   // Type.
   std::string_view type_text = type.present ? type.text : opts.default_type;
-  if (!type.present && type_text.empty()) {
-    properties.Finish(&spare);
-    traits.Finish(&spare);
-    return FieldError("type", "required");
-  }
+  if (!type.present && type_text.empty()) return fail(FieldError("type", "required"));
   std::optional<MessageType> mt = ParseType(type_text);
-  Status result = Status::Ok();
-  if (!mt) {
-    result = FieldError("type", "unknown message type " + Quote(type_text));
-  } else if (user_id.text.empty() && anonymous_id.text.empty()) {
-    result = FieldError("userId", "a userId or anonymousId is required");
-  } else if (*mt == MessageType::kTrack && event.text.empty()) {
-    result = FieldError("event", "required for a track call");
-  } else if (*mt == MessageType::kGroup && group_id.text.empty()) {
-    result = FieldError("groupId", "required for a group call");
-  } else if (*mt == MessageType::kAlias && previous_id.text.empty()) {
-    result = FieldError("previousId", "required for an alias call");
-  }
+  if (!mt) return fail(FieldError("type", "unknown message type " + Quote(type_text)));
+  if (user_id.text.empty() && anonymous_id.text.empty())
+    return fail(FieldError("userId", "a userId or anonymousId is required"));
+  if (*mt == MessageType::kTrack && event.text.empty())
+    return fail(FieldError("event", "required for a track call"));
+  if (*mt == MessageType::kGroup && group_id.text.empty())
+    return fail(FieldError("groupId", "required for a group call"));
+  if (*mt == MessageType::kAlias && previous_id.text.empty())
+    return fail(FieldError("previousId", "required for an alias call"));
 
   // Times.
   Millis ts = 0, sent = 0;
   bool has_ts = false;
-  if (result.ok()) {
-    if (timestamp.present) {
-      result = ReadTime(timestamp, "timestamp", &ts);
-      has_ts = true;
-    } else if (original_timestamp.present) {
-      result = ReadTime(original_timestamp, "originalTimestamp", &ts);
-      has_ts = true;
+  if (timestamp.present) {
+    if (!SameMinute(timestamp.text, &ts)) {
+      Status st = ReadTimeCached(timestamp, "timestamp", &ts);
+      if (!st.ok()) return fail(std::move(st));
     }
+    has_ts = true;
+  } else if (original_timestamp.present) {
+    Status st = ReadTimeCached(original_timestamp, "originalTimestamp", &ts);
+    if (!st.ok()) return fail(std::move(st));
+    has_ts = true;
   }
-  if (result.ok() && sent_at.present) result = ReadTime(sent_at, "sentAt", &sent);
-  if (!result.ok()) {
-    properties.Finish(&spare);
-    traits.Finish(&spare);
-    return result;
+  if (sent_at.present) {
+    Status st = ReadTimeCached(sent_at, "sentAt", &sent);
+    if (!st.ok()) return fail(std::move(st));
   }
   if (!has_ts) {
     ts = opts.received_at != 0 ? opts.received_at : opts.now;
@@ -1333,34 +1551,21 @@ Status Decoder::Impl::Decode(const char* data, size_t len, size_t capacity,
     if (__builtin_sub_overflow(opts.received_at, skew, &ts)) ts = skew > 0 ? kMinTime : kMaxTime;
   }
 
+  // Each string is assigned once (not cleared, then assigned), so that one equal to the last
+  // message's is left as it is (see Assign).
   out->type = *mt;
   Assign(&out->user_id, user_id.text);
   Assign(&out->anonymous_id, anonymous_id.text);
-  out->event.clear();
-  out->name.clear();
-  out->group_id.clear();
-  out->previous_id.clear();
   Assign(&out->message_id, message_id.text);
   out->timestamp = ts;
   out->received_at = opts.received_at;
-  switch (*mt) {
-    case MessageType::kTrack:
-      Assign(&out->event, event.text);
-      break;
-    case MessageType::kPage:
-    case MessageType::kScreen:
-      Assign(&out->name, name.text);
-      break;
-    case MessageType::kGroup:
-      Assign(&out->group_id, group_id.text);
-      break;
-    case MessageType::kAlias:
-      Assign(&out->previous_id, previous_id.text);
-      break;
-    case MessageType::kIdentify:
-      break;
-  }
-  if (out->group_id.empty()) Assign(&out->group_id, context_group_id.text);
+  const std::string_view none;
+  Assign(&out->event, *mt == MessageType::kTrack ? event.text : none);
+  Assign(&out->name, *mt == MessageType::kPage || *mt == MessageType::kScreen ? name.text : none);
+  std::string_view group = *mt == MessageType::kGroup ? group_id.text : none;
+  if (group.empty()) group = context_group_id.text;
+  Assign(&out->group_id, group);
+  Assign(&out->previous_id, *mt == MessageType::kAlias ? previous_id.text : none);
 
   const bool keeps_properties =
       *mt == MessageType::kTrack || *mt == MessageType::kPage || *mt == MessageType::kScreen;
@@ -1383,6 +1588,24 @@ Status Decoder::Impl::Decode(const char* data, size_t len, size_t capacity,
   } else {
     Park(&out->traits, &parked_traits);
   }
+  return Status::Ok();
+}
+
+Status Decoder::Impl::SlowParse(size_t len, size_t capacity) {
+  if (auto e = parser.iterate(base, len, capacity).get(doc)) {
+    return Status::InvalidArgument(std::string("invalid JSON: ") + simdjson::error_message(e));
+  }
+  od::json_type t;
+  if (auto e = doc.type().get(t)) return JsonError(e);
+  if (t != od::json_type::object) {
+    return Status::InvalidArgument("invalid JSON at column 1: expected an object");
+  }
+  od::object root;
+  if (auto e = doc.get_object().get(root)) return JsonError(e);
+  SHOAL_RETURN_IF_ERROR(ReadRoot(root));
+  const char* rest = nullptr;
+  if (doc.current_location().get(rest) == simdjson::SUCCESS)
+    return JsonError(simdjson::TRAILING_CONTENT);
   return Status::Ok();
 }
 
