@@ -64,11 +64,7 @@ void Series::Build(std::span<const uint32_t> records, const store::Store& store,
                    std::vector<uint32_t>* count, Millis cutoff) {
   const size_t profiles = store.profiles().size();
   if (cutoff > kMinTime) left_out_ = true;  // (perhaps)
-  // Erased records keep their index in `records` but lose their profile.
-  auto match = [&](uint32_t idx, uint32_t pid) {
-    return pid != store::Store::kErasedProfile && (cutoff == kMinTime || store.ts(idx) >= cutoff) &&
-           (!filter_ || Matches(store.props(idx), store));
-  };
+  auto match = [&](uint32_t idx, uint32_t pid) { return Takes(store, idx, pid, cutoff); };
   count->assign(profiles, 0);
   // A record's profile is resolved through the store's merge table: a merged-away profile's
   // records belong to its survivor.
@@ -105,10 +101,7 @@ void Series::BuildParallel(std::span<const uint32_t> records, const store::Store
   if (parts <= 1) return Build(records, store, &scratch->total, cutoff);
   const size_t profiles = store.profiles().size();
   if (cutoff > kMinTime) left_out_ = true;  // (perhaps)
-  auto match = [&](uint32_t idx, uint32_t pid) {
-    return pid != store::Store::kErasedProfile && (cutoff == kMinTime || store.ts(idx) >= cutoff) &&
-           (!filter_ || Matches(store.props(idx), store));
-  };
+  auto match = [&](uint32_t idx, uint32_t pid) { return Takes(store, idx, pid, cutoff); };
   std::vector<std::vector<uint32_t>>& count = scratch->count;
   std::vector<std::vector<Entry*>>& dst = scratch->dst;
   count.resize(parts);

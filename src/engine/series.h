@@ -169,6 +169,12 @@ class Series {
   // per profile instead of a hash lookup on every add and every evaluation.
   std::vector<uint32_t> slot_;
   std::vector<Timeline> timelines_;
+  // Whether a build takes record idx of (resolved) profile pid: not erased (an erased record
+  // keeps its index in the name's list but loses its profile), not before `cutoff`, matching.
+  bool Takes(const store::Store& store, uint32_t idx, uint32_t pid, Millis cutoff) const {
+    return pid != store::Store::kErasedProfile && (cutoff == kMinTime || store.ts(idx) >= cutoff) &&
+           (!filter_ || Matches(store.props(idx), store));
+  }
   // The horizon: every entry (all_), or back to the widest relative start ago_ (-1: none) and the
   // earliest absolute start from_ (kMaxTime: none) of the readers.
   bool all_ = true;
