@@ -13,6 +13,11 @@
 //                          counters give the (segment, profile) evaluations and changes per event.
 //   BM_ReplayPeers         the shared/peers events (SHOAL_BENCH_NDJSON, first 1M lines) through
 //                          the 7 user segments, pre-decoded.
+//   BM_LongRunState/W      a long-running engine: 1,000 users each viewing something every two
+//                          hours for 90 days, the clock following the events, one segment
+//                          `performed "Viewed" within 1d` (W=0) or `performed "Viewed"` (W=1,
+//                          ever): segment state per profile at the end (counter), which the
+//                          1-day window keeps to about a day of entries (series horizons).
 //   BM_Merge/N/U           one identity merge (alias) of an anonymous profile with N events into
 //                          a known one with 20, with the 7 peers segments live, in a store of U
 //                          other users with 10 events each: must not grow with U.
@@ -205,6 +210,32 @@ void BM_TopNUpdate(benchmark::State& state) {
   state.counters["changes_per_event"] = static_cast<double>(changes - changes0) / n;
 }
 BENCHMARK(BM_TopNUpdate)->Arg(0)->Arg(1)->Arg(2)->Arg(3)->Iterations(200000);
+
+void BM_LongRunState(benchmark::State& state) {
+  const bool ever = state.range(0) != 0;
+  constexpr int kUsers = 1000, kDays = 90, kPerDay = 12;
+  double bytes_per_profile = 0;
+  for (auto _ : state) {
+    const Millis start = kNow - kDays * kDay;
+    VirtualClock clock(start);
+    Options opts;
+    opts.keep_changes = false;
+    Engine engine(&clock, opts);
+    (void)engine.CreateSegment("viewed",
+                               ever ? R"(performed "Viewed")" : R"(performed "Viewed" within 1d)");
+    Message m = Track("", "Viewed", 0);
+    const Millis step = kDay / kPerDay / kUsers;
+    for (int64_t i = 0; i < int64_t{kUsers} * kDays * kPerDay; ++i) {
+      m.user_id = fmt::format("u{}", i % kUsers);
+      m.timestamp = start + i * step;
+      clock.Set(m.timestamp + 1);
+      (void)engine.Ingest(m);
+    }
+    bytes_per_profile = static_cast<double>(engine.Stats().state_bytes) / kUsers;
+  }
+  state.counters["state_bytes_per_profile"] = bytes_per_profile;
+}
+BENCHMARK(BM_LongRunState)->Arg(0)->Arg(1)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 void BM_ReplayPeers(benchmark::State& state) {
   const char* path = std::getenv("SHOAL_BENCH_NDJSON");
