@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -168,8 +169,29 @@ Status Replay(const std::string& path, Engine* engine, uint64_t limit, ReplayRes
   return Status::Ok();
 }
 
+// The peers segments named in `only` (comma-separated ids; empty: all), in their order.
+Result<std::vector<PeerSegment>> SelectSegments(const std::string& only) {
+  std::vector<PeerSegment> out;
+  if (only.empty())
+    return std::vector<PeerSegment>(std::begin(kPeerSegments), std::end(kPeerSegments));
+  std::set<std::string> want;
+  for (size_t b = 0; b <= only.size();) {
+    size_t e = only.find(',', b);
+    if (e == std::string::npos) e = only.size();
+    if (e > b) want.insert(only.substr(b, e - b));
+    b = e + 1;
+  }
+  for (const PeerSegment& s : kPeerSegments)
+    if (want.erase(s.id)) out.push_back(s);
+  if (!want.empty())
+    return Status::InvalidArgument("--segments: no peers segment \"" + *want.begin() +
+                                   "\" (s1 ... s8, s7_accounts)");
+  return out;
+}
+
 int RunPeers(const std::string& data_dir, const std::string& out_dir, const std::string& now_text,
-             uint64_t limit, bool skip_backfill, bool skip_live, unsigned threads, bool lookahead) {
+             uint64_t limit, bool skip_backfill, bool skip_live, unsigned threads, bool lookahead,
+             const std::vector<PeerSegment>& segments) {
   auto now = ParseTime(now_text);
   if (!now) {
     fmt::print(stderr, "--now: not an ISO 8601 time: {}\n", now_text);
@@ -197,7 +219,7 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
     Engine engine(&clock, opts);
     uint64_t changes = 0;
     engine.SetChangeListener([&](const Change&) { ++changes; });
-    for (const PeerSegment& s : kPeerSegments) {
+    for (const PeerSegment& s : segments) {
       auto r = engine.CreateSegment(s.id, s.definition, s.target);
       if (!r.ok()) {
         fmt::print(stderr, "segment {}: {}\n", s.id, r.status().message());
@@ -214,7 +236,7 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
                "events per CPU second), {} changes\n",
                live.events, live.seconds, live.events / live.seconds, live.cpu_seconds,
                live.events / live.cpu_seconds, changes);
-    for (const PeerSegment& s : kPeerSegments) {
+    for (const PeerSegment& s : segments) {
       auto members = engine.Members(s.id);
       counts.emplace_back(s.id, members->size());
       if (s.target != SegmentTarget::kUsers) continue;
@@ -250,7 +272,7 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
     auto t0 = std::chrono::steady_clock::now();
     const double cpu0 = ThreadCpuSeconds(), process_cpu0 = ProcessCpuSeconds();
     std::string each;
-    for (const PeerSegment& s : kPeerSegments) {
+    for (const PeerSegment& s : segments) {
       auto t1 = std::chrono::steady_clock::now();
       auto r = engine.CreateSegment(s.id, s.definition, s.target);
       if (!r.ok()) return 1;
@@ -262,7 +284,7 @@ int RunPeers(const std::string& data_dir, const std::string& out_dir, const std:
     backfill_process_cpu = ProcessCpuSeconds() - process_cpu0;
     fmt::print(stderr, "backfill per segment:{}\n", each);
     if (skip_live) {  // no live pass to compare with: write the members from here
-      for (const PeerSegment& s : kPeerSegments) {
+      for (const PeerSegment& s : segments) {
         auto members = engine.Members(s.id);
         counts.emplace_back(s.id, members->size());
         if (s.target != SegmentTarget::kUsers) continue;
@@ -390,6 +412,7 @@ void AddBenchCommand(CLI::App& app) {
     unsigned threads = 0;
     bool no_lookahead = false;
     int compare_rounds = 0;
+    std::string segments;
   };
   auto args = std::make_shared<Args>();
   peers->add_option("DATA_DIR", args->data_dir, "folder with events.ndjson (gen.py --out)")
@@ -405,6 +428,9 @@ void AddBenchCommand(CLI::App& app) {
   peers->add_option("--compare-threads", args->compare_rounds,
                     "instead of the passes: R rounds of the backfill on 1 thread and on --threads "
                     "side by side in one process (two engines)");
+  peers->add_option("--segments", args->segments,
+                    "only these segments, comma-separated (e.g. s1,s2,s3,s4,s5,s6,s8: the 7 user "
+                    "segments of the engine issue's replay goal); default: all 9");
   peers->add_flag("--no-lookahead", args->no_lookahead,
                   "ingest each message as soon as it is decoded (no Engine::Prefetch one ahead)");
   peers->callback([args] {
@@ -418,8 +444,13 @@ void AddBenchCommand(CLI::App& app) {
       if (rc != 0) std::exit(rc);
       return;
     }
+    auto segments = SelectSegments(args->segments);
+    if (!segments.ok()) {
+      fmt::print(stderr, "{}\n", segments.status().message());
+      std::exit(2);
+    }
     int rc = RunPeers(args->data_dir, args->out_dir, args->now, args->limit, args->skip_backfill,
-                      args->skip_live, args->threads, !args->no_lookahead);
+                      args->skip_live, args->threads, !args->no_lookahead, *segments);
     if (rc != 0) std::exit(rc);
   });
 }
