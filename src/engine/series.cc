@@ -63,7 +63,7 @@ void Series::Clear() {
 void Series::Build(std::span<const uint32_t> records, const store::Store& store,
                    std::vector<uint32_t>* count, Millis cutoff) {
   const size_t profiles = store.profiles().size();
-  if (cutoff > kMinTime) left_out_ = true;  // (perhaps)
+  if (cutoff > kMinTime) left_out_ = true;  // records before the cutoff may be left out
   auto match = [&](uint32_t idx, uint32_t pid) { return Takes(store, idx, pid, cutoff); };
   count->assign(profiles, 0);
   // A record's profile is resolved through the store's merge table: a merged-away profile's
@@ -100,7 +100,7 @@ void Series::BuildParallel(std::span<const uint32_t> records, const store::Store
                            size_t parts, BuildScratch* scratch, WorkerPool* pool, Millis cutoff) {
   if (parts <= 1) return Build(records, store, &scratch->total, cutoff);
   const size_t profiles = store.profiles().size();
-  if (cutoff > kMinTime) left_out_ = true;  // (perhaps)
+  if (cutoff > kMinTime) left_out_ = true;  // records before the cutoff may be left out
   auto match = [&](uint32_t idx, uint32_t pid) { return Takes(store, idx, pid, cutoff); };
   std::vector<std::vector<uint32_t>>& count = scratch->count;
   std::vector<std::vector<Entry*>>& dst = scratch->dst;
