@@ -17,6 +17,7 @@
 //                          --benchmark_filter=BM_IngestComputed/4/1`.
 #include <benchmark/benchmark.h>
 
+#include <atomic>
 #include <filesystem>
 #include <future>
 #include <string>
@@ -45,12 +46,15 @@ Message Track(int i) {
   return m;
 }
 
-void BM_IngestComputed(benchmark::State& state) {
-  const int traits = static_cast<int>(state.range(0));
-  const bool persist = state.range(1) != 0;
-  const std::filesystem::path dir =
-      std::filesystem::temp_directory_path() /
-      fmt::format("shoal-service-bench-{}-{}-{}", ::getpid(), traits, persist);
+// One benchmark run on a fresh service in its own temporary data directory (removed afterwards):
+// `define(svc, txn)` creates what the run measures in one transaction, which is made durable
+// first; then each iteration sends 100 messages, make(0), make(1), ..., through Service::Ingest
+// and waits for the acknowledgement. Reports `counter`: the metric `count` per event.
+template <typename Define, typename Make>
+void IngestRounds(benchmark::State& state, const std::string& tag, Define define, Make make,
+                  const char* counter, std::atomic<uint64_t> server::ServiceMetrics::*count) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    fmt::format("shoal-service-bench-{}-{}", ::getpid(), tag);
   std::filesystem::remove_all(dir);
   server::ServiceOptions o;
   o.data_dir = dir.string();
@@ -63,17 +67,9 @@ void BM_IngestComputed(benchmark::State& state) {
       state.SkipWithError("the service did not start");
       return;
     }
-    const char* kDefs[] = {R"(count of "Order Completed" within 30d)",
-                           R"(sum(total) of "Order Completed")",
-                           R"(last(plan) of "Order Completed")",
-                           R"(most frequent(category) of "Order Completed" within 90d)"};
     std::promise<void> ready;
     svc.Run([&](server::Txn& t) {
-      for (int i = 0; i < traits; ++i) {
-        const std::string name = fmt::format("c{}", i);
-        if (t.engine().CreateComputedTrait(name, kDefs[i % 4]).ok()) svc.SaveComputed(t, name);
-      }
-      if (!persist) t.engine().SetComputedChangeListener(nullptr);
+      define(svc, t);
       t.OnDurable([&](const Status&) { ready.set_value(); });
     });
     ready.get_future().get();
@@ -81,19 +77,37 @@ void BM_IngestComputed(benchmark::State& state) {
     for (auto _ : state) {
       state.PauseTiming();
       std::vector<Message> batch;
-      for (int i = 0; i < 100; ++i) batch.push_back(Track(next++));
+      for (int i = 0; i < 100; ++i) batch.push_back(make(next++));
       state.ResumeTiming();
       std::promise<void> done;
       (void)svc.Ingest(std::move(batch), [&](server::IngestOutcome) { done.set_value(); });
       done.get_future().get();
     }
     state.SetItemsProcessed(state.iterations() * 100);
-    state.counters["computed_changes_per_event"] =
-        static_cast<double>(svc.metrics().computed_changes.load()) /
-        static_cast<double>(state.iterations() * 100);
+    state.counters[counter] = static_cast<double>((svc.metrics().*count).load()) /
+                              static_cast<double>(state.iterations() * 100);
   }
   std::filesystem::remove_all(dir);
 }
+
+void BM_IngestComputed(benchmark::State& state) {
+  const int traits = static_cast<int>(state.range(0));
+  const bool persist = state.range(1) != 0;
+  const char* kDefs[] = {R"(count of "Order Completed" within 30d)",
+                         R"(sum(total) of "Order Completed")", R"(last(plan) of "Order Completed")",
+                         R"(most frequent(category) of "Order Completed" within 90d)"};
+  IngestRounds(
+      state, fmt::format("computed-{}-{}", traits, persist),
+      [&](server::Service& svc, server::Txn& t) {
+        for (int i = 0; i < traits; ++i) {
+          const std::string name = fmt::format("c{}", i);
+          if (t.engine().CreateComputedTrait(name, kDefs[i % 4]).ok()) svc.SaveComputed(t, name);
+        }
+        if (!persist) t.engine().SetComputedChangeListener(nullptr);
+      },
+      Track, "computed_changes_per_event", &server::ServiceMetrics::computed_changes);
+}
+
 BENCHMARK(BM_IngestComputed)
     ->Args({0, 1})
     ->Args({4, 0})
@@ -108,55 +122,26 @@ BENCHMARK(BM_IngestComputed)
 void BM_IngestSegmentChanges(benchmark::State& state) {
   const int segments = static_cast<int>(state.range(0));
   const bool persist = state.range(1) != 0;
-  const std::filesystem::path dir =
-      std::filesystem::temp_directory_path() /
-      fmt::format("shoal-service-bench-seg-{}-{}-{}", ::getpid(), segments, persist);
-  std::filesystem::remove_all(dir);
-  server::ServiceOptions o;
-  o.data_dir = dir.string();
-  o.virtual_clock_start = kNow;
-  o.sync = false;
-  o.dedup_window = kMinute;
-  {
-    server::Service svc(o);
-    if (!svc.Start().ok()) {
-      state.SkipWithError("the service did not start");
-      return;
-    }
-    std::promise<void> ready;
-    svc.Run([&](server::Txn& t) {
-      for (int i = 0; i < segments; ++i) {
-        const std::string name = fmt::format("s{}", i);
-        if (t.engine().CreateSegment(name, fmt::format(R"(plan = "a" or plan = "x{}")", i)).ok())
-          svc.SaveSegment(t, name);
-      }
-      if (!persist) t.engine().SetChangeListener(nullptr);
-      t.OnDurable([&](const Status&) { ready.set_value(); });
-    });
-    ready.get_future().get();
-    int next = 0;
-    for (auto _ : state) {
-      state.PauseTiming();
-      std::vector<Message> batch;
-      for (int i = 0; i < 100; ++i, ++next) {
+  IngestRounds(
+      state, fmt::format("seg-{}-{}", segments, persist),
+      [&](server::Service& svc, server::Txn& t) {
+        for (int i = 0; i < segments; ++i) {
+          const std::string name = fmt::format("s{}", i);
+          if (t.engine().CreateSegment(name, fmt::format(R"(plan = "a" or plan = "x{}")", i)).ok())
+            svc.SaveSegment(t, name);
+        }
+        if (!persist) t.engine().SetChangeListener(nullptr);
+      },
+      [](int next) {
         Message m;
         m.type = MessageType::kIdentify;
         m.user_id = fmt::format("u{}", next % 10000);
         m.message_id = fmt::format("m{}", next);
         m.timestamp = kNow - kDay + next;
         m.traits = {{"plan", Value::String((next / 10000) % 2 == 0 ? "a" : "b")}};
-        batch.push_back(std::move(m));
-      }
-      state.ResumeTiming();
-      std::promise<void> done;
-      (void)svc.Ingest(std::move(batch), [&](server::IngestOutcome) { done.set_value(); });
-      done.get_future().get();
-    }
-    state.SetItemsProcessed(state.iterations() * 100);
-    state.counters["changes_per_event"] = static_cast<double>(svc.metrics().changes.load()) /
-                                          static_cast<double>(state.iterations() * 100);
-  }
-  std::filesystem::remove_all(dir);
+        return m;
+      },
+      "changes_per_event", &server::ServiceMetrics::changes);
 }
 BENCHMARK(BM_IngestSegmentChanges)
     ->Args({4, 0})
