@@ -120,6 +120,38 @@ Status ReadLog(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, uint64_t after,
   return FromRocks(it->status(), std::string("reading ") + log);
 }
 
+// One profile's history through its index (family `index`: profile '\0' big-endian seq -> the
+// record in `log`), redacted into *wb: every index entry goes, and each logged record with
+// seq < before names "(erased)" instead of the profile (its cause too when that was the profile).
+// Records from `before` on (the erasure's own) stay. Returns the index scan's status.
+template <typename Stored, typename Decode, typename Encode>
+rocksdb::Status RedactHistory(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* index,
+                              rocksdb::ColumnFamilyHandle* log, std::string_view profile,
+                              uint64_t before, Decode decode, Encode encode,
+                              rocksdb::WriteBatch* wb) {
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator({}, index));
+  const std::string prefix = Pair(profile, "");
+  std::string value, encoded;
+  for (it->Seek(prefix); it->Valid() && StartsWith(it->key(), prefix); it->Next()) {
+    if (it->key().size() != prefix.size() + 8) {
+      wb->Delete(index, it->key());
+      continue;
+    }
+    rocksdb::Slice seq_key(it->key().data() + prefix.size(), 8);
+    if (GetBigEndian64(seq_key.data()) >= before) break;
+    wb->Delete(index, it->key());
+    if (!db->Get({}, log, seq_key, &value).ok()) continue;
+    Stored c;
+    if (!decode(value, &c).ok()) continue;
+    c.change.profile = "(erased)";
+    if (c.change.cause_ref == profile) c.change.cause_ref = "(erased)";
+    encoded.clear();
+    encode(c, &encoded);
+    wb->Put(log, seq_key, encoded);
+  }
+  return it->status();
+}
+
 void PutVarint(uint64_t v, std::string* out) {
   while (v >= 0x80) {
     out->push_back(static_cast<char>(v | 0x80));
@@ -545,31 +577,10 @@ Status Db::RedactProfile(std::string_view profile, uint64_t before_change) {
   rocksdb::WriteBatch wb;
   rocksdb::WriteOptions wo;
   wo.sync = true;
-  // The membership history: redact the change records, drop the index.
-  {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, handles_[kByProfile]));
-    const std::string prefix = Pair(profile, "");
-    std::string value, encoded;
-    for (it->Seek(prefix); it->Valid() && StartsWith(it->key(), prefix); it->Next()) {
-      if (it->key().size() != prefix.size() + 8) {
-        wb.Delete(handles_[kByProfile], it->key());
-        continue;
-      }
-      rocksdb::Slice seq_key(it->key().data() + prefix.size(), 8);
-      if (GetBigEndian64(seq_key.data()) >= before_change) break;  // the erasure's exits on
-      wb.Delete(handles_[kByProfile], it->key());
-      rocksdb::Status s = db_->Get({}, handles_[kChanges], seq_key, &value);
-      if (!s.ok()) continue;
-      StoredChange c;
-      if (!DecodeChange(value, &c).ok()) continue;
-      c.change.profile = "(erased)";
-      if (c.change.cause_ref == profile) c.change.cause_ref = "(erased)";
-      encoded.clear();
-      EncodeChange(c, &encoded);
-      wb.Put(handles_[kChanges], seq_key, encoded);
-    }
-    if (!it->status().ok()) return FromRocks(it->status(), "erasing a profile's history");
-  }
+  rocksdb::Status it =
+      RedactHistory<StoredChange>(db_.get(), handles_[kByProfile], handles_[kChanges], profile,
+                                  before_change, DecodeChange, EncodeChange, &wb);
+  if (!it.ok()) return FromRocks(it, "erasing a profile's history");
   return FromRocks(db_->Write(wo, &wb), "erasing a profile's history");
 }
 
@@ -716,28 +727,10 @@ Status Db::RedactComputed(std::string_view profile, uint64_t before_computed) {
   rocksdb::WriteBatch wb;
   rocksdb::WriteOptions wo;
   wo.sync = true;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator({}, handles_[kComputedByProfile]));
-  const std::string prefix = Pair(profile, "");
-  std::string value, encoded;
-  for (it->Seek(prefix); it->Valid() && StartsWith(it->key(), prefix); it->Next()) {
-    if (it->key().size() != prefix.size() + 8) {
-      wb.Delete(handles_[kComputedByProfile], it->key());
-      continue;
-    }
-    rocksdb::Slice seq_key(it->key().data() + prefix.size(), 8);
-    if (GetBigEndian64(seq_key.data()) >= before_computed) break;  // the erasure's own changes on
-    wb.Delete(handles_[kComputedByProfile], it->key());
-    rocksdb::Status s = db_->Get({}, handles_[kComputedChanges], seq_key, &value);
-    if (!s.ok()) continue;
-    StoredComputedChange c;
-    if (!DecodeComputedChange(value, &c).ok()) continue;
-    c.change.profile = "(erased)";
-    if (c.change.cause_ref == profile) c.change.cause_ref = "(erased)";
-    encoded.clear();
-    EncodeComputedChange(c, &encoded);
-    wb.Put(handles_[kComputedChanges], seq_key, encoded);
-  }
-  if (!it->status().ok()) return FromRocks(it->status(), "erasing a profile's computed history");
+  rocksdb::Status it = RedactHistory<StoredComputedChange>(
+      db_.get(), handles_[kComputedByProfile], handles_[kComputedChanges], profile, before_computed,
+      DecodeComputedChange, EncodeComputedChange, &wb);
+  if (!it.ok()) return FromRocks(it, "erasing a profile's computed history");
   return FromRocks(db_->Write(wo, &wb), "erasing a profile's computed history");
 }
 
