@@ -7,35 +7,15 @@
 
 #include "ingest/decode.h"
 #include "server/service.h"
+#include "server/service_test_fixture.h"
 
 namespace shoal::server {
 namespace {
 
 const Millis kT0 = *ParseTime("2026-11-01T00:00:00Z");
 
-class ComputedChangesTest : public ::testing::Test {
+class ComputedChangesTest : public ServiceFixture {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::path(::testing::TempDir()) /
-           ("shoal-computed-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-  }
-  void TearDown() override {
-    svc_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  void Start(Millis now) {
-    svc_.reset();
-    ServiceOptions o;
-    o.data_dir = dir_.string();
-    o.virtual_clock_start = now;
-    svc_ = std::make_unique<Service>(o);
-    Status st = svc_->Start();
-    ASSERT_TRUE(st.ok()) << st.ToString();
-  }
-
   // Runs `f` on the engine thread and waits until its writes are durable.
   Status Durably(std::function<Status(Txn&)> f) {
     std::promise<Status> p;
@@ -58,16 +38,9 @@ class ComputedChangesTest : public ::testing::Test {
     });
   }
 
+  // Sends the calls; they must be accepted.
   void Send(const std::vector<std::string>& json) {
-    ingest::Decoder d;
-    std::vector<Message> msgs;
-    for (const auto& j : json) {
-      Status st = d.Decode(j, {}, &msgs.emplace_back());
-      ASSERT_TRUE(st.ok()) << st.ToString();
-    }
-    std::promise<IngestOutcome> p;
-    ASSERT_TRUE(svc_->Ingest(std::move(msgs), [&](IngestOutcome o) { p.set_value(o); }));
-    ASSERT_TRUE(p.get_future().get().status.ok());
+    ASSERT_TRUE(ServiceFixture::Send(json).status.ok());
   }
 
   // Moves the virtual clock and waits until the changes it made are durable.
@@ -82,16 +55,7 @@ class ComputedChangesTest : public ::testing::Test {
     EXPECT_TRUE(svc_->db().ReadComputedChanges(0, 1000, traits, 100000, &out, &scanned).ok());
     return out;
   }
-
-  std::filesystem::path dir_;
-  std::unique_ptr<Service> svc_;
 };
-
-std::string Track(const std::string& user, const std::string& event, const std::string& ts,
-                  const std::string& id) {
-  return R"({"type":"track","userId":")" + user + R"(","event":")" + event + R"(","timestamp":")" +
-         ts + R"(","messageId":")" + id + R"("})";
-}
 
 TEST_F(ComputedChangesTest, EventChangesAreDurableNumberedAndContinueAfterRestart) {
   Start(kT0);

@@ -6,35 +6,15 @@
 #include <future>
 
 #include "ingest/decode.h"
+#include "server/service_test_fixture.h"
 
 namespace shoal::server {
 namespace {
 
 const Millis kT0 = *ParseTime("2026-11-01T00:00:00Z");
 
-class ServiceTest : public ::testing::Test {
+class ServiceTest : public ServiceFixture {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::path(::testing::TempDir()) /
-           ("shoal-service-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-  }
-  void TearDown() override {
-    svc_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  void Start(Millis now) {
-    svc_.reset();
-    ServiceOptions o;
-    o.data_dir = dir_.string();
-    o.virtual_clock_start = now;
-    svc_ = std::make_unique<Service>(o);
-    Status st = svc_->Start();
-    ASSERT_TRUE(st.ok()) << st.ToString();
-  }
-
   template <typename T, typename F>
   T OnEngine(F f) {
     std::promise<T> p;
@@ -55,18 +35,6 @@ class ServiceTest : public ::testing::Test {
     ASSERT_TRUE(st.ok()) << st.ToString();
   }
 
-  IngestOutcome Send(const std::vector<std::string>& json) {
-    ingest::Decoder d;
-    std::vector<Message> msgs;
-    for (const auto& j : json) {
-      Status st = d.Decode(j, {}, &msgs.emplace_back());
-      EXPECT_TRUE(st.ok()) << st.ToString();
-    }
-    std::promise<IngestOutcome> p;
-    EXPECT_TRUE(svc_->Ingest(std::move(msgs), [&](IngestOutcome o) { p.set_value(o); }));
-    return p.get_future().get();
-  }
-
   std::vector<std::string> Members(const std::string& seg) {
     return OnEngine<std::vector<std::string>>([&](Txn& t) { return *t.engine().Members(seg); });
   }
@@ -77,16 +45,7 @@ class ServiceTest : public ::testing::Test {
     EXPECT_TRUE(svc_->db().ReadChanges(0, 1000, {}, 100000, &out, &scanned).ok());
     return out;
   }
-
-  std::filesystem::path dir_;
-  std::unique_ptr<Service> svc_;
 };
-
-std::string Track(const std::string& user, const std::string& event, const std::string& ts,
-                  const std::string& id) {
-  return R"({"type":"track","userId":")" + user + R"(","event":")" + event + R"(","timestamp":")" +
-         ts + R"(","messageId":")" + id + R"("})";
-}
 
 TEST_F(ServiceTest, RestartRecoversMembershipAndContinuesSequences) {
   Start(kT0);
