@@ -120,6 +120,23 @@ Status ReadLog(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, uint64_t after,
   return FromRocks(it->status(), std::string("reading ") + log);
 }
 
+// Appends the record logged in `log` at big-endian `seq_key` to *out, with its seq; a record no
+// longer logged is skipped. `value`: the caller's scratch.
+template <typename Stored, typename Decode>
+Status AppendLogged(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* log,
+                    const rocksdb::Slice& seq_key, Decode decode, const char* reading,
+                    std::string* value, std::vector<Stored>* out) {
+  rocksdb::Status s = db->Get({}, log, seq_key, value);
+  if (s.IsNotFound()) return Status::Ok();
+  if (!s.ok()) return FromRocks(s, reading);
+  Stored c;
+  Status st = decode(*value, &c);
+  if (!st.ok()) return st;
+  c.seq = GetBigEndian64(seq_key.data());
+  out->push_back(std::move(c));
+  return Status::Ok();
+}
+
 // One profile's history through its index (family `index`: profile '\0' big-endian seq -> the
 // record in `log`), redacted into *wb: every index entry goes, and each logged record with
 // seq < before names "(erased)" instead of the profile (its cause too when that was the profile).
@@ -503,17 +520,10 @@ Status Db::ProfileHistory(std::string_view profile, std::vector<StoredChange>* o
     keys.emplace_back(it->key().data() + prefix.size(), 8);
   }
   if (!it->status().ok()) return FromRocks(it->status(), "reading a profile's history");
-  for (const std::string& k : keys) {
-    std::string value;
-    rocksdb::Status s = db_->Get({}, handles_[kChanges], k, &value);
-    if (s.IsNotFound()) continue;
-    if (!s.ok()) return FromRocks(s, "reading the change log");
-    StoredChange c;
-    Status st = DecodeChange(value, &c);
-    if (!st.ok()) return st;
-    c.seq = GetBigEndian64(k.data());
-    out->push_back(std::move(c));
-  }
+  std::string value;
+  for (const std::string& k : keys)
+    SHOAL_RETURN_IF_ERROR(AppendLogged(db_.get(), handles_[kChanges], k, DecodeChange,
+                                       "reading the change log", &value, out));
   return Status::Ok();
 }
 
@@ -690,15 +700,9 @@ Status Db::ComputedTraitHistory(std::string_view trait, uint64_t after_trait_seq
   for (it->Seek(PairSeq(trait, after_trait_seq + 1));
        it->Valid() && StartsWith(it->key(), prefix) && out->size() < limit; it->Next()) {
     if (it->value().size() != 8) return Status::Internal("corrupt computed trait index");
-    rocksdb::Slice seq_key = it->value();
-    rocksdb::Status s = db_->Get({}, handles_[kComputedChanges], seq_key, &value);
-    if (s.IsNotFound()) continue;
-    if (!s.ok()) return FromRocks(s, "reading the computed change log");
-    StoredComputedChange c;
-    Status st = DecodeComputedChange(value, &c);
-    if (!st.ok()) return st;
-    c.seq = GetBigEndian64(seq_key.data());
-    out->push_back(std::move(c));
+    SHOAL_RETURN_IF_ERROR(AppendLogged(db_.get(), handles_[kComputedChanges], it->value(),
+                                       DecodeComputedChange, "reading the computed change log",
+                                       &value, out));
   }
   return FromRocks(it->status(), "reading a computed trait's history");
 }
@@ -711,14 +715,9 @@ Status Db::ComputedProfileHistory(std::string_view profile,
   for (it->Seek(prefix); it->Valid() && StartsWith(it->key(), prefix); it->Next()) {
     if (it->key().size() != prefix.size() + 8) continue;
     rocksdb::Slice seq_key(it->key().data() + prefix.size(), 8);
-    rocksdb::Status s = db_->Get({}, handles_[kComputedChanges], seq_key, &value);
-    if (s.IsNotFound()) continue;
-    if (!s.ok()) return FromRocks(s, "reading the computed change log");
-    StoredComputedChange c;
-    Status st = DecodeComputedChange(value, &c);
-    if (!st.ok()) return st;
-    c.seq = GetBigEndian64(seq_key.data());
-    out->push_back(std::move(c));
+    SHOAL_RETURN_IF_ERROR(AppendLogged(db_.get(), handles_[kComputedChanges], seq_key,
+                                       DecodeComputedChange, "reading the computed change log",
+                                       &value, out));
   }
   return FromRocks(it->status(), "reading a profile's computed history");
 }
