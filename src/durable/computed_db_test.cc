@@ -1,48 +1,19 @@
 // The computed value change log in the store: the record and its indexes, the persisted values,
 // reads by seq, by trait and by profile, redaction, and what a reopen finds.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <atomic>
-#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "durable/db.h"
+#include "durable/db_test_fixture.h"
 
 namespace shoal::durable {
 namespace {
 
-namespace fs = std::filesystem;
-
-class ComputedDbTest : public testing::Test {
+class ComputedDbTest : public DbFixture {
  protected:
-  void SetUp() override {
-    static std::atomic<int> counter{0};
-    dir_ = (fs::path(testing::TempDir()) /
-            ("shoal_computed_db_" +
-             std::string(testing::UnitTest::GetInstance()->current_test_info()->name()) + "_" +
-             std::to_string(getpid()) + "_" + std::to_string(counter++)))
-               .string();
-    fs::remove_all(dir_);
-    Reopen();
-  }
-  void TearDown() override {
-    db_.reset();
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-  void Reopen() {
-    db_.reset();
-    Result<std::unique_ptr<Db>> db = Db::Open(dir_);
-    ASSERT_TRUE(db.ok()) << db.status().ToString();
-    db_ = std::move(*db);
-  }
-  void Write(Batch& b) {
-    Status st = db_->Write(&b, true);
-    ASSERT_TRUE(st.ok()) << st.ToString();
-  }
   std::map<std::string, Value> Values(std::string_view trait) {
     std::map<std::string, Value> out;
     Status st = db_->ForEachComputedValue(
@@ -55,9 +26,6 @@ class ComputedDbTest : public testing::Test {
     for (const auto& c : cs) out.push_back(c.seq);
     return out;
   }
-
-  std::string dir_;
-  std::unique_ptr<Db> db_;
 };
 
 StoredComputedChange Make(uint64_t seq, std::string trait, uint64_t trait_seq, std::string profile,

@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "durable/db_test_fixture.h"
+
 namespace shoal::durable {
 namespace {
 
@@ -22,37 +24,8 @@ namespace fs = std::filesystem;
 constexpr uint64_t kMaxSeq = std::numeric_limits<uint64_t>::max();
 
 // A fresh directory per test under testing::TempDir(), removed afterwards.
-class DbTest : public testing::Test {
+class DbTest : public DbFixture {
  protected:
-  void SetUp() override {
-    static std::atomic<int> counter{0};
-    const testing::TestInfo* info = testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = (fs::path(testing::TempDir()) /
-            ("shoal_durable_" + std::string(info->name()) + "_" + std::to_string(getpid()) + "_" +
-             std::to_string(counter++)))
-               .string();
-    fs::remove_all(dir_);
-    Reopen();
-  }
-
-  void TearDown() override {
-    db_.reset();
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
-  }
-
-  void Reopen() {
-    db_.reset();
-    Result<std::unique_ptr<Db>> db = Db::Open(dir_);
-    ASSERT_TRUE(db.ok()) << db.status().ToString();
-    db_ = std::move(*db);
-  }
-
-  void Write(Batch& b) {
-    Status st = db_->Write(&b, /*sync=*/true);
-    ASSERT_TRUE(st.ok()) << st.ToString();
-  }
-
   std::vector<std::pair<uint64_t, Message>> Events(uint64_t after) {
     std::vector<std::pair<uint64_t, Message>> out;
     Status st = db_->ForEachEvent(after, [&](uint64_t seq, std::string_view rec) {
@@ -104,9 +77,6 @@ class DbTest : public testing::Test {
     EXPECT_TRUE(st.ok()) << st.ToString();
     return out;
   }
-
-  std::string dir_;
-  std::unique_ptr<Db> db_;
 };
 
 Message Track(std::string user, std::string event, Millis t, std::string message_id = "") {
