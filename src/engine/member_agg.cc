@@ -12,19 +12,6 @@ namespace shoal::engine {
 
 namespace {
 
-const char* FnName(rules::AggCond::Fn fn) {
-  switch (fn) {
-    case rules::AggCond::Fn::kSum:
-      return "sum";
-    case rules::AggCond::Fn::kAvg:
-      return "avg";
-    case rules::AggCond::Fn::kMin:
-      return "min";
-    default:
-      return "max";
-  }
-}
-
 // The account condition: one lookup of the account's aggregate. It changes only when a member's
 // contribution or the links change, both of which re-evaluate the account (the hidden segment's
 // dependents, member_links): no deadline of its own, as for member counts.
@@ -80,7 +67,7 @@ class MemberAggCondition final : public Condition {
         value = v ? fmt::format("{}", *v) : "no value";
       }
     }
-    return fmt::format("{} = {} over {} of {} members", FnName(fn_), value, a.n, total);
+    return fmt::format("{} = {} over {} of {} members", rules::AggName(fn_), value, a.n, total);
   }
 
  private:
@@ -102,7 +89,7 @@ class MemberAggRankSource final : public RankSource {
       return fn_ == rules::AggCond::Fn::kSum ? std::optional<double>(0.0) : std::nullopt;
     return ctx.accounts->aggregates().Value(hidden_, ctx.pid, fn_);
   }
-  std::string_view Name() const override { return FnName(fn_); }
+  std::string_view Name() const override { return rules::AggName(fn_); }
 
  private:
   uint32_t hidden_;
@@ -140,7 +127,7 @@ Result<std::unique_ptr<ComputedSource>> CompileMemberAggValue(const rules::Membe
     return Status::InvalidArgument(fmt::format(
         "{}:{}: '{}(...) of members' is a value per account: create the computed trait with "
         "target accounts",
-        c.pos.line, c.pos.col, FnName(c.fn)));
+        c.pos.line, c.pos.col, rules::AggName(c.fn)));
   auto id = ctx->MemberValueSegment(c);
   if (!id.ok()) return id.status();
   return std::unique_ptr<ComputedSource>(new MemberAggValueSource(*id, c.fn));
@@ -287,7 +274,7 @@ Result<std::unique_ptr<Condition>> CompileMemberAggLeaf(const rules::MemberAggCo
     return Status::InvalidArgument(fmt::format(
         "{}:{}: '{}(...) of members' belongs in account segments (an aggregate over an account's "
         "members' values); in a user segment read the user's own trait or computed trait",
-        c.pos.line, c.pos.col, FnName(c.fn)));
+        c.pos.line, c.pos.col, rules::AggName(c.fn)));
   auto id = ctx->MemberValueSegment(c);
   if (!id.ok()) return id.status();
   return std::unique_ptr<Condition>(new MemberAggCondition(*id, c));

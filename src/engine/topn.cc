@@ -69,21 +69,7 @@ class AggSource final : public RankSource {
     }
     return std::nullopt;
   }
-  std::string_view Name() const override {
-    switch (fn_) {
-      case rules::AggCond::Fn::kSum:
-        return "sum";
-      case rules::AggCond::Fn::kAvg:
-        return "avg";
-      case rules::AggCond::Fn::kMin:
-        return "min";
-      case rules::AggCond::Fn::kMax:
-        return "max";
-      case rules::AggCond::Fn::kDistinct:
-        return "distinct";
-    }
-    return "value";
-  }
+  std::string_view Name() const override { return rules::AggName(fn_); }
 
  private:
   // Typed distinct values: strings and lists by interned id, -0 and 0 as one number.

@@ -6,6 +6,22 @@
 
 namespace shoal::rules {
 
+const char* AggName(AggCond::Fn fn) {
+  switch (fn) {
+    case AggCond::Fn::kSum:
+      return "sum";
+    case AggCond::Fn::kAvg:
+      return "avg";
+    case AggCond::Fn::kMin:
+      return "min";
+    case AggCond::Fn::kMax:
+      return "max";
+    case AggCond::Fn::kDistinct:
+      return "distinct";
+  }
+  return "sum";
+}
+
 int64_t BucketOf(std::string_view profile_key, std::string_view salt, int64_t buckets) {
   if (buckets <= 0) return 0;
   std::string buf;

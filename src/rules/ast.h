@@ -394,6 +394,9 @@ struct ComputedDef {
   bool operator==(const ComputedDef&) const = default;
 };
 
+// The language's word for an aggregate function: "sum", "avg", "min", "max", "distinct".
+const char* AggName(AggCond::Fn fn);
+
 // The stable bucket of a profile key: xxh3_64(salt + "\x1f" + key) % buckets.
 int64_t BucketOf(std::string_view profile_key, std::string_view salt, int64_t buckets);
 

@@ -169,22 +169,6 @@ std::string PrintEvent(const EventSpec& e) {
   return out;
 }
 
-const char* AggName(AggCond::Fn fn) {
-  switch (fn) {
-    case AggCond::Fn::kSum:
-      return "sum";
-    case AggCond::Fn::kAvg:
-      return "avg";
-    case AggCond::Fn::kMin:
-      return "min";
-    case AggCond::Fn::kMax:
-      return "max";
-    case AggCond::Fn::kDistinct:
-      return "distinct";
-  }
-  return "sum";
-}
-
 void PrintExpr(const Expr& e, std::string* out);
 
 // A user trait under `account` (`account.plan`) would read as the account's trait: backquote its
