@@ -148,19 +148,24 @@ class Parser {
       *out = std::move(e);
       return Status::Ok();
     }
-    if (Cur().kind == TokKind::kLParen) {
-      SourcePos open = Cur().pos;
-      SHOAL_RETURN_IF_ERROR(Enter());
-      Advance();
-      SHOAL_RETURN_IF_ERROR(ParseExpr(out));
-      Leave();
-      return ExpectKind(TokKind::kRParen, CloseParen(open));
-    }
+    if (Cur().kind == TokKind::kLParen) return InParens(&Parser::ParseExpr, out);
     return ParseCondition(out);
   }
 
   static std::string CloseParen(SourcePos open) {
     return "')' to close the '(' at " + std::to_string(open.line) + ":" + std::to_string(open.col);
+  }
+
+  // "(" X ")" at the current '(': X parsed by `inner` into *out, one nesting level deeper (Enter),
+  // and an error naming where the '(' was when the ')' is missing.
+  template <typename T>
+  Status InParens(Status (Parser::*inner)(T*), T* out) {
+    SourcePos open = Cur().pos;
+    SHOAL_RETURN_IF_ERROR(Enter());
+    Advance();
+    SHOAL_RETURN_IF_ERROR((this->*inner)(out));
+    Leave();
+    return ExpectKind(TokKind::kRParen, CloseParen(open));
   }
 
   // prop_expr := prop_and ("or" prop_and)*
@@ -184,28 +189,14 @@ class Parser {
       out->children.push_back(std::move(child));
       return Status::Ok();
     }
-    if (Cur().kind == TokKind::kLParen) {
-      SourcePos open = Cur().pos;
-      SHOAL_RETURN_IF_ERROR(Enter());
-      Advance();
-      SHOAL_RETURN_IF_ERROR(ParsePropExpr(out));
-      Leave();
-      return ExpectKind(TokKind::kRParen, CloseParen(open));
-    }
+    if (Cur().kind == TokKind::kLParen) return InParens(&Parser::ParsePropExpr, out);
     out->kind = PropExpr::Kind::kPred;
     return ParsePathAndPred(&out->pred, "a property condition such as total > 100");
   }
 
   // filter := value_pred | "(" prop_expr ")"
   Status ParseFilter(PropExpr* out, std::string_view after) {
-    if (Cur().kind == TokKind::kLParen) {
-      SourcePos open = Cur().pos;
-      SHOAL_RETURN_IF_ERROR(Enter());
-      Advance();
-      SHOAL_RETURN_IF_ERROR(ParsePropExpr(out));
-      Leave();
-      return ExpectKind(TokKind::kRParen, CloseParen(open));
-    }
+    if (Cur().kind == TokKind::kLParen) return InParens(&Parser::ParsePropExpr, out);
     out->kind = PropExpr::Kind::kPred;
     return ParsePathAndPred(
         &out->pred,
@@ -378,13 +369,8 @@ class Parser {
     }
     if (Cur().kind != TokKind::kLParen)
       return Expected("'(' and a user condition after " + Quoted(Prev().text));
-    SourcePos open = Cur().pos;
-    SHOAL_RETURN_IF_ERROR(Enter());
-    Advance();
     auto user = std::make_shared<Expr>();
-    SHOAL_RETURN_IF_ERROR(ParseExpr(user.get()));
-    Leave();
-    SHOAL_RETURN_IF_ERROR(ExpectKind(TokKind::kRParen, CloseParen(open)));
+    SHOAL_RETURN_IF_ERROR(InParens(&Parser::ParseExpr, user.get()));
     m.user = std::move(user);
     out->leaf = std::move(m);
     return Status::Ok();
@@ -527,13 +513,8 @@ class Parser {
     Advance();  // of
     Advance();  // members
     if (Cur().kind == TokKind::kLParen) {
-      SourcePos open = Cur().pos;
-      SHOAL_RETURN_IF_ERROR(Enter());
-      Advance();
       auto user = std::make_shared<Expr>();
-      SHOAL_RETURN_IF_ERROR(ParseExpr(user.get()));
-      Leave();
-      SHOAL_RETURN_IF_ERROR(ExpectKind(TokKind::kRParen, CloseParen(open)));
+      SHOAL_RETURN_IF_ERROR(InParens(&Parser::ParseExpr, user.get()));
       m.user = std::move(user);
     }
     return Status::Ok();
@@ -611,13 +592,8 @@ class Parser {
     } else if ((AtWord("members") || AtWord("member")) && Ahead(1).kind == TokKind::kLParen) {
       c.source = TopNCond::Source::kMembers;
       Advance();
-      SourcePos open = Cur().pos;
-      SHOAL_RETURN_IF_ERROR(Enter());
-      Advance();
       auto user = std::make_shared<Expr>();
-      SHOAL_RETURN_IF_ERROR(ParseExpr(user.get()));
-      Leave();
-      SHOAL_RETURN_IF_ERROR(ExpectKind(TokKind::kRParen, CloseParen(open)));
+      SHOAL_RETURN_IF_ERROR(InParens(&Parser::ParseExpr, user.get()));
       c.members = std::move(user);
     } else if (AtWord("computed") && Ahead(1).kind == TokKind::kDot) {
       // As in a condition: `computed` followed by a dot reads a computed trait; alone it is a
