@@ -275,15 +275,8 @@ class Engine::Impl : public engine::CompileContext {
   // Compiles, registers and backfills the hidden user segment of a member condition; the account
   // segment being compiled takes ownership from pending_hidden_ (Create, Update).
   Result<uint32_t> MemberSegment(const rules::Expr& user) override {
-    auto h = std::make_unique<Segment>();
-    h->hidden = true;
-    h->name = compiling_name_;  // errors that name a referencing segment name the owner
-    h->expr = std::make_unique<rules::Expr>(user);
-    const SegmentTarget saved = compiling_target_;
-    compiling_target_ = SegmentTarget::kUsers;
-    Status st = CompileInto(h.get());
-    compiling_target_ = saved;
-    if (!st.ok()) return st;
+    std::unique_ptr<Segment> h = NewHidden(user);
+    SHOAL_RETURN_IF_ERROR(CompileForUsers(h.get()));
     if (dry_run_) return UINT32_MAX;
     // After compiling: a top-N leaf in C creates its rank segment first.
     h->id = static_cast<uint32_t>(segments_.size());
@@ -298,6 +291,24 @@ class Engine::Impl : public engine::CompileContext {
     return raw->id;
   }
 
+  // A hidden segment over `expr`, not yet compiled, owned by the segment being compiled.
+  std::unique_ptr<Segment> NewHidden(const rules::Expr& expr) {
+    auto h = std::make_unique<Segment>();
+    h->hidden = true;
+    h->name = compiling_name_;  // errors that name a referencing segment name the owner
+    h->expr = std::make_unique<rules::Expr>(expr);
+    return h;
+  }
+
+  // Compiles a hidden segment as a user segment, also while an account segment is compiled.
+  Status CompileForUsers(Segment* h) {
+    const SegmentTarget saved = compiling_target_;
+    compiling_target_ = SegmentTarget::kUsers;
+    Status st = CompileInto(h);
+    compiling_target_ = saved;
+    return st;
+  }
+
   // The hidden user segment of `sum(X) of members [(C)] ...` (engine/member_agg.h): C compiled as
   // a member segment's condition (none: every user) and'ed with the value leaf, registered so
   // that changes of C and X reach it, and evaluated for every known user now, which fills the
@@ -305,17 +316,8 @@ class Engine::Impl : public engine::CompileContext {
   Result<uint32_t> MemberValueSegment(const rules::MemberAggCond& c) override {
     auto value = engine::CompileMemberValue(c, this);
     if (!value.ok()) return value.status();
-    auto h = std::make_unique<Segment>();
-    h->hidden = true;
-    h->name = compiling_name_;  // errors that name a referencing segment name the owner
-    h->expr = std::make_unique<rules::Expr>(c.user ? *c.user : rules::Expr{});
-    if (c.user) {
-      const SegmentTarget saved = compiling_target_;
-      compiling_target_ = SegmentTarget::kUsers;
-      Status st = CompileInto(h.get());
-      compiling_target_ = saved;
-      if (!st.ok()) return st;
-    }
+    std::unique_ptr<Segment> h = NewHidden(c.user ? *c.user : rules::Expr{});
+    if (c.user) SHOAL_RETURN_IF_ERROR(CompileForUsers(h.get()));
     if (dry_run_) return UINT32_MAX;
     Node leaf;
     leaf.kind = rules::Expr::Kind::kLeaf;
