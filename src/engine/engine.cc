@@ -20,6 +20,7 @@
 #include "engine/accounts.h"
 #include "engine/computed.h"
 #include "engine/conditions.h"
+#include "engine/deadlines.h"
 #include "engine/member_agg.h"
 #include "engine/parallel.h"
 #include "engine/series.h"
@@ -103,10 +104,10 @@ struct Segment {
   Roaring members;
   uint64_t seq = 0;
   Millis created_at = 0, updated_at = 0, last_change_at = 0;
-  int rank = 0;                                    // 1 + max rank of the segments it references
-  bool on_new_profile = false;                     // an empty profile may satisfy it
-  std::vector<uint32_t> dependents;                // segments that reference this one
-  absl::flat_hash_map<uint32_t, Millis> deadline;  // earliest pending timer per profile
+  int rank = 0;                      // 1 + max rank of the segments it references
+  bool on_new_profile = false;       // an empty profile may satisfy it
+  std::vector<uint32_t> dependents;  // segments that reference this one
+  engine::DeadlineMap deadline;      // earliest pending timer per profile
   // Members are accounts (ids of store.accounts()) for kAccounts: every per-profile map above is
   // then keyed by account id.
   SegmentTarget target = SegmentTarget::kUsers;
@@ -739,9 +740,9 @@ class Engine::Impl : public engine::CompileContext {
       timers_.pop();
       Segment* s = tm.segment < segments_.size() ? segments_[tm.segment].get() : nullptr;
       if (!s) continue;
-      auto it = s->deadline.find(tm.profile);
-      if (it == s->deadline.end() || it->second != tm.at) continue;  // superseded
-      s->deadline.erase(it);
+      const Millis* due = s->deadline.Find(tm.profile);
+      if (!due || *due != tm.at) continue;  // superseded
+      s->deadline.erase(tm.profile);
       ++timer_fires_;
       touched_.clear();
       ++stamp_;
@@ -790,8 +791,8 @@ class Engine::Impl : public engine::CompileContext {
   bool Live(const Timer& tm) const {
     const Segment* s = tm.segment < segments_.size() ? segments_[tm.segment].get() : nullptr;
     if (!s) return false;
-    auto it = s->deadline.find(tm.profile);
-    return it != s->deadline.end() && it->second == tm.at;
+    const Millis* due = s->deadline.Find(tm.profile);
+    return due && *due == tm.at;
   }
 
   // --- Segments
@@ -1022,7 +1023,7 @@ class Engine::Impl : public engine::CompileContext {
     state += account_events_.MemoryBytes();
     for (const auto& s : segments_)
       if (s)
-        state += s->members.getSizeInBytes() + s->deadline.capacity() * 13 +
+        state += s->members.getSizeInBytes() + s->deadline.MemoryBytes() +
                  (s->ranker ? s->ranker->ranking().MemoryBytes() : 0);
     for (const auto& l : lists_)
       if (l) state += l->members.getSizeInBytes() + l->pending.capacity() * sizeof(std::string);
@@ -2024,12 +2025,7 @@ class Engine::Impl : public engine::CompileContext {
       s->deadline.erase(pid);
       return;
     }
-    auto [it, inserted] = s->deadline.try_emplace(pid, next);
-    if (!inserted) {
-      if (it->second == next) return;
-      it->second = next;
-    }
-    timers_.push(Timer{next, s->id, pid});
+    if (s->deadline.Set(pid, next)) timers_.push(Timer{next, s->id, pid});
   }
 
   // Superseded timers stay in the heap until popped; rebuild it when they dominate.
@@ -2043,8 +2039,7 @@ class Engine::Impl : public engine::CompileContext {
     std::vector<Timer> v;
     v.reserve(live);
     for (const auto& s : segments_)
-      if (s)
-        for (auto [pid, at] : s->deadline) v.push_back({at, s->id, pid});
+      if (s) s->deadline.ForEach([&](uint32_t pid, Millis at) { v.push_back({at, s->id, pid}); });
     timers_ = decltype(timers_)(std::greater<Timer>(), std::move(v));
   }
 
