@@ -108,8 +108,25 @@ class CountCondition final : public Condition {
     auto [lo, hi] = w_.Range(tl, t);
     int64_t c = static_cast<int64_t>(hi - lo);
     const bool truth = CompareNumbers<__int128>(c, n_, op_);
-    // Walk the instants at which entries leave (oldest first) and enter (earliest first) until
-    // the comparison flips. Bounded: after kMaxSteps the instant reached is a safe re-check time.
+    if (w_.Sliding() && op_ != rules::CmpOp::kEq && op_ != rules::CmpOp::kNe) {
+      // The comparison is c >= m or c <= m: it flips when the count has moved far enough one way.
+      const bool at_least = op_ == rules::CmpOp::kGe || op_ == rules::CmpOp::kGt;
+      const __int128 m =
+          __int128{n_} + (op_ == rules::CmpOp::kGt ? 1 : 0) - (op_ == rules::CmpOp::kLt ? 1 : 0);
+      // How far: at least 1 (the comparison holds or fails by at least that), at most one more
+      // than the entries there are (then it never flips).
+      auto by = [&](__int128 d) {
+        return static_cast<uint64_t>(std::clamp<__int128>(d, 1, __int128(tl.size()) + 1));
+      };
+      const Millis at = at_least == truth
+                            ? w_.FirstNetDrop(tl, lo, hi, by(at_least ? c - m + 1 : c - m))
+                            : w_.FirstNetRise(tl, lo, hi, by(at_least ? m - c : m + 1 - c));
+      *next = std::min(*next, at);
+      return truth;
+    }
+    // Otherwise (= and !=, absolute bounds) walk the instants at which entries leave (oldest first)
+    // and enter (earliest first) until the comparison flips. Bounded: after kMaxSteps the instant
+    // reached is a safe re-check time.
     constexpr int kMaxSteps = 64;
     size_t i = lo, j = hi;
     Millis at = kMaxTime;

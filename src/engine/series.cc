@@ -1,5 +1,6 @@
 #include "engine/series.h"
 
+#include <cstring>
 #include <limits>
 #include <utility>
 
@@ -7,12 +8,36 @@
 
 namespace shoal::engine {
 
-const Timeline Series::kEmpty;
-
 Series::Series(uint32_t name, std::optional<rules::PropExpr> filter,
                std::optional<uint32_t> value_key, store::Store* store)
     : name_(name), value_key_(value_key) {
   if (filter) filter_ = std::make_unique<CompiledFilter>(*filter, store);
+}
+
+Series::~Series() {
+  for (Block* b : head_) Free(b);
+}
+
+Series::Block* Series::Resize(Block* old, uint32_t size, uint32_t cap) {
+  auto* b = static_cast<Block*>(::operator new (sizeof(Block) + size_t{cap} * sizeof(Entry)));
+  b->size = size;
+  b->cap = cap;
+  if (old) {
+    std::memcpy(b->entries(), old->entries(), size_t{size} * sizeof(Entry));
+    Free(old);
+  }
+  return b;
+}
+
+void Series::Free(Block* b) {
+  if (b) ::operator delete(b);
+}
+
+Series::Block* Series::Reserve(uint32_t profile, uint32_t more) {
+  Block*& b = Head(profile);
+  const uint32_t size = b ? b->size : 0;
+  if (!b || b->cap - size < more) b = Resize(b, size, size + more);
+  return b;
 }
 
 double Series::ValueOf(std::span<const store::PropEntry> props) const {
@@ -29,34 +54,41 @@ double Series::ValueOf(std::span<const store::PropEntry> props) const {
   return std::numeric_limits<double>::quiet_NaN();
 }
 
-Timeline& Series::Slot(uint32_t profile) {
-  if (profile >= slot_.size()) slot_.resize(std::max<size_t>(profile + 1, slot_.size() * 2), 0);
-  if (!slot_[profile]) {
-    timelines_.emplace_back();
-    slot_[profile] = static_cast<uint32_t>(timelines_.size());
-  }
-  return timelines_[slot_[profile] - 1];
-}
-
 void Series::Add(uint32_t profile, Millis ts, uint32_t idx, double value, Millis cutoff) {
-  Timeline& tl = Slot(profile);
-  if (tl.size() == tl.capacity() && !tl.empty() && tl.front().ts < cutoff) {
-    auto keep = std::lower_bound(tl.begin(), tl.end(), cutoff,
-                                 [](const Entry& x, Millis c) { return x.ts < c; });
-    tl.erase(tl.begin(), keep);
-    left_out_ = true;
+  Block*& b = Head(profile);
+  if (!b) b = Resize(nullptr, 0, 2);  // 16 + 2 * 24 bytes: one cache line
+  Entry* e = b->entries();
+  if (b->size == b->cap) {
+    if (e[0].ts < cutoff) {
+      Entry* keep = std::lower_bound(e, e + b->size, cutoff,
+                                     [](const Entry& x, Millis c) { return x.ts < c; });
+      const size_t dropped = static_cast<size_t>(keep - e);
+      std::memmove(e, keep, (b->size - dropped) * sizeof(Entry));
+      b->size -= static_cast<uint32_t>(dropped);
+      left_out_ = true;
+    }
+    if (b->size == b->cap) {
+      b = Resize(b, b->size, 2 * b->cap);
+      e = b->entries();
+    }
   }
-  Entry e{ts, idx, value};
-  if (tl.empty() || !(e < tl.back())) {
-    tl.push_back(e);
+  const Entry x{ts, idx, value};
+  Entry* end = e + b->size;
+  if (b->size == 0 || !(x < end[-1])) {
+    *end = x;
   } else {
-    tl.insert(std::upper_bound(tl.begin(), tl.end(), e), e);
+    Entry* at = std::upper_bound(e, end, x);
+    std::memmove(at + 1, at, static_cast<size_t>(end - at) * sizeof(Entry));
+    *at = x;
   }
+  ++b->size;
 }
 
 void Series::Clear() {
-  std::fill(slot_.begin(), slot_.end(), 0);
-  timelines_.clear();
+  for (Block*& b : head_) {
+    Free(b);
+    b = nullptr;
+  }
   left_out_ = false;
 }
 
@@ -72,27 +104,23 @@ void Series::Build(std::span<const uint32_t> records, const store::Store& store,
     const uint32_t pid = store.Resolve(store.profile(idx));
     if (match(idx, pid)) ++(*count)[pid];
   }
-  size_t with = 0;
-  for (uint32_t c : *count) with += c != 0;
-  timelines_.reserve(timelines_.size() + with);
-  if (slot_.size() < profiles) slot_.resize(profiles, 0);
+  if (head_.size() < profiles) head_.resize(profiles, nullptr);
   for (uint32_t p = 0; p < profiles; ++p)
-    if ((*count)[p]) Slot(p).reserve((*count)[p]);
+    if ((*count)[p]) Reserve(p, (*count)[p]);
   // Records come in arrival order, so a timeline is out of (ts, idx) order only after a late
   // event; such profiles are marked (count = 0) and sorted at the end.
   const bool value = has_value();
   for (uint32_t idx : records) {
     const uint32_t pid = store.Resolve(store.profile(idx));
     if (!match(idx, pid)) continue;
-    Timeline& tl = timelines_[slot_[pid] - 1];
+    Block* b = head_[pid];
     Entry e{store.ts(idx), idx, value ? ValueOf(store.props(idx)) : 0};
-    if (!tl.empty() && e < tl.back()) (*count)[pid] = 0;
-    tl.push_back(e);
+    if (b->size > 0 && e < b->entries()[b->size - 1]) (*count)[pid] = 0;
+    b->entries()[b->size++] = e;
   }
   for (uint32_t p = 0; p < profiles; ++p) {
-    if ((*count)[p] || !slot_[p]) continue;
-    Timeline& tl = timelines_[slot_[p] - 1];
-    std::sort(tl.begin(), tl.end());
+    if ((*count)[p] || !head_[p]) continue;
+    std::sort(head_[p]->entries(), head_[p]->entries() + head_[p]->size);
   }
 }
 
@@ -120,33 +148,25 @@ void Series::BuildParallel(std::span<const uint32_t> records, const store::Store
       if (match(idx, pid)) ++c[pid];
     }
   });
-  // Slots in profile order, as Build numbers them; a timeline that has entries (a build over a
-  // series that is not empty) keeps them in front.
+  // A timeline that has entries (a build over a series that is not empty) keeps them in front.
   std::vector<uint32_t>& total = scratch->total;
   total.assign(profiles, 0);
-  if (slot_.size() < profiles) slot_.resize(profiles, 0);
-  size_t with = 0;
-  for (uint32_t p = 0; p < profiles; ++p) {
-    uint32_t n = 0;
-    for (size_t part = 0; part < parts; ++part) n += count[part][p];
-    total[p] = n;
-    with += n != 0 && !slot_[p];
-  }
-  timelines_.reserve(timelines_.size() + with);
-  for (uint32_t p = 0; p < profiles; ++p)
-    if (total[p]) Slot(p);
+  if (head_.size() < profiles) head_.resize(profiles, nullptr);
   // Per profile range: size each timeline once, and point each slice at the place of its first
   // match in it (after the matches of the slices before it). The fill then writes through one
-  // pointer per profile instead of loading the slot and the timeline's header.
+  // pointer per profile instead of loading the profile's head and block.
   pool->Run(parts, [&](size_t part) {
     auto [lo, hi] = PartRange(profiles, parts, part);
     for (size_t p = lo; p < hi; ++p) {
-      if (!total[p]) continue;
-      Timeline& tl = timelines_[slot_[p] - 1];
-      size_t at = tl.size();
-      tl.resize(at + total[p]);
+      uint32_t n = 0;
+      for (size_t s = 0; s < parts; ++s) n += count[s][p];
+      total[p] = n;
+      if (!n) continue;
+      Block* b = Reserve(static_cast<uint32_t>(p), n);
+      size_t at = b->size;
+      b->size += n;
       for (size_t s = 0; s < parts; ++s) {
-        dst[s][p] = tl.data() + at;
+        dst[s][p] = b->entries() + at;
         at += count[s][p];
       }
     }
@@ -169,44 +189,49 @@ void Series::BuildParallel(std::span<const uint32_t> records, const store::Store
     auto [lo, hi] = PartRange(profiles, parts, part);
     for (size_t p = lo; p < hi; ++p) {
       if (!total[p]) continue;
-      Timeline& tl = timelines_[slot_[p] - 1];
-      auto from = tl.end() - total[p];
-      if (from != tl.begin()) --from;
-      if (!std::is_sorted(from, tl.end())) std::sort(tl.begin(), tl.end());
+      Entry* begin = head_[p]->entries();
+      Entry* end = begin + head_[p]->size;
+      Entry* from = end - total[p];
+      if (from != begin) --from;
+      if (!std::is_sorted(from, end)) std::sort(begin, end);
     }
   });
 }
 
 void Series::MergeInto(uint32_t from, uint32_t into) {
-  if (from >= slot_.size() || !slot_[from] || timelines_[slot_[from] - 1].empty()) return;
-  Timeline moved;
-  moved.swap(timelines_[slot_[from] - 1]);
-  Timeline& tl = Slot(into);
-  if (tl.empty()) {
-    tl.swap(moved);
+  if (from >= head_.size() || !head_[from] || head_[from]->size == 0) return;
+  Block* moved = std::exchange(head_[from], nullptr);
+  Block*& b = Head(into);
+  if (!b || b->size == 0) {
+    Free(std::exchange(b, moved));
     return;
   }
   // Merged from the back into the longer timeline, grown in place (usually within its capacity):
   // one linear pass, no buffer (inplace_merge would allocate one), and each slot is written only
   // after what it held has been moved on.
-  if (moved.size() > tl.size()) tl.swap(moved);
-  size_t i = tl.size(), j = moved.size(), k = i + j;
-  tl.resize(k);
+  if (moved->size > b->size) std::swap(moved, b);
+  size_t i = b->size, j = moved->size, k = i + j;
+  if (b->cap < k) b = Resize(b, b->size, static_cast<uint32_t>(k));
+  b->size = static_cast<uint32_t>(k);
+  Entry* tl = b->entries();
+  const Entry* mv = moved->entries();
   while (j > 0) {
-    if (i > 0 && moved[j - 1] < tl[i - 1])
+    if (i > 0 && mv[j - 1] < tl[i - 1])
       tl[--k] = tl[--i];
     else
-      tl[--k] = moved[--j];
+      tl[--k] = mv[--j];
   }
+  Free(moved);
 }
 
 void Series::Erase(uint32_t profile) {
-  if (profile < slot_.size() && slot_[profile]) Timeline().swap(timelines_[slot_[profile] - 1]);
+  if (profile < head_.size()) Free(std::exchange(head_[profile], nullptr));
 }
 
 size_t Series::MemoryBytes() const {
-  size_t bytes = slot_.capacity() * sizeof(uint32_t) + timelines_.capacity() * sizeof(Timeline);
-  for (const Timeline& tl : timelines_) bytes += tl.capacity() * sizeof(Entry);
+  size_t bytes = head_.capacity() * sizeof(Block*);
+  for (const Block* b : head_)
+    if (b) bytes += sizeof(Block) + size_t{b->cap} * sizeof(Entry);
   return bytes;
 }
 
@@ -215,14 +240,88 @@ Window::Window(const rules::TimeRange& r) : from_kind_(r.from.kind), to_kind_(r.
   b_ = r.to.ms;
 }
 
+namespace {
+
+// The index of the first entry in [from, to) with ts >= x (lower_bound), searched from `from`
+// with doubling steps: a window's start is usually at or near the front of a timeline (entries
+// older than every window are dropped), so this reads the first cache lines, which an add has
+// just loaded, instead of probing the middle of a long timeline.
+size_t FirstAtLeastFromFront(const Timeline& tl, size_t from, size_t to, Millis x) {
+  if (from >= to || tl[from].ts >= x) return from;
+  size_t below = from, step = 1;  // tl[below].ts < x
+  while (below + step < to && tl[below + step].ts < x) {
+    below += step;
+    step *= 2;
+  }
+  const size_t end = std::min(below + step, to);
+  return std::lower_bound(tl.begin() + below + 1, tl.begin() + end, x,
+                          [](const Entry& e, Millis v) { return e.ts < v; }) -
+         tl.begin();
+}
+
+// The same, searched back from `to`: a window's end is usually at or near the back (nothing
+// happens after now, and an event arrives near now), where the last add wrote.
+size_t FirstAtLeastFromBack(const Timeline& tl, size_t from, size_t to, Millis x) {
+  if (from >= to || tl[to - 1].ts < x) return to;
+  size_t at_least = to - 1, step = 1;  // tl[at_least].ts >= x
+  while (at_least >= from + step && tl[at_least - step].ts >= x) {
+    at_least -= step;
+    step *= 2;
+  }
+  const size_t begin = at_least >= from + step ? at_least - step + 1 : from;
+  return std::lower_bound(tl.begin() + begin, tl.begin() + at_least, x,
+                          [](const Entry& e, Millis v) { return e.ts < v; }) -
+         tl.begin();
+}
+
+// The number of entries with ts <= x.
+size_t CountAtMost(const Timeline& tl, Millis x) {
+  return std::upper_bound(tl.begin(), tl.end(), x,
+                          [](Millis v, const Entry& e) { return v < e.ts; }) -
+         tl.begin();
+}
+
+}  // namespace
+
 std::pair<size_t, size_t> Window::Range(const Timeline& tl, Millis t) const {
   Millis lo_ts = Lo(t), hi_ts = Hi(t);
-  auto by_ts = [](const Entry& e, Millis x) { return e.ts < x; };
-  size_t lo =
-      lo_ts == kMinTime ? 0 : std::lower_bound(tl.begin(), tl.end(), lo_ts, by_ts) - tl.begin();
-  size_t hi = std::lower_bound(tl.begin() + lo, tl.end(), hi_ts, by_ts) - tl.begin();
-  if (hi < lo) hi = lo;
+  size_t lo = lo_ts == kMinTime ? 0 : FirstAtLeastFromFront(tl, 0, tl.size(), lo_ts);
+  size_t hi = FirstAtLeastFromBack(tl, lo, tl.size(), hi_ts);
   return {lo, hi};
+}
+
+Millis Window::FirstNetDrop(const Timeline& tl, size_t lo, size_t hi, uint64_t d) const {
+  // The k-th leave after t is that of entry lo + k - 1 (leaves come in timeline order). At the
+  // k-th leave's instant, with `entered` entries in, the drop is (left - entered); if short of d,
+  // no leave before the (entered + d)-th can reach it, since entries only keep entering.
+  const Millis b = EnterLag();
+  uint64_t k = d;
+  for (int jump = 0; jump < kMaxJumps; ++jump) {
+    if (k > tl.size() - lo) return kMaxTime;
+    const Millis at = tl[lo + k - 1].ts + a_ + 1;
+    const size_t left = CountAtMost(tl, at - a_ - 1) - lo;
+    const size_t in = CountAtMost(tl, at - b - 1);
+    const size_t entered = in > hi ? in - hi : 0;
+    if (left >= entered + d) return at;
+    k = entered + d;
+  }
+  return k > tl.size() - lo ? kMaxTime : tl[lo + k - 1].ts + a_ + 1;
+}
+
+Millis Window::FirstNetRise(const Timeline& tl, size_t lo, size_t hi, uint64_t d) const {
+  // The mirror image: candidates are the instants at which entries hi, hi + 1, ... enter.
+  const Millis b = EnterLag();
+  uint64_t k = d;
+  for (int jump = 0; jump < kMaxJumps; ++jump) {
+    if (k > tl.size() - hi) return kMaxTime;
+    const Millis at = tl[hi + k - 1].ts + b + 1;
+    const size_t entered = CountAtMost(tl, at - b - 1) - hi;
+    const size_t out = CountAtMost(tl, at - a_ - 1);
+    const size_t left = out > lo ? out - lo : 0;
+    if (entered >= left + d) return at;
+    k = left + d;
+  }
+  return k > tl.size() - hi ? kMaxTime : tl[hi + k - 1].ts + b + 1;
 }
 
 Millis Window::NextBoundary(const Timeline& tl, size_t lo, size_t hi) const {

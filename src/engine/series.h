@@ -32,7 +32,24 @@ struct Entry {
   bool operator<(const Entry& o) const { return ts < o.ts || (ts == o.ts && idx < o.idx); }
 };
 
-using Timeline = std::vector<Entry>;
+// A read-only view of one profile's timeline: its entries, sorted by (ts, idx). Valid until the
+// series changes.
+class Timeline {
+ public:
+  Timeline() = default;
+  Timeline(const Entry* data, size_t size) : data_(data), size_(size) {}
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  const Entry& operator[](size_t i) const { return data_[i]; }
+  const Entry* begin() const { return data_; }
+  const Entry* end() const { return data_ + size_; }
+  const Entry& front() const { return data_[0]; }
+  const Entry& back() const { return data_[size_ - 1]; }
+
+ private:
+  const Entry* data_ = nullptr;
+  size_t size_ = 0;
+};
 
 // How far back one reader of a series will ever look: at any instant now or later, it counts no
 // entry older than its window's lower bound. kAgo: a relative start (ms before now: "within 30d"),
@@ -64,6 +81,7 @@ class Series {
   // `value_key`: the property whose numeric value entries keep inline (see Entry::value).
   Series(uint32_t name, std::optional<rules::PropExpr> filter, std::optional<uint32_t> value_key,
          store::Store* store);
+  ~Series();
   Series(const Series&) = delete;
   Series& operator=(const Series&) = delete;
 
@@ -110,13 +128,21 @@ class Series {
   // account's events sent by a user who is erased since). Order is kept.
   template <typename Pred>
   void RemoveIf(uint32_t profile, Pred drop) {
-    if (profile >= slot_.size() || !slot_[profile]) return;
-    std::erase_if(timelines_[slot_[profile] - 1], [&](const Entry& e) { return drop(e.idx); });
+    Block* b = profile < head_.size() ? head_[profile] : nullptr;
+    if (!b) return;
+    Entry* e = b->entries();
+    b->size = static_cast<uint32_t>(
+        std::remove_if(e, e + b->size, [&](const Entry& x) { return drop(x.idx); }) - e);
   }
   // The profile's timeline; empty when it has none.
-  const Timeline& Get(uint32_t profile) const {
-    uint32_t s = profile < slot_.size() ? slot_[profile] : 0;
-    return s ? timelines_[s - 1] : kEmpty;
+  Timeline Get(uint32_t profile) const {
+    const Block* b = profile < head_.size() ? head_[profile] : nullptr;
+    return b ? Timeline(b->entries(), b->size) : Timeline();
+  }
+  // How many entries the profile's timeline holds before it must grow (tests).
+  size_t Capacity(uint32_t profile) const {
+    const Block* b = profile < head_.size() ? head_[profile] : nullptr;
+    return b ? b->cap : 0;
   }
   // Whether the profile has at least one entry.
   bool Has(uint32_t profile) const { return !Get(profile).empty(); }
@@ -152,7 +178,7 @@ class Series {
     left_out_ = true;
     return true;
   }
-  // Drops every timeline, keeping the profiles' slots' memory, before a rebuild.
+  // Drops every timeline, keeping the profiles' heads' memory, before a rebuild.
   void Clear();
   size_t MemoryBytes() const;
 
@@ -161,14 +187,28 @@ class Series {
   std::vector<uint32_t> segments;
 
  private:
-  static const Timeline kEmpty;
+  // A profile's entries and their count in one allocation: the 16-byte header, then `cap`
+  // entries. One dense array of pointers to these, by profile id, is the whole index: an add
+  // or a read loads the profile's pointer, then the block, whose header shares the first
+  // entries' cache line and page. (A vector of std::vector headers behind a dense array of slot
+  // numbers cost a third page per event; on a virtual machine a page that misses the TLB costs
+  // a nested page walk, docs/benchmarks.md "Round 6".)
+  struct Block {
+    uint32_t size, cap;
+    uint64_t reserved;  // keeps the entries 8-aligned after the header
+    Entry* entries() { return reinterpret_cast<Entry*>(this + 1); }
+    const Entry* entries() const { return reinterpret_cast<const Entry*>(this + 1); }
+  };
+  static_assert(sizeof(Block) == 16);
+  // A block for `cap` entries holding the first `size` of `old` (freed), or a new one.
+  static Block* Resize(Block* old, uint32_t size, uint32_t cap);
+  static void Free(Block* b);
   uint32_t name_;
   std::optional<uint32_t> value_key_;
   std::unique_ptr<CompiledFilter> filter_;
-  // Dense by profile id: slot_[profile] is 1 + the index of its timeline, 0 for none. Four bytes
-  // per profile instead of a hash lookup on every add and every evaluation.
-  std::vector<uint32_t> slot_;
-  std::vector<Timeline> timelines_;
+  // Dense by profile id: the profile's block, or null. Eight bytes per profile instead of a hash
+  // lookup on every add and every evaluation.
+  std::vector<Block*> head_;
   // Whether a build takes record idx of (resolved) profile pid: not erased (an erased record
   // keeps its index in the name's list but loses its profile), not before `cutoff`, matching.
   bool Takes(const store::Store& store, uint32_t idx, uint32_t pid, Millis cutoff) const {
@@ -198,7 +238,15 @@ class Series {
     }
     return false;
   }
-  Timeline& Slot(uint32_t profile);
+  // The profile's head, the array grown to hold it.
+  Block*& Head(uint32_t profile) {
+    if (profile >= head_.size())
+      head_.resize(std::max<size_t>(profile + 1, head_.size() * 2), nullptr);
+    return head_[profile];
+  }
+  // Makes room for `more` entries after the profile's current ones (exactly: a build knows its
+  // counts); returns the block.
+  Block* Reserve(uint32_t profile, uint32_t more);
 };
 
 // An event window resolved against a sorted timeline.
@@ -233,10 +281,30 @@ class Window {
   // The next instant after t at which the set of entries in the window changes.
   Millis NextBoundary(const Timeline& tl, size_t lo, size_t hi) const;
 
+  // A sliding window: a relative start (a ago) and a relative end or none (b ago, b < a), as in
+  // "within 30d" and "between 90d ago and 30d ago". Every entry then enters at ts + b + 1 and
+  // leaves at ts + a + 1, both in timeline order, so how a count moves after t is known from the
+  // timeline by binary search instead of a walk over each entry that enters or leaves.
+  bool Sliding() const {
+    return from_kind_ == rules::TimeBound::Kind::kRelative &&
+           to_kind_ != rules::TimeBound::Kind::kAbsolute && EnterLag() < a_;
+  }
+  // For a sliding window whose entries at t are [lo, hi) (Range): the first instant after t at
+  // which at least d >= 1 more entries have left than entered (FirstNetDrop: the count is down by
+  // d) or entered than left (FirstNetRise: up by d); kMaxTime if never. Each candidate instant
+  // skips every one that cannot be it, so this costs a few binary searches where a walk would
+  // visit every entry in between (a frequent user's count "at least 5 times in 60 days" moves
+  // hundreds of times before it drops below 5). After kMaxJumps candidates it returns the last:
+  // the count has not moved by d before it, a safe instant to look again.
+  Millis FirstNetDrop(const Timeline& tl, size_t lo, size_t hi, uint64_t d) const;
+  Millis FirstNetRise(const Timeline& tl, size_t lo, size_t hi, uint64_t d) const;
+
  private:
   rules::TimeBound::Kind from_kind_, to_kind_;
   Millis a_ = 0;  // from: relative ago, or absolute instant
   Millis b_ = 0;  // to: relative ago, or absolute instant
+  static constexpr int kMaxJumps = 64;
+  Millis EnterLag() const { return to_kind_ == rules::TimeBound::Kind::kRelative ? b_ : 0; }
 };
 
 }  // namespace shoal::engine

@@ -50,7 +50,7 @@ TEST_F(SeriesTest, AddDropsEntriesBeforeTheCutoffInsteadOfGrowing) {
   EXPECT_FALSE(s.Widen(Horizon::Ago(50)));  // narrower: nothing changes
   EXPECT_EQ(s.Cutoff(1000), 900);
   for (Millis ts : {10, 20, 30, 40}) s.Add(0, ts, 0, 0, s.Cutoff(ts));
-  const size_t capacity = s.Get(0).capacity();
+  const size_t capacity = s.Capacity(0);
   while (s.Get(0).size() < capacity) s.Add(0, 50, 0, 0, s.Cutoff(50));
   EXPECT_EQ(s.Get(0).front().ts, 10);          // not full before: nothing dropped
   EXPECT_FALSE(s.Widen(Horizon::From(-500)));  // nothing was left out yet: no rebuild
