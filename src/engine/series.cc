@@ -274,9 +274,18 @@ size_t FirstAtLeastFromBack(const Timeline& tl, size_t from, size_t to, Millis x
          tl.begin();
 }
 
-// The number of entries with ts <= x.
-size_t CountAtMost(const Timeline& tl, Millis x) {
-  return std::upper_bound(tl.begin(), tl.end(), x,
+// The number of entries with ts <= x, given that it is at least `from`: searched from `from` with
+// doubling steps, so the jumps below read near the places they already read, not the middle.
+size_t CountAtMost(const Timeline& tl, size_t from, Millis x) {
+  const size_t n = tl.size();
+  if (from >= n || tl[from].ts > x) return from;
+  size_t at_most = from, step = 1;  // tl[at_most].ts <= x
+  while (at_most + step < n && tl[at_most + step].ts <= x) {
+    at_most += step;
+    step *= 2;
+  }
+  const size_t end = std::min(at_most + step, n);
+  return std::upper_bound(tl.begin() + at_most + 1, tl.begin() + end, x,
                           [](Millis v, const Entry& e) { return v < e.ts; }) -
          tl.begin();
 }
@@ -294,14 +303,17 @@ Millis Window::FirstNetDrop(const Timeline& tl, size_t lo, size_t hi, uint64_t d
   // The k-th leave after t is that of entry lo + k - 1 (leaves come in timeline order). At the
   // k-th leave's instant, with `entered` entries in, the drop is (left - entered); if short of d,
   // no leave before the (entered + d)-th can reach it, since entries only keep entering.
+  // Counting from where the last candidate's counts ended: candidates only move forward. Entries
+  // before hi are in by any instant after t (they were at t).
   const Millis b = EnterLag();
   uint64_t k = d;
+  size_t in = hi;
   for (int jump = 0; jump < kMaxJumps; ++jump) {
     if (k > tl.size() - lo) return kMaxTime;
     const Millis at = tl[lo + k - 1].ts + a_ + 1;
-    const size_t left = CountAtMost(tl, at - a_ - 1) - lo;
-    const size_t in = CountAtMost(tl, at - b - 1);
-    const size_t entered = in > hi ? in - hi : 0;
+    const size_t left = CountAtMost(tl, lo + k - 1, at - a_ - 1) - lo;
+    in = CountAtMost(tl, in, at - b - 1);
+    const size_t entered = in - hi;
     if (left >= entered + d) return at;
     k = entered + d;
   }
@@ -310,14 +322,16 @@ Millis Window::FirstNetDrop(const Timeline& tl, size_t lo, size_t hi, uint64_t d
 
 Millis Window::FirstNetRise(const Timeline& tl, size_t lo, size_t hi, uint64_t d) const {
   // The mirror image: candidates are the instants at which entries hi, hi + 1, ... enter.
+  // Entries before lo are out by any instant after t (they were at t).
   const Millis b = EnterLag();
   uint64_t k = d;
+  size_t out = lo;
   for (int jump = 0; jump < kMaxJumps; ++jump) {
     if (k > tl.size() - hi) return kMaxTime;
     const Millis at = tl[hi + k - 1].ts + b + 1;
-    const size_t entered = CountAtMost(tl, at - b - 1) - hi;
-    const size_t out = CountAtMost(tl, at - a_ - 1);
-    const size_t left = out > lo ? out - lo : 0;
+    const size_t entered = CountAtMost(tl, hi + k - 1, at - b - 1) - hi;
+    out = CountAtMost(tl, out, at - a_ - 1);
+    const size_t left = out - lo;
     if (entered >= left + d) return at;
     k = left + d;
   }
