@@ -2286,12 +2286,20 @@ class Engine::Impl : public engine::CompileContext {
   }
 
   // Converts a message's fields into sorted PropEntries in props_. Errors when a new property
-  // path would not fit the 24-bit key of a PropEntry (16.7M distinct paths).
+  // path would not fit the 24-bit key of a PropEntry (16.7M distinct paths), and when the
+  // message has more fields than one record holds (store::kMaxProps).
   Status ToProps(const Message& msg) {
     props_.clear();
     const std::vector<Field>& fields =
         msg.type == MessageType::kIdentify || msg.type == MessageType::kGroup ? msg.traits
                                                                               : msg.properties;
+    if (fields.size() >= store::kMaxProps)  // >=: a page or screen call may add its name
+      return Status::InvalidArgument(
+          std::string("field '") +
+          (msg.type == MessageType::kIdentify || msg.type == MessageType::kGroup ? "traits"
+                                                                                 : "properties") +
+          "': " + std::to_string(fields.size()) + " properties; a message may have at most " +
+          std::to_string(store::kMaxProps - 1));
     // Hash every string value and prefetch its pool slot before interning any (see
     // StringPool::Prefetch): order ids and product ids miss the cache at full size.
     value_hashes_.clear();

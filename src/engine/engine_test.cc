@@ -43,6 +43,30 @@ class EngineTest : public ::testing::Test {
   Engine engine_;
 };
 
+// A record's properties must fit one chunk of the store's property column. JSON messages are
+// limited to 32 KB before that; an in-process caller (Engine::Ingest, `shoal bench`) is not: a
+// message with more fields is refused whole, with the count, and nothing else changes.
+TEST_F(EngineTest, RefusesAMessageWithMorePropertiesThanARecordHolds) {
+  Create("buyers", R"(performed "Order Completed")");
+  Ingest(Track("u1", "Order Completed", kT0 - 1));  // an event counts from the instant after it
+  auto order = [](const std::string& user, size_t props) {
+    Message m;
+    m.user_id = user;
+    m.event = "Order Completed";
+    m.timestamp = kT0 - 1;
+    for (size_t i = 0; i < props; ++i) m.properties.push_back({fmt::format("p{}", i), {}});
+    return m;
+  };
+  Status st = engine_.Ingest(order("u2", store::kMaxProps));
+  EXPECT_EQ(st.code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(st.message(), "field 'properties': 65536 properties; a message may have at most 65535");
+  auto u2 = engine_.IsMember("buyers", "u2");
+  EXPECT_FALSE(u2.ok() && *u2);  // not a member (nor, with nothing accepted, a known profile)
+  EXPECT_TRUE(In("buyers", "u1"));
+  ASSERT_TRUE(engine_.Ingest(order("u3", store::kMaxProps - 1)).ok());
+  EXPECT_TRUE(In("buyers", "u3"));
+}
+
 TEST_F(EngineTest, LeavesWindowAtTheExactMillisecond) {
   Create("recent", R"(performed "Order Completed" within 30d)");
   Ingest(Track("u1", "Order Completed", kT0));

@@ -55,28 +55,6 @@ size_t StringPool::MemoryBytes() const {
          slots_.capacity() * sizeof(Slot);
 }
 
-PropEntry PropEntry::Make(uint32_t key, const StoredValue& v) {
-  PropEntry e;
-  e.key_type = (key & 0xFFFFFF) | (static_cast<uint32_t>(v.type) << 24);
-  uint64_t bits = 0;
-  switch (v.type) {
-    case ValueType::kNull:
-      break;
-    case ValueType::kBool:
-      bits = v.b;
-      break;
-    case ValueType::kNumber:
-      std::memcpy(&bits, &v.num, 8);
-      break;
-    case ValueType::kString:
-    case ValueType::kList:
-      bits = v.str;
-      break;
-  }
-  std::memcpy(e.payload, &bits, 8);
-  return e;
-}
-
 StoredValue PropEntry::value() const {
   StoredValue v;
   v.type = static_cast<ValueType>(key_type >> 24);
@@ -115,7 +93,11 @@ uint32_t Store::Append(uint32_t profile, uint32_t name, Millis ts,
   profile_.push_back(profile);
   name_.push_back(name);
   props_begin_.push_back(static_cast<uint32_t>(props_.size()));
-  for (const PropEntry& p : props) props_.push_back(p);
+  if (props.size() <= kChunk) {
+    props_.append_in_chunk(props.data(), props.size());  // the padding above made room
+  } else {  // the engine refuses such a message (kMaxProps); kept whole here all the same
+    for (const PropEntry& p : props) props_.push_back(p);
+  }
   if (name != kGroupName) {  // group records are found through group_account_
     if (by_name_.size() <= name) by_name_.resize(name + 1);
     by_name_[name].push_back(idx);

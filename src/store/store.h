@@ -154,22 +154,57 @@ struct PropEntry {
 
   static constexpr uint32_t kPad = 0xFFFFFFFF;   // filler at a chunk end, never a real entry
   static constexpr uint32_t kMaxKey = 0xFFFFFF;  // key ids must fit 24 bits
-  static PropEntry Make(uint32_t key, const StoredValue& v);
+  static PropEntry Make(uint32_t key, const StoredValue& v) {
+    PropEntry e;
+    e.key_type = (key & 0xFFFFFF) | (static_cast<uint32_t>(v.type) << 24);
+    uint64_t bits = 0;
+    switch (v.type) {
+      case ValueType::kNull:
+        break;
+      case ValueType::kBool:
+        bits = v.b;
+        break;
+      case ValueType::kNumber:
+        std::memcpy(&bits, &v.num, 8);
+        break;
+      case ValueType::kString:
+      case ValueType::kList:
+        bits = v.str;
+        break;
+    }
+    std::memcpy(e.payload, &bits, 8);
+    return e;
+  }
   uint32_t key() const { return key_type & 0xFFFFFF; }
   StoredValue value() const;
 };
 static_assert(sizeof(PropEntry) == 12);
 
+// The most properties (or traits) one record may have: a record's properties lie in one chunk of
+// the property column (Store::props returns one span).
+inline constexpr size_t kMaxProps = size_t{1} << 16;
+
 // Append-only array split into fixed-size chunks: stable addresses, no copy on growth.
 template <typename T, size_t kChunkBits = 16>
 class ChunkedVector {
  public:
+  // Inline: a store append makes five of these per event (the chunk's allocation is out of line).
   void push_back(const T& v) {
-    if ((size_ & kMask) == 0)
-      chunks_.push_back(std::make_unique_for_overwrite<T[]>(kChunk));  // no zero fill
-    chunks_.back()[size_ & kMask] = v;
+    if ((size_ & kMask) == 0) [[unlikely]]
+      AddChunk();
+    last_[size_ & kMask] = v;
     ++size_;
   }
+  // Appends n items that fit in the current chunk (n <= kChunk - size() % kChunk, or a new chunk
+  // starts them): one copy instead of n push_backs.
+  void append_in_chunk(const T* v, size_t n) {
+    if (n == 0) return;
+    if ((size_ & kMask) == 0) [[unlikely]]
+      AddChunk();
+    std::memcpy(last_ + (size_ & kMask), v, n * sizeof(T));
+    size_ += n;
+  }
+  static constexpr size_t chunk_size() { return kChunk; }
   const T& operator[](size_t i) const { return chunks_[i >> kChunkBits][i & kMask]; }
   T& operator[](size_t i) { return chunks_[i >> kChunkBits][i & kMask]; }
   size_t size() const { return size_; }
@@ -184,7 +219,12 @@ class ChunkedVector {
  private:
   static constexpr size_t kChunk = size_t{1} << kChunkBits;
   static constexpr size_t kMask = kChunk - 1;
+  [[gnu::noinline]] void AddChunk() {
+    chunks_.push_back(std::make_unique_for_overwrite<T[]>(kChunk));  // no zero fill
+    last_ = chunks_.back().get();
+  }
   std::vector<std::unique_ptr<T[]>> chunks_;
+  T* last_ = nullptr;  // chunks_.back()
   size_t size_ = 0;
 };
 
