@@ -626,6 +626,7 @@ struct Decoder::Impl {
   // The fast path (see ScanString): parses the whole message at `base` into the same state as
   // ReadRoot. Returns false, with that state unspecified, for anything it does not handle.
   bool FastParse();
+  [[gnu::always_inline]] inline const char* FastMember(const char* p, const char* end);
   const char* FastText(const char* p, const char* end, bool allow_number, Text* out);
   [[gnu::always_inline]] inline const char* FastObject(const char* p, const char* end,
                                                        FieldSink* into, bool* present);
@@ -1350,108 +1351,142 @@ const char* Decoder::Impl::FastContext(const char* p, const char* end) {
   }
 }
 
+// As one member of ReadRoot: `p` is at the key's opening quote. Returns the byte after the value,
+// or nullptr.
+[[gnu::always_inline]] inline const char* Decoder::Impl::FastMember(const char* p,
+                                                                    const char* end) {
+  if (p >= end || *p != '"') return nullptr;
+  const char* next = nullptr;
+  // The common member first: a text member with a string value, written compactly.
+  const char* value = nullptr;
+  if (Text* compact = CompactTextMember(p + 1, end, &value)) {
+    next = ScanString(value, end);
+    if (next == nullptr) return nullptr;
+    compact->text = std::string_view(value, static_cast<size_t>(next - value));
+    compact->present = true;
+    return next + 1;
+  }
+  if (end - p > 13 && SmallEqual(p + 1, "properties\":{", 13)) {
+    // The other common member, also compact: as the kProperties case below.
+    const char* object = p + 13;  // at '{'
+    if (properties.size() == 0) ChooseShape(object, end, properties.fields());
+    return FastObject(object, end, &properties, &has_properties);
+  }
+  // A key with escapes is not handled (and may still be one of ours): ScanString refuses it.
+  const char* k = p + 1;
+  const char* q = nullptr;
+  const RootKey key = MatchRootKey(k, end, &q);
+  if (key == RootKey::kUnknown) q = ScanString(k, end);
+  if (q == nullptr) return nullptr;
+  p = SkipSpace(q + 1, end);
+  if (p >= end || *p != ':') return nullptr;
+  p = SkipSpace(p + 1, end);
+  if (p >= end) return nullptr;
+  // The dispatch of ReadRoot; a string for a text member, the common case, is read here.
+  Text* text = RootText(key);
+  if (text != nullptr && *p == '"') {
+    next = ScanString(p + 1, end);
+    if (next == nullptr) return nullptr;
+    text->text = std::string_view(p + 1, static_cast<size_t>(next - p - 1));
+    text->present = true;
+    return next + 1;
+  }
+  switch (key) {
+    case RootKey::kType:
+      return FastText(p, end, false, &type);
+    case RootKey::kName:
+      return FastText(p, end, false, &name);
+    case RootKey::kEvent:
+      return FastText(p, end, false, &event);
+    case RootKey::kUserId:
+      return FastText(p, end, true, &user_id);
+    case RootKey::kTraits:
+      return FastObject(p, end, &traits, &has_traits);
+    case RootKey::kSentAt:
+      return FastText(p, end, false, &sent_at);
+    case RootKey::kGroupId:
+      return FastText(p, end, true, &group_id);
+    case RootKey::kContext:
+      return FastContext(p, end);
+    case RootKey::kMessageId:
+      return FastText(p, end, true, &message_id);
+    case RootKey::kTimestamp:
+      return FastText(p, end, false, &timestamp);
+    case RootKey::kProperties:
+      if (properties.size() == 0) ChooseShape(p, end, properties.fields());
+      return FastObject(p, end, &properties, &has_properties);
+    case RootKey::kPreviousId:
+      return FastText(p, end, true, &previous_id);
+    case RootKey::kAnonymousId:
+      return FastText(p, end, true, &anonymous_id);
+    case RootKey::kOriginalTimestamp:
+      return FastText(p, end, false, &original_timestamp);
+    case RootKey::kUnknown:
+      return SkipValue(p, end, 1);
+  }
+  return nullptr;
+}
+
 bool Decoder::Impl::FastParse() {
   const char* p = base;
   const char* const end = base + base_len;
-  p = SkipSpace(p, end);
-  if (p >= end || *p != '{') return false;
-  p = SkipSpace(p + 1, end);
-  if (p < end && *p == '}') {
-    ++p;
+  const char* next = nullptr;  // the byte after the value of the last member read
+  if (end - p >= 9 && SmallEqual(p, "{\"type\":\"", 9)) {
+    // The common message: compact, its members in the usual order. Each is taken with one compare
+    // of its key and the punctuation around it (the general dispatch of FastMember costs more),
+    // absent ones are passed over, and at the first other member the loop below goes on from
+    // there. Reading members in this order is reading them as FastMember does, one after the
+    // other, so the state is the same.
+    next = p + 8;
+    // Whether the bytes at `next` are `lit`, which ends with the value's first byte.
+    auto at = [&next, end](std::string_view lit) {
+      return static_cast<size_t>(end - next) >= lit.size() &&
+             SmallEqual(next, lit.data(), lit.size());
+    };
+    // Reads the string value starting after the literal of `n` bytes at `next` into *t.
+    auto text = [&next, end](size_t n, Text* t) {
+      const char* v = next + n;
+      const char* q = ScanString(v, end);
+      if (q == nullptr) return false;
+      t->text = std::string_view(v, static_cast<size_t>(q - v));
+      t->present = true;
+      next = q + 1;
+      return true;
+    };
+    if (!text(1, &type)) return false;
+    if (at(",\"messageId\":\"") && !text(14, &message_id)) return false;
+    if (at(",\"userId\":\"") && !text(11, &user_id)) return false;
+    if (at(",\"event\":\"") && !text(10, &event)) return false;
+    if (at(",\"groupId\":\"") && !text(12, &group_id)) return false;
+    if (at(",\"properties\":{")) {
+      const char* object = next + 14;  // at '{'
+      if (properties.size() == 0) ChooseShape(object, end, properties.fields());
+      next = FastObject(object, end, &properties, &has_properties);
+      if (next == nullptr) return false;
+    }
+    if (at(",\"traits\":{")) {
+      next = FastObject(next + 10, end, &traits, &has_traits);
+      if (next == nullptr) return false;
+    }
+    if (at(",\"timestamp\":\"") && !text(14, &timestamp)) return false;
   } else {
-    for (;;) {
-      if (p >= end || *p != '"') return false;
-      const char* next = nullptr;
-      // The common member first: a text member with a string value, written compactly.
-      const char* value = nullptr;
-      if (Text* compact = CompactTextMember(p + 1, end, &value)) {
-        next = ScanString(value, end);
-        if (next == nullptr) return false;
-        compact->text = std::string_view(value, static_cast<size_t>(next - value));
-        compact->present = true;
-        ++next;
-      } else if (end - p > 13 && SmallEqual(p + 1, "properties\":{", 13)) {
-        // The other common member, also compact: as the kProperties case below.
-        const char* object = p + 13;  // at '{'
-        if (properties.size() == 0) ChooseShape(object, end, properties.fields());
-        next = FastObject(object, end, &properties, &has_properties);
-        if (next == nullptr) return false;
-      } else {
-        // A key with escapes is not handled (and may still be one of ours): ScanString refuses it.
-        const char* k = p + 1;
-        const char* q = nullptr;
-        const RootKey key = MatchRootKey(k, end, &q);
-        if (key == RootKey::kUnknown) q = ScanString(k, end);
-        if (q == nullptr) return false;
-        p = SkipSpace(q + 1, end);
-        if (p >= end || *p != ':') return false;
-        p = SkipSpace(p + 1, end);
-        if (p >= end) return false;
-        // The dispatch of ReadRoot; a string for a text member, the common case, is read here.
-        Text* text = RootText(key);
-        if (text != nullptr && *p == '"') {
-          next = ScanString(p + 1, end);
-          if (next == nullptr) return false;
-          text->text = std::string_view(p + 1, static_cast<size_t>(next - p - 1));
-          text->present = true;
-          ++next;
-        } else {
-          switch (key) {
-            case RootKey::kType:
-              next = FastText(p, end, false, &type);
-              break;
-            case RootKey::kName:
-              next = FastText(p, end, false, &name);
-              break;
-            case RootKey::kEvent:
-              next = FastText(p, end, false, &event);
-              break;
-            case RootKey::kUserId:
-              next = FastText(p, end, true, &user_id);
-              break;
-            case RootKey::kTraits:
-              next = FastObject(p, end, &traits, &has_traits);
-              break;
-            case RootKey::kSentAt:
-              next = FastText(p, end, false, &sent_at);
-              break;
-            case RootKey::kGroupId:
-              next = FastText(p, end, true, &group_id);
-              break;
-            case RootKey::kContext:
-              next = FastContext(p, end);
-              break;
-            case RootKey::kMessageId:
-              next = FastText(p, end, true, &message_id);
-              break;
-            case RootKey::kTimestamp:
-              next = FastText(p, end, false, &timestamp);
-              break;
-            case RootKey::kProperties:
-              if (properties.size() == 0) ChooseShape(p, end, properties.fields());
-              next = FastObject(p, end, &properties, &has_properties);
-              break;
-            case RootKey::kPreviousId:
-              next = FastText(p, end, true, &previous_id);
-              break;
-            case RootKey::kAnonymousId:
-              next = FastText(p, end, true, &anonymous_id);
-              break;
-            case RootKey::kOriginalTimestamp:
-              next = FastText(p, end, false, &original_timestamp);
-              break;
-            case RootKey::kUnknown:
-              next = SkipValue(p, end, 1);
-              break;
-          }
-        }
-        if (next == nullptr) return false;
-      }
-      // Compact: a comma and the next key's quote.
-      if (end - next > 1 && next[0] == ',' && next[1] == '"') {
-        p = next + 1;
-        continue;
-      }
+    p = SkipSpace(p, end);
+    if (p >= end || *p != '{') return false;
+    p = SkipSpace(p + 1, end);
+    if (p < end && *p == '}') {
+      if (SkipSpace(p + 1, end) != end) return false;
+      field_name = {};
+      path.clear();
+      return true;
+    }
+    next = FastMember(p, end);
+    if (next == nullptr) return false;
+  }
+  for (;;) {
+    // Compact: a comma and the next key's quote.
+    if (end - next > 1 && next[0] == ',' && next[1] == '"') {
+      p = next + 1;
+    } else {
       p = SkipSpace(next, end);
       if (p >= end) return false;
       if (*p == '}') {
@@ -1461,6 +1496,8 @@ bool Decoder::Impl::FastParse() {
       if (*p != ',') return false;
       p = SkipSpace(p + 1, end);
     }
+    next = FastMember(p, end);
+    if (next == nullptr) return false;
   }
   if (SkipSpace(p, end) != end) return false;
   field_name = {};
