@@ -285,12 +285,18 @@ bool UnescapedToken(std::string_view token, std::string_view* out) {
   return true;
 }
 
-// Trims `v` to `n` elements, parking the rest in `spare`.
-void TrimTo(std::vector<Field>* v, size_t n, std::vector<Field>* spare) {
-  if (v->size() <= n) return;  // the common case: a message of the same shape as the last
+// The work of TrimTo when there is some, out of line.
+[[gnu::noinline]] void TrimToSlow(std::vector<Field>* v, size_t n, std::vector<Field>* spare) {
   for (size_t i = n; i < v->size() && spare->size() < kMaxSpareFields; ++i)
     spare->push_back(std::move((*v)[i]));
   v->resize(std::min(n, v->size()));
+}
+
+// Trims `v` to `n` elements, parking the rest in `spare`. The common case, a message of the same
+// shape as the last (nothing to trim), is one inline compare.
+[[gnu::always_inline]] inline void TrimTo(std::vector<Field>* v, size_t n,
+                                          std::vector<Field>* spare) {
+  if (v->size() > n) TrimToSlow(v, n, spare);
 }
 
 void FieldSink::Finish(std::vector<Field>* spare) { TrimTo(v_, n_, spare); }
@@ -1181,13 +1187,28 @@ void Decoder::Impl::ResetFields() {
 void Decoder::Impl::ChooseShape(const char* p, const char* end, std::vector<Field>* v) {
   if (end - p < 3 || p[0] != '{' || p[1] != '"') return;
   const char* k = p + 2;
-  auto starts_with_key = [k, end](const std::vector<Field>& fields) {
+  // The length of the first key when its closing quote is within 16 bytes (kinds are told apart
+  // by first paths of up to 16 bytes, compared inline); found once, not for each candidate. The
+  // load may read up to 15 bytes past `end`, into the padding.
+  size_t n = 16;
+#if defined(__SSE2__)
+  const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(k));
+  const unsigned quotes =
+      static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('"'))));
+  if (quotes != 0) n = static_cast<size_t>(__builtin_ctz(quotes));
+#else
+  for (size_t i = 0; i < 16; ++i) {
+    if (k[i] == '"') {
+      n = i;
+      break;
+    }
+  }
+#endif
+  if (n >= 16 || static_cast<size_t>(end - k) <= n) n = SIZE_MAX;  // matches no kept vector
+  auto starts_with_key = [k, n](const std::vector<Field>& fields) {
     if (fields.empty()) return false;
     const std::string& first = fields[0].path;
-    const size_t n = first.size();
-    // Kinds are told apart by first paths of up to 16 bytes (compared inline, no call).
-    if (n > 16 || static_cast<size_t>(end - k) <= n || k[n] != '"') return false;
-    return SmallEqual(k, first.data(), n);
+    return first.size() == n && SmallEqual(k, first.data(), n);
   };
   if (starts_with_key(*v)) return;
   for (std::vector<Field>& kept : shapes) {
