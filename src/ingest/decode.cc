@@ -368,8 +368,8 @@ const char* Utf8Sequence(const char* p, const char* end) {
   return p + n;
 }
 
-// `p` is just after an opening quote. Returns the closing quote, or nullptr when the string is
-// unterminated or has an escape, a control character or invalid UTF-8.
+// `p` is just after an opening quote, at most at `end`. Returns the closing quote, or nullptr when
+// the string is unterminated or has an escape, a control character or invalid UTF-8.
 inline const char* ScanString(const char* p, const char* end) {
   for (;;) {
 #if defined(__SSE2__)
@@ -377,8 +377,9 @@ inline const char* ScanString(const char* p, const char* end) {
     // (a signed compare catches both).
     const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
     const __m128i space = _mm_set1_epi8(0x20);
+    // p <= end here (see above), so the load stays within the padding; a hit at or past `end`
+    // is refused below.
     for (;;) {
-      if (p >= end) return nullptr;
       __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
       __m128i hit =
           _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)),
@@ -389,6 +390,7 @@ inline const char* ScanString(const char* p, const char* end) {
         break;
       }
       p += 16;
+      if (p >= end) return nullptr;
     }
 #else
     while (p < end) {
@@ -759,6 +761,10 @@ struct Decoder::Impl {
   char minute_prefix[16] = {};
   bool has_minute = false;
   Millis minute_start = 0;
+  // When FastParse found the timestamp in that minute: the timestamp's text (as a pointer into the
+  // input) and its time; else nullptr. Reset by ResetFields.
+  const char* minute_hit = nullptr;
+  Millis minute_hit_time = 0;
 
   // The property vectors of earlier messages, for ChooseShape. The workload interleaves a few
   // kinds of events with different properties: written into one vector, each message would
@@ -1187,6 +1193,7 @@ void Decoder::Impl::ResetFields() {
   type = user_id = anonymous_id = message_id = event = name = group_id = previous_id =
       context_group_id = timestamp = original_timestamp = sent_at = Text{};
   has_properties = has_traits = has_context_traits = false;
+  minute_hit = nullptr;
   field_name = {};
   path.clear();
 }
@@ -1497,27 +1504,34 @@ bool Decoder::Impl::FastParse() {
     if (at(",\"messageId\":\"") && !text(14, &message_id)) return false;
     if (at(",\"userId\":\"") && !text(11, &user_id)) return false;
     if (at(",\"event\":\"") && !text(10, &event)) return false;
-    if (at(",\"groupId\":\"") && !text(12, &group_id)) return false;
     if (at(",\"properties\":{")) {
       const char* object = next + 14;  // at '{'
       if (properties.size() == 0) ChooseShape(object, end, properties.fields());
       next = FastObject(object, end, &properties, &has_properties);
       if (next == nullptr) return false;
-    }
-    if (at(",\"traits\":{")) {
-      next = FastObject(next + 10, end, &traits, &has_traits);
-      if (next == nullptr) return false;
+    } else {
+      // An identify or group call (a track call with traits goes on in the loop below).
+      if (at(",\"groupId\":\"") && !text(12, &group_id)) return false;
+      if (at(",\"traits\":{")) {
+        next = FastObject(next + 10, end, &traits, &has_traits);
+        if (next == nullptr) return false;
+      }
     }
     if (at(",\"timestamp\":\"")) {
       // A time in the minute of the last one (see minute_prefix) is "YYYY-MM-DDTHH:MM" (no byte
       // that could end the string or need a check), then ":SSZ" and the closing quote: the
       // string ScanString would find, without its scan.
       const char* v = next + 14;
+      const unsigned tens = static_cast<unsigned char>(v[17]) - unsigned{'0'};
+      const unsigned ones = static_cast<unsigned char>(v[18]) - unsigned{'0'};
       if (has_minute && end - v > 20 && SmallEqual(v, minute_prefix, 16) && v[16] == ':' &&
-          IsDigit(v[17]) && IsDigit(v[18]) && v[19] == 'Z' && v[20] == '"') {
+          tens <= 5 && ones <= 9 && v[19] == 'Z' && v[20] == '"') {
         timestamp.text = std::string_view(v, 20);
         timestamp.present = true;
         next = v + 21;
+        // What SameMinute will find for it, found now.
+        minute_hit = v;
+        minute_hit_time = minute_start + static_cast<Millis>(tens * 10 + ones) * kSecond;
       } else if (!text(14, &timestamp)) {
         return false;
       }
@@ -1617,7 +1631,9 @@ Status Decoder::Impl::Decode(const char* data, size_t len, size_t capacity,
   Millis ts = 0, sent = 0;
   bool has_ts = false;
   if (timestamp.present) {
-    if (!SameMinute(timestamp.text, &ts)) {
+    if (minute_hit != nullptr && timestamp.text.data() == minute_hit) {
+      ts = minute_hit_time;
+    } else if (!SameMinute(timestamp.text, &ts)) {
       Status st = ReadTimeCached(timestamp, "timestamp", &ts);
       if (!st.ok()) return fail(std::move(st));
     }
