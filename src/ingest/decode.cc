@@ -494,32 +494,34 @@ inline RootKey MatchRootKey(const char* k, const char* end, const char** key_end
 // grammar is strict JSON and the value converts exactly as simdjson's own fast path does it
 // (Clinger: a mantissa below 2^53 and a power of ten within +-22, so one correctly rounded
 // multiplication or division), else nullptr.
-inline const char* ScanNumber(const char* p, const char* end, double* out) {
+[[gnu::always_inline]] inline const char* ScanNumber(const char* p, const char* end, double* out) {
   const bool negative = *p == '-';
   if (negative) ++p;
   if (p >= end || !IsDigit(*p)) return nullptr;
   uint64_t m = 0;
-  int digits = 0;
-  int exp10 = 0;
+  // Digits are counted by where the loops stop, not one by one.
+  ptrdiff_t digits = 0;
+  ptrdiff_t exp10 = 0;
   if (*p == '0') {
     ++p;
   } else {
+    const char* start = p;
     while (p < end && IsDigit(*p)) {
       m = m * 10 + static_cast<unsigned>(*p - '0');
-      ++digits;
       ++p;
     }
+    digits = p - start;
   }
   if (p < end && *p == '.') {
     ++p;
     const char* start = p;
     while (p < end && IsDigit(*p)) {
       m = m * 10 + static_cast<unsigned>(*p - '0');
-      ++digits;
-      --exp10;
       ++p;
     }
     if (p == start) return nullptr;
+    digits += p - start;
+    exp10 = start - p;
   }
   if (p < end && (*p == 'e' || *p == 'E')) {
     ++p;
@@ -1284,10 +1286,14 @@ const char* Decoder::Impl::FastFlatten(const char* p, const char* end, size_t de
     const char* q = ScanString(k, end);
     if (q == nullptr) return nullptr;
     const std::string_view key(k, static_cast<size_t>(q - k));
-    p = SkipSpace(q + 1, end);
-    if (p >= end || *p != ':') return nullptr;
-    p = SkipSpace(p + 1, end);
-    if (p >= end) return nullptr;
+    if (end - q > 2 && q[1] == ':' && static_cast<unsigned char>(q[2]) > ' ') {
+      p = q + 2;  // compact: the colon and the value right after the key
+    } else {
+      p = SkipSpace(q + 1, end);
+      if (p >= end || *p != ':') return nullptr;
+      p = SkipSpace(p + 1, end);
+      if (p >= end) return nullptr;
+    }
 
     // The path of this member: the key itself at level 1, else built in `path`.
     const size_t prefix = path.size();
@@ -1346,6 +1352,10 @@ const char* Decoder::Impl::FastFlatten(const char* p, const char* end, size_t de
     }
     if (depth > 1 || path.size() != prefix) path.resize(prefix);
 
+    if (end - p > 1 && p[0] == ',' && p[1] == '"') {  // compact: the next key right after
+      ++p;
+      continue;
+    }
     p = SkipSpace(p, end);
     if (p >= end) return nullptr;
     if (*p == '}') return p + 1;
