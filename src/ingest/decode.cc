@@ -800,6 +800,13 @@ struct Decoder::Impl {
   static void Unpark(std::vector<Field>* v, std::vector<Field>* parked) {
     if (v->empty() && !parked->empty()) std::swap(*v, *parked);
   }
+  // Before the first traits object of a message is written: unparks the traits (not done for
+  // every message, as most have no traits and would only swap them back in Park).
+  void BeginTraits() {
+    if (has_traits) return;  // a later duplicate goes on in the same fields
+    Unpark(traits.fields(), &parked_traits);
+    traits.Begin(traits.fields());
+  }
 
   // Flattening state: the sink being written, the name of the object in errors, the dotted path
   // of the current value below it, and the list text being built.
@@ -1146,6 +1153,7 @@ Status Decoder::Impl::ReadRoot(od::object root) {
         if (key == "userId") {
           SHOAL_RETURN_IF_ERROR(ReadText(v, "userId", true, &user_id));
         } else if (key == "traits") {
+          BeginTraits();
           SHOAL_RETURN_IF_ERROR(ReadObject(v, "traits", &traits, &has_traits));
         } else if (key == "sentAt") {
           SHOAL_RETURN_IF_ERROR(ReadText(v, "sentAt", false, &sent_at));
@@ -1446,6 +1454,7 @@ const char* Decoder::Impl::FastContext(const char* p, const char* end) {
     case RootKey::kUserId:
       return FastText(p, end, true, &user_id);
     case RootKey::kTraits:
+      BeginTraits();
       return FastObject(p, end, &traits, &has_traits);
     case RootKey::kSentAt:
       return FastText(p, end, false, &sent_at);
@@ -1523,6 +1532,7 @@ bool Decoder::Impl::FastParse() {
       // An identify or group call (a track call with traits goes on in the loop below).
       if (at(",\"groupId\":\"") && !text(12, &group_id)) return false;
       if (at(",\"traits\":{")) {
+        BeginTraits();
         next = FastObject(next + 10, end, &traits, &has_traits);
         if (next == nullptr) return false;
       }
@@ -1596,8 +1606,7 @@ Status Decoder::Impl::Decode(const char* data, size_t len, size_t capacity,
   base_len = len;
 
   ResetFields();
-  Unpark(&out->properties, &parked_properties);
-  Unpark(&out->traits, &parked_traits);
+  Unpark(&out->properties, &parked_properties);  // the traits: in BeginTraits, if any
   properties.Begin(&out->properties);
   traits.Begin(&out->traits);
   context_traits.Begin(&context_traits_fields);
