@@ -1211,9 +1211,9 @@ void Decoder::Impl::ResetFields() {
 void Decoder::Impl::ChooseShape(const char* p, const char* end, std::vector<Field>* v) {
   if (end - p < 3 || p[0] != '{' || p[1] != '"') return;
   const char* k = p + 2;
-  // The length of the first key when its closing quote is within 16 bytes (kinds are told apart
-  // by first paths of up to 16 bytes, compared inline); found once, not for each candidate. The
-  // load may read up to 15 bytes past `end`, into the padding.
+  // The length of the first key when its closing quote is among the next 16 bytes (kinds are
+  // told apart by first paths of up to 15 bytes, compared inline); found once, not for each
+  // candidate. The load may read up to 15 bytes past `end`, into the padding.
   size_t n = 16;
 #if defined(__SSE2__)
   const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(k));
