@@ -1,6 +1,6 @@
 // libFuzzer target for the Segment-spec decoder: arbitrary bytes must never crash, hang or trip a
-// sanitizer, and parsing in place (padded buffer) must agree with parsing a copy (capacity == len)
-// and with a fresh decoder.
+// sanitizer, and parsing in place (padded buffer) must agree with parsing a copy (capacity == len),
+// with a fresh decoder and with the simdjson path alone (fast path off).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ingest/decode.h"
+#include "ingest/decode_internal.h"
 
 namespace {
 
@@ -63,10 +64,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   shoal::Message fresh_msg;
   shoal::Status c = fresh_decoder.Decode(exact.get(), size, size, opts, &fresh_msg);
 
+  // The simdjson path alone: the hand-written fast path must read what it accepts to the same
+  // result (it hands everything else, errors included, to simdjson).
+  shoal::ingest::internal::SetFastPathForTesting(false);
+  static shoal::ingest::Decoder* slow_decoder = new shoal::ingest::Decoder();
+  static shoal::Message* slow_msg = new shoal::Message();
+  shoal::Status d = slow_decoder->Decode(exact.get(), size, size, opts, slow_msg);
+  shoal::ingest::internal::SetFastPathForTesting(true);
+
   if (a.ok() != b.ok() || a.message() != b.message()) std::abort();
   if (a.ok() != c.ok() || a.message() != c.message()) std::abort();
+  if (a.ok() != d.ok() || a.message() != d.message()) std::abort();
   if (a.ok()) {
-    if (!SameMessage(*copied_msg, *in_place_msg) || !SameMessage(*copied_msg, fresh_msg))
+    if (!SameMessage(*copied_msg, *in_place_msg) || !SameMessage(*copied_msg, fresh_msg) ||
+        !SameMessage(*copied_msg, *slow_msg))
       std::abort();
     if (copied_msg->user_id.empty() && copied_msg->anonymous_id.empty()) std::abort();
   }

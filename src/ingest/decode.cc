@@ -141,6 +141,13 @@ std::optional<MessageType> ParseType(std::string_view s) {
   AssignSlow(s, v);
 }
 
+// Assign, for a string that is mostly empty and stays so (anonymousId, name, groupId,
+// previousId): that case costs two compares.
+[[gnu::always_inline]] inline void AssignRare(std::string* s, std::string_view v) {
+  if (v.empty() && s->empty()) return;
+  Assign(s, v);
+}
+
 void SetNull(Value* v) {
   v->type = ValueType::kNull;
   v->b = false;
@@ -285,12 +292,18 @@ bool UnescapedToken(std::string_view token, std::string_view* out) {
   return true;
 }
 
-// Trims `v` to `n` elements, parking the rest in `spare`.
-void TrimTo(std::vector<Field>* v, size_t n, std::vector<Field>* spare) {
-  if (v->size() <= n) return;  // the common case: a message of the same shape as the last
+// The work of TrimTo when there is some, out of line.
+[[gnu::noinline]] void TrimToSlow(std::vector<Field>* v, size_t n, std::vector<Field>* spare) {
   for (size_t i = n; i < v->size() && spare->size() < kMaxSpareFields; ++i)
     spare->push_back(std::move((*v)[i]));
   v->resize(std::min(n, v->size()));
+}
+
+// Trims `v` to `n` elements, parking the rest in `spare`. The common case, a message of the same
+// shape as the last (nothing to trim), is one inline compare.
+[[gnu::always_inline]] inline void TrimTo(std::vector<Field>* v, size_t n,
+                                          std::vector<Field>* spare) {
+  if (v->size() > n) TrimToSlow(v, n, spare);
 }
 
 void FieldSink::Finish(std::vector<Field>* spare) { TrimTo(v_, n_, spare); }
@@ -355,8 +368,8 @@ const char* Utf8Sequence(const char* p, const char* end) {
   return p + n;
 }
 
-// `p` is just after an opening quote. Returns the closing quote, or nullptr when the string is
-// unterminated or has an escape, a control character or invalid UTF-8.
+// `p` is just after an opening quote, at most at `end`. Returns the closing quote, or nullptr when
+// the string is unterminated or has an escape, a control character or invalid UTF-8.
 inline const char* ScanString(const char* p, const char* end) {
   for (;;) {
 #if defined(__SSE2__)
@@ -364,8 +377,9 @@ inline const char* ScanString(const char* p, const char* end) {
     // (a signed compare catches both).
     const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
     const __m128i space = _mm_set1_epi8(0x20);
+    // p <= end here (see above), so the load stays within the padding; a hit at or past `end`
+    // is refused below.
     for (;;) {
-      if (p >= end) return nullptr;
       __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
       __m128i hit =
           _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, backslash)),
@@ -376,6 +390,7 @@ inline const char* ScanString(const char* p, const char* end) {
         break;
       }
       p += 16;
+      if (p >= end) return nullptr;
     }
 #else
     while (p < end) {
@@ -479,32 +494,34 @@ inline RootKey MatchRootKey(const char* k, const char* end, const char** key_end
 // grammar is strict JSON and the value converts exactly as simdjson's own fast path does it
 // (Clinger: a mantissa below 2^53 and a power of ten within +-22, so one correctly rounded
 // multiplication or division), else nullptr.
-inline const char* ScanNumber(const char* p, const char* end, double* out) {
+[[gnu::always_inline]] inline const char* ScanNumber(const char* p, const char* end, double* out) {
   const bool negative = *p == '-';
   if (negative) ++p;
   if (p >= end || !IsDigit(*p)) return nullptr;
   uint64_t m = 0;
-  int digits = 0;
-  int exp10 = 0;
+  // Digits are counted by where the loops stop, not one by one.
+  ptrdiff_t digits = 0;
+  ptrdiff_t exp10 = 0;
   if (*p == '0') {
     ++p;
   } else {
+    const char* start = p;
     while (p < end && IsDigit(*p)) {
       m = m * 10 + static_cast<unsigned>(*p - '0');
-      ++digits;
       ++p;
     }
+    digits = p - start;
   }
   if (p < end && *p == '.') {
     ++p;
     const char* start = p;
     while (p < end && IsDigit(*p)) {
       m = m * 10 + static_cast<unsigned>(*p - '0');
-      ++digits;
-      --exp10;
       ++p;
     }
     if (p == start) return nullptr;
+    digits += p - start;
+    exp10 = start - p;
   }
   if (p < end && (*p == 'e' || *p == 'E')) {
     ++p;
@@ -626,6 +643,7 @@ struct Decoder::Impl {
   // The fast path (see ScanString): parses the whole message at `base` into the same state as
   // ReadRoot. Returns false, with that state unspecified, for anything it does not handle.
   bool FastParse();
+  [[gnu::always_inline]] inline const char* FastMember(const char* p, const char* end);
   const char* FastText(const char* p, const char* end, bool allow_number, Text* out);
   [[gnu::always_inline]] inline const char* FastObject(const char* p, const char* end,
                                                        FieldSink* into, bool* present);
@@ -745,6 +763,10 @@ struct Decoder::Impl {
   char minute_prefix[16] = {};
   bool has_minute = false;
   Millis minute_start = 0;
+  // When FastParse found the timestamp in that minute: the timestamp's text (as a pointer into the
+  // input) and its time; else nullptr. Reset by ResetFields.
+  const char* minute_hit = nullptr;
+  Millis minute_hit_time = 0;
 
   // The property vectors of earlier messages, for ChooseShape. The workload interleaves a few
   // kinds of events with different properties: written into one vector, each message would
@@ -777,6 +799,13 @@ struct Decoder::Impl {
   // Those the message does not fill are trimmed as usual.
   static void Unpark(std::vector<Field>* v, std::vector<Field>* parked) {
     if (v->empty() && !parked->empty()) std::swap(*v, *parked);
+  }
+  // Before the first traits object of a message is written: unparks the traits (not done for
+  // every message, as most have no traits and would only swap them back in Park).
+  void BeginTraits() {
+    if (has_traits) return;  // a later duplicate goes on in the same fields
+    Unpark(traits.fields(), &parked_traits);
+    traits.Begin(traits.fields());
   }
 
   // Flattening state: the sink being written, the name of the object in errors, the dotted path
@@ -1124,6 +1153,7 @@ Status Decoder::Impl::ReadRoot(od::object root) {
         if (key == "userId") {
           SHOAL_RETURN_IF_ERROR(ReadText(v, "userId", true, &user_id));
         } else if (key == "traits") {
+          BeginTraits();
           SHOAL_RETURN_IF_ERROR(ReadObject(v, "traits", &traits, &has_traits));
         } else if (key == "sentAt") {
           SHOAL_RETURN_IF_ERROR(ReadText(v, "sentAt", false, &sent_at));
@@ -1173,6 +1203,7 @@ void Decoder::Impl::ResetFields() {
   type = user_id = anonymous_id = message_id = event = name = group_id = previous_id =
       context_group_id = timestamp = original_timestamp = sent_at = Text{};
   has_properties = has_traits = has_context_traits = false;
+  minute_hit = nullptr;
   field_name = {};
   path.clear();
 }
@@ -1180,13 +1211,28 @@ void Decoder::Impl::ResetFields() {
 void Decoder::Impl::ChooseShape(const char* p, const char* end, std::vector<Field>* v) {
   if (end - p < 3 || p[0] != '{' || p[1] != '"') return;
   const char* k = p + 2;
-  auto starts_with_key = [k, end](const std::vector<Field>& fields) {
+  // The length of the first key when its closing quote is among the next 16 bytes (kinds are
+  // told apart by first paths of up to 15 bytes, compared inline); found once, not for each
+  // candidate. The load may read up to 15 bytes past `end`, into the padding.
+  size_t n = 16;
+#if defined(__SSE2__)
+  const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(k));
+  const unsigned quotes =
+      static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('"'))));
+  if (quotes != 0) n = static_cast<size_t>(__builtin_ctz(quotes));
+#else
+  for (size_t i = 0; i < 16; ++i) {
+    if (k[i] == '"') {
+      n = i;
+      break;
+    }
+  }
+#endif
+  if (n >= 16 || static_cast<size_t>(end - k) <= n) n = SIZE_MAX;  // matches no kept vector
+  auto starts_with_key = [k, n](const std::vector<Field>& fields) {
     if (fields.empty()) return false;
     const std::string& first = fields[0].path;
-    const size_t n = first.size();
-    // Kinds are told apart by first paths of up to 16 bytes (compared inline, no call).
-    if (n > 16 || static_cast<size_t>(end - k) <= n || k[n] != '"') return false;
-    return SmallEqual(k, first.data(), n);
+    return first.size() == n && SmallEqual(k, first.data(), n);
   };
   if (starts_with_key(*v)) return;
   for (std::vector<Field>& kept : shapes) {
@@ -1248,10 +1294,14 @@ const char* Decoder::Impl::FastFlatten(const char* p, const char* end, size_t de
     const char* q = ScanString(k, end);
     if (q == nullptr) return nullptr;
     const std::string_view key(k, static_cast<size_t>(q - k));
-    p = SkipSpace(q + 1, end);
-    if (p >= end || *p != ':') return nullptr;
-    p = SkipSpace(p + 1, end);
-    if (p >= end) return nullptr;
+    if (end - q > 2 && q[1] == ':' && static_cast<unsigned char>(q[2]) > ' ') {
+      p = q + 2;  // compact: the colon and the value right after the key
+    } else {
+      p = SkipSpace(q + 1, end);
+      if (p >= end || *p != ':') return nullptr;
+      p = SkipSpace(p + 1, end);
+      if (p >= end) return nullptr;
+    }
 
     // The path of this member: the key itself at level 1, else built in `path`.
     const size_t prefix = path.size();
@@ -1310,6 +1360,10 @@ const char* Decoder::Impl::FastFlatten(const char* p, const char* end, size_t de
     }
     if (depth > 1 || path.size() != prefix) path.resize(prefix);
 
+    if (end - p > 1 && p[0] == ',' && p[1] == '"') {  // compact: the next key right after
+      ++p;
+      continue;
+    }
     p = SkipSpace(p, end);
     if (p >= end) return nullptr;
     if (*p == '}') return p + 1;
@@ -1350,108 +1404,176 @@ const char* Decoder::Impl::FastContext(const char* p, const char* end) {
   }
 }
 
+// As one member of ReadRoot: `p` is at the key's opening quote. Returns the byte after the value,
+// or nullptr.
+[[gnu::always_inline]] inline const char* Decoder::Impl::FastMember(const char* p,
+                                                                    const char* end) {
+  if (p >= end || *p != '"') return nullptr;
+  const char* next = nullptr;
+  // The common member first: a text member with a string value, written compactly.
+  const char* value = nullptr;
+  if (Text* compact = CompactTextMember(p + 1, end, &value)) {
+    next = ScanString(value, end);
+    if (next == nullptr) return nullptr;
+    compact->text = std::string_view(value, static_cast<size_t>(next - value));
+    compact->present = true;
+    return next + 1;
+  }
+  if (end - p > 13 && SmallEqual(p + 1, "properties\":{", 13)) {
+    // The other common member, also compact: as the kProperties case below.
+    const char* object = p + 13;  // at '{'
+    if (properties.size() == 0) ChooseShape(object, end, properties.fields());
+    return FastObject(object, end, &properties, &has_properties);
+  }
+  // A key with escapes is not handled (and may still be one of ours): ScanString refuses it.
+  const char* k = p + 1;
+  const char* q = nullptr;
+  const RootKey key = MatchRootKey(k, end, &q);
+  if (key == RootKey::kUnknown) q = ScanString(k, end);
+  if (q == nullptr) return nullptr;
+  p = SkipSpace(q + 1, end);
+  if (p >= end || *p != ':') return nullptr;
+  p = SkipSpace(p + 1, end);
+  if (p >= end) return nullptr;
+  // The dispatch of ReadRoot; a string for a text member, the common case, is read here.
+  Text* text = RootText(key);
+  if (text != nullptr && *p == '"') {
+    next = ScanString(p + 1, end);
+    if (next == nullptr) return nullptr;
+    text->text = std::string_view(p + 1, static_cast<size_t>(next - p - 1));
+    text->present = true;
+    return next + 1;
+  }
+  switch (key) {
+    case RootKey::kType:
+      return FastText(p, end, false, &type);
+    case RootKey::kName:
+      return FastText(p, end, false, &name);
+    case RootKey::kEvent:
+      return FastText(p, end, false, &event);
+    case RootKey::kUserId:
+      return FastText(p, end, true, &user_id);
+    case RootKey::kTraits:
+      BeginTraits();
+      return FastObject(p, end, &traits, &has_traits);
+    case RootKey::kSentAt:
+      return FastText(p, end, false, &sent_at);
+    case RootKey::kGroupId:
+      return FastText(p, end, true, &group_id);
+    case RootKey::kContext:
+      return FastContext(p, end);
+    case RootKey::kMessageId:
+      return FastText(p, end, true, &message_id);
+    case RootKey::kTimestamp:
+      return FastText(p, end, false, &timestamp);
+    case RootKey::kProperties:
+      if (properties.size() == 0) ChooseShape(p, end, properties.fields());
+      return FastObject(p, end, &properties, &has_properties);
+    case RootKey::kPreviousId:
+      return FastText(p, end, true, &previous_id);
+    case RootKey::kAnonymousId:
+      return FastText(p, end, true, &anonymous_id);
+    case RootKey::kOriginalTimestamp:
+      return FastText(p, end, false, &original_timestamp);
+    case RootKey::kUnknown:
+      return SkipValue(p, end, 1);
+  }
+  return nullptr;
+}
+
 bool Decoder::Impl::FastParse() {
   const char* p = base;
   const char* const end = base + base_len;
-  p = SkipSpace(p, end);
-  if (p >= end || *p != '{') return false;
-  p = SkipSpace(p + 1, end);
-  if (p < end && *p == '}') {
-    ++p;
+  const char* next = nullptr;  // the byte after the value of the last member read
+  if (end - p >= 9 && SmallEqual(p, "{\"type\":\"", 9)) {
+    // The common message: compact, its members in the usual order. Each is taken with one compare
+    // of its key and the punctuation around it (the general dispatch of FastMember costs more),
+    // absent ones are passed over, and at the first other member the loop below goes on from
+    // there. Reading members in this order is reading them as FastMember does, one after the
+    // other, so the state is the same.
+    next = p + 8;
+    // Whether the bytes at `next` are `lit`, which ends with the value's first byte.
+    auto at = [&next, end](std::string_view lit) {
+      return static_cast<size_t>(end - next) >= lit.size() &&
+             SmallEqual(next, lit.data(), lit.size());
+    };
+    // Reads the string value starting after the literal of `n` bytes at `next` into *t.
+    auto text = [&next, end](size_t n, Text* t) {
+      const char* v = next + n;
+      const char* q = ScanString(v, end);
+      if (q == nullptr) return false;
+      t->text = std::string_view(v, static_cast<size_t>(q - v));
+      t->present = true;
+      next = q + 1;
+      return true;
+    };
+    // The type, most often one of two words that need no scan: "track" or "identify", then a
+    // comma (the quote closes the string: no scan needed to know the text has no escape).
+    if (end - next >= 12 && SmallEqual(next + 1, "track\",", 7)) {
+      type.text = std::string_view(next + 1, 5);
+      type.present = true;
+      next += 7;
+    } else if (end - next >= 12 && SmallEqual(next + 1, "identify\",", 10)) {
+      type.text = std::string_view(next + 1, 8);
+      type.present = true;
+      next += 10;
+    } else if (!text(1, &type)) {
+      return false;
+    }
+    if (at(",\"messageId\":\"") && !text(14, &message_id)) return false;
+    if (at(",\"userId\":\"") && !text(11, &user_id)) return false;
+    if (at(",\"event\":\"") && !text(10, &event)) return false;
+    if (at(",\"properties\":{")) {
+      const char* object = next + 14;  // at '{'
+      if (properties.size() == 0) ChooseShape(object, end, properties.fields());
+      next = FastObject(object, end, &properties, &has_properties);
+      if (next == nullptr) return false;
+    } else {
+      // An identify or group call (a track call with traits goes on in the loop below).
+      if (at(",\"groupId\":\"") && !text(12, &group_id)) return false;
+      if (at(",\"traits\":{")) {
+        BeginTraits();
+        next = FastObject(next + 10, end, &traits, &has_traits);
+        if (next == nullptr) return false;
+      }
+    }
+    if (at(",\"timestamp\":\"")) {
+      // A time in the minute of the last one (see minute_prefix) is "YYYY-MM-DDTHH:MM" (no byte
+      // that could end the string or need a check), then ":SSZ" and the closing quote: the
+      // string ScanString would find, without its scan.
+      const char* v = next + 14;
+      const unsigned tens = static_cast<unsigned char>(v[17]) - unsigned{'0'};
+      const unsigned ones = static_cast<unsigned char>(v[18]) - unsigned{'0'};
+      if (has_minute && end - v > 20 && SmallEqual(v, minute_prefix, 16) && v[16] == ':' &&
+          tens <= 5 && ones <= 9 && v[19] == 'Z' && v[20] == '"') {
+        timestamp.text = std::string_view(v, 20);
+        timestamp.present = true;
+        next = v + 21;
+        // What SameMinute will find for it, found now.
+        minute_hit = v;
+        minute_hit_time = minute_start + static_cast<Millis>(tens * 10 + ones) * kSecond;
+      } else if (!text(14, &timestamp)) {
+        return false;
+      }
+    }
   } else {
-    for (;;) {
-      if (p >= end || *p != '"') return false;
-      const char* next = nullptr;
-      // The common member first: a text member with a string value, written compactly.
-      const char* value = nullptr;
-      if (Text* compact = CompactTextMember(p + 1, end, &value)) {
-        next = ScanString(value, end);
-        if (next == nullptr) return false;
-        compact->text = std::string_view(value, static_cast<size_t>(next - value));
-        compact->present = true;
-        ++next;
-      } else if (end - p > 13 && SmallEqual(p + 1, "properties\":{", 13)) {
-        // The other common member, also compact: as the kProperties case below.
-        const char* object = p + 13;  // at '{'
-        if (properties.size() == 0) ChooseShape(object, end, properties.fields());
-        next = FastObject(object, end, &properties, &has_properties);
-        if (next == nullptr) return false;
-      } else {
-        // A key with escapes is not handled (and may still be one of ours): ScanString refuses it.
-        const char* k = p + 1;
-        const char* q = nullptr;
-        const RootKey key = MatchRootKey(k, end, &q);
-        if (key == RootKey::kUnknown) q = ScanString(k, end);
-        if (q == nullptr) return false;
-        p = SkipSpace(q + 1, end);
-        if (p >= end || *p != ':') return false;
-        p = SkipSpace(p + 1, end);
-        if (p >= end) return false;
-        // The dispatch of ReadRoot; a string for a text member, the common case, is read here.
-        Text* text = RootText(key);
-        if (text != nullptr && *p == '"') {
-          next = ScanString(p + 1, end);
-          if (next == nullptr) return false;
-          text->text = std::string_view(p + 1, static_cast<size_t>(next - p - 1));
-          text->present = true;
-          ++next;
-        } else {
-          switch (key) {
-            case RootKey::kType:
-              next = FastText(p, end, false, &type);
-              break;
-            case RootKey::kName:
-              next = FastText(p, end, false, &name);
-              break;
-            case RootKey::kEvent:
-              next = FastText(p, end, false, &event);
-              break;
-            case RootKey::kUserId:
-              next = FastText(p, end, true, &user_id);
-              break;
-            case RootKey::kTraits:
-              next = FastObject(p, end, &traits, &has_traits);
-              break;
-            case RootKey::kSentAt:
-              next = FastText(p, end, false, &sent_at);
-              break;
-            case RootKey::kGroupId:
-              next = FastText(p, end, true, &group_id);
-              break;
-            case RootKey::kContext:
-              next = FastContext(p, end);
-              break;
-            case RootKey::kMessageId:
-              next = FastText(p, end, true, &message_id);
-              break;
-            case RootKey::kTimestamp:
-              next = FastText(p, end, false, &timestamp);
-              break;
-            case RootKey::kProperties:
-              if (properties.size() == 0) ChooseShape(p, end, properties.fields());
-              next = FastObject(p, end, &properties, &has_properties);
-              break;
-            case RootKey::kPreviousId:
-              next = FastText(p, end, true, &previous_id);
-              break;
-            case RootKey::kAnonymousId:
-              next = FastText(p, end, true, &anonymous_id);
-              break;
-            case RootKey::kOriginalTimestamp:
-              next = FastText(p, end, false, &original_timestamp);
-              break;
-            case RootKey::kUnknown:
-              next = SkipValue(p, end, 1);
-              break;
-          }
-        }
-        if (next == nullptr) return false;
-      }
-      // Compact: a comma and the next key's quote.
-      if (end - next > 1 && next[0] == ',' && next[1] == '"') {
-        p = next + 1;
-        continue;
-      }
+    p = SkipSpace(p, end);
+    if (p >= end || *p != '{') return false;
+    p = SkipSpace(p + 1, end);
+    if (p < end && *p == '}') {
+      if (SkipSpace(p + 1, end) != end) return false;
+      field_name = {};
+      path.clear();
+      return true;
+    }
+    next = FastMember(p, end);
+    if (next == nullptr) return false;
+  }
+  for (;;) {
+    // Compact: a comma and the next key's quote.
+    if (end - next > 1 && next[0] == ',' && next[1] == '"') {
+      p = next + 1;
+    } else {
       p = SkipSpace(next, end);
       if (p >= end) return false;
       if (*p == '}') {
@@ -1461,6 +1583,8 @@ bool Decoder::Impl::FastParse() {
       if (*p != ',') return false;
       p = SkipSpace(p + 1, end);
     }
+    next = FastMember(p, end);
+    if (next == nullptr) return false;
   }
   if (SkipSpace(p, end) != end) return false;
   field_name = {};
@@ -1482,8 +1606,7 @@ Status Decoder::Impl::Decode(const char* data, size_t len, size_t capacity,
   base_len = len;
 
   ResetFields();
-  Unpark(&out->properties, &parked_properties);
-  Unpark(&out->traits, &parked_traits);
+  Unpark(&out->properties, &parked_properties);  // the traits: in BeginTraits, if any
   properties.Begin(&out->properties);
   traits.Begin(&out->traits);
   context_traits.Begin(&context_traits_fields);
@@ -1527,7 +1650,9 @@ Status Decoder::Impl::Decode(const char* data, size_t len, size_t capacity,
   Millis ts = 0, sent = 0;
   bool has_ts = false;
   if (timestamp.present) {
-    if (!SameMinute(timestamp.text, &ts)) {
+    if (minute_hit != nullptr && timestamp.text.data() == minute_hit) {
+      ts = minute_hit_time;
+    } else if (!SameMinute(timestamp.text, &ts)) {
       Status st = ReadTimeCached(timestamp, "timestamp", &ts);
       if (!st.ok()) return fail(std::move(st));
     }
@@ -1555,17 +1680,18 @@ Status Decoder::Impl::Decode(const char* data, size_t len, size_t capacity,
   // message's is left as it is (see Assign).
   out->type = *mt;
   Assign(&out->user_id, user_id.text);
-  Assign(&out->anonymous_id, anonymous_id.text);
+  AssignRare(&out->anonymous_id, anonymous_id.text);
   Assign(&out->message_id, message_id.text);
   out->timestamp = ts;
   out->received_at = opts.received_at;
   const std::string_view none;
   Assign(&out->event, *mt == MessageType::kTrack ? event.text : none);
-  Assign(&out->name, *mt == MessageType::kPage || *mt == MessageType::kScreen ? name.text : none);
+  AssignRare(&out->name,
+             *mt == MessageType::kPage || *mt == MessageType::kScreen ? name.text : none);
   std::string_view group = *mt == MessageType::kGroup ? group_id.text : none;
   if (group.empty()) group = context_group_id.text;
-  Assign(&out->group_id, group);
-  Assign(&out->previous_id, *mt == MessageType::kAlias ? previous_id.text : none);
+  AssignRare(&out->group_id, group);
+  AssignRare(&out->previous_id, *mt == MessageType::kAlias ? previous_id.text : none);
 
   const bool keeps_properties =
       *mt == MessageType::kTrack || *mt == MessageType::kPage || *mt == MessageType::kScreen;

@@ -966,6 +966,94 @@ TEST_F(FastPathTest, StreamDecodesAsFreshDecoders) {
   internal::SetFastPathForTesting(true);
 }
 
+// The common-order path takes the usual type words without a scan and a timestamp in the minute
+// of the last one without ParseTime, keeping what it found for Decode: a stream that hits, nearly
+// misses and overrides those (later duplicates, other orders) reads as fresh decoders and the
+// simdjson path read each message.
+TEST_F(FastPathTest, CommonOrderStreamWithNearMisses) {
+  const std::string head =
+      R"({"type":"track","messageId":"m1","userId":"u1","event":"E","properties":{"a":1},)";
+  auto at = [&head](std::string_view time, std::string_view rest = "}") {
+    return head + R"("timestamp":")" + std::string(time) + "\"" + std::string(rest);
+  };
+  const std::vector<std::string> lines = {
+      at("2026-08-03T00:00:30Z"),
+      at("2026-08-03T00:00:31Z"),
+      at("2026-08-03T00:00:60Z"),
+      at("2026-08-03T00:00:6Z"),
+      at("2026-08-03T00:00:3xZ"),
+      at("2026-08-03T00:00:x1Z"),
+      at("2026-08-03T00:00:31z"),
+      at("2026-08-03T00:00:32Z", R"(,"timestamp":"2026-08-03T00:01:00Z"})"),
+      at("2026-08-03T00:00:33Z", R"(,"timestamp":null})"),
+      at("2026-08-03T00:00:34Z", R"(,"originalTimestamp":"2026-08-03T00:00:01Z"})"),
+      at("2026-08-03T00:00:35Z", R"(,"sentAt":"2026-08-03T00:00:36Z"})"),
+      at("2026-08-03T00:00:31.5Z"),
+      at("2026-08-03T00:00:37Z\\u0022"),
+      at("2026-08-03T00:00:38Z", " }"),
+      at("2026-08-03T00:00:39Z", ""),
+      at("2026-08-03T00:00:40Z", "}x"),
+      head + R"("timestamp":"2026-08-03T00:00:41Z)",
+      head + R"("timestamp":"2026-08-03T00:00:4)",
+      head + R"("timestamp" :"2026-08-03T00:00:42Z"})",
+      R"({"type":"track","userId":"u1","event":"E","timestamp":"2026-08-03T00:00:43Z"})",
+      R"({"type":"track","type":"identify","userId":"u1","event":"E"})",
+      R"({"type":"identify","type":"track","userId":"u1","event":"E"})",
+      R"({"type":"track","type":null,"userId":"u1","event":"E"})",
+      R"({"type":"identify","userId":"u1","traits":{"a":1},"timestamp":"2026-08-03T00:00:44Z"})",
+      R"({"type":"identify\",","userId":"u1"})",
+      R"({"type":"tracks","userId":"u1","event":"E"})",
+      R"({"type":"trac","userId":"u1","event":"E"})",
+      R"({"type":"track"})",
+      R"({"type":"track",)",
+      R"({"type":"identify")",
+      R"({"type":"identify" ,"userId":"u1"})",
+      R"({"type":"track","userId":"u1","event":"E","groupId":"g","properties":{"a":1},)"
+      R"("traits":{"b":2},"timestamp":"2026-08-03T00:00:45Z"})",
+      R"({"type":"group","userId":"u1","groupId":"g","traits":{"b":2},)"
+      R"("timestamp":"2026-08-03T00:00:46Z"})",
+      R"({"type":"group","userId":"u1","groupId":"g","traits":{"b":2},"traits":{"b":3}})",
+      R"({"type":"track","userId":"u1","event":"E","properties":{"a":1},"properties":{"b":2}})",
+      R"({"type":"track","userId":"u1","event":"E","properties":{"n":12.5,"m":-0.25,"k":007}})",
+      R"({"type":"track","userId":"u1","event":"E","properties":{"n":12.})",
+      R"({"type":"track","userId":"u1","event":"E","properties":{"n":1.5e3,"m":2E-2}})",
+      at("2026-08-03T00:00:47Z"),
+  };
+  DecodeOptions opts;
+  opts.received_at = 1790000000000;
+  for (bool in_place : {false, true}) {
+    Decoder stream;
+    Message m;
+    for (const std::string& line : lines) {
+      std::string buf = line + std::string(kPadding, '1');
+      Status st =
+          stream.Decode(buf.data(), line.size(), in_place ? buf.size() : line.size(), opts, &m);
+      for (bool fast : {true, false}) {
+        Result want = DecodeWith(fast, line, in_place, opts);
+        ASSERT_EQ(st.ok(), want.status.ok()) << line;
+        ASSERT_EQ(st.message(), want.status.message()) << line;
+        if (!st.ok()) continue;
+        EXPECT_EQ(m.type, want.message.type) << line;
+        EXPECT_EQ(m.timestamp, want.message.timestamp) << line;
+        EXPECT_EQ(m.user_id, want.message.user_id) << line;
+        EXPECT_EQ(m.message_id, want.message.message_id) << line;
+        EXPECT_EQ(m.event, want.message.event) << line;
+        EXPECT_EQ(m.group_id, want.message.group_id) << line;
+        ASSERT_EQ(m.properties.size(), want.message.properties.size()) << line;
+        for (size_t i = 0; i < m.properties.size(); ++i) {
+          EXPECT_EQ(m.properties[i].path, want.message.properties[i].path) << line;
+          EXPECT_EQ(m.properties[i].value, want.message.properties[i].value) << line;
+        }
+        ASSERT_EQ(m.traits.size(), want.message.traits.size()) << line;
+        for (size_t i = 0; i < m.traits.size(); ++i) {
+          EXPECT_EQ(m.traits[i].path, want.message.traits[i].path) << line;
+          EXPECT_EQ(m.traits[i].value, want.message.traits[i].value) << line;
+        }
+      }
+    }
+  }
+}
+
 TEST_F(DecodeTest, WarmDecoderDoesNotAllocate) {
 #ifdef SHOAL_NO_ALLOCATION_COUNT
   GTEST_SKIP() << "allocations are not counted under ASan";
