@@ -1839,7 +1839,7 @@ class Engine::Impl : public engine::CompileContext {
   // candidates in record order, so only their columns are read, front to back, and never the
   // whole name column (see Series::Build).
   void Backfill(Series* s) {
-    std::span<const uint32_t> records = store_.records_named(s->name());
+    const store::RecordList& records = store_.records_named(s->name());
     const size_t parts = engine::Parts(records.size(), BackfillThreads(), options_.backfill_grain);
     const Millis cutoff = s->Cutoff(clock_->Now());
     if (parts <= 1) return s->Build(records, store_, &backfill_count_, cutoff);

@@ -92,7 +92,7 @@ void Series::Clear() {
   left_out_ = false;
 }
 
-void Series::Build(std::span<const uint32_t> records, const store::Store& store,
+void Series::Build(const store::RecordList& records, const store::Store& store,
                    std::vector<uint32_t>* count, Millis cutoff) {
   const size_t profiles = store.profiles().size();
   if (cutoff > kMinTime) left_out_ = true;  // records before the cutoff may be left out
@@ -100,31 +100,31 @@ void Series::Build(std::span<const uint32_t> records, const store::Store& store,
   count->assign(profiles, 0);
   // A record's profile is resolved through the store's merge table: a merged-away profile's
   // records belong to its survivor.
-  for (uint32_t idx : records) {
+  store::ForEachIn(records, 0, records.size(), [&](uint32_t idx) {
     const uint32_t pid = store.Resolve(store.profile(idx));
     if (match(idx, pid)) ++(*count)[pid];
-  }
+  });
   if (head_.size() < profiles) head_.resize(profiles, nullptr);
   for (uint32_t p = 0; p < profiles; ++p)
     if ((*count)[p]) Reserve(p, (*count)[p]);
   // Records come in arrival order, so a timeline is out of (ts, idx) order only after a late
   // event; such profiles are marked (count = 0) and sorted at the end.
   const bool value = has_value();
-  for (uint32_t idx : records) {
+  store::ForEachIn(records, 0, records.size(), [&](uint32_t idx) {
     const uint32_t pid = store.Resolve(store.profile(idx));
-    if (!match(idx, pid)) continue;
+    if (!match(idx, pid)) return;
     Block* b = head_[pid];
     Entry e{store.ts(idx), idx, value ? ValueOf(store.props(idx)) : 0};
     if (b->size > 0 && e < b->entries()[b->size - 1]) (*count)[pid] = 0;
     b->entries()[b->size++] = e;
-  }
+  });
   for (uint32_t p = 0; p < profiles; ++p) {
     if ((*count)[p] || !head_[p]) continue;
     std::sort(head_[p]->entries(), head_[p]->entries() + head_[p]->size);
   }
 }
 
-void Series::BuildParallel(std::span<const uint32_t> records, const store::Store& store,
+void Series::BuildParallel(const store::RecordList& records, const store::Store& store,
                            size_t parts, BuildScratch* scratch, WorkerPool* pool, Millis cutoff) {
   if (parts <= 1) return Build(records, store, &scratch->total, cutoff);
   const size_t profiles = store.profiles().size();
@@ -142,11 +142,10 @@ void Series::BuildParallel(std::span<const uint32_t> records, const store::Store
   pool->Run(parts, [&](size_t part) {
     std::vector<uint32_t>& c = count[part];
     auto [lo, hi] = PartRange(records.size(), parts, part);
-    for (size_t r = lo; r < hi; ++r) {
-      const uint32_t idx = records[r];
+    store::ForEachIn(records, lo, hi, [&](uint32_t idx) {
       const uint32_t pid = store.Resolve(store.profile(idx));
       if (match(idx, pid)) ++c[pid];
-    }
+    });
   });
   // A timeline that has entries (a build over a series that is not empty) keeps them in front.
   std::vector<uint32_t>& total = scratch->total;
@@ -176,12 +175,11 @@ void Series::BuildParallel(std::span<const uint32_t> records, const store::Store
   pool->Run(parts, [&](size_t part) {
     std::vector<Entry*>& out = dst[part];
     auto [lo, hi] = PartRange(records.size(), parts, part);
-    for (size_t r = lo; r < hi; ++r) {
-      const uint32_t idx = records[r];
+    store::ForEachIn(records, lo, hi, [&](uint32_t idx) {
       const uint32_t pid = store.Resolve(store.profile(idx));
-      if (!match(idx, pid)) continue;
-      *out[pid]++ = Entry{store.ts(idx), idx, value ? ValueOf(store.props(idx)) : 0};
-    }
+      if (match(idx, pid))
+        *out[pid]++ = Entry{store.ts(idx), idx, value ? ValueOf(store.props(idx)) : 0};
+    });
   });
   // A timeline is out of (ts, idx) order only after a late event (or after entries it had
   // before): sorted, as Build sorts it.

@@ -105,7 +105,7 @@ class Series {
   // at full size the backfill was dominated by the kernel clearing fresh pages (perf), so it
   // touches no memory beyond the timelines themselves and `count`, the caller's reused scratch.
   // Records before `cutoff` (see Cutoff) are left out.
-  void Build(std::span<const uint32_t> records, const store::Store& store,
+  void Build(const store::RecordList& records, const store::Store& store,
              std::vector<uint32_t>* count, Millis cutoff = kMinTime);
   // Build in `parts` contiguous slices of `records`, run on the pool's threads (engine/parallel.h):
   // each slice counts, then fills, its matches into its own positions of each timeline (after
@@ -116,7 +116,7 @@ class Series {
     std::vector<std::vector<uint32_t>> count;  // per slice: its matches per profile
     std::vector<std::vector<Entry*>> dst;      // per slice: where its next match goes
   };
-  void BuildParallel(std::span<const uint32_t> records, const store::Store& store, size_t parts,
+  void BuildParallel(const store::RecordList& records, const store::Store& store, size_t parts,
                      BuildScratch* scratch, WorkerPool* pool, Millis cutoff = kMinTime);
   // Drops the profile's timeline and frees its memory (EraseProfile). The slot stays taken:
   // profile ids are never reused.

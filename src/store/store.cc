@@ -193,8 +193,8 @@ size_t Store::EraseProfile(uint32_t profile) {
 }
 
 size_t Store::MemoryBytes() const {
-  size_t by_name_bytes = by_name_.capacity() * sizeof(std::vector<uint32_t>);
-  for (const auto& v : by_name_) by_name_bytes += v.capacity() * sizeof(uint32_t);
+  size_t by_name_bytes = by_name_.capacity() * sizeof(RecordList);
+  for (const RecordList& v : by_name_) by_name_bytes += v.MemoryBytes();
   by_name_bytes += event_account_.capacity() * 8;  // with the event attributions (side table)
   return strings_.MemoryBytes() + profiles_.MemoryBytes() + keys_.MemoryBytes() +
          accounts_.MemoryBytes() + group_account_.capacity() * 8 + ts_.MemoryBytes() +

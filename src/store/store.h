@@ -228,6 +228,19 @@ class ChunkedVector {
   size_t size_ = 0;
 };
 
+// Record indices in 64 KiB chunks (Store::records_named).
+using RecordList = ChunkedVector<uint32_t, 14>;
+
+// Calls f(x) for each of list[lo, hi), a chunk's run at a time.
+template <typename T, size_t kBits, typename F>
+void ForEachIn(const ChunkedVector<T, kBits>& list, size_t lo, size_t hi, F f) {
+  while (lo < hi) {
+    std::span<const T> run = list.Run(lo, hi - lo);
+    for (const T& x : run) f(x);
+    lo += run.size();
+  }
+}
+
 // kErased: a record of an erased profile, kept as a tombstone so record indices stay stable.
 // kGroup: a group call (the user joins the account; its traits are the account's).
 enum class RecordKind : uint8_t { kTrack, kIdentify, kErased, kGroup };
@@ -303,9 +316,9 @@ class Store {
   // The indices of the records appended with this name, ascending: building a series reads
   // these instead of scanning the whole name column. Includes records erased since (their
   // profile() is kErasedProfile).
-  std::span<const uint32_t> records_named(uint32_t name) const {
-    if (name >= by_name_.size()) return {};
-    return by_name_[name];
+  const RecordList& records_named(uint32_t name) const {
+    static const RecordList kNone;
+    return name < by_name_.size() ? by_name_[name] : kNone;
   }
 
   // Erases a profile's history: each of its records becomes a tombstone (profile kErasedProfile,
@@ -355,7 +368,9 @@ class Store {
   ChunkedVector<uint32_t> props_begin_;
   // A record's props never cross a chunk boundary (see Append).
   ChunkedVector<PropEntry> props_;
-  std::vector<std::vector<uint32_t>> by_name_;  // name id -> record indices (records_named)
+  // Name id -> record indices (records_named). Chunked: a list that grows is never copied (as
+  // std::vector's doubling did, a copy and fresh pages for every name's list at full size).
+  std::vector<RecordList> by_name_;
   StringPool accounts_;
   // (record index, account) of every group record, in index order: group calls are rare next to
   // events, so a side table costs less than an account column on every record.
