@@ -141,7 +141,7 @@ class ValueSource final : public ComputedSource {
         int64_t n = 0;
         double lo_v = 0, hi_v = 0;
         for (size_t k = lo; k < hi; ++k) {
-          double x = tl[k].value;
+          double x = tl.value(k);
           if (std::isnan(x)) continue;
           sum += Fixed(x);
           lo_v = n == 0 ? x : std::min(lo_v, x);

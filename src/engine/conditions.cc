@@ -183,7 +183,7 @@ class AggCondition final : public Condition {
     std::vector<std::pair<uint8_t, uint64_t>> seen;
     if (fn_ != rules::AggCond::Fn::kDistinct) {
       for (size_t k = lo; k < hi; ++k) {
-        double x = tl[k].value;
+        double x = tl.value(k);
         if (std::isnan(x)) continue;
         a.sum += Fixed(x);
         a.min = a.n == 0 ? x : std::min(a.min, x);

@@ -18,15 +18,28 @@ Series::~Series() {
   for (Block* b : head_) Free(b);
 }
 
-Series::Block* Series::Resize(Block* old, uint32_t size, uint32_t cap) {
-  auto* b = static_cast<Block*>(::operator new (sizeof(Block) + size_t{cap} * sizeof(Entry)));
+Series::Block* Series::Resize(Block* old, uint32_t size, uint32_t cap) const {
+  const size_t per = sizeof(Entry) + (has_value() ? sizeof(double) : 0);
+  auto* b = static_cast<Block*>(::operator new (sizeof(Block) + size_t{cap} * per));
   b->size = size;
   b->cap = cap;
   if (old) {
     std::memcpy(b->entries(), old->entries(), size_t{size} * sizeof(Entry));
+    if (has_value()) std::memcpy(b->values(), old->values(), size_t{size} * sizeof(double));
     Free(old);
   }
   return b;
+}
+
+void Series::Sort(Block* b) const {
+  Entry* e = b->entries();
+  if (!has_value()) return std::sort(e, e + b->size);
+  double* v = b->values();
+  std::vector<std::pair<Entry, double>> both(b->size);
+  for (uint32_t i = 0; i < b->size; ++i) both[i] = {e[i], v[i]};
+  std::sort(both.begin(), both.end(),
+            [](const auto& x, const auto& y) { return x.first < y.first; });
+  for (uint32_t i = 0; i < b->size; ++i) std::tie(e[i], v[i]) = both[i];
 }
 
 void Series::Free(Block* b) {
@@ -56,15 +69,16 @@ double Series::ValueOf(std::span<const store::PropEntry> props) const {
 
 void Series::Add(uint32_t profile, Millis ts, uint32_t idx, double value, Millis cutoff) {
   Block*& b = Head(profile);
-  if (!b) b = Resize(nullptr, 0, 2);  // 16 + 2 * 24 bytes: one cache line
+  if (!b) b = Resize(nullptr, 0, has_value() ? 2 : 3);  // 64 bytes: one cache line
   Entry* e = b->entries();
   if (b->size == b->cap) {
     if (e[0].ts < cutoff) {
       Entry* keep = std::lower_bound(e, e + b->size, cutoff,
                                      [](const Entry& x, Millis c) { return x.ts < c; });
-      const size_t dropped = static_cast<size_t>(keep - e);
-      std::memmove(e, keep, (b->size - dropped) * sizeof(Entry));
-      b->size -= static_cast<uint32_t>(dropped);
+      const size_t dropped = static_cast<size_t>(keep - e), kept = b->size - dropped;
+      std::memmove(e, keep, kept * sizeof(Entry));
+      if (has_value()) std::memmove(b->values(), b->values() + dropped, kept * sizeof(double));
+      b->size = static_cast<uint32_t>(kept);
       left_out_ = true;
     }
     if (b->size == b->cap) {
@@ -72,15 +86,17 @@ void Series::Add(uint32_t profile, Millis ts, uint32_t idx, double value, Millis
       e = b->entries();
     }
   }
-  const Entry x{ts, idx, value};
+  const Entry x{ts, idx};
   Entry* end = e + b->size;
-  if (b->size == 0 || !(x < end[-1])) {
-    *end = x;
-  } else {
-    Entry* at = std::upper_bound(e, end, x);
-    std::memmove(at + 1, at, static_cast<size_t>(end - at) * sizeof(Entry));
-    *at = x;
+  size_t at = b->size;
+  if (b->size > 0 && x < end[-1]) {
+    at = static_cast<size_t>(std::upper_bound(e, end, x) - e);
+    std::memmove(e + at + 1, e + at, (b->size - at) * sizeof(Entry));
+    if (has_value())
+      std::memmove(b->values() + at + 1, b->values() + at, (b->size - at) * sizeof(double));
   }
+  e[at] = x;
+  if (has_value()) b->values()[at] = value;
   ++b->size;
 }
 
@@ -114,13 +130,14 @@ void Series::Build(const store::RecordList& records, const store::Store& store,
     const uint32_t pid = store.Resolve(store.profile(idx));
     if (!match(idx, pid)) return;
     Block* b = head_[pid];
-    Entry e{store.ts(idx), idx, value ? ValueOf(store.props(idx)) : 0};
+    Entry e{store.ts(idx), idx};
     if (b->size > 0 && e < b->entries()[b->size - 1]) (*count)[pid] = 0;
+    if (value) b->values()[b->size] = ValueOf(store.props(idx));
     b->entries()[b->size++] = e;
   });
   for (uint32_t p = 0; p < profiles; ++p) {
     if ((*count)[p] || !head_[p]) continue;
-    std::sort(head_[p]->entries(), head_[p]->entries() + head_[p]->size);
+    Sort(head_[p]);
   }
 }
 
@@ -132,11 +149,15 @@ void Series::BuildParallel(const store::RecordList& records, const store::Store&
   auto match = [&](uint32_t idx, uint32_t pid) { return Takes(store, idx, pid, cutoff); };
   std::vector<std::vector<uint32_t>>& count = scratch->count;
   std::vector<std::vector<Entry*>>& dst = scratch->dst;
+  std::vector<std::vector<double*>>& dst_value = scratch->dst_value;
+  const bool value = has_value();
   count.resize(parts);
   dst.resize(parts);
+  dst_value.resize(value ? parts : 0);
   for (size_t part = 0; part < parts; ++part) {
     count[part].assign(profiles, 0);
     dst[part].resize(profiles);
+    if (value) dst_value[part].resize(profiles);
   }
   // Pass 1, per slice of the records: matches per profile.
   pool->Run(parts, [&](size_t part) {
@@ -166,19 +187,20 @@ void Series::BuildParallel(const store::RecordList& records, const store::Store&
       b->size += n;
       for (size_t s = 0; s < parts; ++s) {
         dst[s][p] = b->entries() + at;
+        if (value) dst_value[s][p] = b->values() + at;
         at += count[s][p];
       }
     }
   });
   // Pass 2, per slice of the records: each slice writes only its own positions.
-  const bool value = has_value();
   pool->Run(parts, [&](size_t part) {
     std::vector<Entry*>& out = dst[part];
     auto [lo, hi] = PartRange(records.size(), parts, part);
     store::ForEachIn(records, lo, hi, [&](uint32_t idx) {
       const uint32_t pid = store.Resolve(store.profile(idx));
-      if (match(idx, pid))
-        *out[pid]++ = Entry{store.ts(idx), idx, value ? ValueOf(store.props(idx)) : 0};
+      if (!match(idx, pid)) return;
+      *out[pid]++ = Entry{store.ts(idx), idx};
+      if (value) *dst_value[part][pid]++ = ValueOf(store.props(idx));
     });
   });
   // A timeline is out of (ts, idx) order only after a late event (or after entries it had
@@ -191,7 +213,7 @@ void Series::BuildParallel(const store::RecordList& records, const store::Store&
       Entry* end = begin + head_[p]->size;
       Entry* from = end - total[p];
       if (from != begin) --from;
-      if (!std::is_sorted(from, end)) std::sort(begin, end);
+      if (!std::is_sorted(from, end)) Sort(head_[p]);
     }
   });
 }
@@ -213,11 +235,18 @@ void Series::MergeInto(uint32_t from, uint32_t into) {
   b->size = static_cast<uint32_t>(k);
   Entry* tl = b->entries();
   const Entry* mv = moved->entries();
+  double* tv = has_value() ? b->values() : nullptr;
+  const double* mvv = has_value() ? moved->values() : nullptr;
   while (j > 0) {
-    if (i > 0 && mv[j - 1] < tl[i - 1])
-      tl[--k] = tl[--i];
-    else
-      tl[--k] = mv[--j];
+    if (i > 0 && mv[j - 1] < tl[i - 1]) {
+      --k, --i;
+      tl[k] = tl[i];
+      if (tv) tv[k] = tv[i];
+    } else {
+      --k, --j;
+      tl[k] = mv[j];
+      if (tv) tv[k] = mvv[j];
+    }
   }
   Free(moved);
 }
@@ -229,7 +258,9 @@ void Series::Erase(uint32_t profile) {
 size_t Series::MemoryBytes() const {
   size_t bytes = head_.capacity() * sizeof(Block*);
   for (const Block* b : head_)
-    if (b) bytes += sizeof(Block) + size_t{b->cap} * sizeof(Entry);
+    if (b)
+      bytes +=
+          sizeof(Block) + size_t{b->cap} * (sizeof(Entry) + (has_value() ? sizeof(double) : 0));
   return bytes;
 }
 

@@ -26,18 +26,17 @@ class WorkerPool;
 struct Entry {
   Millis ts;
   uint32_t idx;  // record index in the store
-  // For a series read by sum/avg/min/max: the numeric value of its property (NaN when missing or
-  // not a number), kept inline so an aggregate is a sequential scan, not a read per record.
-  double value;
   bool operator<(const Entry& o) const { return ts < o.ts || (ts == o.ts && idx < o.idx); }
 };
+static_assert(sizeof(Entry) == 16);
 
 // A read-only view of one profile's timeline: its entries, sorted by (ts, idx). Valid until the
 // series changes.
 class Timeline {
  public:
   Timeline() = default;
-  Timeline(const Entry* data, size_t size) : data_(data), size_(size) {}
+  Timeline(const Entry* data, const double* values, size_t size)
+      : data_(data), values_(values), size_(size) {}
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   const Entry& operator[](size_t i) const { return data_[i]; }
@@ -45,9 +44,14 @@ class Timeline {
   const Entry* end() const { return data_ + size_; }
   const Entry& front() const { return data_[0]; }
   const Entry& back() const { return data_[size_ - 1]; }
+  // For a series read by sum/avg/min/max (Series::has_value): the numeric value of entry i's
+  // property (NaN when missing or not a number), kept beside the entries so an aggregate is a
+  // sequential scan, not a read per record. Only such a series has values.
+  double value(size_t i) const { return values_[i]; }
 
  private:
   const Entry* data_ = nullptr;
+  const double* values_ = nullptr;
   size_t size_ = 0;
 };
 
@@ -112,9 +116,10 @@ class Series {
   // the matches of the slices before it), so every timeline holds exactly what Build gives, in
   // the same order. `scratch` is the caller's reused memory; parts <= 1 is Build.
   struct BuildScratch {
-    std::vector<uint32_t> total;               // matches per profile
-    std::vector<std::vector<uint32_t>> count;  // per slice: its matches per profile
-    std::vector<std::vector<Entry*>> dst;      // per slice: where its next match goes
+    std::vector<uint32_t> total;                  // matches per profile
+    std::vector<std::vector<uint32_t>> count;     // per slice: its matches per profile
+    std::vector<std::vector<Entry*>> dst;         // per slice: where its next match goes
+    std::vector<std::vector<double*>> dst_value;  // the same for its value (has_value())
   };
   void BuildParallel(const store::RecordList& records, const store::Store& store, size_t parts,
                      BuildScratch* scratch, WorkerPool* pool, Millis cutoff = kMinTime);
@@ -131,13 +136,20 @@ class Series {
     Block* b = profile < head_.size() ? head_[profile] : nullptr;
     if (!b) return;
     Entry* e = b->entries();
-    b->size = static_cast<uint32_t>(
-        std::remove_if(e, e + b->size, [&](const Entry& x) { return drop(x.idx); }) - e);
+    double* v = has_value() ? b->values() : nullptr;
+    uint32_t out = 0;
+    for (uint32_t i = 0; i < b->size; ++i) {
+      if (drop(e[i].idx)) continue;
+      e[out] = e[i];
+      if (v) v[out] = v[i];
+      ++out;
+    }
+    b->size = out;
   }
   // The profile's timeline; empty when it has none.
   Timeline Get(uint32_t profile) const {
     const Block* b = profile < head_.size() ? head_[profile] : nullptr;
-    return b ? Timeline(b->entries(), b->size) : Timeline();
+    return b ? Timeline(b->entries(), has_value() ? b->values() : nullptr, b->size) : Timeline();
   }
   // How many entries the profile's timeline holds before it must grow (tests).
   size_t Capacity(uint32_t profile) const {
@@ -188,21 +200,25 @@ class Series {
 
  private:
   // A profile's entries and their count in one allocation: the 16-byte header, then `cap`
-  // entries. One dense array of pointers to these, by profile id, is the whole index: an add
-  // or a read loads the profile's pointer, then the block, whose header shares the first
-  // entries' cache line and page. (A vector of std::vector headers behind a dense array of slot
-  // numbers cost a third page per event; on a virtual machine a page that misses the TLB costs
-  // a nested page walk, docs/benchmarks.md "Round 6".)
+  // entries, then (a series with a value) `cap` values. One dense array of pointers to these, by
+  // profile id, is the whole index: an add or a read loads the profile's pointer, then the block,
+  // whose header shares the first entries' cache line and page. (A vector of std::vector headers
+  // behind a dense array of slot numbers cost a third page per event; on a virtual machine a page
+  // that misses the TLB costs a nested page walk, docs/benchmarks.md "Round 6".)
   struct Block {
     uint32_t size, cap;
     uint64_t reserved;  // keeps the entries 8-aligned after the header
     Entry* entries() { return reinterpret_cast<Entry*>(this + 1); }
     const Entry* entries() const { return reinterpret_cast<const Entry*>(this + 1); }
+    double* values() { return reinterpret_cast<double*>(entries() + cap); }
+    const double* values() const { return reinterpret_cast<const double*>(entries() + cap); }
   };
   static_assert(sizeof(Block) == 16);
-  // A block for `cap` entries holding the first `size` of `old` (freed), or a new one.
-  static Block* Resize(Block* old, uint32_t size, uint32_t cap);
+  // A block for `cap` entries (and values) holding the first `size` of `old` (freed), or a new one.
+  Block* Resize(Block* old, uint32_t size, uint32_t cap) const;
   static void Free(Block* b);
+  // Sorts the block's entries (with their values) by (ts, idx).
+  void Sort(Block* b) const;
   uint32_t name_;
   std::optional<uint32_t> value_key_;
   std::unique_ptr<CompiledFilter> filter_;

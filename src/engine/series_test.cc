@@ -80,9 +80,9 @@ TEST_F(SeriesTest, BuildsEachProfilesTimelineWithValues) {
   EXPECT_TRUE(s.Get(1000).empty());
   EXPECT_TRUE(s.Has(0));
   EXPECT_FALSE(s.Has(2));
-  EXPECT_EQ(s.Get(0)[1].value, 3);
+  EXPECT_EQ(s.Get(0).value(1), 3);
   EXPECT_EQ(s.Get(0)[1].idx, 2u);
-  EXPECT_EQ(s.Get(1)[0].value, 2);
+  EXPECT_EQ(s.Get(1).value(0), 2);
 }
 
 TEST_F(SeriesTest, LiveAppendsOutgrowTheBuiltSliceWithoutTouchingTheNext) {
@@ -145,7 +145,7 @@ TEST_F(SeriesTest, ValueIsNaNWhenThePropertyIsMissing) {
   Series s(name_, std::nullopt, total_, &store_);
   Build(&s);
   ASSERT_EQ(s.Get(0).size(), 1u);
-  EXPECT_TRUE(std::isnan(s.Get(0)[0].value));
+  EXPECT_TRUE(std::isnan(s.Get(0).value(0)));
 }
 
 }  // namespace

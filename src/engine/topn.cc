@@ -45,7 +45,7 @@ class AggSource final : public RankSource {
     int64_t n = 0;
     double mn = 0, mx = 0;
     for (size_t k = lo; k < hi; ++k) {
-      double x = tl[k].value;
+      double x = tl.value(k);
       if (std::isnan(x)) continue;
       sum += Fixed(x);
       mn = n == 0 ? x : std::min(mn, x);
