@@ -338,42 +338,32 @@ std::pair<size_t, size_t> Window::Range(const Timeline& tl, Millis t) const {
 }
 
 Millis Window::FirstNetDrop(const Timeline& tl, size_t lo, size_t hi, uint64_t d) const {
-  // The k-th leave after t is that of entry lo + k - 1 (leaves come in timeline order). At the
-  // k-th leave's instant, with `entered` entries in, the drop is (left - entered); if short of d,
-  // no leave before the (entered + d)-th can reach it, since entries only keep entering.
-  // Counting from where the last candidate's counts ended: candidates only move forward. Entries
-  // before hi are in by any instant after t (they were at t).
-  const Millis b = EnterLag();
-  uint64_t k = d;
-  size_t in = hi;
-  for (int jump = 0; jump < kMaxJumps; ++jump) {
-    if (k > tl.size() - lo) return kMaxTime;
-    const Millis at = tl[lo + k - 1].ts + a_ + 1;
-    const size_t left = CountAtMost(tl, lo + k - 1, at - a_ - 1) - lo;
-    in = CountAtMost(tl, in, at - b - 1);
-    const size_t entered = in - hi;
-    if (left >= entered + d) return at;
-    k = entered + d;
-  }
-  return k > tl.size() - lo ? kMaxTime : tl[lo + k - 1].ts + a_ + 1;
+  return FirstNet(tl, lo, a_, hi, EnterLag(), d);
 }
 
 Millis Window::FirstNetRise(const Timeline& tl, size_t lo, size_t hi, uint64_t d) const {
-  // The mirror image: candidates are the instants at which entries hi, hi + 1, ... enter.
-  // Entries before lo are out by any instant after t (they were at t).
-  const Millis b = EnterLag();
+  return FirstNet(tl, hi, EnterLag(), lo, a_, d);
+}
+
+Millis Window::FirstNet(const Timeline& tl, size_t lead, Millis lead_lag, size_t other,
+                        Millis other_lag, uint64_t d) {
+  // The k-th leading move after t is that of entry lead + k - 1 (moves come in timeline order).
+  // At its instant, with `against` opposing moves made, the net is (led - against); if short of
+  // d, no leading move before the (against + d)-th can reach it, since the opposing ones only
+  // add up. Both counts go on from where the last candidate's ended: candidates only move
+  // forward, and the entries before `other` had made their opposing move by t.
   uint64_t k = d;
-  size_t out = lo;
+  size_t opposed = other;
   for (int jump = 0; jump < kMaxJumps; ++jump) {
-    if (k > tl.size() - hi) return kMaxTime;
-    const Millis at = tl[hi + k - 1].ts + b + 1;
-    const size_t entered = CountAtMost(tl, hi + k - 1, at - b - 1) - hi;
-    out = CountAtMost(tl, out, at - a_ - 1);
-    const size_t left = out - lo;
-    if (entered >= left + d) return at;
-    k = left + d;
+    if (k > tl.size() - lead) return kMaxTime;
+    const Millis at = tl[lead + k - 1].ts + lead_lag + 1;
+    const size_t led = CountAtMost(tl, lead + k - 1, at - lead_lag - 1) - lead;
+    opposed = CountAtMost(tl, opposed, at - other_lag - 1);
+    const size_t against = opposed - other;
+    if (led >= against + d) return at;
+    k = against + d;
   }
-  return k > tl.size() - hi ? kMaxTime : tl[hi + k - 1].ts + b + 1;
+  return k > tl.size() - lead ? kMaxTime : tl[lead + k - 1].ts + lead_lag + 1;
 }
 
 Millis Window::NextBoundary(const Timeline& tl, size_t lo, size_t hi) const {

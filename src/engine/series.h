@@ -320,6 +320,11 @@ class Window {
   Millis a_ = 0;  // from: relative ago, or absolute instant
   Millis b_ = 0;  // to: relative ago, or absolute instant
   static constexpr int kMaxJumps = 64;
+  // FirstNetDrop and FirstNetRise: the first instant at which the leading moves (of entries from
+  // `lead` on, each at ts + lead_lag + 1: leaves for a drop, enters for a rise) outnumber the
+  // opposing ones (entries from `other` on, at ts + other_lag + 1) by d.
+  static Millis FirstNet(const Timeline& tl, size_t lead, Millis lead_lag, size_t other,
+                         Millis other_lag, uint64_t d);
   Millis EnterLag() const { return to_kind_ == rules::TimeBound::Kind::kRelative ? b_ : 0; }
 };
 
