@@ -4,9 +4,9 @@
 //
 // An open-addressing table with linear probing whose 16-byte slots hold the id and the instant
 // together: a lookup touches one cache line, and one page. absl::flat_hash_map keeps its control
-// bytes and its slots in two arrays, two pages per lookup; on a virtual machine each page that
-// misses the TLB costs a nested page walk of ~100-300 ns even when the line is in the cache
-// (docs/benchmarks.md, "Round 6"), and at full size the two arrays miss on nearly every event.
+// bytes and its slots in two arrays, two pages per lookup; on the project's VM a page whose
+// translation misses the TLB costs ~400 ns even when its line is in the cache (docs/benchmarks.md,
+// "Round 6"), and at full size the two arrays miss on nearly every event.
 // Deletion shifts the following entries back (no tombstones), so probes stay short after many
 // erasures. At most 3/4 full.
 //

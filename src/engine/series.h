@@ -82,7 +82,8 @@ struct Horizon {
 
 class Series {
  public:
-  // `value_key`: the property whose numeric value entries keep inline (see Entry::value).
+  // `value_key`: the property whose numeric value the timelines keep beside their entries (see
+  // Timeline::value).
   Series(uint32_t name, std::optional<rules::PropExpr> filter, std::optional<uint32_t> value_key,
          store::Store* store);
   ~Series();
@@ -203,8 +204,9 @@ class Series {
   // entries, then (a series with a value) `cap` values. One dense array of pointers to these, by
   // profile id, is the whole index: an add or a read loads the profile's pointer, then the block,
   // whose header shares the first entries' cache line and page. (A vector of std::vector headers
-  // behind a dense array of slot numbers cost a third page per event; on a virtual machine a page
-  // that misses the TLB costs a nested page walk, docs/benchmarks.md "Round 6".)
+  // behind a dense array of slot numbers cost a third page per event; on the project's VM a page
+  // whose translation misses the TLB costs ~400 ns even when its line is cached, docs/benchmarks.md
+  // "Round 6".)
   struct Block {
     uint32_t size, cap;
     uint64_t reserved;  // keeps the entries 8-aligned after the header
@@ -300,7 +302,7 @@ class Window {
   // A sliding window: a relative start (a ago) and a relative end or none (b ago, b < a), as in
   // "within 30d" and "between 90d ago and 30d ago". Every entry then enters at ts + b + 1 and
   // leaves at ts + a + 1, both in timeline order, so how a count moves after t is known from the
-  // timeline by binary search instead of a walk over each entry that enters or leaves.
+  // timeline by a few searches instead of a walk over each entry that enters or leaves.
   bool Sliding() const {
     return from_kind_ == rules::TimeBound::Kind::kRelative &&
            to_kind_ != rules::TimeBound::Kind::kAbsolute && EnterLag() < a_;
@@ -308,7 +310,7 @@ class Window {
   // For a sliding window whose entries at t are [lo, hi) (Range): the first instant after t at
   // which at least d >= 1 more entries have left than entered (FirstNetDrop: the count is down by
   // d) or entered than left (FirstNetRise: up by d); kMaxTime if never. Each candidate instant
-  // skips every one that cannot be it, so this costs a few binary searches where a walk would
+  // skips every one that cannot be it, so this costs a few searches where a walk would
   // visit every entry in between (a frequent user's count "at least 5 times in 60 days" moves
   // hundreds of times before it drops below 5). After kMaxJumps candidates it returns the last:
   // the count has not moved by d before it, a safe instant to look again.
