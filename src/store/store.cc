@@ -83,7 +83,7 @@ uint32_t Store::Append(uint32_t profile, uint32_t name, Millis ts,
                        std::span<const PropEntry> props) {
   // Keep a record's properties inside one chunk so props() can return one span: pad to the
   // chunk end with entries that props() trims off the previous record's range.
-  constexpr size_t kChunk = size_t{1} << 16;
+  constexpr size_t kChunk = kMaxProps;  // the property column's chunk (static_assert in store.h)
   if (!props.empty() && (props_.size() % kChunk) + props.size() > kChunk) {
     PropEntry pad{PropEntry::kPad, {0, 0}};
     while (props_.size() % kChunk != 0) props_.push_back(pad);

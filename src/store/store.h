@@ -228,6 +228,9 @@ class ChunkedVector {
   size_t size_ = 0;
 };
 
+static_assert(ChunkedVector<PropEntry>::chunk_size() == kMaxProps,
+              "a record's properties must fit one chunk of the property column");
+
 // Record indices in 64 KiB chunks (Store::records_named).
 using RecordList = ChunkedVector<uint32_t, 14>;
 
