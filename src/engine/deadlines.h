@@ -52,25 +52,12 @@ class DeadlineMap {
   }
   // Removes id's deadline; returns whether it had one.
   bool erase(uint32_t id) {
-    if (size_ == 0) return false;
-    size_t i = Home(id);
-    for (;; i = (i + 1) & mask_) {
-      if (slots_[i].id == id) break;
-      if (slots_[i].id == kEmpty) return false;
-    }
-    // Backward shift: move each later entry of the run into the hole if its home does not lie
-    // (cyclically) after the hole, so every entry stays reachable from its home.
-    for (size_t j = (i + 1) & mask_;; j = (j + 1) & mask_) {
-      if (slots_[j].id == kEmpty) break;
-      const size_t home = Home(slots_[j].id);
-      if (((j - home) & mask_) >= ((j - i) & mask_)) {
-        slots_[i] = slots_[j];
-        i = j;
-      }
-    }
-    slots_[i].id = kEmpty;
-    --size_;
-    return true;
+    return EraseIf(id, [](Millis) { return true; });
+  }
+  // Removes id's deadline if it is `at` (a due timer that was not superseded), in one probe;
+  // returns whether it did.
+  bool EraseIfAt(uint32_t id, Millis at) {
+    return EraseIf(id, [at](Millis due) { return due == at; });
   }
   void clear() {
     slots_.clear();
@@ -94,6 +81,30 @@ class DeadlineMap {
     Millis at;
   };
   static_assert(sizeof(Slot) == 16);
+
+  template <typename Pred>
+  bool EraseIf(uint32_t id, Pred pred) {
+    if (size_ == 0) return false;
+    size_t i = Home(id);
+    for (;; i = (i + 1) & mask_) {
+      if (slots_[i].id == id) break;
+      if (slots_[i].id == kEmpty) return false;
+    }
+    if (!pred(slots_[i].at)) return false;
+    // Backward shift: move each later entry of the run into the hole if its home does not lie
+    // (cyclically) after the hole, so every entry stays reachable from its home.
+    for (size_t j = (i + 1) & mask_;; j = (j + 1) & mask_) {
+      if (slots_[j].id == kEmpty) break;
+      const size_t home = Home(slots_[j].id);
+      if (((j - home) & mask_) >= ((j - i) & mask_)) {
+        slots_[i] = slots_[j];
+        i = j;
+      }
+    }
+    slots_[i].id = kEmpty;
+    --size_;
+    return true;
+  }
 
   // Fibonacci hashing: dense ids spread over the table, and ids with a common stride do not
   // pile up in one run.

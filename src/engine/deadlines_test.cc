@@ -41,6 +41,12 @@ TEST(DeadlineMapTest, SetReportsWhetherTheInstantChanged) {
   ASSERT_NE(m.Find(7), nullptr);
   EXPECT_EQ(*m.Find(7), 50);
   EXPECT_TRUE(m.contains(7));
+  EXPECT_FALSE(m.EraseIfAt(7, 100));  // superseded: stays
+  EXPECT_TRUE(m.contains(7));
+  EXPECT_TRUE(m.EraseIfAt(7, 50));
+  EXPECT_FALSE(m.contains(7));
+  EXPECT_FALSE(m.EraseIfAt(7, 50));
+  m.Set(7, 50);
   EXPECT_TRUE(m.erase(7));
   EXPECT_FALSE(m.contains(7));
   EXPECT_TRUE(m.empty());

@@ -740,9 +740,7 @@ class Engine::Impl : public engine::CompileContext {
       timers_.pop();
       Segment* s = tm.segment < segments_.size() ? segments_[tm.segment].get() : nullptr;
       if (!s) continue;
-      const Millis* due = s->deadline.Find(tm.profile);
-      if (!due || *due != tm.at) continue;  // superseded
-      s->deadline.erase(tm.profile);
+      if (!s->deadline.EraseIfAt(tm.profile, tm.at)) continue;  // superseded
       ++timer_fires_;
       touched_.clear();
       ++stamp_;
