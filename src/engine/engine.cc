@@ -2293,9 +2293,7 @@ class Engine::Impl : public engine::CompileContext {
                                                                               : msg.properties;
     if (fields.size() >= store::kMaxProps)  // >=: a page or screen call may add its name
       return Status::InvalidArgument(
-          std::string("field '") +
-          (msg.type == MessageType::kIdentify || msg.type == MessageType::kGroup ? "traits"
-                                                                                 : "properties") +
+          std::string("field '") + (&fields == &msg.traits ? "traits" : "properties") +
           "': " + std::to_string(fields.size()) + " properties; a message may have at most " +
           std::to_string(store::kMaxProps - 1));
     // Hash every string value and prefetch its pool slot before interning any (see
