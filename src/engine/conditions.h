@@ -24,10 +24,11 @@ namespace shoal::engine {
 // One trait of a profile: the value set by the identify with the greatest (ts, record index).
 struct TraitSlot {
   uint32_t key;
-  store::StoredValue value;
+  uint32_t idx;  // the identify record that set it
   Millis ts;
-  uint32_t idx;
+  store::StoredValue value;
 };
+static_assert(sizeof(TraitSlot) == 32);
 
 struct ProfileState {
   std::vector<TraitSlot> traits;     // sorted by key

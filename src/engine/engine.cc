@@ -456,6 +456,8 @@ class Engine::Impl : public engine::CompileContext {
       cause.cause = Cause::kTraits;
       uint32_t idx = store_.Append(pid, store::Store::kIdentifyName, msg.timestamp, props_);
       prof.identifies.push_back(idx);
+      // A first identify sizes the traits once rather than growing them by doubling.
+      if (prof.traits.empty()) prof.traits.reserve(props_.size());
       for (const store::PropEntry& p : props_) {
         ApplyTrait(&prof, p.key(), p.value(), msg.timestamp, idx);
         auto it = by_trait_.find(p.key());
@@ -2279,7 +2281,7 @@ class Engine::Impl : public engine::CompileContext {
       it->ts = ts;
       it->idx = idx;
     } else {
-      p->traits.insert(it, engine::TraitSlot{key, v, ts, idx});
+      p->traits.insert(it, engine::TraitSlot{key, idx, ts, v});
     }
   }
 

@@ -128,8 +128,8 @@ class StringPool {
 struct StoredValue {
   ValueType type = ValueType::kNull;
   bool b = false;
-  double num = 0;
   uint32_t str = 0;  // pool id for kString (the text) and kList (the JSON array text)
+  double num = 0;
 
   bool operator==(const StoredValue& o) const {
     if (type != o.type) return false;
@@ -145,6 +145,7 @@ struct StoredValue {
     }
   }
 };
+static_assert(sizeof(StoredValue) == 16);  // a profile's traits are a vector of these (TraitSlot)
 
 // One property (or trait) of a record: a key (pool id of the dotted path) and a value, packed in
 // 12 bytes. A record's properties are sorted by key id.
