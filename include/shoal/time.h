@@ -2,6 +2,7 @@
 // milliseconds too. The Clock interface lets tests drive time with a VirtualClock.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -41,10 +42,20 @@ class Clock {
   virtual Millis Now() const = 0;
 };
 
-// Wall-clock time.
+// Wall-clock time that never goes back. When the system clock steps back (an NTP correction, a
+// VM restored from a snapshot), Now() holds at the latest instant it returned until the system
+// clock passes it: a window that closed does not reopen, and enters and exits keep their order.
 class RealClock final : public Clock {
  public:
+  using Source = Millis (*)();
+  // `source` reads the system clock; tests pass their own.
+  explicit RealClock(Source source = SystemMillis) : source_(source) {}
   Millis Now() const override;
+  static Millis SystemMillis();
+
+ private:
+  Source source_;
+  mutable std::atomic<Millis> last_{kMinTime};
 };
 
 // A clock that moves only when told to. Not thread-safe for Set/Advance.

@@ -229,9 +229,17 @@ std::string FormatDuration(Millis d) {
   return std::to_string(d) + (d == 0 ? "s" : "ms");
 }
 
-Millis RealClock::Now() const {
+Millis RealClock::SystemMillis() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+Millis RealClock::Now() const {
+  const Millis t = source_();
+  Millis seen = last_.load(std::memory_order_relaxed);
+  while (t > seen && !last_.compare_exchange_weak(seen, t, std::memory_order_relaxed)) {
+  }
+  return t > seen ? t : seen;
 }
 
 }  // namespace shoal

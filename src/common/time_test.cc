@@ -99,5 +99,37 @@ TEST(ParseTimeTest, FastPathAgreesWithGeneralParser) {
       for (int s : {0, 1, 30, 58, 59, 60, 61, 99}) ExpectSameAsGeneral(2026, 8, 3, h, mi, s);
 }
 
+// The system time RealClockTest's clocks read: a test sets it, steps it back and forward.
+Millis fake_system_now = 0;
+Millis FakeSystem() { return fake_system_now; }
+
+TEST(RealClockTest, FollowsTheSystemClockForward) {
+  fake_system_now = 1000;
+  RealClock clock(FakeSystem);
+  EXPECT_EQ(clock.Now(), 1000);
+  fake_system_now = 5000;
+  EXPECT_EQ(clock.Now(), 5000);
+}
+
+TEST(RealClockTest, HoldsWhenTheSystemClockStepsBack) {
+  fake_system_now = 10'000;
+  RealClock clock(FakeSystem);
+  EXPECT_EQ(clock.Now(), 10'000);
+  fake_system_now = 4'000;  // an NTP step back of 6 s
+  EXPECT_EQ(clock.Now(), 10'000);
+  fake_system_now = 9'999;
+  EXPECT_EQ(clock.Now(), 10'000);
+  fake_system_now = 10'001;  // the system clock passes the held instant: it is followed again
+  EXPECT_EQ(clock.Now(), 10'001);
+}
+
+TEST(RealClockTest, ReadsTheSystemClockByDefault) {
+  RealClock clock;
+  const Millis before = RealClock::SystemMillis();
+  const Millis now = clock.Now();
+  EXPECT_GE(now, before);
+  EXPECT_LE(now, RealClock::SystemMillis());
+}
+
 }  // namespace
 }  // namespace shoal
