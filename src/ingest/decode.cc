@@ -133,7 +133,10 @@ std::optional<MessageType> ParseType(std::string_view s) {
 [[gnu::always_inline]] inline void Assign(std::string* s, std::string_view v) {
   const size_t n = v.size(), have = s->size();
   if (n <= 16 && n <= have) {
-    if (n == have && SmallEqual(s->data(), v.data(), n)) return;
+    if (n == have) {  // the same length: the bytes, if they differ (an id), and no erase()
+      if (!SmallEqual(s->data(), v.data(), n)) SmallCopy(s->data(), v.data(), n);
+      return;
+    }
     SmallCopy(s->data(), v.data(), n);
     s->erase(n);
     return;
@@ -733,7 +736,7 @@ struct Decoder::Impl {
     }
   }
   // Resets the state that ReadRoot and FastParse fill.
-  void ResetFields();
+  [[gnu::always_inline]] inline void ResetFields();
 
   // The key of `f`, from the input when it has no escapes.
   simdjson::error_code Key(od::field& f, std::string_view* out);
