@@ -650,6 +650,8 @@ struct Decoder::Impl {
   const char* FastText(const char* p, const char* end, bool allow_number, Text* out);
   [[gnu::always_inline]] inline const char* FastObject(const char* p, const char* end,
                                                        FieldSink* into, bool* present);
+  // kNested: depth > 1, where paths are built in `path` (the common, flat object skips that).
+  template <bool kNested>
   const char* FastFlatten(const char* p, const char* end, size_t depth);
   const char* FastContext(const char* p, const char* end);
   // When the key at `k` (after its opening quote) is one of a text member, written without escapes
@@ -1284,10 +1286,11 @@ const char* Decoder::Impl::FastObject(const char* p, const char* end, FieldSink*
   *present = true;
   sink = into;
   path.clear();
-  return FastFlatten(p + 1, end, 1);
+  return FastFlatten<false>(p + 1, end, 1);
 }
 
 // As Flatten, for the members after an object's '{'; returns the byte after its '}'.
+template <bool kNested>
 const char* Decoder::Impl::FastFlatten(const char* p, const char* end, size_t depth) {
   p = SkipSpace(p, end);
   if (p < end && *p == '}') return p + 1;
@@ -1307,9 +1310,9 @@ const char* Decoder::Impl::FastFlatten(const char* p, const char* end, size_t de
     }
 
     // The path of this member: the key itself at level 1, else built in `path`.
-    const size_t prefix = path.size();
+    const size_t prefix = kNested ? path.size() : 0;
     std::string_view member_path = key;
-    if (depth > 1) {
+    if constexpr (kNested) {
       path.push_back('.');
       path.append(key);
       member_path = path;
@@ -1329,9 +1332,10 @@ const char* Decoder::Impl::FastFlatten(const char* p, const char* end, size_t de
       }
       case '{':
         if (depth + 1 > kFastMaxDepth) return nullptr;
-        if (depth == 1) path.assign(key);  // the nested members' paths start from this key
-        p = FastFlatten(p + 1, end, depth + 1);
+        if (!kNested) path.assign(key);  // the nested members' paths start from this key
+        p = FastFlatten<true>(p + 1, end, depth + 1);
         if (p == nullptr) return nullptr;
+        if (!kNested) path.clear();
         break;
       case 't':
       case 'f': {
@@ -1361,7 +1365,7 @@ const char* Decoder::Impl::FastFlatten(const char* p, const char* end, size_t de
         break;
       }
     }
-    if (depth > 1 || path.size() != prefix) path.resize(prefix);
+    if (kNested) path.resize(prefix);
 
     if (end - p > 1 && p[0] == ',' && p[1] == '"') {  // compact: the next key right after
       ++p;
