@@ -648,11 +648,18 @@ struct Decoder::Impl {
   bool FastParse();
   [[gnu::always_inline]] inline const char* FastMember(const char* p, const char* end);
   const char* FastText(const char* p, const char* end, bool allow_number, Text* out);
+  // kInline: the flattening inline too (for the properties of the common message).
+  template <bool kInline = false>
   [[gnu::always_inline]] inline const char* FastObject(const char* p, const char* end,
                                                        FieldSink* into, bool* present);
   // kNested: depth > 1, where paths are built in `path` (the common, flat object skips that).
   template <bool kNested>
-  const char* FastFlatten(const char* p, const char* end, size_t depth);
+  [[gnu::noinline]] const char* FastFlatten(const char* p, const char* end, size_t depth) {
+    return FastFlattenInline<kNested>(p, end, depth);
+  }
+  template <bool kNested>
+  [[gnu::always_inline]] inline const char* FastFlattenInline(const char* p, const char* end,
+                                                              size_t depth);
   const char* FastContext(const char* p, const char* end);
   // When the key at `k` (after its opening quote) is one of a text member, written without escapes
   // and followed by `":"` (no spaces), the Text it fills, with *value at the first byte of the
@@ -1279,6 +1286,7 @@ const char* Decoder::Impl::FastText(const char* p, const char* end, bool allow_n
 }
 
 // As ReadObject.
+template <bool kInline>
 const char* Decoder::Impl::FastObject(const char* p, const char* end, FieldSink* into,
                                       bool* present) {
   if (*p == 'n') return ScanLiteral(p, end, "null");
@@ -1286,12 +1294,13 @@ const char* Decoder::Impl::FastObject(const char* p, const char* end, FieldSink*
   *present = true;
   sink = into;
   path.clear();
+  if constexpr (kInline) return FastFlattenInline<false>(p + 1, end, 1);
   return FastFlatten<false>(p + 1, end, 1);
 }
 
 // As Flatten, for the members after an object's '{'; returns the byte after its '}'.
 template <bool kNested>
-const char* Decoder::Impl::FastFlatten(const char* p, const char* end, size_t depth) {
+const char* Decoder::Impl::FastFlattenInline(const char* p, const char* end, size_t depth) {
   p = SkipSpace(p, end);
   if (p < end && *p == '}') return p + 1;
   for (;;) {
@@ -1533,7 +1542,7 @@ bool Decoder::Impl::FastParse() {
     if (at(",\"properties\":{")) {
       const char* object = next + 14;  // at '{'
       if (properties.size() == 0) ChooseShape(object, end, properties.fields());
-      next = FastObject(object, end, &properties, &has_properties);
+      next = FastObject<true>(object, end, &properties, &has_properties);
       if (next == nullptr) return false;
     } else {
       // An identify or group call (a track call with traits goes on in the loop below).
