@@ -714,7 +714,8 @@ struct Decoder::Impl {
   // vector of fields whose first path is the first key of that object, when *v or one in `shapes`
   // is, so that most fields are overwritten by the same path and a value of about the same length
   // (nothing to copy or move) instead of taking the place of another message's (see shapes).
-  void ChooseShape(const char* p, const char* end, std::vector<Field>* v);
+  [[gnu::always_inline]] inline void ChooseShape(const char* p, const char* end,
+                                                 std::vector<Field>* v);
   // The Text a top-level member fills, or nullptr.
   Text* RootText(RootKey key) {
     switch (key) {
