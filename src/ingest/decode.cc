@@ -119,6 +119,26 @@ std::optional<MessageType> ParseType(std::string_view s) {
   }
 }
 
+// For ChooseShape, out of line: the length of a key of 16 to 31 bytes at `k` (no quote in its
+// first 16 bytes), or SIZE_MAX. Reads up to 15 bytes past `end`, as the caller's first load.
+[[gnu::noinline]] size_t LongKeyLength(const char* k, const char* end) {
+  if (end - k <= 16) return SIZE_MAX;
+#if defined(__SSE2__)
+  const unsigned quotes = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(k + 16)), _mm_set1_epi8('"'))));
+  return quotes != 0 ? 16 + static_cast<size_t>(__builtin_ctz(quotes)) : SIZE_MAX;
+#else
+  for (size_t i = 16; i < 32 && i < static_cast<size_t>(end - k); ++i)
+    if (k[i] == '"') return i;
+  return SIZE_MAX;
+#endif
+}
+
+// a[0, n) == b[0, n) for 16 < n <= 32, out of line.
+[[gnu::noinline]] bool LongKeyEqual(const char* a, const char* b, size_t n) {
+  return SmallEqual(a, b, 16) && SmallEqual(a + 16, b + 16, n - 16);
+}
+
 // The general case of Assign, out of line.
 [[gnu::noinline]] void AssignSlow(std::string* s, std::string_view v) {
   s->clear();
@@ -1224,28 +1244,30 @@ void Decoder::Impl::ResetFields() {
 void Decoder::Impl::ChooseShape(const char* p, const char* end, std::vector<Field>* v) {
   if (end - p < 3 || p[0] != '{' || p[1] != '"') return;
   const char* k = p + 2;
-  // The length of the first key when its closing quote is among the next 16 bytes (kinds are
-  // told apart by first paths of up to 15 bytes, compared inline); found once, not for each
-  // candidate. The load may read up to 15 bytes past `end`, into the padding.
-  size_t n = 16;
+  // The length of the first key when its closing quote is among the next 32 bytes (kinds are
+  // told apart by first paths of up to 31 bytes, compared inline); found once, not for each
+  // candidate. The load may read up to 15 bytes past `end`, into the padding; a longer key is
+  // measured out of line (LongKeyLength), as it is compared (LongKeyEqual).
+  size_t n = SIZE_MAX;
 #if defined(__SSE2__)
-  const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(k));
-  const unsigned quotes =
-      static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('"'))));
-  if (quotes != 0) n = static_cast<size_t>(__builtin_ctz(quotes));
+  const unsigned quotes = static_cast<unsigned>(_mm_movemask_epi8(
+      _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k)), _mm_set1_epi8('"'))));
+  n = quotes != 0 ? static_cast<size_t>(__builtin_ctz(quotes)) : LongKeyLength(k, end);
 #else
-  for (size_t i = 0; i < 16; ++i) {
+  for (size_t i = 0; i < 16 && i < static_cast<size_t>(end - k); ++i) {
     if (k[i] == '"') {
       n = i;
       break;
     }
   }
+  if (n == SIZE_MAX) n = LongKeyLength(k, end);
 #endif
-  if (n >= 16 || static_cast<size_t>(end - k) <= n) n = SIZE_MAX;  // matches no kept vector
+  if (n != SIZE_MAX && static_cast<size_t>(end - k) <= n) n = SIZE_MAX;  // matches no kept vector
   auto starts_with_key = [k, n](const std::vector<Field>& fields) {
     if (fields.empty()) return false;
     const std::string& first = fields[0].path;
-    return first.size() == n && SmallEqual(k, first.data(), n);
+    if (first.size() != n) return false;
+    return n <= 16 ? SmallEqual(k, first.data(), n) : LongKeyEqual(k, first.data(), n);
   };
   if (starts_with_key(*v)) return;
   for (std::vector<Field>& kept : shapes) {
