@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cstring>
 #include <queue>
 #include <roaring/roaring.hh>
 #include <thread>
@@ -160,18 +161,52 @@ struct CauseInfo {
 // keys): a hit is a length check and a short compare instead of a hash and a probe.
 class InternCache {
  public:
-  uint32_t Intern(store::StringPool* pool, std::string_view s) {
+  // The hit inline; a miss (or the empty string) out of line.
+  [[gnu::always_inline]] uint32_t Intern(store::StringPool* pool, std::string_view s) {
+    if (!s.empty()) {
+      const Slot& e = slots_[SlotOf(s)];
+      if (e.id != UINT32_MAX && e.text.size() == s.size() &&
+          SameBytes(e.text.data(), s.data(), s.size()))
+        return e.id;
+    }
+    return Miss(pool, s);
+  }
+
+ private:
+  static size_t SlotOf(std::string_view s) {
+    return (s.size() * 31 + static_cast<unsigned char>(s[0]) * 7 +
+            static_cast<unsigned char>(s.back())) %
+           kSlots;
+  }
+
+  [[gnu::noinline]] uint32_t Miss(store::StringPool* pool, std::string_view s) {
     if (s.empty()) return pool->Intern(s);
-    Slot& e = slots_[(s.size() * 31 + static_cast<unsigned char>(s[0]) * 7 +
-                      static_cast<unsigned char>(s.back())) %
-                     kSlots];
-    if (e.id != UINT32_MAX && e.text == s) return e.id;
+    Slot& e = slots_[SlotOf(s)];
     e.id = pool->Intern(s);
     e.text = pool->Get(e.id);  // the pool's copy: stable for its lifetime
     return e.id;
   }
 
- private:
+  // a[0, n) == b[0, n), for n > 0. Names and keys are mostly up to 16 bytes: those are compared
+  // with two overlapping loads of each side (never outside [0, n)), inline, instead of a call to
+  // memcmp.
+  [[gnu::always_inline]] static bool SameBytes(const char* a, const char* b, size_t n) {
+    auto load8 = [](const char* p) {
+      uint64_t v;
+      std::memcpy(&v, p, 8);
+      return v;
+    };
+    auto load4 = [](const char* p) {
+      uint32_t v;
+      std::memcpy(&v, p, 4);
+      return v;
+    };
+    if (n > 16) return std::memcmp(a, b, n) == 0;
+    if (n >= 8) return ((load8(a) ^ load8(b)) | (load8(a + n - 8) ^ load8(b + n - 8))) == 0;
+    if (n >= 4) return ((load4(a) ^ load4(b)) | (load4(a + n - 4) ^ load4(b + n - 4))) == 0;
+    return a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1];
+  }
+
   static constexpr size_t kSlots = 64;
   struct Slot {
     std::string_view text;

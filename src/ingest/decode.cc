@@ -119,6 +119,26 @@ std::optional<MessageType> ParseType(std::string_view s) {
   }
 }
 
+// For ChooseShape, out of line: the length of a key of 16 to 31 bytes at `k` (no quote in its
+// first 16 bytes), or SIZE_MAX. Reads up to 15 bytes past `end`, as the caller's first load.
+[[gnu::noinline]] size_t LongKeyLength(const char* k, const char* end) {
+  if (end - k <= 16) return SIZE_MAX;
+#if defined(__SSE2__)
+  const unsigned quotes = static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(k + 16)), _mm_set1_epi8('"'))));
+  return quotes != 0 ? 16 + static_cast<size_t>(__builtin_ctz(quotes)) : SIZE_MAX;
+#else
+  for (size_t i = 16; i < 32 && i < static_cast<size_t>(end - k); ++i)
+    if (k[i] == '"') return i;
+  return SIZE_MAX;
+#endif
+}
+
+// a[0, n) == b[0, n) for 16 < n <= 32, out of line.
+[[gnu::noinline]] bool LongKeyEqual(const char* a, const char* b, size_t n) {
+  return SmallEqual(a, b, 16) && SmallEqual(a + 16, b + 16, n - 16);
+}
+
 // The general case of Assign, out of line.
 [[gnu::noinline]] void AssignSlow(std::string* s, std::string_view v) {
   s->clear();
@@ -133,7 +153,10 @@ std::optional<MessageType> ParseType(std::string_view s) {
 [[gnu::always_inline]] inline void Assign(std::string* s, std::string_view v) {
   const size_t n = v.size(), have = s->size();
   if (n <= 16 && n <= have) {
-    if (n == have && SmallEqual(s->data(), v.data(), n)) return;
+    if (n == have) {  // the same length: the bytes, if they differ (an id), and no erase()
+      if (!SmallEqual(s->data(), v.data(), n)) SmallCopy(s->data(), v.data(), n);
+      return;
+    }
     SmallCopy(s->data(), v.data(), n);
     s->erase(n);
     return;
@@ -645,9 +668,18 @@ struct Decoder::Impl {
   bool FastParse();
   [[gnu::always_inline]] inline const char* FastMember(const char* p, const char* end);
   const char* FastText(const char* p, const char* end, bool allow_number, Text* out);
+  // kInline: the flattening inline too (for the properties of the common message).
+  template <bool kInline = false>
   [[gnu::always_inline]] inline const char* FastObject(const char* p, const char* end,
                                                        FieldSink* into, bool* present);
-  const char* FastFlatten(const char* p, const char* end, size_t depth);
+  // kNested: depth > 1, where paths are built in `path` (the common, flat object skips that).
+  template <bool kNested>
+  [[gnu::noinline]] const char* FastFlatten(const char* p, const char* end, size_t depth) {
+    return FastFlattenInline<kNested>(p, end, depth);
+  }
+  template <bool kNested>
+  [[gnu::always_inline]] inline const char* FastFlattenInline(const char* p, const char* end,
+                                                              size_t depth);
   const char* FastContext(const char* p, const char* end);
   // When the key at `k` (after its opening quote) is one of a text member, written without escapes
   // and followed by `":"` (no spaces), the Text it fills, with *value at the first byte of the
@@ -702,7 +734,8 @@ struct Decoder::Impl {
   // vector of fields whose first path is the first key of that object, when *v or one in `shapes`
   // is, so that most fields are overwritten by the same path and a value of about the same length
   // (nothing to copy or move) instead of taking the place of another message's (see shapes).
-  void ChooseShape(const char* p, const char* end, std::vector<Field>* v);
+  [[gnu::always_inline]] inline void ChooseShape(const char* p, const char* end,
+                                                 std::vector<Field>* v);
   // The Text a top-level member fills, or nullptr.
   Text* RootText(RootKey key) {
     switch (key) {
@@ -733,7 +766,7 @@ struct Decoder::Impl {
     }
   }
   // Resets the state that ReadRoot and FastParse fill.
-  void ResetFields();
+  [[gnu::always_inline]] inline void ResetFields();
 
   // The key of `f`, from the input when it has no escapes.
   simdjson::error_code Key(od::field& f, std::string_view* out);
@@ -1211,28 +1244,30 @@ void Decoder::Impl::ResetFields() {
 void Decoder::Impl::ChooseShape(const char* p, const char* end, std::vector<Field>* v) {
   if (end - p < 3 || p[0] != '{' || p[1] != '"') return;
   const char* k = p + 2;
-  // The length of the first key when its closing quote is among the next 16 bytes (kinds are
-  // told apart by first paths of up to 15 bytes, compared inline); found once, not for each
-  // candidate. The load may read up to 15 bytes past `end`, into the padding.
-  size_t n = 16;
+  // The length of the first key when its closing quote is among the next 32 bytes (kinds are
+  // told apart by first paths of up to 31 bytes, compared inline); found once, not for each
+  // candidate. The load may read up to 15 bytes past `end`, into the padding; a longer key is
+  // measured out of line (LongKeyLength), as it is compared (LongKeyEqual).
+  size_t n = SIZE_MAX;
 #if defined(__SSE2__)
-  const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(k));
-  const unsigned quotes =
-      static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('"'))));
-  if (quotes != 0) n = static_cast<size_t>(__builtin_ctz(quotes));
+  const unsigned quotes = static_cast<unsigned>(_mm_movemask_epi8(
+      _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k)), _mm_set1_epi8('"'))));
+  n = quotes != 0 ? static_cast<size_t>(__builtin_ctz(quotes)) : LongKeyLength(k, end);
 #else
-  for (size_t i = 0; i < 16; ++i) {
+  for (size_t i = 0; i < 16 && i < static_cast<size_t>(end - k); ++i) {
     if (k[i] == '"') {
       n = i;
       break;
     }
   }
+  if (n == SIZE_MAX) n = LongKeyLength(k, end);
 #endif
-  if (n >= 16 || static_cast<size_t>(end - k) <= n) n = SIZE_MAX;  // matches no kept vector
+  if (n != SIZE_MAX && static_cast<size_t>(end - k) <= n) n = SIZE_MAX;  // matches no kept vector
   auto starts_with_key = [k, n](const std::vector<Field>& fields) {
     if (fields.empty()) return false;
     const std::string& first = fields[0].path;
-    return first.size() == n && SmallEqual(k, first.data(), n);
+    if (first.size() != n) return false;
+    return n <= 16 ? SmallEqual(k, first.data(), n) : LongKeyEqual(k, first.data(), n);
   };
   if (starts_with_key(*v)) return;
   for (std::vector<Field>& kept : shapes) {
@@ -1274,6 +1309,7 @@ const char* Decoder::Impl::FastText(const char* p, const char* end, bool allow_n
 }
 
 // As ReadObject.
+template <bool kInline>
 const char* Decoder::Impl::FastObject(const char* p, const char* end, FieldSink* into,
                                       bool* present) {
   if (*p == 'n') return ScanLiteral(p, end, "null");
@@ -1281,11 +1317,13 @@ const char* Decoder::Impl::FastObject(const char* p, const char* end, FieldSink*
   *present = true;
   sink = into;
   path.clear();
-  return FastFlatten(p + 1, end, 1);
+  if constexpr (kInline) return FastFlattenInline<false>(p + 1, end, 1);
+  return FastFlatten<false>(p + 1, end, 1);
 }
 
 // As Flatten, for the members after an object's '{'; returns the byte after its '}'.
-const char* Decoder::Impl::FastFlatten(const char* p, const char* end, size_t depth) {
+template <bool kNested>
+const char* Decoder::Impl::FastFlattenInline(const char* p, const char* end, size_t depth) {
   p = SkipSpace(p, end);
   if (p < end && *p == '}') return p + 1;
   for (;;) {
@@ -1304,9 +1342,9 @@ const char* Decoder::Impl::FastFlatten(const char* p, const char* end, size_t de
     }
 
     // The path of this member: the key itself at level 1, else built in `path`.
-    const size_t prefix = path.size();
+    const size_t prefix = kNested ? path.size() : 0;
     std::string_view member_path = key;
-    if (depth > 1) {
+    if constexpr (kNested) {
       path.push_back('.');
       path.append(key);
       member_path = path;
@@ -1326,9 +1364,10 @@ const char* Decoder::Impl::FastFlatten(const char* p, const char* end, size_t de
       }
       case '{':
         if (depth + 1 > kFastMaxDepth) return nullptr;
-        if (depth == 1) path.assign(key);  // the nested members' paths start from this key
-        p = FastFlatten(p + 1, end, depth + 1);
+        if (!kNested) path.assign(key);  // the nested members' paths start from this key
+        p = FastFlatten<true>(p + 1, end, depth + 1);
         if (p == nullptr) return nullptr;
+        if (!kNested) path.clear();
         break;
       case 't':
       case 'f': {
@@ -1358,7 +1397,7 @@ const char* Decoder::Impl::FastFlatten(const char* p, const char* end, size_t de
         break;
       }
     }
-    if (depth > 1 || path.size() != prefix) path.resize(prefix);
+    if (kNested) path.resize(prefix);
 
     if (end - p > 1 && p[0] == ',' && p[1] == '"') {  // compact: the next key right after
       ++p;
@@ -1526,7 +1565,7 @@ bool Decoder::Impl::FastParse() {
     if (at(",\"properties\":{")) {
       const char* object = next + 14;  // at '{'
       if (properties.size() == 0) ChooseShape(object, end, properties.fields());
-      next = FastObject(object, end, &properties, &has_properties);
+      next = FastObject<true>(object, end, &properties, &has_properties);
       if (next == nullptr) return false;
     } else {
       // An identify or group call (a track call with traits goes on in the loop below).

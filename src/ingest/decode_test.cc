@@ -906,8 +906,9 @@ TEST_F(FastPathTest, StreamDecodesAsFreshDecoders) {
     lines.push_back(track("sentAt", t));
   }
   // Strings and fields that grow, shrink and repeat from one message to the next; properties of
-  // more kinds than the decoder keeps vectors for, some with the same first key, a long one, an
-  // empty one, duplicates.
+  // more kinds than the decoder keeps vectors for, some with the same first key, first keys of 16
+  // to 32 bytes (kept vectors are found by first keys of up to 31), some alike in their first 16
+  // bytes, an empty one, duplicates.
   for (std::string_view props : {R"({"path":"/search"})",
                                  R"({"product_id":"p1015","category":"shoes","price":18.69})",
                                  R"({"path":"/"})",
@@ -924,6 +925,12 @@ TEST_F(FastPathTest, StreamDecodesAsFreshDecoders) {
                                  R"({"":1,"x":2})",
                                  R"({"a_property_name_longer_than_16":true,"b":false})",
                                  R"({"a_property_name_longer_than_16":1})",
+                                 R"({"exactly_16_bytes":"v","x":1})",
+                                 R"({"a_property_name_longer_than_1X":"w","b":2})",
+                                 R"({"exactly_16_bytes":2})",
+                                 R"({"a_property_name_longer_than_16x":[1]})",
+                                 R"({"a_property_name_longer_than_16xy":null,"c":"d"})",
+                                 R"({"a_property_name_longer_than_16":"again"})",
                                  R"({"order_id":"o1","total":20.97})",
                                  R"({"p\u0061th":"/escaped"})",
                                  R"({"path":"/x","path":"/y"})",
