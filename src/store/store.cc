@@ -34,7 +34,7 @@ void StringPool::Grow() {
   for (const Slot& e : old) {
     if (e.id == kEmpty || e.id == kForgotten) continue;
     std::string_view v = views_[e.id];
-    size_t i = XXH3_64bits(v.data(), v.size()) & mask_;
+    size_t i = Hash(v) & mask_;
     while (slots_[i].id != kEmpty) i = (i + 1) & mask_;
     slots_[i] = e;
     ++used_;
@@ -43,7 +43,7 @@ void StringPool::Grow() {
 
 void StringPool::Forget(uint32_t id) {
   std::string_view v = views_[id];
-  Probe p = Lookup(v, XXH3_64bits(v.data(), v.size()));
+  Probe p = Lookup(v, Hash(v));
   if (p.id == id) slots_[p.slot].id = kForgotten;
   // The bytes belong to this id alone (Intern copies every new string), so they can be wiped.
   if (!v.empty()) std::memset(const_cast<char*>(v.data()), 0, v.size());
