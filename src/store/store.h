@@ -66,7 +66,8 @@ class StringPool {
       b = y;
     } else if (n > 0) {
       a = uint64_t{static_cast<unsigned char>(p[0])} << 16 |
-          uint64_t{static_cast<unsigned char>(p[n / 2])} << 8 | static_cast<unsigned char>(p[n - 1]);
+          uint64_t{static_cast<unsigned char>(p[n / 2])} << 8 |
+          static_cast<unsigned char>(p[n - 1]);
     }
     return Mix(Mix(a ^ 0x2d358dccaa6c78a5ull, b ^ 0x8bb84b93962eacc9ull ^ n),
                n ^ 0x4b33a62ed433d4a3ull);
