@@ -2375,20 +2375,22 @@ class Engine::Impl : public engine::CompileContext {
       for (const auto& p : props_) present = present || p.key() == key;
       if (!present) props_.push_back(store::PropEntry::Make(key, v));
     }
-    // Insertion sort: a message has a handful of fields, and equal keys keep their order.
+    // Sorted by key, one entry a key, the last one winning: an insertion sort in place (a message
+    // has a handful of fields, usually in the order their keys were first seen). props_[0, out)
+    // is done; out <= i, so what it overwrites was read already.
+    size_t out = props_.empty() ? 0 : 1;
     for (size_t i = 1; i < props_.size(); ++i) {
-      store::PropEntry e = props_[i];
-      size_t j = i;
-      for (; j > 0 && props_[j - 1].key() > e.key(); --j) props_[j] = props_[j - 1];
+      const store::PropEntry e = props_[i];
+      const uint32_t k = e.key();
+      size_t j = out;
+      while (j > 0 && props_[j - 1].key() > k) --j;
+      if (j > 0 && props_[j - 1].key() == k) {
+        props_[j - 1] = e;  // a later field of the same path wins
+        continue;
+      }
+      for (size_t m = out; m > j; --m) props_[m] = props_[m - 1];
       props_[j] = e;
-    }
-    // Unique keys, the last one wins.
-    size_t out = 0;
-    for (size_t i = 0; i < props_.size(); ++i) {
-      if (out > 0 && props_[out - 1].key() == props_[i].key())
-        props_[out - 1] = props_[i];
-      else
-        props_[out++] = props_[i];
+      ++out;
     }
     props_.resize(out);
     return Status::Ok();

@@ -67,6 +67,35 @@ TEST_F(EngineTest, RefusesAMessageWithMorePropertiesThanARecordHolds) {
   EXPECT_TRUE(In("buyers", "u3"));
 }
 
+// A message may name one path twice (a JSON key repeated, or {"a": {"b": 1}} beside "a.b"): the
+// record keeps one value a path, the later field's, whatever order the paths come in.
+TEST_F(EngineTest, ALaterFieldOfTheSamePathWins) {
+  Create("pro_de", R"(plan = "pro" and country = "DE" and age = 30 and seats = 5)");
+  Message m;
+  m.type = MessageType::kIdentify;
+  m.user_id = "u1";
+  m.timestamp = kT0 - 1;
+  // Keys are first seen in this order: country, plan, age, seats, so the fields below arrive out
+  // of key order, with repeats before and after other keys.
+  m.traits = {{"country", Value::String("FR")}, {"plan", Value::String("free")},
+              {"age", Value::Number(30)},       {"seats", Value::Number(1)},
+              {"plan", Value::String("pro")},   {"country", Value::String("DE")},
+              {"seats", Value::Number(5)}};
+  ASSERT_TRUE(engine_.Ingest(m).ok());
+  EXPECT_TRUE(In("pro_de", "u1"));
+  m.user_id = "u2";  // the same fields, the repeats now first: the earlier values lose
+  m.traits = {{"seats", Value::Number(5)},      {"plan", Value::String("pro")},
+              {"country", Value::String("DE")}, {"age", Value::Number(30)},
+              {"plan", Value::String("free")},  {"seats", Value::Number(5)}};
+  ASSERT_TRUE(engine_.Ingest(m).ok());
+  EXPECT_FALSE(In("pro_de", "u2"));
+  auto traits = engine_.Traits("u2");
+  ASSERT_TRUE(traits.ok());
+  ASSERT_EQ(traits->size(), 4u);  // one value a path
+  for (const Field& f : *traits)
+    if (f.path == "plan") EXPECT_EQ(f.value.str, "free");
+}
+
 TEST_F(EngineTest, LeavesWindowAtTheExactMillisecond) {
   Create("recent", R"(performed "Order Completed" within 30d)");
   Ingest(Track("u1", "Order Completed", kT0));
