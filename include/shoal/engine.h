@@ -159,6 +159,9 @@ struct EngineStats {
 
 class Engine {
  public:
+  // `clock` is not owned and must outlive the engine. It must never go back: the engine fires a
+  // deadline once the clock passes it and does not undo it. RealClock holds when the system clock
+  // steps back; a VirtualClock's owner moves it forward only (the server refuses to move it back).
   explicit Engine(const Clock* clock, Options options = {});
   ~Engine();
   Engine(const Engine&) = delete;
