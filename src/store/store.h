@@ -104,9 +104,12 @@ class StringPool {
     size_t slot;  // where to insert when not found
   };
 
+  // The two halves of a*b, and a and b themselves (wyhash's "condom" mode): with the product alone,
+  // a factor of 0 would erase the other, and every key of 9-16 bytes whose first 8 bytes equal
+  // Hash's first constant would collide (a flood anyone could send).
   static uint64_t Mix(uint64_t a, uint64_t b) {
     const __uint128_t m = static_cast<__uint128_t>(a) * b;
-    return static_cast<uint64_t>(m) ^ static_cast<uint64_t>(m >> 64);
+    return static_cast<uint64_t>(m) ^ static_cast<uint64_t>(m >> 64) ^ a ^ b;
   }
   // The first min(n, 8) bytes of p, zero-padded, without reading past p + n.
   static uint64_t Head(const char* p, size_t n) {
