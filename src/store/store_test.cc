@@ -11,8 +11,8 @@
 namespace shoal::store {
 namespace {
 
-// Distinct strings of every length up to 40 (across the hash's 1-3, 4-7, 8-16 and XXH3 cases), ids and
-// texts alike to the peers workload's.
+// Distinct strings of every length up to 40 (across the hash's 1-3, 4-7, 8-16 and XXH3 cases), ids
+// and texts alike to the peers workload's.
 std::vector<std::string> Keys() {
   std::vector<std::string> keys;
   for (int i = 0; i < 20000; ++i) keys.push_back("u" + std::to_string(i));
