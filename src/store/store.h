@@ -69,8 +69,8 @@ class StringPool {
           uint64_t{static_cast<unsigned char>(p[n / 2])} << 8 |
           static_cast<unsigned char>(p[n - 1]);
     }
-    return Mix(Mix(a ^ 0x2d358dccaa6c78a5ull, b ^ 0x8bb84b93962eacc9ull ^ n),
-               n ^ 0x4b33a62ed433d4a3ull);
+    return Fold(Mix(a ^ 0x2d358dccaa6c78a5ull, b ^ 0x8bb84b93962eacc9ull ^ n),
+                n ^ 0x4b33a62ed433d4a3ull);
   }
   // Starts loading the slot where the lookup of a string with hash `h` begins. The ingest path
   // prefetches the slots of all of a message's strings, then interns them: the cache misses
@@ -107,9 +107,11 @@ class StringPool {
   // The two halves of a*b, and a and b themselves (wyhash's "condom" mode): with the product alone,
   // a factor of 0 would erase the other, and every key of 9-16 bytes whose first 8 bytes equal
   // Hash's first constant would collide (a flood anyone could send).
-  static uint64_t Mix(uint64_t a, uint64_t b) {
+  static uint64_t Mix(uint64_t a, uint64_t b) { return Fold(a, b) ^ a ^ b; }
+  // The two halves of a*b: the last step, whose second factor is a constant's (never 0).
+  static uint64_t Fold(uint64_t a, uint64_t b) {
     const __uint128_t m = static_cast<__uint128_t>(a) * b;
-    return static_cast<uint64_t>(m) ^ static_cast<uint64_t>(m >> 64) ^ a ^ b;
+    return static_cast<uint64_t>(m) ^ static_cast<uint64_t>(m >> 64);
   }
   // The first min(n, 8) bytes of p, zero-padded, without reading past p + n.
   static uint64_t Head(const char* p, size_t n) {
