@@ -18,6 +18,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "common/bytes.h"
 #include "engine/accounts.h"
 #include "engine/computed.h"
 #include "engine/conditions.h"
@@ -166,7 +167,8 @@ class InternCache {
     if (!s.empty()) {
       const Slot& e = slots_[SlotOf(s)];
       if (e.id != UINT32_MAX && e.text.size() == s.size() &&
-          SameBytes(e.text.data(), s.data(), s.size()))
+          (s.size() <= 16 ? SmallEqual(e.text.data(), s.data(), s.size())
+                          : std::memcmp(e.text.data(), s.data(), s.size()) == 0))
         return e.id;
     }
     return Miss(pool, s);
@@ -185,26 +187,6 @@ class InternCache {
     e.id = pool->Intern(s);
     e.text = pool->Get(e.id);  // the pool's copy: stable for its lifetime
     return e.id;
-  }
-
-  // a[0, n) == b[0, n), for n > 0. Names and keys are mostly up to 16 bytes: those are compared
-  // with two overlapping loads of each side (never outside [0, n)), inline, instead of a call to
-  // memcmp.
-  [[gnu::always_inline]] static bool SameBytes(const char* a, const char* b, size_t n) {
-    auto load8 = [](const char* p) {
-      uint64_t v;
-      std::memcpy(&v, p, 8);
-      return v;
-    };
-    auto load4 = [](const char* p) {
-      uint32_t v;
-      std::memcpy(&v, p, 4);
-      return v;
-    };
-    if (n > 16) return std::memcmp(a, b, n) == 0;
-    if (n >= 8) return ((load8(a) ^ load8(b)) | (load8(a + n - 8) ^ load8(b + n - 8))) == 0;
-    if (n >= 4) return ((load4(a) ^ load4(b)) | (load4(a + n - 4) ^ load4(b + n - 4))) == 0;
-    return a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1];
   }
 
   static constexpr size_t kSlots = 64;

@@ -19,6 +19,7 @@
 #include <xxhash.h>
 
 #include "absl/container/flat_hash_map.h"
+#include "common/bytes.h"
 #include "shoal/event.h"
 #include "shoal/time.h"
 
@@ -54,16 +55,13 @@ class StringPool {
     const size_t n = s.size();
     if (n > 16) [[unlikely]]
       return XXH3_64bits(p, n);
-    uint64_t a = 0, b = 0;
+    uint64_t a = 0, b = 0;  // the first and last 8 (or 4) bytes, or the 3 bytes of a short one
     if (n >= 8) {
-      std::memcpy(&a, p, 8);
-      std::memcpy(&b, p + n - 8, 8);
+      a = Load8(p);
+      b = Load8(p + n - 8);
     } else if (n >= 4) {
-      uint32_t x, y;
-      std::memcpy(&x, p, 4);
-      std::memcpy(&y, p + n - 4, 4);
-      a = x;
-      b = y;
+      a = Load4(p);
+      b = Load4(p + n - 4);
     } else if (n > 0) {
       a = uint64_t{static_cast<unsigned char>(p[0])} << 16 |
           uint64_t{static_cast<unsigned char>(p[n / 2])} << 8 |
@@ -117,12 +115,9 @@ class StringPool {
   static uint64_t Head(const char* p, size_t n) {
     uint64_t v = 0;
     if (n >= 8) {
-      std::memcpy(&v, p, 8);
+      v = Load8(p);
     } else if (n >= 4) {  // two overlapping 4-byte loads
-      uint32_t a, b;
-      std::memcpy(&a, p, 4);
-      std::memcpy(&b, p + n - 4, 4);
-      v = a | (uint64_t{b} << ((n - 4) * 8));
+      v = Load4(p) | (uint64_t{Load4(p + n - 4)} << ((n - 4) * 8));
     } else if (n > 0) {
       v = uint64_t{static_cast<unsigned char>(p[0])} |
           uint64_t{static_cast<unsigned char>(p[n / 2])} << (n / 2 * 8) |
