@@ -91,7 +91,7 @@ Series* AccountEvents::GetSeries(const rules::EventSpec& spec, std::optional<uin
     // Backfill: the attributed records, in record order (so nearly every Add is an append).
     for (auto [idx, account] : store->event_accounts()) {
       if (store->kind(idx) != store::RecordKind::kTrack || store->name(idx) != name) continue;
-      std::span<const store::PropEntry> props = store->props(idx);
+      const store::Props props = store->props(idx);
       if (!raw->Matches(props, *store)) continue;
       raw->Add(account, store->ts(idx), idx, raw->has_value() ? raw->ValueOf(props) : 0);
     }

@@ -717,7 +717,7 @@ class Engine::Impl : public engine::CompileContext {
       p.identifies = std::move(ids);
       p.traits.clear();
       for (uint32_t idx : p.identifies)
-        for (const store::PropEntry& e : store_.props(idx))
+        for (const store::PropEntry e : store_.props(idx))
           ApplyTrait(&p, e.key(), e.value(), store_.ts(idx), idx);
     }
     for (auto& l : lists_)
@@ -2282,7 +2282,7 @@ class Engine::Impl : public engine::CompileContext {
     for (uint32_t idx : records) {
       if (store_.kind(idx) != store::RecordKind::kGroup) continue;
       a.state.identifies.push_back(idx);
-      for (const store::PropEntry& p : store_.props(idx))
+      for (const store::PropEntry p : store_.props(idx))
         ApplyTrait(&a.state, p.key(), p.value(), store_.ts(idx), idx);
     }
     a.known = !a.state.identifies.empty();

@@ -53,20 +53,6 @@ Series::Block* Series::Reserve(uint32_t profile, uint32_t more) {
   return b;
 }
 
-double Series::ValueOf(std::span<const store::PropEntry> props) const {
-  if (value_key_) {
-    for (const store::PropEntry& p : props) {
-      if (p.key() == *value_key_) {
-        store::StoredValue v = p.value();
-        if (v.type == ValueType::kNumber) return v.num;
-        break;
-      }
-      if (p.key() > *value_key_) break;
-    }
-  }
-  return std::numeric_limits<double>::quiet_NaN();
-}
-
 void Series::Add(uint32_t profile, Millis ts, uint32_t idx, double value, Millis cutoff) {
   Block*& b = Head(profile);
   if (!b) b = Resize(nullptr, 0, has_value() ? 2 : 3);  // 64 bytes: one cache line

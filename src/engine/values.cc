@@ -318,8 +318,8 @@ CompiledFilter::CompiledFilter(const rules::PropExpr& e, store::Store* store) : 
   }
 }
 
-bool CompiledFilter::Eval(std::span<const store::PropEntry> props, Millis t,
-                          const store::Store& s) const {
+template <typename PropRange>
+bool CompiledFilter::Eval(const PropRange& props, Millis t, const store::Store& s) const {
   switch (kind_) {
     case rules::PropExpr::Kind::kAnd:
       for (const CompiledFilter& c : children_)
@@ -333,7 +333,7 @@ bool CompiledFilter::Eval(std::span<const store::PropEntry> props, Millis t,
       return !children_[0].Eval(props, t, s);
     case rules::PropExpr::Kind::kPred: {
       uint32_t key = pred_->key();
-      for (const store::PropEntry& p : props) {
+      for (const store::PropEntry p : props) {
         if (p.key() == key) {
           StoredValue v = p.value();
           Millis ignore = kMaxTime;
@@ -347,6 +347,9 @@ bool CompiledFilter::Eval(std::span<const store::PropEntry> props, Millis t,
   }
   return false;
 }
+template bool CompiledFilter::Eval(const std::span<const store::PropEntry>&, Millis,
+                                   const store::Store&) const;
+template bool CompiledFilter::Eval(const store::Props&, Millis, const store::Store&) const;
 
 std::string FormatFixed(__int128 v) {
   const bool neg = v < 0;

@@ -60,7 +60,10 @@ class CompiledPred {
 class CompiledFilter {
  public:
   CompiledFilter(const rules::PropExpr& e, store::Store* store);
-  bool Eval(std::span<const store::PropEntry> props, Millis t, const store::Store& store) const;
+  // Over a message's properties as the engine built them (a span of PropEntry) or a stored
+  // record's (store::Props); instantiated for those two.
+  template <typename PropRange>
+  bool Eval(const PropRange& props, Millis t, const store::Store& store) const;
 
  private:
   rules::PropExpr::Kind kind_;

@@ -1,6 +1,7 @@
 #include "store/store.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace shoal::store {
 
@@ -77,27 +78,66 @@ StoredValue PropEntry::value() const {
   return v;
 }
 
-Store::Store() { strings_.Intern("$identify"); }
+Store::Store() {
+  strings_.Intern("$identify");
+  shapes_.push_back(Shape{kErasedName, 0, 0, nullptr});  // kErasedShape
+}
+
+inline uint32_t Store::ShapeOf(uint32_t name, std::span<const PropEntry> props) {
+  const uint32_t id = recent_shape_[Recent(name, props.size())];
+  const Shape& s = shapes_[id];
+  if (s.name == name && s.count == props.size()) [[likely]] {
+    size_t k = 0;
+    while (k < props.size() && s.kt[k] == props[k].key_type) ++k;
+    if (k == props.size()) return id;
+  }
+  return FindOrAddShape(name, props);
+}
+
+uint32_t Store::FindOrAddShape(uint32_t name, std::span<const PropEntry> props) {
+  std::string key(4 * (1 + props.size()), '\0');
+  std::memcpy(key.data(), &name, 4);
+  for (size_t k = 0; k < props.size(); ++k) std::memcpy(key.data() + 4 * (k + 1), &props[k], 4);
+  auto [it, added] =
+      shape_index_.try_emplace(std::move(key), static_cast<uint32_t>(shapes_.size()));
+  if (added) {
+    size_t first = 0;
+    uint32_t* kt = shape_kt_.extend_contiguous(props.size(), 0, &first);
+    Shape s{name, static_cast<uint32_t>(props.size()), 0, kt};
+    for (size_t k = 0; k < props.size(); ++k) {
+      kt[k] = props[k].key_type;
+      s.words += ValueWords(kt[k]);
+    }
+    shapes_.push_back(s);
+  }
+  recent_shape_[Recent(name, props.size())] = it->second;
+  return it->second;
+}
 
 uint32_t Store::Append(uint32_t profile, uint32_t name, Millis ts,
                        std::span<const PropEntry> props) {
-  // Keep a record's properties inside one chunk so props() can return one span: pad to the
-  // chunk end with entries that props() trims off the previous record's range.
-  constexpr size_t kChunk = kMaxProps;  // the property column's chunk (static_assert in store.h)
-  if (!props.empty() && (props_.size() % kChunk) + props.size() > kChunk) {
-    PropEntry pad{PropEntry::kPad, {0, 0}};
-    while (props_.size() % kChunk != 0) props_.push_back(pad);
+  // The engine refuses a message with more (kMaxProps); a record keeps at most that many.
+  if (props.size() > kMaxProps) [[unlikely]]
+    props = props.first(kMaxProps);
+  const uint32_t shape = ShapeOf(name, props);
+  // Each property writes both payload words and moves on by its own (0-2): no branch per type.
+  // The last may write up to two words past the record (zeros: the high word of a string, bool or
+  // list, or a null's), into slack that the next append overwrites.
+  // A record of one value word (a page view's path, a login's method) keeps it in values_at_.
+  const uint32_t words = shapes_[shape].words;
+  uint32_t one[4];  // that word, and the slack its writes reach
+  size_t at = 0;
+  uint32_t* v = words == 1 ? one : values_.extend_contiguous(words, 0, &at, 2);
+  for (const PropEntry& p : props) {
+    v[0] = p.payload[0];
+    v[1] = p.payload[1];
+    v += ValueWords(p.key_type);
   }
   uint32_t idx = static_cast<uint32_t>(ts_.size());
   ts_.push_back(ts);
   profile_.push_back(profile);
-  name_.push_back(name);
-  props_begin_.push_back(static_cast<uint32_t>(props_.size()));
-  if (props.size() <= kChunk) {
-    props_.append_in_chunk(props.data(), props.size());  // the padding above made room
-  } else {  // the engine refuses such a message (kMaxProps); kept whole here all the same
-    for (const PropEntry& p : props) props_.push_back(p);
-  }
+  shape_.push_back(shape);
+  values_at_.push_back(words == 1 ? one[0] : static_cast<uint32_t>(at));
   if (name != kGroupName) {  // group records are found through group_account_
     if (by_name_.size() <= name) by_name_.resize(name + 1);
     by_name_[name].push_back(idx);
@@ -125,7 +165,7 @@ uint32_t Store::event_account(size_t i) const {
 }
 
 std::optional<StoredValue> Store::Find(size_t i, uint32_t key) const {
-  for (const PropEntry& p : props(i)) {
+  for (const PropEntry p : props(i)) {
     if (p.key() == key) return p.value();
     if (p.key() > key) break;
   }
@@ -165,16 +205,15 @@ size_t Store::EraseProfile(uint32_t profile) {
   }
   std::sort(ids.begin(), ids.end());
   size_t n = 0;
-  const PropEntry pad{PropEntry::kPad, {0, 0}};
   for (size_t i = 0; i < size(); ++i) {
     const uint32_t p = profile_[i];
     if (p == kErasedProfile || !std::binary_search(ids.begin(), ids.end(), p)) continue;
-    // Overwrite the properties in place: props() trims trailing pads, so the record reads empty.
-    uint32_t b = props_begin_[i];
-    uint32_t e = i + 1 < size() ? props_begin_[i + 1] : static_cast<uint32_t>(props_.size());
-    for (uint32_t k = b; k < e; ++k) props_[k] = pad;
+    // Overwrite the values in place; the erased shape has no properties.
+    const uint32_t words = shapes_[shape_[i]].words;
+    if (words == 1) values_at_[i] = 0;
+    for (uint32_t k = 0; k < words && words > 1; ++k) values_[values_at_[i] + k] = 0;
     profile_[i] = kErasedProfile;
-    name_[i] = kErasedName;
+    shape_[i] = kErasedShape;
     ts_[i] = 0;
     ++n;
   }
@@ -198,8 +237,10 @@ size_t Store::MemoryBytes() const {
   by_name_bytes += event_account_.capacity() * 8;  // with the event attributions (side table)
   return strings_.MemoryBytes() + profiles_.MemoryBytes() + keys_.MemoryBytes() +
          accounts_.MemoryBytes() + group_account_.capacity() * 8 + ts_.MemoryBytes() +
-         profile_.MemoryBytes() + name_.MemoryBytes() + props_begin_.MemoryBytes() +
-         props_.MemoryBytes() + by_name_bytes + survivor_.capacity() * 4;
+         profile_.MemoryBytes() + shape_.MemoryBytes() + values_at_.MemoryBytes() +
+         values_.MemoryBytes() + shapes_.capacity() * sizeof(Shape) + shape_kt_.MemoryBytes() +
+         shape_index_.capacity() * (sizeof(std::string) + 8) + by_name_bytes +
+         survivor_.capacity() * 4;
 }
 
 }  // namespace shoal::store

@@ -177,13 +177,13 @@ struct StoredValue {
 };
 static_assert(sizeof(StoredValue) == 16);  // a profile's traits are a vector of these (TraitSlot)
 
-// One property (or trait) of a record: a key (pool id of the dotted path) and a value, packed in
-// 12 bytes. A record's properties are sorted by key id.
+// One property (or trait) of a record, unpacked: a key (pool id of the dotted path) and a value,
+// in 12 bytes. The engine builds a message's properties as these, sorted by key id; the store
+// keeps them packed (Props) and hands them back as these.
 struct PropEntry {
   uint32_t key_type;  // key id in the low 24 bits, ValueType in the high 8
   uint32_t payload[2];
 
-  static constexpr uint32_t kPad = 0xFFFFFFFF;   // filler at a chunk end, never a real entry
   static constexpr uint32_t kMaxKey = 0xFFFFFF;  // key ids must fit 24 bits
   static PropEntry Make(uint32_t key, const StoredValue& v) {
     PropEntry e;
@@ -207,12 +207,62 @@ struct PropEntry {
     return e;
   }
   uint32_t key() const { return key_type & 0xFFFFFF; }
+  ValueType type() const { return static_cast<ValueType>(key_type >> 24); }
   StoredValue value() const;
 };
 static_assert(sizeof(PropEntry) == 12);
 
-// The most properties (or traits) one record may have: a record's properties lie in one chunk of
-// the property column (Store::props returns one span).
+// How many 4-byte words the store packs a value of this key_type's type into: a string or list
+// is its pool id, a bool one word, a number its 8 bytes, a null nothing.
+inline uint32_t ValueWords(uint32_t key_type) {
+  // 2 bits a type: kNull 0, kBool 1, kNumber 2, kString 1, kList 1.
+  return (0b01'01'10'01'00u >> ((key_type >> 24) * 2)) & 3;
+}
+
+// A record's properties as the store keeps them: the keys and types come from the record's
+// shape (shared by every record of that event name with the same keys and types), only the
+// values are the record's own, packed (ValueWords). Iterating gives PropEntry values sorted by
+// key id, as the engine built them. Stays valid as the store grows (both arrays are chunked).
+class Props {
+ public:
+  class Iterator {
+   public:
+    Iterator(const uint32_t* kt, const uint32_t* val) : kt_(kt), val_(val) {}
+    PropEntry operator*() const {
+      PropEntry e{*kt_, {0, 0}};
+      const uint32_t w = ValueWords(*kt_);
+      if (w > 0) e.payload[0] = val_[0];
+      if (w > 1) e.payload[1] = val_[1];
+      return e;
+    }
+    Iterator& operator++() {
+      val_ += ValueWords(*kt_);
+      ++kt_;
+      return *this;
+    }
+    bool operator==(const Iterator& o) const { return kt_ == o.kt_; }
+
+   private:
+    const uint32_t* kt_;   // the shape's key_type words
+    const uint32_t* val_;  // the record's packed values
+  };
+
+  Props() = default;
+  Props(const uint32_t* key_types, const uint32_t* values, uint32_t n)
+      : kt_(key_types), val_(values), n_(n) {}
+  Iterator begin() const { return {kt_, val_}; }
+  Iterator end() const { return {kt_ + n_, nullptr}; }
+  size_t size() const { return n_; }
+  bool empty() const { return n_ == 0; }
+
+ private:
+  const uint32_t* kt_ = nullptr;
+  const uint32_t* val_ = nullptr;
+  uint32_t n_ = 0;
+};
+
+// The most properties (or traits) one record may have: a record's keys, and its values, lie in
+// one chunk of their columns (Store::props returns one view).
 inline constexpr size_t kMaxProps = size_t{1} << 16;
 
 // Append-only array split into fixed-size chunks: stable addresses, no copy on growth.
@@ -221,20 +271,28 @@ class ChunkedVector {
  public:
   // Inline: a store append makes five of these per event (the chunk's allocation is out of line).
   void push_back(const T& v) {
-    if ((size_ & kMask) == 0) [[unlikely]]
+    if (size_ == cap_) [[unlikely]]
       AddChunk();
     last_[size_ & kMask] = v;
     ++size_;
   }
-  // Appends n items that fit in the current chunk (n <= kChunk - size() % kChunk, or a new chunk
-  // starts them): one copy instead of n push_backs.
-  void append_in_chunk(const T* v, size_t n) {
-    if (n == 0) return;
-    if ((size_ & kMask) == 0) [[unlikely]]
+  // Appends n items inside one chunk, padding the current one's end with `pad` when they would
+  // cross it; n + slack <= chunk_size(). Sets *at to the index of the first and returns where
+  // the n items go, for the caller to write. The `slack` items after them are in the same chunk
+  // too, so the caller may write them as well (the next append overwrites them).
+  T* extend_contiguous(size_t n, const T& pad, size_t* at, size_t slack = 0) {
+    if ((size_ & kMask) + n + slack > kChunk) [[unlikely]]
+      while ((size_ & kMask) != 0) push_back(pad);
+    if (size_ == cap_) [[unlikely]]
       AddChunk();
-    std::memcpy(last_ + (size_ & kMask), v, n * sizeof(T));
+    *at = size_;
+    T* p = last_ + (size_ & kMask);
     size_ += n;
+    return p;
   }
+  // Where item i is; items [i, i + n) are contiguous if they were appended together
+  // (extend_contiguous). i < size().
+  const T* ptr(size_t i) const { return &chunks_[i >> kChunkBits][i & kMask]; }
   static constexpr size_t chunk_size() { return kChunk; }
   const T& operator[](size_t i) const { return chunks_[i >> kChunkBits][i & kMask]; }
   T& operator[](size_t i) { return chunks_[i >> kChunkBits][i & kMask]; }
@@ -253,14 +311,13 @@ class ChunkedVector {
   [[gnu::noinline]] void AddChunk() {
     chunks_.push_back(std::make_unique_for_overwrite<T[]>(kChunk));  // no zero fill
     last_ = chunks_.back().get();
+    cap_ += kChunk;
   }
   std::vector<std::unique_ptr<T[]>> chunks_;
   T* last_ = nullptr;  // chunks_.back()
   size_t size_ = 0;
+  size_t cap_ = 0;  // chunks_.size() * kChunk: a chunk is added when size_ reaches it
 };
-
-static_assert(ChunkedVector<PropEntry>::chunk_size() == kMaxProps,
-              "a record's properties must fit one chunk of the property column");
 
 // Record indices in 64 KiB chunks (Store::records_named).
 using RecordList = ChunkedVector<uint32_t, 14>;
@@ -328,25 +385,26 @@ class Store {
 
   size_t size() const { return ts_.size(); }
   uint32_t profile(size_t i) const { return profile_[i]; }
-  uint32_t name(size_t i) const { return name_[i]; }
+  uint32_t name(size_t i) const { return shapes_[shape_[i]].name; }
   RecordKind kind(size_t i) const {
-    return name_[i] == kIdentifyName ? RecordKind::kIdentify
-           : name_[i] == kErasedName ? RecordKind::kErased
-           : name_[i] == kGroupName  ? RecordKind::kGroup
-                                     : RecordKind::kTrack;
+    const uint32_t n = name(i);
+    return n == kIdentifyName ? RecordKind::kIdentify
+           : n == kErasedName ? RecordKind::kErased
+           : n == kGroupName  ? RecordKind::kGroup
+                              : RecordKind::kTrack;
   }
   Millis ts(size_t i) const { return ts_[i]; }
-  std::span<const PropEntry> props(size_t i) const {
-    uint32_t b = props_begin_[i];
-    uint32_t e = i + 1 < size() ? props_begin_[i + 1] : static_cast<uint32_t>(props_.size());
-    std::span<const PropEntry> s = props_.Run(b, e - b);
-    while (!s.empty() && s.back().key_type == PropEntry::kPad) s = s.first(s.size() - 1);
-    return s;
+  Props props(size_t i) const {
+    const Shape& s = shapes_[shape_[i]];
+    const uint32_t* v = s.words == 1  ? values_at_.ptr(i)
+                        : s.words > 1 ? values_.ptr(values_at_[i])
+                                      : nullptr;
+    return Props(s.kt, v, s.count);
   }
   // The value of property `key` of record i, or nullopt if absent.
   std::optional<StoredValue> Find(size_t i, uint32_t key) const;
-  // The name column, for scans by event name.
-  const ChunkedVector<uint32_t>& names() const { return name_; }
+  // Distinct record shapes (event name, keys and types) so far, the erased records' included.
+  size_t shapes() const { return shapes_.size(); }
   // The indices of the records appended with this name, ascending: building a series reads
   // these instead of scanning the whole name column. Includes records erased since (their
   // profile() is kErasedProfile).
@@ -396,12 +454,40 @@ class Store {
   StringPool strings_;
   StringPool profiles_;
   StringPool keys_;
+  // A record's shape: its name and the key_type words (PropEntry) of its properties, sorted.
+  // Records of one event name nearly always share their keys and types (a Page Viewed has a
+  // path, a Product Viewed a product_id, a category and a price), so a record stores a shape id
+  // and its packed values instead of 12 bytes a property. With the record index (by_name_), a
+  // page view takes 24 bytes instead of 36, a product view 40 instead of 60 (docs/benchmarks.md,
+  // round 8).
+  struct Shape {
+    uint32_t name;
+    uint32_t count;      // properties
+    uint32_t words;      // ValueWords of them all
+    const uint32_t* kt;  // its key_types, in shape_kt_
+  };
+  static constexpr uint32_t kErasedShape = 0;  // name kErasedName, no properties
+  // The id of the shape (name, props' keys and types), added if new.
+  uint32_t ShapeOf(uint32_t name, std::span<const PropEntry> props);
+  [[gnu::noinline]] uint32_t FindOrAddShape(uint32_t name, std::span<const PropEntry> props);
+
   ChunkedVector<Millis> ts_;
   ChunkedVector<uint32_t> profile_;
-  ChunkedVector<uint32_t> name_;
-  ChunkedVector<uint32_t> props_begin_;
-  // A record's props never cross a chunk boundary (see Append).
-  ChunkedVector<PropEntry> props_;
+  ChunkedVector<uint32_t> shape_;
+  // Index in values_ of the record's first value word; or, when the record has exactly one (a
+  // page view's path, a login's method: most records here), that word itself.
+  ChunkedVector<uint32_t> values_at_;
+  // Packed values (ValueWords); a record's lie in one chunk (2 words for each of kMaxProps, and
+  // two of slack).
+  ChunkedVector<uint32_t, 18> values_;
+  std::vector<Shape> shapes_;
+  ChunkedVector<uint32_t, 16> shape_kt_;  // a shape's key_types lie in one chunk
+  // (name, key_types...) as bytes -> shape id; and the last shape id seen for a (name, count),
+  // checked before the map: an event name's records nearly always have one shape, and a name
+  // with optional properties has one for each count.
+  absl::flat_hash_map<std::string, uint32_t> shape_index_;
+  uint32_t recent_shape_[512] = {};
+  static size_t Recent(uint32_t name, size_t count) { return (name * 8 + count) & 511; }
   // Name id -> record indices (records_named). Chunked: a list that grows is never copied (as
   // std::vector's doubling did, a copy and fresh pages for every name's list at full size).
   std::vector<RecordList> by_name_;

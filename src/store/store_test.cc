@@ -1,9 +1,13 @@
-// The string pool: interning, lookup after growth and forgetting, and the hash its table uses.
+// The string pool (interning, lookup after growth and forgetting, the hash its table uses) and the
+// record store's packed properties (shapes, values across chunk ends, erasure).
 #include "store/store.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <random>
 #include <string>
 #include <unordered_set>
 #include <vector>
@@ -74,6 +78,147 @@ TEST(StringPoolTest, ShortKeysThatShareBytesHashApart) {
   for (int i = 0; i < 4096; ++i)
     low.insert(StringPool::Hash(std::string(prefix, 8) + "t" + std::to_string(i)) & 0xFFFF);
   EXPECT_GT(low.size(), 3500u);  // 4096 random draws from 65536 values: ~3,977 distinct
+}
+
+// Chunks of 16: every item stays where ptr() and operator[] find it, whatever mix of empty and
+// padded extensions and single appends came before (an empty extension at a chunk end must not
+// add a second chunk for the same indices).
+TEST(ChunkedVectorTest, ItemsStayWhereTheyWereAppendedAcrossChunkEnds) {
+  ChunkedVector<uint32_t, 4> v;
+  std::vector<uint32_t> want;  // by index; padding included
+  std::mt19937 rng(3);
+  uint32_t next = 1;
+  for (int step = 0; step < 2000; ++step) {
+    if (rng() % 3 == 0) {
+      v.push_back(next);
+      want.push_back(next++);
+      continue;
+    }
+    const size_t n = rng() % 6, slack = rng() % 3;  // n == 0 often lands on a chunk end
+    const size_t before = v.size();
+    size_t at = 0;
+    uint32_t* p = v.extend_contiguous(n, 0, &at, slack);
+    ASSERT_GE(at, before);
+    ASSERT_EQ(v.size(), at + n);
+    ASSERT_LE(at % 16 + n + slack, 16u) << "crosses a chunk end";
+    want.resize(at, 0);                                    // the padding
+    for (size_t k = 0; k < n + slack; ++k) p[k] = 0xdead;  // the slack is the caller's to write
+    for (size_t k = 0; k < n; ++k) {
+      p[k] = next;
+      want.push_back(next++);
+    }
+    if (n > 0) EXPECT_EQ(v.ptr(at), p);
+  }
+  ASSERT_EQ(v.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (want[i] == 0) continue;  // padding (or overwritten slack)
+    EXPECT_EQ(v[i], want[i]) << i;
+    EXPECT_EQ(*v.ptr(i), want[i]) << i;
+  }
+}
+
+// A random record: up to `max_props` distinct keys out of 40, each of a random type (null, bool,
+// number, string, list), sorted by key as the engine appends them.
+std::vector<PropEntry> RandomProps(std::mt19937& rng, Store* store, size_t max_props) {
+  std::vector<PropEntry> props;
+  const size_t n = std::uniform_int_distribution<size_t>(0, max_props)(rng);
+  for (uint32_t key = 0; key < 40 && props.size() < n; ++key) {
+    if (rng() % 3 == 0 && 40 - key > n - props.size()) continue;
+    StoredValue v;
+    v.type = static_cast<ValueType>(rng() % 5);
+    if (v.type == ValueType::kBool) v.b = rng() % 2;
+    if (v.type == ValueType::kNumber) v.num = std::ldexp(static_cast<double>(rng()), -7) - 1e6;
+    if (v.type == ValueType::kString || v.type == ValueType::kList)
+      v.str = store->strings().Intern("v" + std::to_string(rng() % 1000));
+    props.push_back(PropEntry::Make(store->keys().Intern("k" + std::to_string(key)), v));
+  }
+  std::sort(props.begin(), props.end(),
+            [](const PropEntry& a, const PropEntry& b) { return a.key() < b.key(); });
+  return props;
+}
+
+void ExpectProps(const Store& store, uint32_t idx, const std::vector<PropEntry>& want) {
+  std::vector<PropEntry> got;
+  for (const PropEntry p : store.props(idx)) got.push_back(p);
+  ASSERT_EQ(got.size(), want.size()) << "record " << idx;
+  EXPECT_EQ(store.props(idx).size(), want.size());
+  for (size_t k = 0; k < want.size(); ++k) {
+    EXPECT_EQ(got[k].key(), want[k].key()) << "record " << idx << " property " << k;
+    EXPECT_EQ(got[k].type(), want[k].type()) << "record " << idx << " property " << k;
+    EXPECT_TRUE(got[k].value() == want[k].value()) << "record " << idx << " property " << k;
+    EXPECT_EQ(store.Find(idx, want[k].key()), want[k].value());
+  }
+}
+
+TEST(StoreTest, PropertiesComeBackAsAppendedAcrossShapesAndChunkEnds) {
+  Store store;
+  std::mt19937 rng(7);
+  const uint32_t names[] = {store.strings().Intern("Viewed"), store.strings().Intern("Bought"),
+                            Store::kIdentifyName, Store::kGroupName};
+  std::vector<std::vector<PropEntry>> want;
+  // 20k records of up to 40 properties (as many as 80 value words): the value column's 1 MiB
+  // chunks end in the middle of records many times over, and names take many shapes each.
+  for (uint32_t i = 0; i < 20000; ++i) {
+    // The first records have no properties: the value column starts with empty extensions.
+    want.push_back(i < 10 ? std::vector<PropEntry>{}
+                          : RandomProps(rng, &store, i % 100 == 0 ? 40 : 4));
+    const uint32_t name = names[i % 4];
+    const uint32_t idx = name == Store::kGroupName
+                             ? store.AppendGroup(i % 7, i % 3, 1000 + i, want.back())
+                             : store.Append(i % 7, name, 1000 + i, want.back());
+    ASSERT_EQ(idx, i);
+    ASSERT_EQ(store.name(idx), name);
+  }
+  for (uint32_t i = 0; i < want.size(); ++i) ExpectProps(store, i, want[i]);
+  EXPECT_GT(store.shapes(), 100u);  // distinct (name, keys, types)
+  EXPECT_EQ(store.Find(0, store.keys().Intern("never")), std::nullopt);
+}
+
+TEST(StoreTest, RecordsOfOneShapeShareItAndKeepTheirOwnValues) {
+  Store store;
+  const uint32_t name = store.strings().Intern("Product Viewed");
+  const uint32_t price = store.keys().Intern("price"), product = store.keys().Intern("product_id");
+  for (int i = 0; i < 1000; ++i) {
+    StoredValue p{ValueType::kNumber, false, 0, i + 0.5};
+    StoredValue id{ValueType::kString, false, store.strings().Intern("p" + std::to_string(i)), 0};
+    const PropEntry props[] = {PropEntry::Make(price, p), PropEntry::Make(product, id)};
+    store.Append(static_cast<uint32_t>(i), name, i, props);
+  }
+  EXPECT_EQ(store.shapes(), 2u);  // the erased records' shape and this one
+  for (int i = 0; i < 1000; ++i) {
+    EXPECT_EQ(store.Find(i, price)->num, i + 0.5);
+    EXPECT_EQ(store.strings().Get(store.Find(i, product)->str), "p" + std::to_string(i));
+  }
+  // The same keys with another type are another shape; so are the same keys under another name.
+  const StoredValue text{ValueType::kString, false, store.strings().Intern("cheap"), 0};
+  const PropEntry as_text[] = {PropEntry::Make(price, text)};
+  store.Append(0, name, 0, as_text);
+  store.Append(0, store.strings().Intern("Other"), 0, as_text);
+  EXPECT_EQ(store.shapes(), 4u);
+  EXPECT_EQ(store.Find(1000, price)->type, ValueType::kString);
+  EXPECT_EQ(store.Find(1001, price)->str, text.str);
+}
+
+TEST(StoreTest, AnErasedProfilesRecordsReadEmptyAndOthersKeepTheirs) {
+  Store store;
+  std::mt19937 rng(11);
+  const uint32_t name = store.strings().Intern("Viewed");
+  const uint32_t alice = store.profiles().Intern("alice"), bob = store.profiles().Intern("bob");
+  std::vector<std::vector<PropEntry>> want;
+  for (uint32_t i = 0; i < 3000; ++i) {
+    want.push_back(RandomProps(rng, &store, 6));
+    store.Append(i % 2 ? bob : alice, name, 1000 + i, want.back());
+  }
+  EXPECT_EQ(store.EraseProfile(alice), 1500u);
+  for (uint32_t i = 0; i < want.size(); ++i) {
+    if (i % 2) {
+      ExpectProps(store, i, want[i]);
+    } else {
+      EXPECT_EQ(store.kind(i), RecordKind::kErased);
+      EXPECT_TRUE(store.props(i).empty());
+      EXPECT_EQ(store.props(i).begin(), store.props(i).end());
+    }
+  }
 }
 
 }  // namespace
