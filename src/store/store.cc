@@ -114,6 +114,13 @@ uint32_t Store::FindOrAddShape(uint32_t name, std::span<const PropEntry> props) 
   return it->second;
 }
 
+inline int32_t Store::EncodeTs(size_t i, Millis ts) const {
+  const Millis off = ts - ts_base_[i >> kTsChunkBits];
+  if (off > kTsZero && off <= INT32_MAX && ts != 0) [[likely]]
+    return static_cast<int32_t>(off);
+  return ts == 0 ? kTsZero : kTsFar;
+}
+
 uint32_t Store::Append(uint32_t profile, uint32_t name, Millis ts,
                        std::span<const PropEntry> props) {
   // The engine refuses a message with more (kMaxProps); a record keeps at most that many.
@@ -134,7 +141,12 @@ uint32_t Store::Append(uint32_t profile, uint32_t name, Millis ts,
     v += ValueWords(p.key_type);
   }
   uint32_t idx = static_cast<uint32_t>(ts_.size());
-  ts_.push_back(ts);
+  if ((idx & ((1u << kTsChunkBits) - 1)) == 0) [[unlikely]]
+    ts_base_.push_back(ts);
+  const int32_t enc = EncodeTs(idx, ts);
+  ts_.push_back(enc);
+  if (enc == kTsFar) [[unlikely]]
+    ts_far_[idx] = ts;
   profile_.push_back(profile);
   shape_.push_back(shape);
   values_at_.push_back(words == 1 ? one[0] : static_cast<uint32_t>(at));
@@ -214,7 +226,8 @@ size_t Store::EraseProfile(uint32_t profile) {
     for (uint32_t k = 0; k < words && words > 1; ++k) values_[values_at_[i] + k] = 0;
     profile_[i] = kErasedProfile;
     shape_[i] = kErasedShape;
-    ts_[i] = 0;
+    ts_far_.erase(static_cast<uint32_t>(i));
+    ts_[i] = kTsZero;
     ++n;
   }
   if (erased_.size() <= ids.back()) erased_.resize(ids.back() + 1, false);
@@ -237,8 +250,9 @@ size_t Store::MemoryBytes() const {
   by_name_bytes += event_account_.capacity() * 8;  // with the event attributions (side table)
   return strings_.MemoryBytes() + profiles_.MemoryBytes() + keys_.MemoryBytes() +
          accounts_.MemoryBytes() + group_account_.capacity() * 8 + ts_.MemoryBytes() +
-         profile_.MemoryBytes() + shape_.MemoryBytes() + values_at_.MemoryBytes() +
-         values_.MemoryBytes() + shapes_.capacity() * sizeof(Shape) + shape_kt_.MemoryBytes() +
+         ts_base_.capacity() * 8 + ts_far_.capacity() * 24 + profile_.MemoryBytes() +
+         shape_.MemoryBytes() + values_at_.MemoryBytes() + values_.MemoryBytes() +
+         shapes_.capacity() * sizeof(Shape) + shape_kt_.MemoryBytes() +
          shape_index_.capacity() * (sizeof(std::string) + 8) + by_name_bytes +
          survivor_.capacity() * 4;
 }

@@ -117,6 +117,48 @@ TEST(ChunkedVectorTest, ItemsStayWhereTheyWereAppendedAcrossChunkEnds) {
   }
 }
 
+// Times are kept as 4-byte offsets from a base per 65,536 records; every time comes back exact,
+// those more than 24.8 days from the base (late events, wrong clocks, the extremes), 0 and
+// negative ones included, and an erased record's reads 0.
+TEST(StoreTest, EveryRecordTimeComesBackExact) {
+  Store store;
+  std::mt19937_64 rng(5);
+  const uint32_t name = store.strings().Intern("Viewed");
+  const Millis day = 86'400'000, start = 1'790'000'000'000;  // 2026-09
+  for (const char* p : {"a", "b", "c"}) store.profiles().Intern(p);
+  std::vector<Millis> want;
+  for (uint32_t i = 0; i < 200'000; ++i) {
+    Millis t = start + i * 1000 + static_cast<Millis>(rng() % (2 * day)) - day;  // +-1 day
+    switch (rng() % 50) {
+      case 0:
+        t -= 30 * day;
+        break;  // a month late
+      case 1:
+        t += 25 * day;
+        break;  // a device clock ahead
+      case 2:
+        t = 0;
+        break;
+      case 3:
+        t = -static_cast<Millis>(rng() % (1000 * day));
+        break;  // before 1970
+      case 4:
+        t = rng() % 2 ? kMaxTime : kMinTime;
+        break;
+      case 5:
+        t = start + i * 1000 + (rng() % 2 ? 1 : -1) * (Millis{INT32_MAX} + rng() % 3);
+        break;
+      default:
+        break;
+    }
+    want.push_back(t);
+    ASSERT_EQ(store.Append(i % 3, name, t, {}), i);
+  }
+  for (uint32_t i = 0; i < want.size(); ++i) ASSERT_EQ(store.ts(i), want[i]) << i;
+  ASSERT_EQ(store.EraseProfile(1), 66'667u);  // i % 3 == 1 for i < 200,000
+  for (uint32_t i = 0; i < want.size(); ++i) ASSERT_EQ(store.ts(i), i % 3 == 1 ? 0 : want[i]) << i;
+}
+
 // A random record: up to `max_props` distinct keys out of 40, each of a random type (null, bool,
 // number, string, list), sorted by key as the engine appends them.
 std::vector<PropEntry> RandomProps(std::mt19937& rng, Store* store, size_t max_props) {
