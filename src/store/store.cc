@@ -81,6 +81,7 @@ StoredValue PropEntry::value() const {
 Store::Store() {
   strings_.Intern("$identify");
   shapes_.push_back(Shape{kErasedName, 0, 0, nullptr});  // kErasedShape
+  shapes_.push_back(Shape{kErasedName, 0, 0, nullptr});  // kOwnKeysShape (never matched)
 }
 
 inline uint32_t Store::ShapeOf(uint32_t name, std::span<const PropEntry> props) {
@@ -98,6 +99,12 @@ uint32_t Store::FindOrAddShape(uint32_t name, std::span<const PropEntry> props) 
   std::string key(4 * (1 + props.size()), '\0');
   std::memcpy(key.data(), &name, 4);
   for (size_t k = 0; k < props.size(); ++k) std::memcpy(key.data() + 4 * (k + 1), &props[k], 4);
+  auto found = shape_index_.find(key);
+  if (found == shape_index_.end()) {
+    uint32_t& count = shapes_of_name_[name];
+    if (count >= kMaxShapesPerName) return kOwnKeysShape;
+    ++count;
+  }
   auto [it, added] =
       shape_index_.try_emplace(std::move(key), static_cast<uint32_t>(shapes_.size()));
   if (added) {
@@ -131,10 +138,20 @@ uint32_t Store::Append(uint32_t profile, uint32_t name, Millis ts,
   // The last may write up to two words past the record (zeros: the high word of a string, bool or
   // list, or a null's), into slack that the next append overwrites.
   // A record of one value word (a page view's path, a login's method) keeps it in values_at_.
-  const uint32_t words = shapes_[shape].words;
+  uint32_t words = shapes_[shape].words;
   uint32_t one[4];  // that word, and the slack its writes reach
   size_t at = 0;
-  uint32_t* v = words == 1 ? one : values_.extend_contiguous(words, 0, &at, 2);
+  uint32_t* v;
+  if (shape == kOwnKeysShape) [[unlikely]] {  // name, count, key_types, then the values
+    words = 2 + static_cast<uint32_t>(props.size());
+    for (const PropEntry& p : props) words += ValueWords(p.key_type);
+    v = values_.extend_contiguous(words, 0, &at, 2);
+    *v++ = name;
+    *v++ = static_cast<uint32_t>(props.size());
+    for (const PropEntry& p : props) *v++ = p.key_type;
+  } else {
+    v = words == 1 ? one : values_.extend_contiguous(words, 0, &at, 2);
+  }
   for (const PropEntry& p : props) {
     v[0] = p.payload[0];
     v[1] = p.payload[1];
@@ -221,7 +238,12 @@ size_t Store::EraseProfile(uint32_t profile) {
     const uint32_t p = profile_[i];
     if (p == kErasedProfile || !std::binary_search(ids.begin(), ids.end(), p)) continue;
     // Overwrite the values in place; the erased shape has no properties.
-    const uint32_t words = shapes_[shape_[i]].words;
+    uint32_t words = shapes_[shape_[i]].words;
+    if (shape_[i] == kOwnKeysShape) {
+      const Props own = props(i);
+      words = 2 + static_cast<uint32_t>(own.size());
+      for (const PropEntry p : own) words += ValueWords(p.key_type);
+    }
     if (words == 1) values_at_[i] = 0;
     for (uint32_t k = 0; k < words && words > 1; ++k) values_[values_at_[i] + k] = 0;
     profile_[i] = kErasedProfile;

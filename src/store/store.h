@@ -385,7 +385,10 @@ class Store {
 
   size_t size() const { return ts_.size(); }
   uint32_t profile(size_t i) const { return profile_[i]; }
-  uint32_t name(size_t i) const { return shapes_[shape_[i]].name; }
+  uint32_t name(size_t i) const {
+    const uint32_t s = shape_[i];
+    return s == kOwnKeysShape ? values_[values_at_[i]] : shapes_[s].name;
+  }
   RecordKind kind(size_t i) const {
     const uint32_t n = name(i);
     return n == kIdentifyName ? RecordKind::kIdentify
@@ -400,6 +403,10 @@ class Store {
     return ts_base_[i >> kTsChunkBits] + off;
   }
   Props props(size_t i) const {
+    if (shape_[i] == kOwnKeysShape) [[unlikely]] {  // name, count, key_types, values
+      const uint32_t* p = values_.ptr(values_at_[i]);
+      return Props(p + 2, p + 2 + p[1], p[1]);
+    }
     const Shape& s = shapes_[shape_[i]];
     const uint32_t* v = s.words == 1  ? values_at_.ptr(i)
                         : s.words > 1 ? values_.ptr(values_at_[i])
@@ -408,8 +415,11 @@ class Store {
   }
   // The value of property `key` of record i, or nullopt if absent.
   std::optional<StoredValue> Find(size_t i, uint32_t key) const;
-  // Distinct record shapes (event name, keys and types) so far, the erased records' included.
+  // Distinct record shapes (event name, keys and types) so far, the erased records' and the
+  // records' with their own keys (kMaxShapesPerName) included.
   size_t shapes() const { return shapes_.size(); }
+  // Shapes an event name may add; its records of any further key set keep their own keys.
+  static constexpr uint32_t kMaxShapesPerName = 256;
   // The indices of the records appended with this name, ascending: building a series reads
   // these instead of scanning the whole name column. Includes records erased since (their
   // profile() is kErasedProfile).
@@ -472,7 +482,13 @@ class Store {
     const uint32_t* kt;  // its key_types, in shape_kt_
   };
   static constexpr uint32_t kErasedShape = 0;  // name kErasedName, no properties
-  // The id of the shape (name, props' keys and types), added if new.
+  // A record that keeps its own name and keys in the value column, before its values: the
+  // shapes of an event name past its first kMaxShapesPerName. A name whose properties are keyed
+  // by ids ({"scores.p123": 5}) would otherwise add a shape, and its index entry, for nearly
+  // every record, more than the 12 bytes a property it saves.
+  static constexpr uint32_t kOwnKeysShape = 1;
+  // The id of the shape (name, props' keys and types), added if new; kOwnKeysShape once the name
+  // has kMaxShapesPerName.
   uint32_t ShapeOf(uint32_t name, std::span<const PropEntry> props);
   [[gnu::noinline]] uint32_t FindOrAddShape(uint32_t name, std::span<const PropEntry> props);
 
@@ -502,6 +518,7 @@ class Store {
   // checked before the map: an event name's records nearly always have one shape, and a name
   // with optional properties has one for each count.
   absl::flat_hash_map<std::string, uint32_t> shape_index_;
+  absl::flat_hash_map<uint32_t, uint32_t> shapes_of_name_;  // name -> shapes it has
   uint32_t recent_shape_[512] = {};
   static size_t Recent(uint32_t name, size_t count) { return (name * 8 + count) & 511; }
   // Name id -> record indices (records_named). Chunked: a list that grows is never copied (as

@@ -226,7 +226,7 @@ TEST(StoreTest, RecordsOfOneShapeShareItAndKeepTheirOwnValues) {
     const PropEntry props[] = {PropEntry::Make(price, p), PropEntry::Make(product, id)};
     store.Append(static_cast<uint32_t>(i), name, i, props);
   }
-  EXPECT_EQ(store.shapes(), 2u);  // the erased records' shape and this one
+  EXPECT_EQ(store.shapes(), 3u);  // the erased records', the own keys' (reserved) and this one
   for (int i = 0; i < 1000; ++i) {
     EXPECT_EQ(store.Find(i, price)->num, i + 0.5);
     EXPECT_EQ(store.strings().Get(store.Find(i, product)->str), "p" + std::to_string(i));
@@ -236,9 +236,55 @@ TEST(StoreTest, RecordsOfOneShapeShareItAndKeepTheirOwnValues) {
   const PropEntry as_text[] = {PropEntry::Make(price, text)};
   store.Append(0, name, 0, as_text);
   store.Append(0, store.strings().Intern("Other"), 0, as_text);
-  EXPECT_EQ(store.shapes(), 4u);
+  EXPECT_EQ(store.shapes(), 5u);
   EXPECT_EQ(store.Find(1000, price)->type, ValueType::kString);
   EXPECT_EQ(store.Find(1001, price)->str, text.str);
+}
+
+// Properties keyed by ids ({"scores.p123": 5}) give nearly every record its own shape; past the
+// name's first 256, records keep their own keys. Every record reads back the same either way, a
+// name's later shapes still work, and such records erase like the others.
+TEST(StoreTest, ANameWithEndlessShapesKeepsItsRecordsWhole) {
+  Store store;
+  const uint32_t scores = store.strings().Intern("Scored"), other = store.strings().Intern("Other");
+  const uint32_t alice = store.profiles().Intern("alice"), bob = store.profiles().Intern("bob");
+  std::vector<std::vector<PropEntry>> want;
+  std::vector<uint32_t> names;
+  for (uint32_t i = 0; i < 3000; ++i) {
+    std::vector<PropEntry> props;
+    const StoredValue num{ValueType::kNumber, false, 0, i * 0.25};
+    const StoredValue str{ValueType::kString, false, store.strings().Intern("x"), 0};
+    props.push_back(PropEntry::Make(store.keys().Intern("scores.p" + std::to_string(i)), num));
+    if (i % 2) props.push_back(PropEntry::Make(store.keys().Intern("tag"), str));
+    std::sort(props.begin(), props.end(),
+              [](const PropEntry& a, const PropEntry& b) { return a.key() < b.key(); });
+    // Every 10th record is another name's, or a group call's: each name has its own budget.
+    const uint32_t name = i % 10 == 3 ? other : i % 10 == 7 ? Store::kGroupName : scores;
+    const uint32_t idx = name == Store::kGroupName
+                             ? store.AppendGroup(i % 2 ? bob : alice, 0, 1000 + i, props)
+                             : store.Append(i % 2 ? bob : alice, name, 1000 + i, props);
+    ASSERT_EQ(idx, i);
+    want.push_back(props);
+    names.push_back(name);
+  }
+  EXPECT_EQ(store.shapes(), 2 + 3 * Store::kMaxShapesPerName);
+  for (uint32_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(store.name(i), names[i]) << i;
+    EXPECT_EQ(store.kind(i),
+              names[i] == Store::kGroupName ? RecordKind::kGroup : RecordKind::kTrack);
+    ExpectProps(store, i, want[i]);
+  }
+  ASSERT_EQ(store.records_named(scores).size(), 2400u);
+  EXPECT_EQ(store.EraseProfile(alice), 1500u);
+  for (uint32_t i = 0; i < want.size(); ++i) {
+    if (i % 2) {
+      EXPECT_EQ(store.name(i), names[i]) << i;
+      ExpectProps(store, i, want[i]);
+    } else {
+      EXPECT_EQ(store.kind(i), RecordKind::kErased) << i;
+      EXPECT_TRUE(store.props(i).empty()) << i;
+    }
+  }
 }
 
 TEST(StoreTest, AnErasedProfilesRecordsReadEmptyAndOthersKeepTheirs) {
