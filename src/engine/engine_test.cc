@@ -92,8 +92,11 @@ TEST_F(EngineTest, ALaterFieldOfTheSamePathWins) {
   auto traits = engine_.Traits("u2");
   ASSERT_TRUE(traits.ok());
   ASSERT_EQ(traits->size(), 4u);  // one value a path
-  for (const Field& f : *traits)
-    if (f.path == "plan") EXPECT_EQ(f.value.str, "free");
+  for (const Field& f : *traits) {
+    if (f.path == "plan") {
+      EXPECT_EQ(f.value.str, "free");
+    }
+  }
 }
 
 TEST_F(EngineTest, LeavesWindowAtTheExactMillisecond) {
@@ -359,9 +362,11 @@ TEST_F(EngineTest, EraseForgetsTheProfileEverywhere) {
   EXPECT_STREQ(CauseName(Cause::kErased), "erased");
   EXPECT_STREQ(CauseName(Cause::kList), "list");
   // The history is gone from the store too, and a new segment does not see it.
-  for (size_t i = 0; i < engine_.store().size(); ++i)
-    if (engine_.store().kind(i) != store::RecordKind::kErased)
+  for (size_t i = 0; i < engine_.store().size(); ++i) {
+    if (engine_.store().kind(i) != store::RecordKind::kErased) {
       EXPECT_EQ(engine_.store().profiles().Get(engine_.store().profile(i)), "u2");
+    }
+  }
   EXPECT_EQ(*engine_.Estimate(R"(performed "A")"), 1u);
   EXPECT_EQ(*engine_.Estimate("bucket(1) < 1"), 1u);
 }

@@ -421,7 +421,9 @@ TEST_F(TopNEngineTest, ByComputedFollowsTheTraitToTheExactInstant) {
   EXPECT_EQ(Members("top1"), (V{"u2"}));
   EXPECT_EQ(Changes("top1"), (V{"+u2 rank", "-u1 time"}));
   for (const Change& c : engine_.Changes("top1", 0)) {
-    if (c.cause != Cause::kEvent) EXPECT_EQ(c.event_time, leave);
+    if (c.cause != Cause::kEvent) {
+      EXPECT_EQ(c.event_time, leave);
+    }
   }
   // An event changing the trait re-evaluates the trait, the ranking and the boundary only.
   uint64_t before = engine_.Stats().evaluations;
