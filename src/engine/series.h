@@ -222,6 +222,7 @@ class Series {
     const double* values() const { return reinterpret_cast<const double*>(entries() + cap); }
   };
   static_assert(sizeof(Block) == 16);
+  // ValueOf over either form of a record's properties (sorted by key id).
   template <typename PropRange>
   double ValueIn(const PropRange& props) const {
     if (value_key_) {

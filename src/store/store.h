@@ -1,7 +1,8 @@
 // The engine's retained history: every accepted identify and track call, in arrival order, with
 // strings interned. This is the source of truth from which segment state is (re)built: backfill
-// for a new segment and the reference evaluator both read it. Columnar and chunked so that a scan
-// by event name touches 4 bytes per record and growth never copies the whole log.
+// for a new segment and the reference evaluator both read it. Columnar and chunked, so growth never
+// copies the whole log; a record is about 29 bytes at the peers workload's size (its time, profile,
+// shape, packed values and place in its event name's record list).
 //
 // Threading: not thread-safe; owned by the engine's single writer.
 #pragma once
