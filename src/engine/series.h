@@ -93,10 +93,21 @@ class Series {
 
   uint32_t name() const { return name_; }
   bool has_filter() const { return filter_ != nullptr; }
-  // The numeric value of the value property in `props` (a message's, or a stored record's), or
-  // NaN (also when there is none).
-  double ValueOf(std::span<const store::PropEntry> props) const { return ValueIn(props); }
-  double ValueOf(const store::Props& props) const { return ValueIn(props); }
+  // The numeric value of the value property in `props` (a message's PropEntries, or a stored
+  // record's store::Props; sorted by key id), or NaN (also when there is none).
+  template <typename PropRange>
+  double ValueOf(const PropRange& props) const {
+    if (value_key_) {
+      for (const store::PropEntry p : props) {
+        if (p.key() == *value_key_) {
+          if (p.type() == ValueType::kNumber) return p.value().num;
+          break;
+        }
+        if (p.key() > *value_key_) break;
+      }
+    }
+    return std::numeric_limits<double>::quiet_NaN();
+  }
   bool has_value() const { return value_key_.has_value(); }
   // Whether record props satisfy the filter (true without a filter).
   bool Matches(std::span<const store::PropEntry> props, const store::Store& s) const {
@@ -222,20 +233,6 @@ class Series {
     const double* values() const { return reinterpret_cast<const double*>(entries() + cap); }
   };
   static_assert(sizeof(Block) == 16);
-  // ValueOf over either form of a record's properties (sorted by key id).
-  template <typename PropRange>
-  double ValueIn(const PropRange& props) const {
-    if (value_key_) {
-      for (const store::PropEntry p : props) {
-        if (p.key() == *value_key_) {
-          if (p.type() == ValueType::kNumber) return p.value().num;
-          break;
-        }
-        if (p.key() > *value_key_) break;
-      }
-    }
-    return std::numeric_limits<double>::quiet_NaN();
-  }
   // A block for `cap` entries (and values) holding the first `size` of `old` (freed), or a new one.
   Block* Resize(Block* old, uint32_t size, uint32_t cap) const;
   static void Free(Block* b);

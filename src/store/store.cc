@@ -99,15 +99,12 @@ uint32_t Store::FindOrAddShape(uint32_t name, std::span<const PropEntry> props) 
   std::string key(4 * (1 + props.size()), '\0');
   std::memcpy(key.data(), &name, 4);
   for (size_t k = 0; k < props.size(); ++k) std::memcpy(key.data() + 4 * (k + 1), &props[k], 4);
-  auto found = shape_index_.find(key);
-  if (found == shape_index_.end()) {
+  auto it = shape_index_.find(key);
+  if (it == shape_index_.end()) {
     uint32_t& count = shapes_of_name_[name];
     if (count >= kMaxShapesPerName) return kOwnKeysShape;
     ++count;
-  }
-  auto [it, added] =
-      shape_index_.try_emplace(std::move(key), static_cast<uint32_t>(shapes_.size()));
-  if (added) {
+    it = shape_index_.emplace(std::move(key), static_cast<uint32_t>(shapes_.size())).first;
     size_t first = 0;
     uint32_t* kt = shape_kt_.extend_contiguous(props.size(), 0, &first);
     Shape s{name, static_cast<uint32_t>(props.size()), 0, kt};
@@ -119,6 +116,14 @@ uint32_t Store::FindOrAddShape(uint32_t name, std::span<const PropEntry> props) 
   }
   recent_shape_[Recent(name, props.size())] = it->second;
   return it->second;
+}
+
+uint32_t Store::RecordWords(size_t i) const {
+  if (shape_[i] != kOwnKeysShape) return shapes_[shape_[i]].words;
+  const Props own = props(i);  // its name and key count, its keys, its values
+  uint32_t words = 2 + static_cast<uint32_t>(own.size());
+  for (const PropEntry p : own) words += ValueWords(p.key_type);
+  return words;
 }
 
 inline int32_t Store::EncodeTs(size_t i, Millis ts) const {
@@ -238,14 +243,12 @@ size_t Store::EraseProfile(uint32_t profile) {
     const uint32_t p = profile_[i];
     if (p == kErasedProfile || !std::binary_search(ids.begin(), ids.end(), p)) continue;
     // Overwrite the values in place; the erased shape has no properties.
-    uint32_t words = shapes_[shape_[i]].words;
-    if (shape_[i] == kOwnKeysShape) {
-      const Props own = props(i);
-      words = 2 + static_cast<uint32_t>(own.size());
-      for (const PropEntry p : own) words += ValueWords(p.key_type);
+    const uint32_t words = RecordWords(i);
+    if (words == 1) {
+      values_at_[i] = 0;
+    } else {
+      for (uint32_t k = 0; k < words; ++k) values_[values_at_[i] + k] = 0;
     }
-    if (words == 1) values_at_[i] = 0;
-    for (uint32_t k = 0; k < words && words > 1; ++k) values_[values_at_[i] + k] = 0;
     profile_[i] = kErasedProfile;
     shape_[i] = kErasedShape;
     ts_far_.erase(static_cast<uint32_t>(i));

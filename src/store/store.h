@@ -492,6 +492,8 @@ class Store {
   // has kMaxShapesPerName.
   uint32_t ShapeOf(uint32_t name, std::span<const PropEntry> props);
   [[gnu::noinline]] uint32_t FindOrAddShape(uint32_t name, std::span<const PropEntry> props);
+  // The words record i holds in values_ (or, when 1, in values_at_).
+  uint32_t RecordWords(size_t i) const;
 
   // A record's time in 4 bytes: milliseconds after its chunk's base (the time of the chunk's first
   // record), which covers times up to 24.8 days either side of it. A time farther off (a very

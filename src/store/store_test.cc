@@ -107,7 +107,9 @@ TEST(ChunkedVectorTest, ItemsStayWhereTheyWereAppendedAcrossChunkEnds) {
       p[k] = next;
       want.push_back(next++);
     }
-    if (n > 0) EXPECT_EQ(v.ptr(at), p);
+    if (n > 0) {
+      EXPECT_EQ(v.ptr(at), p);
+    }
   }
   ASSERT_EQ(v.size(), want.size());
   for (size_t i = 0; i < want.size(); ++i) {
