@@ -15,82 +15,85 @@ Series::Series(uint32_t name, std::optional<rules::PropExpr> filter,
 }
 
 Series::~Series() {
-  for (Block* b : head_) Free(b);
+  for (Head& h : head_) Free(&h);
 }
 
-Series::Block* Series::Resize(Block* old, uint32_t size, uint32_t cap) const {
+void Series::Resize(Head* h, uint32_t cap) const {
   const size_t per = sizeof(Entry) + (has_value() ? sizeof(double) : 0);
-  auto* b = static_cast<Block*>(::operator new (sizeof(Block) + size_t{cap} * per));
-  b->size = size;
-  b->cap = cap;
-  if (old) {
-    std::memcpy(b->entries(), old->entries(), size_t{size} * sizeof(Entry));
-    if (has_value()) std::memcpy(b->values(), old->values(), size_t{size} * sizeof(double));
-    Free(old);
+  auto* e = static_cast<Entry*>(::operator new (size_t{cap} * per));
+  if (h->entries) {
+    std::memcpy(e, h->entries, size_t{h->size} * sizeof(Entry));
+    if (has_value())
+      std::memcpy(reinterpret_cast<double*>(e + cap), h->values(),
+                  size_t{h->size} * sizeof(double));
+    ::operator delete(h->entries);
   }
-  return b;
+  h->entries = e;
+  h->cap = cap;
 }
 
-void Series::Sort(Block* b) const {
-  Entry* e = b->entries();
-  if (!has_value()) return std::sort(e, e + b->size);
-  double* v = b->values();
-  std::vector<std::pair<Entry, double>> both(b->size);
-  for (uint32_t i = 0; i < b->size; ++i) both[i] = {e[i], v[i]};
+void Series::Sort(const Head& h) const {
+  Entry* e = h.entries;
+  if (!has_value()) return std::sort(e, e + h.size);
+  double* v = h.values();
+  std::vector<std::pair<Entry, double>> both(h.size);
+  for (uint32_t i = 0; i < h.size; ++i) both[i] = {e[i], v[i]};
   std::sort(both.begin(), both.end(),
             [](const auto& x, const auto& y) { return x.first < y.first; });
-  for (uint32_t i = 0; i < b->size; ++i) std::tie(e[i], v[i]) = both[i];
+  for (uint32_t i = 0; i < h.size; ++i) std::tie(e[i], v[i]) = both[i];
 }
 
-void Series::Free(Block* b) {
-  if (b) ::operator delete(b);
+void Series::Free(Head* h) {
+  if (!h->entries) return;
+  ::operator delete(h->entries);
+  *h = Head();
 }
 
-Series::Block* Series::Reserve(uint32_t profile, uint32_t more) {
-  Block*& b = Head(profile);
-  const uint32_t size = b ? b->size : 0;
-  if (!b || b->cap - size < more) b = Resize(b, size, size + more);
-  return b;
+Series::Head& Series::Reserve(uint32_t profile, uint32_t more) {
+  Head& h = HeadOf(profile);
+  if (h.cap - h.size < more) Resize(&h, h.size + more);
+  return h;
 }
 
 void Series::Add(uint32_t profile, Millis ts, uint32_t idx, double value, Millis cutoff) {
-  Block*& b = Head(profile);
-  if (!b) b = Resize(nullptr, 0, has_value() ? 2 : 3);  // 64 bytes: one cache line
-  Entry* e = b->entries();
-  if (b->size == b->cap) {
-    if (e[0].ts < cutoff) {
-      Entry* keep = std::lower_bound(e, e + b->size, cutoff,
-                                     [](const Entry& x, Millis c) { return x.ts < c; });
-      const size_t dropped = static_cast<size_t>(keep - e), kept = b->size - dropped;
-      std::memmove(e, keep, kept * sizeof(Entry));
-      if (has_value()) std::memmove(b->values(), b->values() + dropped, kept * sizeof(double));
-      b->size = static_cast<uint32_t>(kept);
-      left_out_ = true;
-    }
-    if (b->size == b->cap) {
-      b = Resize(b, b->size, 2 * b->cap);
-      e = b->entries();
+  Head& h = HeadOf(profile);
+  if (h.size == h.cap) {
+    if (h.size == 0) {
+      Resize(&h, has_value() ? 2 : 4);  // 48 or 64 bytes: one cache line
+    } else {
+      Entry* e = h.entries;
+      if (e[0].ts < cutoff) {
+        Entry* keep = std::lower_bound(e, e + h.size, cutoff,
+                                       [](const Entry& x, Millis c) { return x.ts < c; });
+        const size_t dropped = static_cast<size_t>(keep - e), kept = h.size - dropped;
+        std::memmove(e, keep, kept * sizeof(Entry));
+        if (has_value()) std::memmove(h.values(), h.values() + dropped, kept * sizeof(double));
+        h.size = static_cast<uint32_t>(kept);
+        left_out_ = true;
+      }
+      if (h.size == h.cap) Resize(&h, 2 * h.cap);
     }
   }
   const Entry x{ts, idx};
-  Entry* end = e + b->size;
-  size_t at = b->size;
-  if (b->size > 0 && x < end[-1]) {
+  Entry* e = h.entries;
+  size_t at = h.size;
+  if (newest_ < x) {
+    newest_ = x;  // after every entry: an append
+  } else if (h.size > 0 && x < e[h.size - 1]) {
+    Entry* end = e + h.size;
     at = static_cast<size_t>(std::upper_bound(e, end, x) - e);
-    std::memmove(e + at + 1, e + at, (b->size - at) * sizeof(Entry));
+    std::memmove(e + at + 1, e + at, (h.size - at) * sizeof(Entry));
     if (has_value())
-      std::memmove(b->values() + at + 1, b->values() + at, (b->size - at) * sizeof(double));
+      std::memmove(h.values() + at + 1, h.values() + at, (h.size - at) * sizeof(double));
   }
   e[at] = x;
-  if (has_value()) b->values()[at] = value;
-  ++b->size;
+  if (has_value()) h.values()[at] = value;
+  ++h.size;
 }
 
 void Series::Clear() {
-  for (Block*& b : head_) {
-    Free(b);
-    b = nullptr;
-  }
+  for (Head& h : head_) Free(&h);
+  newest_ = Entry{kMinTime, 0};
   left_out_ = false;
 }
 
@@ -106,23 +109,26 @@ void Series::Build(const store::RecordList& records, const store::Store& store,
     const uint32_t pid = store.Resolve(store.profile(idx));
     if (match(idx, pid)) ++(*count)[pid];
   });
-  if (head_.size() < profiles) head_.resize(profiles, nullptr);
+  if (head_.size() < profiles) head_.resize(profiles);
   for (uint32_t p = 0; p < profiles; ++p)
     if ((*count)[p]) Reserve(p, (*count)[p]);
   // Records come in arrival order, so a timeline is out of (ts, idx) order only after a late
   // event; such profiles are marked (count = 0) and sorted at the end.
   const bool value = has_value();
+  Entry newest = newest_;
   store::ForEachIn(records, 0, records.size(), [&](uint32_t idx) {
     const uint32_t pid = store.Resolve(store.profile(idx));
     if (!match(idx, pid)) return;
-    Block* b = head_[pid];
+    Head& h = head_[pid];
     Entry e{store.ts(idx), idx};
-    if (b->size > 0 && e < b->entries()[b->size - 1]) (*count)[pid] = 0;
-    if (value) b->values()[b->size] = ValueOf(store.props(idx));
-    b->entries()[b->size++] = e;
+    if (h.size > 0 && e < h.entries[h.size - 1]) (*count)[pid] = 0;
+    if (newest < e) newest = e;
+    if (value) h.values()[h.size] = ValueOf(store.props(idx));
+    h.entries[h.size++] = e;
   });
+  newest_ = newest;
   for (uint32_t p = 0; p < profiles; ++p) {
-    if ((*count)[p] || !head_[p]) continue;
+    if ((*count)[p] || head_[p].size == 0) continue;
     Sort(head_[p]);
   }
 }
@@ -157,7 +163,7 @@ void Series::BuildParallel(const store::RecordList& records, const store::Store&
   // A timeline that has entries (a build over a series that is not empty) keeps them in front.
   std::vector<uint32_t>& total = scratch->total;
   total.assign(profiles, 0);
-  if (head_.size() < profiles) head_.resize(profiles, nullptr);
+  if (head_.size() < profiles) head_.resize(profiles);
   // Per profile range: size each timeline once, and point each slice at the place of its first
   // match in it (after the matches of the slices before it). The fill then writes through one
   // pointer per profile instead of loading the profile's head and block.
@@ -168,35 +174,42 @@ void Series::BuildParallel(const store::RecordList& records, const store::Store&
       for (size_t s = 0; s < parts; ++s) n += count[s][p];
       total[p] = n;
       if (!n) continue;
-      Block* b = Reserve(static_cast<uint32_t>(p), n);
-      size_t at = b->size;
-      b->size += n;
+      Head& h = Reserve(static_cast<uint32_t>(p), n);
+      size_t at = h.size;
+      h.size += n;
       for (size_t s = 0; s < parts; ++s) {
-        dst[s][p] = b->entries() + at;
-        if (value) dst_value[s][p] = b->values() + at;
+        dst[s][p] = h.entries + at;
+        if (value) dst_value[s][p] = h.values() + at;
         at += count[s][p];
       }
     }
   });
   // Pass 2, per slice of the records: each slice writes only its own positions.
+  std::vector<Entry> newest(parts, newest_);
   pool->Run(parts, [&](size_t part) {
     std::vector<Entry*>& out = dst[part];
+    Entry slice_newest = newest[part];
     auto [lo, hi] = PartRange(records.size(), parts, part);
     store::ForEachIn(records, lo, hi, [&](uint32_t idx) {
       const uint32_t pid = store.Resolve(store.profile(idx));
       if (!match(idx, pid)) return;
-      *out[pid]++ = Entry{store.ts(idx), idx};
+      const Entry e{store.ts(idx), idx};
+      if (slice_newest < e) slice_newest = e;
+      *out[pid]++ = e;
       if (value) *dst_value[part][pid]++ = ValueOf(store.props(idx));
     });
+    newest[part] = slice_newest;
   });
+  for (const Entry& e : newest)
+    if (newest_ < e) newest_ = e;
   // A timeline is out of (ts, idx) order only after a late event (or after entries it had
   // before): sorted, as Build sorts it.
   pool->Run(parts, [&](size_t part) {
     auto [lo, hi] = PartRange(profiles, parts, part);
     for (size_t p = lo; p < hi; ++p) {
       if (!total[p]) continue;
-      Entry* begin = head_[p]->entries();
-      Entry* end = begin + head_[p]->size;
+      Entry* begin = head_[p].entries;
+      Entry* end = begin + head_[p].size;
       Entry* from = end - total[p];
       if (from != begin) --from;
       if (!std::is_sorted(from, end)) Sort(head_[p]);
@@ -205,24 +218,25 @@ void Series::BuildParallel(const store::RecordList& records, const store::Store&
 }
 
 void Series::MergeInto(uint32_t from, uint32_t into) {
-  if (from >= head_.size() || !head_[from] || head_[from]->size == 0) return;
-  Block* moved = std::exchange(head_[from], nullptr);
-  Block*& b = Head(into);
-  if (!b || b->size == 0) {
-    Free(std::exchange(b, moved));
+  if (from >= head_.size() || head_[from].size == 0) return;
+  Head moved = std::exchange(head_[from], Head());
+  Head& h = HeadOf(into);
+  if (h.size == 0) {
+    Free(&h);
+    h = moved;
     return;
   }
   // Merged from the back into the longer timeline, grown in place (usually within its capacity):
   // one linear pass, no buffer (inplace_merge would allocate one), and each slot is written only
   // after what it held has been moved on.
-  if (moved->size > b->size) std::swap(moved, b);
-  size_t i = b->size, j = moved->size, k = i + j;
-  if (b->cap < k) b = Resize(b, b->size, static_cast<uint32_t>(k));
-  b->size = static_cast<uint32_t>(k);
-  Entry* tl = b->entries();
-  const Entry* mv = moved->entries();
-  double* tv = has_value() ? b->values() : nullptr;
-  const double* mvv = has_value() ? moved->values() : nullptr;
+  if (moved.size > h.size) std::swap(moved, h);
+  size_t i = h.size, j = moved.size, k = i + j;
+  if (h.cap < k) Resize(&h, static_cast<uint32_t>(k));
+  h.size = static_cast<uint32_t>(k);
+  Entry* tl = h.entries;
+  const Entry* mv = moved.entries;
+  double* tv = has_value() ? h.values() : nullptr;
+  const double* mvv = has_value() ? moved.values() : nullptr;
   while (j > 0) {
     if (i > 0 && mv[j - 1] < tl[i - 1]) {
       --k, --i;
@@ -234,19 +248,17 @@ void Series::MergeInto(uint32_t from, uint32_t into) {
       if (tv) tv[k] = mvv[j];
     }
   }
-  Free(moved);
+  Free(&moved);
 }
 
 void Series::Erase(uint32_t profile) {
-  if (profile < head_.size()) Free(std::exchange(head_[profile], nullptr));
+  if (profile < head_.size()) Free(&head_[profile]);
 }
 
 size_t Series::MemoryBytes() const {
-  size_t bytes = head_.capacity() * sizeof(Block*);
-  for (const Block* b : head_)
-    if (b)
-      bytes +=
-          sizeof(Block) + size_t{b->cap} * (sizeof(Entry) + (has_value() ? sizeof(double) : 0));
+  size_t bytes = head_.capacity() * sizeof(Head);
+  for (const Head& h : head_)
+    bytes += size_t{h.cap} * (sizeof(Entry) + (has_value() ? sizeof(double) : 0));
   return bytes;
 }
 

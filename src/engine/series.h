@@ -151,28 +151,28 @@ class Series {
   // account's events sent by a user who is erased since). Order is kept.
   template <typename Pred>
   void RemoveIf(uint32_t profile, Pred drop) {
-    Block* b = profile < head_.size() ? head_[profile] : nullptr;
-    if (!b) return;
-    Entry* e = b->entries();
-    double* v = has_value() ? b->values() : nullptr;
+    if (profile >= head_.size()) return;
+    Head& h = head_[profile];
+    Entry* e = h.entries;
+    double* v = has_value() ? h.values() : nullptr;
     uint32_t out = 0;
-    for (uint32_t i = 0; i < b->size; ++i) {
+    for (uint32_t i = 0; i < h.size; ++i) {
       if (drop(e[i].idx)) continue;
       e[out] = e[i];
       if (v) v[out] = v[i];
       ++out;
     }
-    b->size = out;
+    h.size = out;
   }
   // The profile's timeline; empty when it has none.
   Timeline Get(uint32_t profile) const {
-    const Block* b = profile < head_.size() ? head_[profile] : nullptr;
-    return b ? Timeline(b->entries(), has_value() ? b->values() : nullptr, b->size) : Timeline();
+    if (profile >= head_.size()) return Timeline();
+    const Head& h = head_[profile];
+    return Timeline(h.entries, has_value() ? h.values() : nullptr, h.size);
   }
   // How many entries the profile's timeline holds before it must grow (tests).
   size_t Capacity(uint32_t profile) const {
-    const Block* b = profile < head_.size() ? head_[profile] : nullptr;
-    return b ? b->cap : 0;
+    return profile < head_.size() ? head_[profile].cap : 0;
   }
   // Whether the profile has at least one entry.
   bool Has(uint32_t profile) const { return !Get(profile).empty(); }
@@ -217,33 +217,36 @@ class Series {
   std::vector<uint32_t> segments;
 
  private:
-  // A profile's entries and their count in one allocation: the 16-byte header, then `cap`
-  // entries, then (a series with a value) `cap` values. One dense array of pointers to these, by
-  // profile id, is the whole index: an add or a read loads the profile's pointer, then the block,
-  // whose header shares the first entries' cache line and page. (A vector of std::vector headers
-  // behind a dense array of slot numbers cost a third page per event; on the project's VM a page
-  // whose translation misses the TLB costs ~400 ns even when its line is cached, docs/benchmarks.md
-  // "Round 6".)
-  struct Block {
-    uint32_t size, cap;
-    uint64_t reserved;  // keeps the entries 8-aligned after the header
-    Entry* entries() { return reinterpret_cast<Entry*>(this + 1); }
-    const Entry* entries() const { return reinterpret_cast<const Entry*>(this + 1); }
-    double* values() { return reinterpret_cast<double*>(entries() + cap); }
-    const double* values() const { return reinterpret_cast<const double*>(entries() + cap); }
+  // A profile's timeline: one allocation of `cap` entries, then (a series with a value) `cap`
+  // values, and its size and capacity. One dense array of these, by profile id, is the whole
+  // index. Keeping the size and capacity here, not in front of the entries, lets an add at the
+  // end (with newest_) load only this 16-byte head: the entry itself is a store, which does not
+  // wait for its cache line. With them in the block an add waited for three lines in turn (the
+  // head, the block's header, its last entry): 13 % of the replay ("Round 9"). (A vector of
+  // std::vector headers behind a dense array of slot numbers cost a third page per event; on the
+  // project's VM a page whose translation misses the TLB costs ~400 ns even when its line is
+  // cached, docs/benchmarks.md "Round 6".)
+  struct Head {
+    Entry* entries = nullptr;
+    uint32_t size = 0, cap = 0;
+    double* values() const { return reinterpret_cast<double*>(entries + cap); }
   };
-  static_assert(sizeof(Block) == 16);
-  // A block for `cap` entries (and values) holding the first `size` of `old` (freed), or a new one.
-  Block* Resize(Block* old, uint32_t size, uint32_t cap) const;
-  static void Free(Block* b);
-  // Sorts the block's entries (with their values) by (ts, idx).
-  void Sort(Block* b) const;
+  static_assert(sizeof(Head) == 16);
+  // Gives h room for `cap` entries (and values), keeping its first h.size.
+  void Resize(Head* h, uint32_t cap) const;
+  static void Free(Head* h);
+  // Sorts the timeline's entries (with their values) by (ts, idx).
+  void Sort(const Head& h) const;
   uint32_t name_;
   std::optional<uint32_t> value_key_;
   std::unique_ptr<CompiledFilter> filter_;
-  // Dense by profile id: the profile's block, or null. Eight bytes per profile instead of a hash
+  // Dense by profile id: the profile's timeline. Sixteen bytes per profile instead of a hash
   // lookup on every add and every evaluation.
-  std::vector<Block*> head_;
+  std::vector<Head> head_;
+  // No entry of any timeline is greater than this (the greatest entry ever added): an add past
+  // it is an append without a look at the timeline's last entry. Live adds come in record order,
+  // so every add of an event that is not late.
+  Entry newest_{kMinTime, 0};
   // Whether a build takes record idx of (resolved) profile pid: not erased (an erased record
   // keeps its index in the name's list but loses its profile), not before `cutoff`, matching.
   bool Takes(const store::Store& store, uint32_t idx, uint32_t pid, Millis cutoff) const {
@@ -274,14 +277,13 @@ class Series {
     return false;
   }
   // The profile's head, the array grown to hold it.
-  Block*& Head(uint32_t profile) {
-    if (profile >= head_.size())
-      head_.resize(std::max<size_t>(profile + 1, head_.size() * 2), nullptr);
+  Head& HeadOf(uint32_t profile) {
+    if (profile >= head_.size()) head_.resize(std::max<size_t>(profile + 1, head_.size() * 2));
     return head_[profile];
   }
   // Makes room for `more` entries after the profile's current ones (exactly: a build knows its
-  // counts); returns the block.
-  Block* Reserve(uint32_t profile, uint32_t more);
+  // counts); returns the head.
+  Head& Reserve(uint32_t profile, uint32_t more);
 };
 
 // An event window resolved against a sorted timeline.

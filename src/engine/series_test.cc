@@ -140,6 +140,34 @@ TEST_F(SeriesTest, BuildOverEntriesAlreadyThereMergesInOrder) {
   EXPECT_EQ(Times(s.Get(0)), (std::vector<Millis>{10, 15, 20}));
 }
 
+// An add after the newest entry of every timeline appends without reading the timeline; one
+// that is not (after a build whose newest entry is later, after a late add) still goes in order,
+// whichever profile holds the newer entries. A rebuild after Clear starts over.
+TEST_F(SeriesTest, AddsInOrderAroundTheNewestEntryOfAnyTimeline) {
+  Record(0, 100, 1);
+  Record(1, 10, 1);
+  Series s(name_, std::nullopt, total_, &store_);
+  Build(&s);
+  s.Add(1, 50, 10, 5);    // before the newest (profile 0's 100), after profile 1's last
+  s.Add(1, 30, 11, 3);    // before profile 1's last: inserted
+  s.Add(0, 90, 12, 9);    // before profile 0's last: inserted
+  s.Add(1, 200, 13, 20);  // after everything
+  s.Add(0, 150, 14, 15);  // before the newest, after profile 0's last
+  s.Add(0, 150, 2, 16);   // same instant, smaller record index: before it
+  EXPECT_EQ(Times(s.Get(0)), (std::vector<Millis>{90, 100, 150, 150}));
+  EXPECT_EQ(s.Get(0)[2].idx, 2u);
+  EXPECT_EQ(s.Get(0)[0].idx, 12u);
+  EXPECT_EQ(s.Get(0).value(0), 9);
+  EXPECT_EQ(s.Get(0).value(3), 15);
+  EXPECT_EQ(Times(s.Get(1)), (std::vector<Millis>{10, 30, 50, 200}));
+  EXPECT_EQ(s.Get(1).value(1), 3);
+  s.Clear();
+  Build(&s);  // only the two records: the newest is 100 again
+  s.Add(1, 60, 15, 6);
+  s.Add(1, 20, 16, 2);
+  EXPECT_EQ(Times(s.Get(1)), (std::vector<Millis>{10, 20, 60}));
+}
+
 TEST_F(SeriesTest, ValueIsNaNWhenThePropertyIsMissing) {
   store_.Append(0, name_, 10, {});
   Series s(name_, std::nullopt, total_, &store_);
