@@ -40,12 +40,20 @@ void StringPool::Grow() {
     slots_[i] = e;
     ++used_;
   }
+  if (hot_entries_ != 0 && hot_.empty() && slots_.size() >= 4 * hot_entries_) {
+    hot_.assign(hot_entries_, Slot{0, kEmpty, 0, 0});
+    hot_mask_ = hot_entries_ - 1;
+  }
 }
 
 void StringPool::Forget(uint32_t id) {
   std::string_view v = views_[id];
   Probe p = Lookup(v, Hash(v));
   if (p.id == id) slots_[p.slot].id = kForgotten;
+  if (!hot_.empty() && v.size() <= 8) {
+    Slot& c = hot_[HotIndex(Hash(v))];
+    if (c.id == id) c.id = kEmpty;
+  }
   // The bytes belong to this id alone (Intern copies every new string), so they can be wiped.
   if (!v.empty()) std::memset(const_cast<char*>(v.data()), 0, v.size());
   views_[id] = {};
@@ -53,7 +61,7 @@ void StringPool::Forget(uint32_t id) {
 
 size_t StringPool::MemoryBytes() const {
   return chunks_.size() * (size_t{1} << 20) + views_.capacity() * sizeof(std::string_view) +
-         slots_.capacity() * sizeof(Slot);
+         (slots_.capacity() + hot_.capacity()) * sizeof(Slot);
 }
 
 StoredValue PropEntry::value() const {
@@ -79,6 +87,7 @@ StoredValue PropEntry::value() const {
 }
 
 Store::Store() {
+  strings_.EnableHotCache(size_t{1} << 16);
   strings_.Intern("$identify");
   shapes_.push_back(Shape{kErasedName, 0, 0, nullptr});  // kErasedShape
   shapes_.push_back(Shape{kErasedName, 0, 0, nullptr});  // kOwnKeysShape (never matched)

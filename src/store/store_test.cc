@@ -54,6 +54,35 @@ TEST(StringPoolTest, AForgottenStringIsNotFoundAndGetsANewIdWhenInternedAgain) {
   EXPECT_EQ(pool.Find("user-17"), again);
 }
 
+// With the hot cache on (here 16 entries, so most strings share an entry with others), every
+// string still interns to its one id, long and short, while the cache evicts and refills; a
+// forgotten string's cached id is not handed out again.
+TEST(StringPoolTest, TheHotCacheNeverChangesAnId) {
+  StringPool pool;
+  pool.EnableHotCache(16);  // on once the table has 64 slots
+  const std::vector<std::string> keys = Keys();
+  std::vector<uint32_t> ids;
+  for (const std::string& k : keys) ids.push_back(pool.Intern(k));
+  for (int round = 0; round < 3; ++round) {
+    for (size_t i = 0; i < keys.size(); ++i) {
+      const size_t j = (i * 7919 + round) % keys.size();  // an order that evicts
+      ASSERT_EQ(pool.Intern(keys[j]), ids[j]) << keys[j];
+    }
+  }
+  ASSERT_EQ(pool.size(), keys.size());
+  // 8 bytes and 9 bytes that share their first 8: one cached, one not.
+  const uint32_t eight = pool.Intern("p1234567"), nine = pool.Intern("p12345678");
+  EXPECT_NE(eight, nine);
+  EXPECT_EQ(pool.Intern("p1234567"), eight);
+  EXPECT_EQ(pool.Intern("p12345678"), nine);
+  EXPECT_EQ(pool.Intern(""), pool.Intern(""));
+  pool.Forget(eight);
+  const uint32_t again = pool.Intern("p1234567");
+  EXPECT_NE(again, eight);
+  EXPECT_EQ(pool.Find("p1234567"), again);
+  EXPECT_EQ(pool.Intern("p1234567"), again);
+}
+
 // Strings that differ only after their first 8 bytes, or only in their last byte, hash apart;
 // among them, keys whose first 8 bytes are the hash's own first constant: a plain 64x64 multiply
 // would make that factor zero and every such key of 9-16 bytes one value (a flood anyone could
