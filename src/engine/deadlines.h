@@ -36,9 +36,9 @@ class DeadlineMap {
     return s ? &s->at : nullptr;
   }
   bool contains(uint32_t id) const { return Find(id) != nullptr; }
-  // Sets id's deadline. Returns whether the caller must push a timer at `at`: id had no
-  // deadline, or `at` is before its anchor (or too far after it: 2^32 ms), and `at` is the anchor
-  // now. Otherwise the anchor's timer stands for the new deadline (see Take).
+  // Sets id's deadline. Returns whether the caller must push a timer at `at`, which becomes the
+  // anchor: id had no deadline, or `at` is before its anchor or more than 2^32 ms after it.
+  // Otherwise the anchor's timer stands for the new deadline (see Take).
   bool Set(uint32_t id, Millis at) {
     if ((size_ + 1) * 4 > slots_.size() * 3) Grow();
     for (size_t i = Home(id);; i = (i + 1) & mask_) {

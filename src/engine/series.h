@@ -220,9 +220,9 @@ class Series {
   // A profile's timeline: one allocation of `cap` entries, then (a series with a value) `cap`
   // values, and its size and capacity. One dense array of these, by profile id, is the whole
   // index. Keeping the size and capacity here, not in front of the entries, lets an add at the
-  // end (with newest_) load only this 16-byte head: the entry itself is a store, which does not
-  // wait for its cache line. With them in the block an add waited for three lines in turn (the
-  // head, the block's header, its last entry): 13 % of the replay ("Round 9"). (A vector of
+  // end (with newest_) load only this 16-byte head and then write the entry. With them in the
+  // block an add waited for three lines in turn (the head, the block's header, its last entry):
+  // 13 % of the replay ("Round 9"). (A vector of
   // std::vector headers behind a dense array of slot numbers cost a third page per event; on the
   // project's VM a page whose translation misses the TLB costs ~400 ns even when its line is
   // cached, docs/benchmarks.md "Round 6".)

@@ -52,7 +52,7 @@ class StringPool {
   // strings of at most 8 bytes, once the table has grown to 4x that: each entry holds the last
   // such string interned with its hash's bits, verified in the entry itself. For a pool whose
   // strings repeat unevenly (product ids among order ids), the cache is the part of the table
-  // that is hot: 1 MiB instead of the table's 16 MiB, in whose pages a lookup at full size
+  // that is hot: 1 MiB instead of the table's 8 MiB, in whose pages a lookup at full size
   // missed the TLB ("Round 9").
   void EnableHotCache(size_t entries) { hot_entries_ = entries; }
   // Strings of up to 16 bytes (user ids, product and order ids, most property values) are hashed
