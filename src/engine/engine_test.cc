@@ -118,6 +118,46 @@ TEST_F(EngineTest, LeavesWindowAtTheExactMillisecond) {
   EXPECT_EQ(changes[1].seq, 2u);
 }
 
+// A deadline that moves later keeps its first timer as an anchor (DeadlineMap): the engine
+// pushes one timer, and when the anchor comes due nothing changes and the exit still happens at
+// the later deadline's exact millisecond. NextDeadline answers with the deadline, not the anchor.
+TEST_F(EngineTest, ADeadlineMovedLaterFiresAtItsOwnInstant) {
+  Create("recent", R"(performed "Order Completed" within 30d)");
+  Ingest(Track("u1", "Order Completed", kT0));
+  At(kT0 + 1);
+  ASSERT_TRUE(In("recent", "u1"));
+  const uint64_t pending = engine_.Stats().pending_timers;
+  Ingest(Track("u1", "Order Completed", kT0 + 10 * kDay));  // the exit moves 10 days later
+  Ingest(Track("u1", "Order Completed", kT0 + 5 * kDay));   // late: the exit stays
+  EXPECT_EQ(engine_.Stats().pending_timers, pending);       // no new timer
+  At(kT0 + 30 * kDay + 1);                                  // the anchor comes due: nothing changes
+  EXPECT_TRUE(In("recent", "u1"));
+  EXPECT_EQ(engine_.NextDeadline(), kT0 + 40 * kDay + 1);
+  At(kT0 + 40 * kDay);
+  EXPECT_TRUE(In("recent", "u1"));
+  At(kT0 + 40 * kDay + 1);
+  EXPECT_FALSE(In("recent", "u1"));
+  auto changes = engine_.Changes("recent");
+  ASSERT_EQ(changes.size(), 2u);
+  EXPECT_EQ(changes[1].kind, ChangeKind::kExit);
+  EXPECT_EQ(changes[1].event_time, kT0 + 40 * kDay + 1);
+  EXPECT_EQ(engine_.NextDeadline(), std::nullopt);
+}
+
+// NextDeadline, asked while the anchor is still ahead, answers with the deadline it stands for.
+TEST_F(EngineTest, NextDeadlineLooksPastAnAnchor) {
+  Create("recent", R"(performed "Order Completed" within 30d)");
+  Ingest(Track("u1", "Order Completed", kT0 - 10 * kDay));  // exit at 20d + 1: the anchor
+  Ingest(Track("u1", "Order Completed", kT0 - 1));          // exit at 30d
+  EXPECT_TRUE(In("recent", "u1"));
+  EXPECT_EQ(engine_.NextDeadline(), kT0 + 30 * kDay);
+  At(kT0 + 30 * kDay - 1);
+  EXPECT_TRUE(In("recent", "u1"));
+  At(kT0 + 30 * kDay);
+  EXPECT_FALSE(In("recent", "u1"));
+  EXPECT_EQ(engine_.Changes("recent").back().event_time, kT0 + 30 * kDay);
+}
+
 TEST_F(EngineTest, EntersNegatedWindowWhenTheLastEventAges) {
   Create("quiet", R"(performed "Signup" and did not perform "Login" within 7d)");
   Ingest(Track("u1", "Signup", kT0 - kDay));
