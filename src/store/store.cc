@@ -4,6 +4,18 @@
 #include <cstring>
 
 namespace shoal::store {
+namespace {
+
+// The words a record of kOwnKeysShape takes in the value column: its name and key count, its
+// key_types, then its values.
+template <typename PropRange>
+uint32_t OwnKeysWords(const PropRange& props) {
+  uint32_t words = 2 + static_cast<uint32_t>(props.size());
+  for (const PropEntry p : props) words += ValueWords(p.key_type);
+  return words;
+}
+
+}  // namespace
 
 uint32_t StringPool::Insert(std::string_view s, uint64_t h, size_t slot) {
   if ((used_ + 1) * 4 > slots_.size() * 3) {
@@ -48,10 +60,11 @@ void StringPool::Grow() {
 
 void StringPool::Forget(uint32_t id) {
   std::string_view v = views_[id];
-  Probe p = Lookup(v, Hash(v));
+  const uint64_t h = Hash(v);
+  Probe p = Lookup(v, h);
   if (p.id == id) slots_[p.slot].id = kForgotten;
   if (!hot_.empty() && v.size() <= 8) {
-    Slot& c = hot_[HotIndex(Hash(v))];
+    Slot& c = hot_[HotIndex(h)];
     if (c.id == id) c.id = kEmpty;
   }
   // The bytes belong to this id alone (Intern copies every new string), so they can be wiped.
@@ -129,10 +142,7 @@ uint32_t Store::FindOrAddShape(uint32_t name, std::span<const PropEntry> props) 
 
 uint32_t Store::RecordWords(size_t i) const {
   if (shape_[i] != kOwnKeysShape) return shapes_[shape_[i]].words;
-  const Props own = props(i);  // its name and key count, its keys, its values
-  uint32_t words = 2 + static_cast<uint32_t>(own.size());
-  for (const PropEntry p : own) words += ValueWords(p.key_type);
-  return words;
+  return OwnKeysWords(props(i));
 }
 
 inline int32_t Store::EncodeTs(size_t i, Millis ts) const {
@@ -157,8 +167,7 @@ uint32_t Store::Append(uint32_t profile, uint32_t name, Millis ts,
   size_t at = 0;
   uint32_t* v;
   if (shape == kOwnKeysShape) [[unlikely]] {  // name, count, key_types, then the values
-    words = 2 + static_cast<uint32_t>(props.size());
-    for (const PropEntry& p : props) words += ValueWords(p.key_type);
+    words = OwnKeysWords(props);
     v = values_.extend_contiguous(words, 0, &at, 2);
     *v++ = name;
     *v++ = static_cast<uint32_t>(props.size());
